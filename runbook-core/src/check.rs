@@ -1,0 +1,404 @@
+//! Verifications: a probe (a command, or a typed Kubernetes query) and a positive expectation.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+
+use crate::HumanDuration;
+
+/// A verification: positive confirmation that a step did what it should.
+///
+/// "Verification is not 'it did not error'": a check runs its own probe and compares
+/// what it saw with what it expects. With [`Check::within`] it is retried until the
+/// expectation holds or the deadline passes, for states that become true eventually.
+///
+/// ```
+/// use std::time::Duration;
+/// use runbook_core::Check;
+/// let check = Check::command("kubectl get pod db-0 -o jsonpath='{.status.phase}'")
+///     .named("pod is running")
+///     .stdout_equals("Running")
+///     .within(Duration::from_secs(60));
+/// assert_eq!(check.retry.within.unwrap().as_duration(), Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    /// A short human name ("pod is running"); optional.
+    pub name: Option<String>,
+    /// What is observed.
+    pub probe: Probe,
+    /// What must be observed for the check to pass.
+    pub expect: Expect,
+    /// How long to keep trying.
+    pub retry: Retry,
+}
+
+/// What a check observes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Probe {
+    /// A shell command, run like a step command (same environment, same working dir).
+    Command(String),
+    /// A typed Kubernetes query, run through the API by a provider that supports it.
+    Kube(KubeCheck),
+}
+
+/// Typed Kubernetes verifications (data only; the `kube` provider runs them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum KubeCheck {
+    /// Pods matching a label selector are Running and Ready.
+    PodsReady {
+        /// Label selector, e.g. `app.kubernetes.io/name=postgresql`.
+        selector: String,
+        /// How many pods must be ready (default 1).
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// A Deployment or StatefulSet finished rolling out.
+    RolloutComplete {
+        /// `Deployment` or `StatefulSet`.
+        kind: String,
+        /// Object name.
+        name: String,
+    },
+    /// A Service has at least one ready endpoint.
+    ServiceEndpoints {
+        /// Service name.
+        name: String,
+    },
+    /// A resource exists.
+    Exists(KubeObjectRef),
+    /// A resource does not exist.
+    Absent(KubeObjectRef),
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A reference to one Kubernetes object in the sandbox namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubeObjectRef {
+    /// e.g. `v1`, `apps/v1`, `networking.k8s.io/v1`.
+    pub api_version: String,
+    /// e.g. `Secret`, `NetworkPolicy`.
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+}
+
+/// What a check must see. Every condition given must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Expect {
+    /// Required exit code of a command probe. When unset, 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// A condition on standard output (compared without trailing whitespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<TextMatch>,
+    /// A condition on standard error (compared without trailing whitespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<TextMatch>,
+}
+
+impl Expect {
+    /// The exit code the command must return (0 unless set).
+    pub fn expected_exit_code(&self) -> i32 {
+        self.exit_code.unwrap_or(0)
+    }
+
+    /// Whether the expectation says anything beyond "the command exited 0".
+    pub fn inspects_output(&self) -> bool {
+        self.stdout.is_some() || self.stderr.is_some()
+    }
+}
+
+/// A condition on a text output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum TextMatch {
+    /// The whole output, without trailing whitespace, equals this.
+    Equals(String),
+    /// The output contains this.
+    Contains(String),
+    /// The output matches this regular expression (Rust `regex` syntax).
+    Matches(String),
+}
+
+impl TextMatch {
+    /// The text or pattern the condition compares with.
+    pub fn operand(&self) -> &str {
+        match self {
+            TextMatch::Equals(s) | TextMatch::Contains(s) | TextMatch::Matches(s) => s,
+        }
+    }
+
+    /// "equals `Running`", for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            TextMatch::Equals(s) => format!("equals {s:?}"),
+            TextMatch::Contains(s) => format!("contains {s:?}"),
+            TextMatch::Matches(s) => format!("matches /{s}/"),
+        }
+    }
+}
+
+/// How long a check is retried. By default a check is tried once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retry {
+    /// Keep trying until this much time has passed since the first attempt.
+    pub within: Option<HumanDuration>,
+    /// Pause between attempts (default 1s).
+    pub interval: Option<HumanDuration>,
+}
+
+impl Retry {
+    /// The default pause between attempts.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+    /// The pause between attempts, defaulted.
+    pub fn interval(&self) -> Duration {
+        self.interval
+            .map_or(Self::DEFAULT_INTERVAL, HumanDuration::as_duration)
+    }
+}
+
+impl Check {
+    /// A check that runs a shell command. By default it expects exit code 0 and
+    /// is tried once; add an output condition to make it a positive confirmation.
+    pub fn command(run: impl Into<String>) -> Self {
+        Check {
+            name: None,
+            probe: Probe::Command(run.into()),
+            expect: Expect::default(),
+            retry: Retry::default(),
+        }
+    }
+
+    /// A typed Kubernetes check.
+    pub fn kube(check: KubeCheck) -> Self {
+        Check {
+            name: None,
+            probe: Probe::Kube(check),
+            expect: Expect::default(),
+            retry: Retry::default(),
+        }
+    }
+
+    /// Gives the check a human name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Requires this exit code (default 0).
+    pub fn exit_code(mut self, code: i32) -> Self {
+        self.expect.exit_code = Some(code);
+        self
+    }
+
+    /// Requires stdout (without trailing whitespace) to equal `text`.
+    pub fn stdout_equals(mut self, text: impl Into<String>) -> Self {
+        self.expect.stdout = Some(TextMatch::Equals(text.into()));
+        self
+    }
+
+    /// Requires stdout to contain `text`.
+    pub fn stdout_contains(mut self, text: impl Into<String>) -> Self {
+        self.expect.stdout = Some(TextMatch::Contains(text.into()));
+        self
+    }
+
+    /// Requires stdout to match the regular expression `pattern`.
+    pub fn stdout_matches(mut self, pattern: impl Into<String>) -> Self {
+        self.expect.stdout = Some(TextMatch::Matches(pattern.into()));
+        self
+    }
+
+    /// Requires stderr (without trailing whitespace) to equal `text`.
+    pub fn stderr_equals(mut self, text: impl Into<String>) -> Self {
+        self.expect.stderr = Some(TextMatch::Equals(text.into()));
+        self
+    }
+
+    /// Requires stderr to contain `text`.
+    pub fn stderr_contains(mut self, text: impl Into<String>) -> Self {
+        self.expect.stderr = Some(TextMatch::Contains(text.into()));
+        self
+    }
+
+    /// Requires stderr to match the regular expression `pattern`.
+    pub fn stderr_matches(mut self, pattern: impl Into<String>) -> Self {
+        self.expect.stderr = Some(TextMatch::Matches(pattern.into()));
+        self
+    }
+
+    /// Retries the check until it passes or `deadline` has passed.
+    pub fn within(mut self, deadline: Duration) -> Self {
+        self.retry.within = Some(deadline.into());
+        self
+    }
+
+    /// Sets the pause between attempts (default 1s).
+    pub fn every(mut self, interval: Duration) -> Self {
+        self.retry.interval = Some(interval.into());
+        self
+    }
+
+    /// The command of a command probe.
+    pub fn command_text(&self) -> Option<&str> {
+        match &self.probe {
+            Probe::Command(c) => Some(c),
+            Probe::Kube(_) => None,
+        }
+    }
+
+    /// A one-line description for reports: its name, or its probe.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        match &self.probe {
+            Probe::Command(c) => c.lines().next().unwrap_or_default().to_owned(),
+            Probe::Kube(k) => format!("{k:?}"),
+        }
+    }
+
+    /// What the check expects, in words ("exit code 0, stdout equals \"Running\"").
+    pub fn expectation(&self) -> String {
+        let mut parts = Vec::new();
+        match &self.probe {
+            Probe::Command(_) => {
+                parts.push(format!("exit code {}", self.expect.expected_exit_code()))
+            }
+            Probe::Kube(k) => parts.push(kube_expectation(k)),
+        }
+        if let Some(m) = &self.expect.stdout {
+            parts.push(format!("stdout {}", m.describe()));
+        }
+        if let Some(m) = &self.expect.stderr {
+            parts.push(format!("stderr {}", m.describe()));
+        }
+        parts.join(", ")
+    }
+}
+
+fn kube_expectation(k: &KubeCheck) -> String {
+    match k {
+        KubeCheck::PodsReady { selector, count } => {
+            format!("{count} pod(s) `{selector}` Running and Ready")
+        }
+        KubeCheck::RolloutComplete { kind, name } => format!("{kind}/{name} rollout complete"),
+        KubeCheck::ServiceEndpoints { name } => format!("Service/{name} has ready endpoints"),
+        KubeCheck::Exists(r) => format!("{}/{} exists", r.kind, r.name),
+        KubeCheck::Absent(r) => format!("{}/{} does not exist", r.kind, r.name),
+    }
+}
+
+/// The file form of a check: one probe key (`run` or `kube`) beside the common keys.
+/// New probe kinds become new optional keys, so old files stay valid.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(rename = "Check")]
+struct CheckFile {
+    /// A short human name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// The command to run (exactly one of `run` and `kube`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run: Option<String>,
+    /// A typed Kubernetes check (exactly one of `run` and `kube`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kube: Option<KubeCheck>,
+    /// What must be observed. Without it: exit code 0.
+    #[serde(default, skip_serializing_if = "is_default_expect")]
+    expect: Expect,
+    /// Retry until this deadline (e.g. `60s`); without it the check is tried once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    within: Option<HumanDuration>,
+    /// Pause between attempts (default `1s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval: Option<HumanDuration>,
+}
+
+fn is_default_expect(e: &Expect) -> bool {
+    *e == Expect::default()
+}
+
+impl TryFrom<CheckFile> for Check {
+    type Error = String;
+
+    fn try_from(f: CheckFile) -> Result<Self, String> {
+        let probe = match (f.run, f.kube) {
+            (Some(run), None) => Probe::Command(run),
+            (None, Some(kube)) => Probe::Kube(kube),
+            (Some(_), Some(_)) => {
+                return Err("a check has both `run` and `kube`; give exactly one".into());
+            }
+            (None, None) => {
+                return Err("a check needs a probe: `run: <command>` or `kube: {…}`".into());
+            }
+        };
+        Ok(Check {
+            name: f.name,
+            probe,
+            expect: f.expect,
+            retry: Retry {
+                within: f.within,
+                interval: f.interval,
+            },
+        })
+    }
+}
+
+impl From<&Check> for CheckFile {
+    fn from(c: &Check) -> Self {
+        let (run, kube) = match &c.probe {
+            Probe::Command(run) => (Some(run.clone()), None),
+            Probe::Kube(k) => (None, Some(k.clone())),
+        };
+        CheckFile {
+            name: c.name.clone(),
+            run,
+            kube,
+            expect: c.expect.clone(),
+            within: c.retry.within,
+            interval: c.retry.interval,
+        }
+    }
+}
+
+impl Serialize for Check {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        CheckFile::from(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Check {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        CheckFile::deserialize(d)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Check {
+    fn schema_name() -> Cow<'static, str> {
+        CheckFile::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut schema = CheckFile::json_schema(generator);
+        // Exactly one probe key.
+        schema.insert(
+            "oneOf".into(),
+            serde_json::json!([{ "required": ["run"] }, { "required": ["kube"] }]),
+        );
+        schema
+    }
+}

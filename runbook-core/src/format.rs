@@ -1,0 +1,246 @@
+//! Reading and writing `runbook.yaml` / `runbook.json`, with errors that name the file,
+//! line, column and field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::Runbook;
+
+/// A runbook file that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    /// The file, when the text came from one.
+    pub file: Option<PathBuf>,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self
+            .file
+            .as_deref()
+            .map_or_else(|| "<input>".to_owned(), |p| p.display().to_string());
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{file}:{l}:{c}: {}", self.message),
+            (Some(l), None) => write!(f, "{file}:{l}: {}", self.message),
+            _ => write!(f, "{file}: {}", self.message),
+        }
+    }
+}
+
+impl ParseError {
+    /// Attaches the file name.
+    pub fn in_file(mut self, file: impl Into<PathBuf>) -> Self {
+        self.file = Some(file.into());
+        self
+    }
+}
+
+/// Limits that keep a hostile file from exhausting memory or time.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: 64,
+            max_documents: 1,
+            max_anchors: 1_000,
+            max_aliases: 1_000,
+            max_total_scalar_bytes: 256 * 1024 * 1024,
+        },
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        with_snippet: false,
+    }
+}
+
+/// Reads a runbook from YAML text.
+///
+/// ```
+/// let rb = runbook_core::from_yaml_str(r#"
+/// apiVersion: runbook/v1
+/// kind: Runbook
+/// metadata: { name: hello }
+/// steps:
+///   - id: say-hello
+///     title: Say hello
+///     run: echo hello
+///     readOnly: true
+///     verify:
+///       - run: echo hello
+///         expect: { stdout: { equals: hello } }
+/// "#)?;
+/// assert_eq!(rb.steps[0].id, "say-hello");
+///
+/// let err = runbook_core::from_yaml_str("apiVersion: runbook/v1\nkind: Runbook\nmetadta: {}\n").unwrap_err();
+/// assert_eq!(err.line, Some(3));
+/// assert!(err.message.contains("metadta"));
+/// # Ok::<(), runbook_core::ParseError>(())
+/// ```
+pub fn from_yaml_str(text: &str) -> Result<Runbook, ParseError> {
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| yaml_error(&e))
+}
+
+fn yaml_error(e: &serde_saphyr::Error) -> ParseError {
+    let e = e.without_snippet();
+    let location = e.location().filter(|l| l.line() > 0);
+    let mut message = e.to_string();
+    // The message ends with its own " at line L, column C"; we print that as a prefix instead.
+    if let Some(cut) = message.rfind(" at line ") {
+        message.truncate(cut);
+    }
+    ParseError {
+        file: None,
+        line: location.map(|l| l.line()),
+        column: location.map(|l| l.column()),
+        message,
+    }
+}
+
+/// Reads a runbook from JSON text.
+pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
+    serde_json::from_str(text).map_err(|e| {
+        let mut message = e.to_string();
+        if let Some(cut) = message.rfind(" at line ") {
+            message.truncate(cut);
+        }
+        ParseError {
+            file: None,
+            line: (e.line() > 0).then_some(e.line() as u64),
+            column: (e.column() > 0).then_some(e.column() as u64),
+            message,
+        }
+    })
+}
+
+/// Reads a runbook file; `.json` files as JSON, anything else as YAML.
+pub fn load(path: impl AsRef<Path>) -> Result<(Runbook, String), ParseError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| ParseError {
+        file: Some(path.to_owned()),
+        line: None,
+        column: None,
+        message: format!("cannot read the file: {e}"),
+    })?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        from_json_str(&text)
+    } else {
+        from_yaml_str(&text)
+    };
+    parsed.map(|rb| (rb, text)).map_err(|e| e.in_file(path))
+}
+
+/// Writes a runbook as YAML.
+pub fn to_yaml_string(runbook: &Runbook) -> String {
+    // The model holds only strings, numbers, booleans, sequences and maps:
+    // serialization cannot fail.
+    serde_saphyr::to_string(runbook).unwrap_or_default()
+}
+
+/// Writes a runbook as pretty JSON.
+pub fn to_json_string(runbook: &Runbook) -> String {
+    serde_json::to_string_pretty(runbook).unwrap_or_default()
+}
+
+/// Where each path of a YAML runbook is, so findings can say `file:line:col`.
+///
+/// Built on demand (only when there are findings to print), from the parser's events.
+#[derive(Debug, Default, Clone)]
+pub struct SourceMap {
+    entries: Vec<(Vec<crate::lint::PathPart>, u64, u64)>,
+}
+
+impl SourceMap {
+    /// Indexes every mapping value and sequence item of `yaml`. Invalid YAML gives an
+    /// empty map.
+    pub fn new(yaml: &str) -> Self {
+        use crate::lint::PathPart;
+        use serde_saphyr::granit_parser::{Event, Parser};
+
+        enum Frame {
+            Map { key: Option<String> },
+            Seq { index: usize },
+        }
+        let mut entries = Vec::new();
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut path: Vec<PathPart> = Vec::new();
+
+        // Called at the start of every node: records its path, and says whether the node is
+        // a mapping key (which has no path of its own).
+        fn begin(stack: &mut [Frame], path: &mut Vec<PathPart>) -> Option<bool> {
+            match stack.last_mut()? {
+                Frame::Map { key } => match key.take() {
+                    None => Some(true),
+                    Some(k) => {
+                        path.push(PathPart::Key(k));
+                        Some(false)
+                    }
+                },
+                Frame::Seq { index } => {
+                    path.push(PathPart::Index(*index));
+                    *index += 1;
+                    Some(false)
+                }
+            }
+        }
+
+        for item in Parser::new_from_str(yaml) {
+            let Ok((event, span)) = item else {
+                return SourceMap::default();
+            };
+            let (line, col) = (span.start.line() as u64, span.start.col() as u64 + 1);
+            match event {
+                Event::Scalar(value, ..) => match begin(&mut stack, &mut path) {
+                    Some(true) => {
+                        if let Some(Frame::Map { key }) = stack.last_mut() {
+                            *key = Some(value.into_owned());
+                        }
+                    }
+                    Some(false) => {
+                        entries.push((path.clone(), line, col));
+                        path.pop();
+                    }
+                    None => {}
+                },
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    if begin(&mut stack, &mut path) == Some(false) {
+                        entries.push((path.clone(), line, col));
+                    }
+                    stack.push(if matches!(event, Event::MappingStart(..)) {
+                        Frame::Map { key: None }
+                    } else {
+                        Frame::Seq { index: 0 }
+                    });
+                }
+                Event::MappingEnd | Event::SequenceEnd => {
+                    stack.pop();
+                    if !stack.is_empty() {
+                        path.pop();
+                    }
+                }
+                Event::Alias(..) => {
+                    if begin(&mut stack, &mut path) == Some(false) {
+                        entries.push((path.clone(), line, col));
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        SourceMap { entries }
+    }
+
+    /// The line and column of `path` (`steps[2].verify[0]`), or of its nearest ancestor
+    /// that is in the file.
+    pub fn locate(&self, path: &str) -> Option<(u64, u64)> {
+        let mut parts = crate::lint::FieldPath::parse(path);
+        loop {
+            if let Some((_, l, c)) = self.entries.iter().find(|(p, ..)| *p == parts) {
+                return Some((*l, *c));
+            }
+            parts.pop()?;
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Lint rules that catch weak runbooks before they run.
+//!
+//! Each finding ([`Diagnostic`]) names its [`Rule`] (a stable code), a
+//! [`Severity`], the path in the runbook (`steps[2].verify[0]`), what is wrong and
+//! how to fix it. Errors stop a run; warnings travel with the runbook.
+
+mod path;
+mod removed_apis;
+mod rules;
+mod walk;
+
+use std::fmt;
+
+use serde::Serialize;
+
+pub use path::{FieldPath, PathPart, Segment};
+pub use removed_apis::{REMOVED_APIS, RemovedApi, removed_api};
+pub use rules::lint;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The runbook is weaker than it should be.
+    Warning,
+    /// The runbook must not run.
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+macro_rules! rules {
+    ($($variant:ident $code:literal $sev:ident $doc:literal;)*) => {
+        /// A lint rule. Its code (`duplicate-step-id`) is stable and shows in every finding.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum Rule {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Rule {
+            /// Every rule.
+            pub const ALL: &[Rule] = &[$(Rule::$variant),*];
+
+            /// The stable code, e.g. `duplicate-step-id`.
+            pub fn code(self) -> &'static str {
+                match self { $(Rule::$variant => $code,)* }
+            }
+
+            /// The severity of the rule's findings.
+            pub fn severity(self) -> Severity {
+                match self { $(Rule::$variant => Severity::$sev,)* }
+            }
+
+            /// What the rule checks.
+            pub fn description(self) -> &'static str {
+                match self { $(Rule::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+rules! {
+    DuplicateStepId "duplicate-step-id" Error "Two steps share an id.";
+    InvalidName "invalid-name" Error "A runbook name or step id is not a lowercase slug, or a variable name is not UPPER_SNAKE.";
+    DuplicateVariable "duplicate-variable" Error "Two variables share a name.";
+    UndeclaredVariable "undeclared-variable" Error "A command, check, rollback or config file uses a variable that is not declared.";
+    MissingVerification "missing-verification" Error "A step has no verification: success must be confirmed, not assumed.";
+    EmptyCommand "empty-command" Error "A step, check or rollback has an empty command.";
+    ConfigPath "config-path" Error "A config file path is absolute, leaves `config/`, is repeated, or a step names a file that is not declared.";
+    SecretLiteral "secret-literal" Error "A secret's sandbox value appears literally in the runbook.";
+    InvalidSemver "invalid-semver" Error "A prerequisite's version requirement is not a valid semver requirement.";
+    InvalidRegex "invalid-regex" Error "A `matches` condition or version pattern is not a valid regular expression.";
+    RemovedApi "removed-api" Error "A manifest uses an apiVersion/kind removed in the target Kubernetes version.";
+    UnusedVariable "unused-variable" Warning "A declared variable is never used.";
+    NoRollback "no-rollback" Warning "A step changes something but has no rollback.";
+    HardcodedEndpoint "hardcoded-endpoint" Warning "A command hard-codes a sandbox endpoint instead of using a variable.";
+    HelmWithoutWait "helm-without-wait" Warning "`helm install`/`upgrade` without `--wait`: the next step may start before the release is ready.";
+    ExitCodeOnly "exit-code-only" Warning "A verification only repeats the step's own command and exit code.";
+    NoSandboxValue "no-sandbox-value" Warning "A variable has no sandbox value and is not generated: every run must pass it.";
+    NoProductionGuidance "no-production-guidance" Warning "A variable says nothing about its production value.";
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+/// One lint finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// The rule that fired.
+    #[serde(rename = "code")]
+    pub rule: Rule,
+    /// Its severity.
+    pub severity: Severity,
+    /// Where in the runbook: `steps[2].verify[0].run`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub help: String,
+}
+
+impl Diagnostic {
+    pub(crate) fn new(rule: Rule, path: String, message: String, help: impl Into<String>) -> Self {
+        Diagnostic {
+            rule,
+            severity: rule.severity(),
+            path,
+            message,
+            help: help.into(),
+        }
+    }
+
+    /// Whether the finding is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}[{}] {}: {} (fix: {})",
+            self.severity, self.rule, self.path, self.message, self.help
+        )
+    }
+}

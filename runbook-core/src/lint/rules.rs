@@ -1,0 +1,424 @@
+//! The rules themselves. One pass over the runbook's texts, plus per-item checks.
+
+use std::collections::{HashMap, HashSet};
+
+use regex::Regex;
+
+use super::path::{Segment, join};
+use super::removed_apis::{manifest_headers, removed_api};
+use super::walk::{TextKind, walk_texts};
+use super::{Diagnostic, Rule};
+use crate::template::{is_upper_snake, shell_assignments, shell_references, template_references};
+use crate::{Check, Probe, Runbook, TextMatch, prerequisite::parse_lenient};
+
+/// Environment variables every shell has; commands may use them without declaring them.
+const SHELL_ENVIRONMENT: &[&str] = &[
+    "HOME",
+    "PATH",
+    "PWD",
+    "OLDPWD",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "HOSTNAME",
+    "RANDOM",
+    "SECONDS",
+    "LINENO",
+    "IFS",
+    "UID",
+    "EUID",
+    "PPID",
+    "BASH",
+    "BASH_SOURCE",
+    "PIPESTATUS",
+    "KUBECONFIG",
+];
+
+const SANDBOX_ENDPOINTS: &[&str] = &[".svc.cluster.local", "localhost", "127.0.0.1"];
+
+fn is_slug(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.ends_with('-')
+}
+
+fn config_path_problem(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') || path.contains('\\') || path.as_bytes().get(1) == Some(&b':') {
+        return Some("is absolute");
+    }
+    let Some(rest) = path.strip_prefix("config/") else {
+        return Some("is not under `config/`");
+    };
+    if rest.is_empty()
+        || rest
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Some("leaves `config/` or has an empty segment");
+    }
+    None
+}
+
+fn word_at(text: &str, needle: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices(needle).any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(i + needle.len()).copied();
+        let boundary = |c: Option<u8>| {
+            c.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == b'_' || c == b'-'))
+        };
+        needle.starts_with('.') || boundary(before) && boundary(after)
+    })
+}
+
+/// Runs every rule over `runbook`; findings come in document order, errors and warnings mixed.
+pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let d = |rule, path: String, message: String, help: &str| {
+        Diagnostic::new(rule, path, message, help)
+    };
+
+    if !is_slug(&runbook.metadata.name) {
+        out.push(d(
+            Rule::InvalidName,
+            "metadata.name".into(),
+            format!(
+                "runbook name `{}` is not a lowercase slug",
+                runbook.metadata.name
+            ),
+            "use lowercase letters, digits and dashes, e.g. `postgres-upgrade`",
+        ));
+    }
+
+    // Variables: names, duplicates.
+    let mut declared: HashMap<&str, usize> = HashMap::new();
+    for (i, v) in runbook.variables.iter().enumerate() {
+        let path = format!("variables[{i}].name");
+        if !is_upper_snake(&v.name) {
+            out.push(d(
+                Rule::InvalidName,
+                path.clone(),
+                format!("variable name `{}` is not UPPER_SNAKE", v.name),
+                "use uppercase letters, digits and underscores, e.g. `DB_HOST`",
+            ));
+        }
+        if let Some(first) = declared.insert(&v.name, i) {
+            out.push(d(
+                Rule::DuplicateVariable,
+                path,
+                format!(
+                    "variable `{}` is already declared at variables[{first}]",
+                    v.name
+                ),
+                "remove or rename one of them",
+            ));
+        }
+        if v.sandbox.is_none() && !v.generate {
+            out.push(d(
+                Rule::NoSandboxValue,
+                format!("variables[{i}]"),
+                format!("variable `{}` has no sandbox value", v.name),
+                "add `sandbox: <value>`, or `generate: true` for a secret",
+            ));
+        }
+        if v.production.trim().is_empty() && v.secret.is_none() {
+            out.push(d(
+                Rule::NoProductionGuidance,
+                format!("variables[{i}]"),
+                format!("variable `{}` has no production guidance", v.name),
+                "add `production:` saying what value to use in production",
+            ));
+        }
+    }
+
+    // Prerequisites.
+    for (i, p) in runbook.prerequisites.iter().enumerate() {
+        if let Err(e) = p.requirement() {
+            out.push(d(
+                Rule::InvalidSemver,
+                format!("prerequisites[{i}].version"),
+                format!("`{}` is not a semver requirement: {e}", p.version),
+                "write a requirement like `>=1.28, <1.31`, `^3.13` or `*`",
+            ));
+        }
+        if let Some(pattern) = &p.version_pattern
+            && let Err(e) = Regex::new(pattern)
+        {
+            out.push(d(
+                Rule::InvalidRegex,
+                format!("prerequisites[{i}].versionPattern"),
+                format!("invalid regex: {}", first_line(&e.to_string())),
+                "fix the pattern; its first capture group is the version",
+            ));
+        }
+    }
+
+    // Config files.
+    let mut config_paths: HashSet<&str> = HashSet::new();
+    let target_minor = runbook
+        .target
+        .kubernetes_version
+        .as_deref()
+        .and_then(parse_lenient)
+        .filter(|v| v.major == 1)
+        .map(|v| v.minor);
+    for (i, f) in runbook.config_files.iter().enumerate() {
+        if let Some(problem) = config_path_problem(&f.path) {
+            out.push(d(
+                Rule::ConfigPath,
+                format!("configFiles[{i}].path"),
+                format!("config file path `{}` {problem}", f.path),
+                "use a relative path under `config/`, e.g. `config/values.yaml`",
+            ));
+        }
+        if !config_paths.insert(&f.path) {
+            out.push(d(
+                Rule::ConfigPath,
+                format!("configFiles[{i}].path"),
+                format!("config file `{}` is declared twice", f.path),
+                "keep one declaration per file",
+            ));
+        }
+        if let Some(minor) = target_minor {
+            for (api, kind, line) in manifest_headers(&f.content) {
+                if let Some(r) = removed_api(&api, &kind, minor) {
+                    out.push(d(
+                        Rule::RemovedApi,
+                        format!("configFiles[{i}].content"),
+                        format!(
+                            "{kind} `{api}` (line {line} of {}) was removed in Kubernetes 1.{}; the target is 1.{minor}",
+                            f.path, r.removed_in
+                        ),
+                        &format!("use {}", r.replacement),
+                    ));
+                }
+            }
+        }
+    }
+
+    // Steps.
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in runbook.steps.iter().enumerate() {
+        if !is_slug(&s.id) {
+            out.push(d(
+                Rule::InvalidName,
+                format!("steps[{i}].id"),
+                format!("step id `{}` is not a lowercase slug", s.id),
+                "use lowercase letters, digits and dashes, e.g. `deploy-db`",
+            ));
+        }
+        if let Some(first) = ids.insert(&s.id, i) {
+            out.push(d(
+                Rule::DuplicateStepId,
+                format!("steps[{i}].id"),
+                format!("step id `{}` is already used by steps[{first}]", s.id),
+                "give every step a unique id",
+            ));
+        }
+        if s.run.trim().is_empty() {
+            out.push(d(
+                Rule::EmptyCommand,
+                format!("steps[{i}].run"),
+                format!("step `{}` has an empty command", s.id),
+                "write the command exactly as the human will run it",
+            ));
+        }
+        if s.verify.is_empty() {
+            out.push(d(
+                Rule::MissingVerification,
+                format!("steps[{i}].verify"),
+                format!("step `{}` has no verification", s.id),
+                "add a check that positively confirms the result (e.g. the pod phase is `Running`)",
+            ));
+        }
+        if s.rollback.is_none() && !s.read_only {
+            out.push(d(
+                Rule::NoRollback,
+                format!("steps[{i}]"),
+                format!("step `{}` has no rollback", s.id),
+                "add `rollback: {run: …}`, or `readOnly: true` if the step changes nothing",
+            ));
+        }
+        for (k, file) in s.files.iter().enumerate() {
+            if !config_paths.contains(file.as_str()) {
+                out.push(d(
+                    Rule::ConfigPath,
+                    format!("steps[{i}].files[{k}]"),
+                    format!("step `{}` uses `{file}`, which is not in configFiles", s.id),
+                    "declare the file under `configFiles`, or fix the path",
+                ));
+            }
+        }
+        if let Some(r) = &s.rollback
+            && r.run.trim().is_empty()
+        {
+            out.push(d(
+                Rule::EmptyCommand,
+                format!("steps[{i}].rollback.run"),
+                format!("step `{}` has an empty rollback command", s.id),
+                "write the command that undoes the step",
+            ));
+        }
+        check_list(
+            &mut out,
+            &format!("steps[{i}].verify"),
+            &s.verify,
+            Some(&s.run),
+        );
+        if let Some(r) = &s.rollback {
+            check_list(
+                &mut out,
+                &format!("steps[{i}].rollback.verify"),
+                &r.verify,
+                None,
+            );
+        }
+    }
+
+    // One pass over every text: references, secrets, endpoints, helm.
+    let secrets: Vec<(usize, &str)> = runbook
+        .variables
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_secret())
+        .filter_map(|(i, v)| {
+            v.sandbox
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| (i, s))
+        })
+        .collect();
+    let mut used: HashSet<&str> = HashSet::new();
+    walk_texts(runbook, &mut |path: &[Segment], kind, text| {
+        for &(i, secret) in &secrets {
+            if text.contains(secret) {
+                out.push(d(
+                    Rule::SecretLiteral,
+                    join(path),
+                    format!(
+                        "the sandbox value of secret `{}` appears here",
+                        runbook.variables[i].name
+                    ),
+                    &format!(
+                        "write `\"${}\"` instead of the value",
+                        runbook.variables[i].name
+                    ),
+                ));
+            }
+        }
+        match kind {
+            TextKind::Command => {
+                let assigned = shell_assignments(text);
+                for r in shell_references(text) {
+                    used.insert(r.name);
+                    if !declared.contains_key(r.name)
+                        && !SHELL_ENVIRONMENT.contains(&r.name)
+                        && !assigned.contains(&r.name)
+                    {
+                        out.push(d(
+                            Rule::UndeclaredVariable,
+                            join(path),
+                            format!("`${}` is not a declared variable", r.name),
+                            &format!("declare `{}` under `variables`, or fix the name", r.name),
+                        ));
+                    }
+                }
+                for endpoint in SANDBOX_ENDPOINTS {
+                    if word_at(text, endpoint) {
+                        out.push(d(
+                            Rule::HardcodedEndpoint,
+                            join(path),
+                            format!("the command hard-codes the sandbox endpoint `{endpoint}`"),
+                            "use a variable of category `endpoint` (e.g. `\"$DB_HOST\"`) so production can change it",
+                        ));
+                    }
+                }
+                if (text.contains("helm install") || text.contains("helm upgrade"))
+                    && !text.contains("--wait")
+                    && !text.contains("--atomic")
+                {
+                    out.push(d(
+                        Rule::HelmWithoutWait,
+                        join(path),
+                        "helm installs without `--wait`".into(),
+                        "add `--wait --timeout <duration>` so the next step starts when the release is ready",
+                    ));
+                }
+            }
+            TextKind::Template => {
+                for r in template_references(text) {
+                    used.insert(r.name);
+                    if !declared.contains_key(r.name) {
+                        out.push(d(
+                            Rule::UndeclaredVariable,
+                            join(path),
+                            format!("placeholder `${{{}}}` is not a declared variable", r.name),
+                            &format!("declare `{}` under `variables`, or fix the name", r.name),
+                        ));
+                    }
+                }
+            }
+            TextKind::Other => {}
+        }
+    });
+    for (i, v) in runbook.variables.iter().enumerate() {
+        if !used.contains(v.name.as_str()) {
+            out.push(d(
+                Rule::UnusedVariable,
+                format!("variables[{i}]"),
+                format!("variable `{}` is never used", v.name),
+                "reference it as `\"$NAME\"` in a command or `${NAME}` in a config file, or remove it",
+            ));
+        }
+    }
+    out
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().last().unwrap_or(s).trim()
+}
+
+fn check_list(out: &mut Vec<Diagnostic>, base: &str, checks: &[Check], step_command: Option<&str>) {
+    for (j, c) in checks.iter().enumerate() {
+        if let Probe::Command(run) = &c.probe {
+            if run.trim().is_empty() {
+                out.push(Diagnostic::new(
+                    Rule::EmptyCommand,
+                    format!("{base}[{j}].run"),
+                    "the check has an empty command".into(),
+                    "write the command whose output confirms the result",
+                ));
+            }
+            if step_command.is_some_and(|s| s.trim() == run.trim())
+                && !c.expect.inspects_output()
+                && c.expect.expected_exit_code() == 0
+            {
+                out.push(Diagnostic::new(
+                    Rule::ExitCodeOnly,
+                    format!("{base}[{j}]"),
+                    "the check re-runs the step's command and only looks at its exit code".into(),
+                    "check the result itself: query the state and expect its output (`expect.stdout`)",
+                ));
+            }
+        }
+        for (stream, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
+            if let Some(TextMatch::Matches(p)) = m
+                && let Err(e) = Regex::new(p)
+            {
+                out.push(Diagnostic::new(
+                    Rule::InvalidRegex,
+                    format!("{base}[{j}].expect.{stream}"),
+                    format!("invalid regex: {}", first_line(&e.to_string())),
+                    "fix the pattern (Rust regex syntax), or use `contains`",
+                ));
+            }
+        }
+    }
+}

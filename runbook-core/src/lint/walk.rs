@@ -1,0 +1,147 @@
+//! Visits every text of a runbook with its path and what kind of text it is.
+
+use super::path::Segment::{self, Index, Key};
+use crate::{Check, Probe, Runbook};
+
+/// What a text is, which decides how variables are referenced in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextKind {
+    /// A shell command: `$NAME` references.
+    Command,
+    /// A config template: `${NAME}` placeholders.
+    Template,
+    /// Prose or data: no references, but still must not hold a secret.
+    Other,
+}
+
+pub(crate) struct Walker<'a, 'r> {
+    path: Vec<Segment>,
+    visit: &'a mut dyn FnMut(&[Segment], TextKind, &'r str),
+}
+
+impl<'r> Walker<'_, 'r> {
+    fn text(&mut self, key: &'static str, kind: TextKind, text: &'r str) {
+        self.path.push(Key(key));
+        (self.visit)(&self.path, kind, text);
+        self.path.pop();
+    }
+
+    fn texts(&mut self, key: &'static str, items: &'r [String]) {
+        self.path.push(Key(key));
+        for (i, t) in items.iter().enumerate() {
+            self.path.push(Index(i));
+            (self.visit)(&self.path, TextKind::Other, t);
+            self.path.pop();
+        }
+        self.path.pop();
+    }
+
+    fn opt(&mut self, key: &'static str, text: &'r Option<String>) {
+        if let Some(t) = text {
+            self.text(key, TextKind::Other, t);
+        }
+    }
+
+    fn checks(&mut self, key: &'static str, checks: &'r [Check]) {
+        self.path.push(Key(key));
+        for (i, c) in checks.iter().enumerate() {
+            self.path.push(Index(i));
+            self.opt("name", &c.name);
+            if let Probe::Command(run) = &c.probe {
+                self.text("run", TextKind::Command, run);
+            }
+            self.path.push(Key("expect"));
+            for (k, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
+                if let Some(m) = m {
+                    self.text(k, TextKind::Other, m.operand());
+                }
+            }
+            self.path.pop();
+            self.path.pop();
+        }
+        self.path.pop();
+    }
+}
+
+/// Calls `visit` with every text of `runbook`, except the sandbox values of variables
+/// (which the secret rule treats on its own).
+pub(crate) fn walk_texts<'r>(
+    runbook: &'r Runbook,
+    visit: &mut dyn FnMut(&[Segment], TextKind, &'r str),
+) {
+    let mut w = Walker {
+        path: Vec::with_capacity(8),
+        visit,
+    };
+    w.path.push(Key("metadata"));
+    w.text("title", TextKind::Other, &runbook.metadata.title);
+    w.text(
+        "description",
+        TextKind::Other,
+        &runbook.metadata.description,
+    );
+    w.path.pop();
+    w.texts("requirements", &runbook.requirements);
+    w.texts("successCriteria", &runbook.success_criteria);
+    w.path.push(Key("prerequisites"));
+    for (i, p) in runbook.prerequisites.iter().enumerate() {
+        w.path.push(Index(i));
+        if let Some(c) = &p.version_command {
+            w.text("versionCommand", TextKind::Command, c);
+        }
+        w.path.pop();
+    }
+    w.path.pop();
+    w.path.push(Key("variables"));
+    for (i, v) in runbook.variables.iter().enumerate() {
+        w.path.push(Index(i));
+        w.text("description", TextKind::Other, &v.description);
+        w.text("production", TextKind::Other, &v.production);
+        w.path.pop();
+    }
+    w.path.pop();
+    w.path.push(Key("configFiles"));
+    for (i, f) in runbook.config_files.iter().enumerate() {
+        w.path.push(Index(i));
+        w.text("description", TextKind::Other, &f.description);
+        w.text("content", TextKind::Template, &f.content);
+        w.path.pop();
+    }
+    w.path.pop();
+    w.path.push(Key("steps"));
+    for (i, s) in runbook.steps.iter().enumerate() {
+        w.path.push(Index(i));
+        w.text("title", TextKind::Other, &s.title);
+        w.text("description", TextKind::Other, &s.description);
+        w.text("run", TextKind::Command, &s.run);
+        w.checks("verify", &s.verify);
+        if let Some(r) = &s.rollback {
+            w.path.push(Key("rollback"));
+            w.text("run", TextKind::Command, &r.run);
+            w.checks("verify", &r.verify);
+            w.path.pop();
+        }
+        w.texts("notes", &s.notes);
+        w.path.push(Key("knownIssues"));
+        for (k, issue) in s.known_issues.iter().enumerate() {
+            w.path.push(Index(k));
+            w.text("error", TextKind::Other, &issue.error);
+            w.text("cause", TextKind::Other, &issue.cause);
+            w.text("fix", TextKind::Other, &issue.fix);
+            w.path.pop();
+        }
+        w.path.pop();
+        w.path.pop();
+    }
+    w.path.pop();
+    w.path.push(Key("limitations"));
+    for (i, l) in runbook.limitations.iter().enumerate() {
+        w.path.push(Index(i));
+        w.opt("title", &l.title);
+        w.texts("untested", &l.untested);
+        w.texts("production", &l.production);
+        w.path.pop();
+    }
+    w.path.pop();
+    w.texts("checklist", &runbook.checklist);
+}

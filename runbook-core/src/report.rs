@@ -1,0 +1,230 @@
+//! What a sandbox run recorded: the evidence that goes into the handoff package.
+//!
+//! The executor (`runbook-exec`) fills these; the renderer (`runbook-render`) reads
+//! them. They live here, with no runtime attached, so that rendering needs no executor
+//! and a report can be read back from `test-summary.yaml`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Lifetime;
+
+/// The result of testing a runbook in a sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The runbook's name.
+    pub runbook: String,
+    /// The overall verdict.
+    pub verdict: Verdict,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Wall time of the whole run in milliseconds.
+    pub duration_ms: u64,
+    /// The sandbox the run used.
+    pub sandbox: SandboxDescription,
+    /// Detected versions of the prerequisites.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<ToolVersion>,
+    /// One record per step run, in order.
+    pub steps: Vec<StepRecord>,
+    /// The rollback exercise, when one was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackExercise>,
+}
+
+/// Pass or fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Verdict {
+    /// Every step passed.
+    Passed,
+    /// A step failed.
+    Failed,
+    /// Not every step has run yet (a persistent sandbox in progress).
+    #[default]
+    Incomplete,
+}
+
+impl Verdict {
+    /// `passed`, `failed` or `incomplete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// A sandbox describing itself: facts that feed version metadata and limitations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxDescription {
+    /// The provider (`local`, `kube`).
+    pub provider: String,
+    /// The sandbox id.
+    pub id: String,
+    /// The lifetime it was provisioned for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Lifetime>,
+    /// Operating system and kernel.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub os: String,
+    /// Number of nodes (1 for a local sandbox).
+    pub nodes: u32,
+    /// Whether the sandbox had no network beyond loopback.
+    #[serde(default)]
+    pub network_isolated: bool,
+    /// The user commands ran as.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// Versions of the platform itself (kernel, shell, API server).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, String>,
+}
+
+/// A prerequisite as found in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolVersion {
+    /// The tool.
+    pub tool: String,
+    /// The requirement from the runbook.
+    pub required: String,
+    /// The detected version, if the tool was found and its version read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected: Option<String>,
+    /// Whether the detected version satisfies the requirement.
+    pub satisfied: bool,
+}
+
+/// The record of one step: every attempt, with every check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    /// The step id.
+    pub id: String,
+    /// The step title.
+    pub title: String,
+    /// Passed when the last attempt's command and checks all passed.
+    pub status: StepStatus,
+    /// Every attempt, in order (more than one when the step was amended and retried).
+    pub attempts: Vec<Attempt>,
+}
+
+impl StepRecord {
+    /// The last attempt.
+    pub fn last(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    /// Wall time of all attempts in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.attempts.iter().map(|a| a.duration_ms).sum()
+    }
+}
+
+/// The state of a step in a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepStatus {
+    /// The command and every check passed.
+    Passed,
+    /// The command or a check failed.
+    Failed,
+}
+
+/// One run of a step's command and checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// The command exactly as run.
+    pub command: String,
+    /// The command's outcome.
+    pub output: CommandOutput,
+    /// Wall time of the command and its checks in milliseconds.
+    pub duration_ms: u64,
+    /// Every check's verdict (none when the command itself failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckRecord>,
+    /// Why the attempt failed, in one line; empty when it passed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failure: String,
+}
+
+impl Attempt {
+    /// Whether the command and every check passed.
+    pub fn passed(&self) -> bool {
+        self.failure.is_empty()
+    }
+}
+
+/// What a command did, with its output (redacted and capped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandOutput {
+    /// The exit code; none when killed by a signal or a timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Whether the timeout killed it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+    /// Standard output, up to the cap.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stdout: String,
+    /// Standard error, up to the cap.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+    /// Bytes of stdout past the cap, counted but not kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stdout_dropped: u64,
+    /// Bytes of stderr past the cap, counted but not kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stderr_dropped: u64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CommandOutput {
+    /// Whether the command exited 0 in time.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
+/// A check's verdict: what it expected and what it saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    /// The check's label (its name, or its command).
+    pub name: String,
+    /// The probe command, for command checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Whether it passed.
+    pub passed: bool,
+    /// How many attempts it took.
+    pub attempts: u32,
+    /// What it expected, in words.
+    pub expected: String,
+    /// What it saw on the last attempt.
+    pub actual: String,
+    /// Wall time of all attempts in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// The result of running every rollback in reverse order after a successful run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackExercise {
+    /// Whether every rollback and its checks passed.
+    pub verdict: Verdict,
+    /// One record per rolled-back step, in the order they ran (reverse step order).
+    pub steps: Vec<StepRecord>,
+}

@@ -1,0 +1,348 @@
+//! The runbook: header, metadata, target, and everything the steps need.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ConfigFile, Diagnostic, Lifetime, Limitation, Prerequisite, Scenario, Severity, Step, Variable,
+    lint,
+};
+
+/// The format version of a runbook file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    /// `runbook/v1`.
+    #[default]
+    #[serde(rename = "runbook/v1")]
+    V1,
+}
+
+/// The kind of document; always `Runbook`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum Kind {
+    /// A runbook.
+    #[default]
+    Runbook,
+}
+
+/// A tested infrastructure runbook: the typed model behind `runbook.yaml`.
+///
+/// Build one with [`Runbook::builder`], or read one with [`crate::from_yaml_str`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Runbook {
+    /// Always `runbook/v1`.
+    pub api_version: ApiVersion,
+    /// Always `Runbook`.
+    pub kind: Kind,
+    /// Name, title, description, version.
+    pub metadata: Metadata,
+    /// The environment the runbook targets.
+    #[serde(default, skip_serializing_if = "Target::is_empty")]
+    pub target: Target,
+    /// Requirements gathered from the human.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirements: Vec<String>,
+    /// What success means, in the human's terms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub success_criteria: Vec<String>,
+    /// Tools that must be present, with version requirements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<Prerequisite>,
+    /// Values that change between the sandbox and production.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<Variable>,
+    /// Config files shipped with the runbook (templates under `config/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<ConfigFile>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// What sandbox testing could not cover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limitations: Vec<Limitation>,
+    /// Extra production adaptation checklist items, beyond those derived from the variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checklist: Vec<String>,
+    /// How the runbook should be sandboxed.
+    #[serde(default, skip_serializing_if = "SandboxHints::is_empty")]
+    pub sandbox: SandboxHints,
+}
+
+/// Name, title, description and version of a runbook.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// A lowercase slug (`postgres`), used in sandbox names.
+    pub name: String,
+    /// Human title ("Deploy PostgreSQL 15 for myapp").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// What the change is and why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The runbook's own version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+}
+
+/// The environment the runbook targets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Target {
+    /// `kubernetes`, `linux`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `aws`, `gcp`, `azure`, `on-prem`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// Target Kubernetes version (`1.29`); enables the removed-API lint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// `amd64`, `arm64`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+}
+
+impl Target {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Target::default()
+    }
+}
+
+/// How the runbook should be sandboxed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxHints {
+    /// An explicit lifetime; overrides the recommendation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Lifetime>,
+    /// What the run is for; drives [`crate::recommend_lifetime`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<Scenario>,
+}
+
+impl SandboxHints {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == SandboxHints::default()
+    }
+}
+
+impl Runbook {
+    /// Starts building a runbook named `name` (a lowercase slug).
+    pub fn builder(name: impl Into<String>) -> RunbookBuilder {
+        RunbookBuilder {
+            runbook: Runbook {
+                api_version: ApiVersion::V1,
+                kind: Kind::Runbook,
+                metadata: Metadata {
+                    name: name.into(),
+                    ..Metadata::default()
+                },
+                target: Target::default(),
+                requirements: Vec::new(),
+                success_criteria: Vec::new(),
+                prerequisites: Vec::new(),
+                variables: Vec::new(),
+                config_files: Vec::new(),
+                steps: Vec::new(),
+                limitations: Vec::new(),
+                checklist: Vec::new(),
+                sandbox: SandboxHints::default(),
+            },
+        }
+    }
+
+    /// Runs every lint rule; see [`crate::lint`].
+    pub fn lint(&self) -> Vec<Diagnostic> {
+        lint::lint(self)
+    }
+
+    /// The step with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// The variable with this name.
+    pub fn variable(&self, name: &str) -> Option<&Variable> {
+        self.variables.iter().find(|v| v.name == name)
+    }
+
+    /// The config file at this path.
+    pub fn config_file(&self, path: &str) -> Option<&ConfigFile> {
+        self.config_files.iter().find(|f| f.path == path)
+    }
+
+    /// The title, or the name when there is no title.
+    pub fn display_title(&self) -> &str {
+        if self.metadata.title.is_empty() {
+            &self.metadata.name
+        } else {
+            &self.metadata.title
+        }
+    }
+}
+
+/// Builds a [`Runbook`] fluently; [`RunbookBuilder::build`] lints it.
+///
+/// ```
+/// use std::time::Duration;
+/// use runbook_core::{Category, Check, Runbook, Step, Variable};
+/// let built = Runbook::builder("postgres")
+///     .title("PostgreSQL for myapp")
+///     .variable(Variable::new("PGPORT", Category::Endpoint).sandbox("55432")
+///         .production("The port of your PostgreSQL server"))
+///     .step(Step::new("check-server", "Check the server answers")
+///         .run("pg_isready -p \"$PGPORT\"")
+///         .read_only()
+///         .verify(Check::command("pg_isready -p \"$PGPORT\"")
+///             .stdout_contains("accepting connections")
+///             .within(Duration::from_secs(30))))
+///     .build()?;
+/// assert!(built.warnings.is_empty());
+/// assert_eq!(built.runbook.steps[0].id, "check-server");
+/// # Ok::<(), runbook_core::BuildError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RunbookBuilder {
+    runbook: Runbook,
+}
+
+/// A runbook that passed every error-level lint rule, with the warnings found.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The runbook.
+    pub runbook: Runbook,
+    /// Warning-level findings; the runbook is usable, but weaker than it should be.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A runbook that failed error-level lint rules.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the runbook has {} error(s):\n{}", self.errors().count(), render(&self.diagnostics))]
+pub struct BuildError {
+    /// Every finding, errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl BuildError {
+    /// The error-level findings.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+}
+
+fn render(diags: &[Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl RunbookBuilder {
+    /// Sets the human title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.runbook.metadata.title = title.into();
+        self
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.runbook.metadata.description = text.into();
+        self
+    }
+
+    /// Sets the runbook's own version.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.runbook.metadata.version = version.into();
+        self
+    }
+
+    /// Sets the target environment.
+    pub fn target(mut self, target: Target) -> Self {
+        self.runbook.target = target;
+        self
+    }
+
+    /// Adds a requirement.
+    pub fn requirement(mut self, text: impl Into<String>) -> Self {
+        self.runbook.requirements.push(text.into());
+        self
+    }
+
+    /// Adds a success criterion.
+    pub fn success_criterion(mut self, text: impl Into<String>) -> Self {
+        self.runbook.success_criteria.push(text.into());
+        self
+    }
+
+    /// Adds a prerequisite tool.
+    pub fn prerequisite(mut self, prerequisite: Prerequisite) -> Self {
+        self.runbook.prerequisites.push(prerequisite);
+        self
+    }
+
+    /// Adds an adaptation variable.
+    pub fn variable(mut self, variable: Variable) -> Self {
+        self.runbook.variables.push(variable);
+        self
+    }
+
+    /// Adds a config file.
+    pub fn config_file(mut self, file: ConfigFile) -> Self {
+        self.runbook.config_files.push(file);
+        self
+    }
+
+    /// Adds a step.
+    pub fn step(mut self, step: Step) -> Self {
+        self.runbook.steps.push(step);
+        self
+    }
+
+    /// Adds a limitation of sandbox testing.
+    pub fn limitation(mut self, limitation: Limitation) -> Self {
+        self.runbook.limitations.push(limitation);
+        self
+    }
+
+    /// Adds an extra item to the production adaptation checklist.
+    pub fn checklist_item(mut self, text: impl Into<String>) -> Self {
+        self.runbook.checklist.push(text.into());
+        self
+    }
+
+    /// Declares what the sandbox run is for (drives the lifetime recommendation).
+    pub fn scenario(mut self, scenario: Scenario) -> Self {
+        self.runbook.sandbox.scenario = Some(scenario);
+        self
+    }
+
+    /// Chooses the sandbox lifetime explicitly.
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.runbook.sandbox.lifetime = Some(lifetime);
+        self
+    }
+
+    /// Lints the runbook: errors fail the build, warnings travel with the result.
+    pub fn build(self) -> Result<Built, BuildError> {
+        let diagnostics = self.runbook.lint();
+        if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+            return Err(BuildError { diagnostics });
+        }
+        Ok(Built {
+            runbook: self.runbook,
+            warnings: diagnostics,
+        })
+    }
+
+    /// The runbook without linting (for tests that want a broken one).
+    pub fn build_unchecked(self) -> Runbook {
+        self.runbook
+    }
+}

@@ -1,0 +1,104 @@
+//! Every lint rule fires on its `triggers.yaml` fixture and stays quiet on its `clean.yaml`.
+
+use std::path::Path;
+
+use runbook_core::{Rule, SourceMap, load};
+
+fn fixture(rule: Rule, name: &str) -> (runbook_core::Runbook, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lint")
+        .join(rule.code())
+        .join(name);
+    load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn every_rule_triggers_on_its_fixture_with_a_locatable_path() {
+    for &rule in Rule::ALL {
+        let (runbook, text) = fixture(rule, "triggers.yaml");
+        let findings = runbook.lint();
+        let hit = findings
+            .iter()
+            .find(|d| d.rule == rule)
+            .unwrap_or_else(|| panic!("{rule} did not fire on its fixture; got {findings:#?}"));
+        assert_eq!(hit.severity, rule.severity());
+        assert!(!hit.message.is_empty() && !hit.help.is_empty(), "{hit:?}");
+        let (line, column) = SourceMap::new(&text)
+            .locate(&hit.path)
+            .unwrap_or_else(|| panic!("{rule}: path {} not found in the file", hit.path));
+        assert!(line > 1 && column >= 1, "{rule}: {line}:{column}");
+    }
+}
+
+#[test]
+fn no_rule_fires_on_its_clean_fixture() {
+    for &rule in Rule::ALL {
+        let (runbook, _) = fixture(rule, "clean.yaml");
+        let findings = runbook.lint();
+        assert!(
+            findings.iter().all(|d| d.rule != rule),
+            "{rule} fired on its clean fixture: {findings:#?}"
+        );
+    }
+}
+
+#[test]
+fn findings_point_at_the_offending_line() {
+    let (runbook, text) = fixture(Rule::HelmWithoutWait, "triggers.yaml");
+    let hit = runbook
+        .lint()
+        .into_iter()
+        .find(|d| d.rule == Rule::HelmWithoutWait)
+        .unwrap();
+    assert_eq!(hit.path, "steps[0].run");
+    let (line, _) = SourceMap::new(&text).locate(&hit.path).unwrap();
+    let source_line = text.lines().nth(line as usize - 1).unwrap();
+    assert!(source_line.contains("helm install"), "{source_line}");
+}
+
+#[test]
+fn removed_api_names_the_version_and_the_replacement() {
+    let (runbook, _) = fixture(Rule::RemovedApi, "triggers.yaml");
+    let hit = runbook
+        .lint()
+        .into_iter()
+        .find(|d| d.rule == Rule::RemovedApi)
+        .unwrap();
+    assert!(
+        hit.message.contains("batch/v1beta1") && hit.message.contains("1.25"),
+        "{}",
+        hit.message
+    );
+    assert_eq!(hit.help, "use batch/v1");
+}
+
+#[test]
+fn the_removal_table_covers_the_issue_list() {
+    use runbook_core::lint::removed_api;
+    assert_eq!(
+        removed_api("policy/v1beta1", "PodSecurityPolicy", 25)
+            .unwrap()
+            .removed_in,
+        25
+    );
+    assert!(removed_api("policy/v1beta1", "PodSecurityPolicy", 24).is_none());
+    assert_eq!(
+        removed_api("extensions/v1beta1", "Ingress", 29)
+            .unwrap()
+            .removed_in,
+        22
+    );
+    assert_eq!(
+        removed_api("autoscaling/v2beta2", "HorizontalPodAutoscaler", 26)
+            .unwrap()
+            .removed_in,
+        26
+    );
+    assert_eq!(
+        removed_api("flowcontrol.apiserver.k8s.io/v1beta2", "FlowSchema", 29)
+            .unwrap()
+            .removed_in,
+        29
+    );
+    assert!(removed_api("apps/v1", "Deployment", 40).is_none());
+}
