@@ -1,1 +1,62 @@
-//! wip
+//! Test runbooks in sandboxes: never production.
+//!
+//! - [`Provider`] and [`Sandbox`] are the traits every sandbox kind implements
+//!   (dyn-compatible, so an agent can pick one at run time).
+//! - [`Session`] is the deploy -> validate -> document engine: it runs a runbook step by
+//!   step in one sandbox, lets an agent [amend](Session::amend) a failing step and
+//!   [retry](Session::retry) it while recording the known issue, exercises rollbacks,
+//!   and hands back the amended runbook with its [`report`](runbook_core::report::Report).
+//!   [`run_all`] does the whole run in one call.
+//! - Lifetimes: ephemeral sandboxes are destroyed when the run ends (also on error,
+//!   panic or cancellation), session sandboxes when the [`Session`] ends or is dropped,
+//!   persistent ones survive the process and are [resumed](Session::resume) by id.
+//! - [`LocalProvider`] (feature `local`, default) runs sandboxes as directories on this
+//!   machine with a clean environment and process-tree cleanup.
+//! - Secrets are replaced by `***` in everything recorded or emitted ([`Redactor`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use runbook_core::{Check, Runbook, Step};
+//! use runbook_exec::{LocalProvider, RunMode, RunOptions, run_all};
+//!
+//! let runbook = Runbook::builder("hello")
+//!     .step(Step::new("write-greeting", "Write the greeting")
+//!         .run("echo hello > greeting.txt")
+//!         .verify(Check::command("cat greeting.txt").stdout_equals("hello"))
+//!         .rollback("rm greeting.txt"))
+//!     .build()?
+//!     .runbook;
+//! let root = tempfile::tempdir()?;
+//! # std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+//! let provider = LocalProvider::with_root(root.path());
+//! let outcome = run_all(&provider, runbook, RunOptions::default(), RunMode::default()).await?;
+//! assert!(outcome.passed());
+//! assert_eq!(outcome.report.steps[0].attempts[0].checks[0].attempts, 1);
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod error;
+mod events;
+#[cfg(feature = "local")]
+pub mod local;
+mod redact;
+mod sandbox;
+
+pub use engine::{
+    Amendment, Outcome, RunMode, RunOptions, SandboxLock, Session, SessionState, log_path,
+    now_rfc3339, rfc3339, run_all,
+};
+pub use error::{ExecError, Result};
+pub use events::{Event, NoObserver, Observer, Recorder};
+#[cfg(feature = "local")]
+pub use local::{LocalProvider, LocalSandbox, RunAs};
+pub use redact::{MASK, Redactor, StreamRedactor};
+pub use sandbox::{
+    CommandSpec, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Sandbox,
+    SandboxInfo, Stream,
+};
+
+/// Reads the saved state of a persistent sandbox from its control directory.
+pub use engine::state::load as load_state;

@@ -1,0 +1,73 @@
+//! The executor's errors.
+
+use std::path::PathBuf;
+
+/// Why the executor could not do what was asked. Step failures are not errors: they
+/// are recorded in the report; these are failures of the machinery around them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The runbook has lint errors and must not run.
+    #[error("the runbook has lint errors:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Lint(Vec<runbook_core::Diagnostic>),
+    /// A variable has no sandbox value and none was given.
+    #[error(
+        "variable `{0}` has no sandbox value: give one with `--var {0}=VALUE` (or `sandbox:` in the runbook)"
+    )]
+    MissingValue(String),
+    /// A prerequisite is missing or has the wrong version.
+    #[error("pre-flight failed:\n{}", .0.join("\n"))]
+    Preflight(Vec<String>),
+    /// A sandbox could not be found.
+    #[error("no sandbox `{0}`: `runbook sandbox list` shows the ones that exist")]
+    NotFound(String),
+    /// Another process is using the sandbox.
+    #[error("sandbox `{id}` is in use by {holder}; wait for it to finish, or stop that process")]
+    Locked {
+        /// The sandbox.
+        id: String,
+        /// Who holds it (pid, host, since when).
+        holder: String,
+    },
+    /// The sandbox cannot run this kind of check (a Kubernetes check on a local sandbox).
+    #[error("unsupported by the {provider} provider: {what}")]
+    Unsupported {
+        /// The provider.
+        provider: String,
+        /// What it cannot do.
+        what: String,
+    },
+    /// The stepwise API was used out of order.
+    #[error("{0}")]
+    Usage(String),
+    /// A file or directory operation failed.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The provider failed.
+    #[error("{0}")]
+    Provider(String),
+}
+
+impl ExecError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> ExecError {
+        let path = path.into();
+        move |source| ExecError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = ExecError> = std::result::Result<T, E>;

@@ -1,0 +1,163 @@
+//! Spawning a command in its own process group, streaming its output, and killing
+//! every process a sandbox started.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use crate::{ExecError, Exit, OutputSink, Result, Stream};
+
+/// How long output is still read after the shell exits. A daemon started in the
+/// background may keep the pipes open forever; its output goes to the log only while
+/// the step runs.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
+
+/// Runs `command` and streams its output into `sink`; on timeout kills its process group.
+pub(crate) async fn run(
+    mut command: Command,
+    timeout: Duration,
+    sink: &mut dyn OutputSink,
+) -> Result<Exit> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    let started = Instant::now();
+    let program = command
+        .as_std()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    let mut child = command
+        .spawn()
+        .map_err(|e| ExecError::Provider(format!("cannot start `{program}`: {e}")))?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    // If this future is dropped mid-command, the group dies with it.
+    let guard = GroupGuard(pgid);
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let mut out_buf = vec![0u8; 64 * 1024];
+    let mut err_buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::from_std(started + timeout);
+    let mut status = None;
+    let mut timed_out = false;
+    let mut grace = None;
+    loop {
+        if stdout.is_none() && stderr.is_none() && status.is_some() {
+            break;
+        }
+        tokio::select! {
+            n = read(&mut stdout, &mut out_buf), if stdout.is_some() => match n {
+                Some(n) => sink.output(Stream::Stdout, &out_buf[..n]),
+                None => stdout = None,
+            },
+            n = read(&mut stderr, &mut err_buf), if stderr.is_some() => match n {
+                Some(n) => sink.output(Stream::Stderr, &err_buf[..n]),
+                None => stderr = None,
+            },
+            s = child.wait(), if status.is_none() => {
+                status = Some(s.map_err(|e| ExecError::Provider(format!("waiting for `{program}`: {e}")))?);
+                grace = Some(tokio::time::Instant::now() + OUTPUT_GRACE);
+            },
+            _ = tokio::time::sleep_until(deadline), if status.is_none() && !timed_out => {
+                timed_out = true;
+                if let Some(pgid) = pgid {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+            },
+            _ = tokio::time::sleep_until(grace.unwrap_or(deadline)), if grace.is_some() => break,
+        }
+    }
+    std::mem::forget(guard);
+    let status = status.expect("loop ends after the child exited");
+    Ok(Exit {
+        code: status.code(),
+        timed_out,
+        duration: started.elapsed(),
+    })
+}
+
+async fn read<R: tokio::io::AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
+    match r.as_mut()?.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+/// Kills a process group when dropped (a cancelled future must not leave the command running).
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Kills every process that belongs to a sandbox: those carrying its marker in their
+/// environment, and those whose working directory is inside it. That covers daemons
+/// that re-parented, started a new session or double-forked. Repeats until none is
+/// left or `limit` has passed; returns how many it killed.
+pub(crate) fn kill_sandbox_processes(marker: &str, dir: &Path, limit: Duration) -> usize {
+    let me = std::process::id();
+    let deadline = Instant::now() + limit;
+    let mut killed = 0;
+    loop {
+        let found = sandbox_processes(marker, dir, me);
+        if found.is_empty() || Instant::now() > deadline {
+            return killed;
+        }
+        for pid in found {
+            if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pids of the live processes of a sandbox.
+pub(crate) fn sandbox_processes(marker: &str, dir: &Path, me: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let marker = marker.as_bytes();
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let proc_dir = entry.path();
+        // Zombies are already dead; only their parent can reap them.
+        if std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        }) {
+            continue;
+        }
+        let in_dir = std::fs::read_link(proc_dir.join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
+        let marked = in_dir
+            || std::fs::read(proc_dir.join("environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker));
+        if marked {
+            out.push(pid as i32);
+        }
+    }
+    out
+}

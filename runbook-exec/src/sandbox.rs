@@ -1,0 +1,194 @@
+//! The two traits every sandbox provider implements.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use runbook_core::report::SandboxDescription;
+use runbook_core::{KubeCheck, Lifetime};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A command for a sandbox to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// The command text, run by the sandbox's shell exactly as written.
+    pub command: String,
+    /// Environment variables to add (the runbook's variables, among others).
+    pub env: BTreeMap<String, String>,
+    /// Working directory relative to the sandbox root.
+    pub workdir: Option<String>,
+    /// Kill the command (and everything it started in its process group) after this long.
+    pub timeout: Duration,
+}
+
+/// Receives a command's output as it is produced, in chunks of any size.
+pub trait OutputSink: Send {
+    /// One chunk of bytes from `stream`. Chunks may split lines and UTF-8 characters.
+    fn output(&mut self, stream: Stream, bytes: &[u8]);
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// Whether the timeout killed it.
+    pub timed_out: bool,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// What a provider needs to provision a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionRequest {
+    /// The runbook's name (a slug), used in the sandbox id.
+    pub runbook: String,
+    /// How long the sandbox lives.
+    pub lifetime: Lifetime,
+}
+
+/// A sandbox as listed by its provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxInfo {
+    /// The sandbox id.
+    pub id: String,
+    /// The provider.
+    pub provider: String,
+    /// The runbook it was made for.
+    pub runbook: String,
+    /// Its lifetime.
+    pub lifetime: Lifetime,
+    /// Seconds since the Unix epoch when it was created.
+    pub created_unix: u64,
+    /// The last step that passed in it, if any.
+    pub last_step: Option<String>,
+}
+
+/// Provisions, finds and destroys sandboxes of one kind (local directories,
+/// Kubernetes namespaces, …).
+///
+/// # Writing a provider
+///
+/// A provider makes a [`Sandbox`] for a lifetime and can find it again by id. Its
+/// sandboxes run commands with the environment they are given, write files under
+/// their root, describe themselves, and tear down. Ephemeral and session sandboxes
+/// must also clean up when dropped without [`Sandbox::teardown`] (a panic, a
+/// cancelled future): do it synchronously in `Drop`.
+///
+/// ```
+/// use std::path::{Path, PathBuf};
+/// use async_trait::async_trait;
+/// use runbook_exec::{CommandSpec, Exit, OutputSink, Provider, ProvisionRequest, Result,
+///     Sandbox, SandboxInfo, Stream, ExecError};
+/// use runbook_core::report::SandboxDescription;
+///
+/// /// A "sandbox" that echoes commands instead of running them: enough to show the shape.
+/// struct DryRun;
+/// struct DryRunSandbox { dir: PathBuf }
+///
+/// #[async_trait]
+/// impl Provider for DryRun {
+///     fn name(&self) -> &str { "dry-run" }
+///     async fn provision(&self, _req: &ProvisionRequest) -> Result<Box<dyn Sandbox>> {
+///         Ok(Box::new(DryRunSandbox { dir: std::env::temp_dir() }))
+///     }
+///     async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>> { Err(ExecError::NotFound(id.into())) }
+///     async fn list(&self) -> Result<Vec<SandboxInfo>> { Ok(Vec::new()) }
+///     async fn destroy(&self, id: &str) -> Result<()> { Err(ExecError::NotFound(id.into())) }
+/// }
+///
+/// #[async_trait]
+/// impl Sandbox for DryRunSandbox {
+///     fn id(&self) -> &str { "dry-run-1" }
+///     fn control_dir(&self) -> &Path { &self.dir }
+///     async fn run(&self, spec: &CommandSpec, out: &mut dyn OutputSink) -> Result<Exit> {
+///         out.output(Stream::Stdout, format!("would run: {}\n", spec.command).as_bytes());
+///         Ok(Exit { code: Some(0), timed_out: false, duration: Default::default() })
+///     }
+///     async fn write_file(&self, _path: &str, _contents: &[u8]) -> Result<()> { Ok(()) }
+///     async fn describe(&self) -> Result<SandboxDescription> {
+///         Ok(SandboxDescription { provider: "dry-run".into(), id: "dry-run-1".into(), nodes: 1, ..Default::default() })
+///     }
+///     async fn teardown(&mut self) -> Result<()> { Ok(()) }
+/// }
+///
+/// let provider: Box<dyn Provider> = Box::new(DryRun);
+/// assert_eq!(provider.name(), "dry-run");
+/// ```
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's name (`local`, `kube`).
+    fn name(&self) -> &str;
+
+    /// Makes a new sandbox.
+    async fn provision(&self, request: &ProvisionRequest) -> Result<Box<dyn Sandbox>>;
+
+    /// Finds a persistent sandbox again by id.
+    async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>>;
+
+    /// The sandboxes this provider owns.
+    async fn list(&self) -> Result<Vec<SandboxInfo>>;
+
+    /// Destroys a sandbox by id (killing what runs in it).
+    async fn destroy(&self, id: &str) -> Result<()>;
+}
+
+/// One sandbox: an isolated place where a runbook's commands run.
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// The sandbox id.
+    fn id(&self) -> &str;
+
+    /// A local directory, private to the executor, for the sandbox log and state.
+    fn control_dir(&self) -> &Path;
+
+    /// Runs `spec` and streams its output into `out`.
+    async fn run(&self, spec: &CommandSpec, out: &mut dyn OutputSink) -> Result<Exit>;
+
+    /// Writes a file at `path`, relative to the sandbox root.
+    async fn write_file(&self, path: &str, contents: &[u8]) -> Result<()>;
+
+    /// Provider, OS, versions, node count.
+    async fn describe(&self) -> Result<SandboxDescription>;
+
+    /// Runs a typed Kubernetes check. By default: unsupported (never "passed").
+    async fn kube_check(&self, check: &KubeCheck) -> Result<KubeObservation> {
+        Err(crate::ExecError::Unsupported {
+            provider: self
+                .describe()
+                .await
+                .map(|d| d.provider)
+                .unwrap_or_default(),
+            what: format!("Kubernetes checks ({check:?}) need the kube provider"),
+        })
+    }
+
+    /// Destroys the sandbox and everything running in it.
+    async fn teardown(&mut self) -> Result<()>;
+
+    /// Leaves the sandbox in place (persistent lifetime): dropping it must not destroy it.
+    fn keep(&mut self) {}
+}
+
+/// What a typed Kubernetes check observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeObservation {
+    /// Whether the expectation holds.
+    pub satisfied: bool,
+    /// What was seen, in words.
+    pub actual: String,
+}

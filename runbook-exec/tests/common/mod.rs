@@ -1,0 +1,53 @@
+//! Helpers shared by the executor's integration tests.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+
+use std::time::{Duration, Instant};
+
+use runbook_exec::LocalProvider;
+use tempfile::TempDir;
+
+/// A provider with its own state root, reachable by the unprivileged sandbox user.
+pub fn provider() -> (TempDir, LocalProvider) {
+    let root = tempfile::Builder::new()
+        .prefix("runbook-test-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let provider = LocalProvider::with_root(root.path());
+    (root, provider)
+}
+
+/// Waits for `condition` with a deadline; never sleeps to hope.
+pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Pids of live (non-zombie) processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        if !zombie
+            && String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}

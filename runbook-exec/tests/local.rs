@@ -1,0 +1,767 @@
+//! The engine and the local provider, with real processes and real shells.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{processes_with, provider, wait_for};
+use runbook_core::report::{StepStatus, Verdict};
+use runbook_core::{
+    Category, Check, ConfigFile, KnownIssue, KubeCheck, Lifetime, Prerequisite, Rollback, Runbook,
+    SecretSource, Step, Variable,
+};
+use runbook_exec::{
+    Amendment, Event, ExecError, Provider, Recorder, RunMode, RunOptions, Session, run_all,
+};
+
+fn options(lifetime: Lifetime) -> RunOptions {
+    RunOptions {
+        lifetime: Some(lifetime),
+        ..RunOptions::default()
+    }
+}
+
+fn step(id: &str, run: &str, check: Check) -> Step {
+    Step::new(id, format!("Step {id}"))
+        .run(run)
+        .verify(check)
+        .rollback("true")
+}
+
+#[tokio::test]
+async fn variables_reach_commands_through_the_environment_and_stay_inert() {
+    let (_root, provider) = provider();
+    let canary = std::env::temp_dir().join(format!("runbook-canary-{}", std::process::id()));
+    let payload = format!(
+        "$(touch {}) `touch {}`; echo pwned",
+        canary.display(),
+        canary.display()
+    );
+    let runbook = Runbook::builder("inject")
+        .variable(
+            Variable::new("VALUE", Category::Other)
+                .sandbox(payload.clone())
+                .production("x"),
+        )
+        .step(step(
+            "echo",
+            "printf '%s' \"$VALUE\" > out.txt",
+            Check::command("cat out.txt").stdout_equals(payload.clone()),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let outcome = run_all(
+        &provider,
+        runbook,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    assert!(
+        !canary.exists(),
+        "a variable value was executed as shell code"
+    );
+    // The command recorded is the command in the runbook, byte for byte.
+    assert_eq!(
+        outcome.report.steps[0].attempts[0].command,
+        "printf '%s' \"$VALUE\" > out.txt"
+    );
+}
+
+#[tokio::test]
+async fn environment_is_exactly_what_we_pass() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("exact-env")
+        .variable(
+            Variable::new("APP_NAME", Category::Other)
+                .sandbox("demo")
+                .production("x"),
+        )
+        .step(
+            step(
+                "env",
+                "true",
+                Check::command("env | cut -d= -f1 | sort | tr '\\n' ' '").stdout_matches("."),
+            )
+            .read_only(),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Session))
+        .await
+        .unwrap();
+    session.run_next().await.unwrap();
+    let id = session.id().to_owned();
+    let out = std::fs::read_to_string(runbook_exec::log_path(
+        &provider.sandbox_dir(&id).join("control"),
+    ))
+    .unwrap();
+    session.finish().await.unwrap();
+    let listing = out
+        .lines()
+        .find(|l| l.contains("PATH "))
+        .expect("env listing in the log");
+    let names: Vec<&str> = listing.split_whitespace().collect();
+    let allowed = [
+        "APP_NAME",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "LOGNAME",
+        "OLDPWD",
+        "PATH",
+        "PWD",
+        "RUNBOOK_SANDBOX_ID",
+        "SHLVL",
+        "TMPDIR",
+        "USER",
+        "_",
+    ];
+    for n in &names {
+        assert!(
+            allowed.contains(n),
+            "unexpected variable {n} in the sandbox: {listing}"
+        );
+    }
+    assert!(names.contains(&"APP_NAME") && names.contains(&"PATH"));
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("timeout")
+        .step(
+            Step::new("hang", "Hang")
+                .run("sleep 424242 & sleep 424243; echo never")
+                .timeout(Duration::from_millis(500))
+                .verify(Check::command("true").stdout_equals(""))
+                .rollback("true"),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Session))
+        .await
+        .unwrap();
+    let record = session.run_next().await.unwrap().unwrap().clone();
+    let attempt = &record.attempts[0];
+    assert!(attempt.output.timed_out, "{attempt:#?}");
+    assert!(attempt.failure.contains("timed out"), "{}", attempt.failure);
+    wait_for(
+        "the timed-out processes to die",
+        Duration::from_secs(5),
+        || processes_with("sleep 424242").is_empty() && processes_with("sleep 424243").is_empty(),
+    );
+    session.finish().await.unwrap();
+}
+
+#[tokio::test]
+async fn teardown_kills_daemons_that_escaped_the_process_group() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("daemons")
+        .step(step(
+            "start-daemons",
+            "setsid sleep 515151 >/dev/null 2>&1 < /dev/null &\n( ( sleep 515152 >/dev/null 2>&1 & ) & )\necho started",
+            Check::command("pgrep -f 'sleep 51515[12]' | wc -l").stdout_equals("2").within(Duration::from_secs(5)).every(Duration::from_millis(50)),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let outcome = run_all(
+        &provider,
+        runbook,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    assert!(
+        processes_with("sleep 515151").is_empty(),
+        "setsid daemon survived teardown"
+    );
+    assert!(
+        processes_with("sleep 515152").is_empty(),
+        "double-forked daemon survived teardown"
+    );
+    assert!(!provider.sandbox_dir(&outcome.report.sandbox.id).exists());
+}
+
+#[tokio::test]
+async fn dropping_a_session_destroys_its_sandbox() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("dropped")
+        .step(step(
+            "daemon",
+            "setsid sleep 616161 >/dev/null 2>&1 < /dev/null & echo ok",
+            Check::command("echo ok").stdout_equals("ok"),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Session))
+        .await
+        .unwrap();
+    session.run_next().await.unwrap();
+    let dir = provider.sandbox_dir(session.id());
+    assert!(dir.exists());
+    drop(session);
+    assert!(!dir.exists());
+    assert!(processes_with("sleep 616161").is_empty());
+}
+
+#[tokio::test]
+async fn a_cancelled_run_destroys_its_ephemeral_sandbox() {
+    let (root, provider) = provider();
+    let runbook = Runbook::builder("cancelled")
+        .step(step(
+            "slow",
+            "sleep 717171",
+            Check::command("true").stdout_equals(""),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let run = run_all(
+        &provider,
+        runbook,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    );
+    // Cancel the future once the step is running.
+    let sandboxes = root.path().join("local");
+    let result = tokio::time::timeout(Duration::from_millis(800), run).await;
+    assert!(result.is_err(), "the step should still be running");
+    assert!(
+        processes_with("sleep 717171").is_empty(),
+        "the command outlived its cancelled run"
+    );
+    let left: Vec<_> = std::fs::read_dir(&sandboxes).unwrap().collect();
+    assert!(left.is_empty(), "sandbox left behind: {left:?}");
+}
+
+#[test]
+fn a_panic_destroys_the_sandbox() {
+    let (root, provider) = provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runbook = Runbook::builder("panics")
+        .step(step(
+            "daemon",
+            "setsid sleep 818181 >/dev/null 2>&1 < /dev/null & echo ok",
+            Check::command("echo ok").stdout_equals("ok"),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(async {
+            let mut session = Session::start(&provider, runbook, options(Lifetime::Session))
+                .await
+                .unwrap();
+            session.run_next().await.unwrap();
+            panic!("the agent crashed");
+        })
+    }));
+    assert!(result.is_err());
+    assert!(
+        std::fs::read_dir(root.path().join("local"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert!(processes_with("sleep 818181").is_empty());
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_report_the_log_or_the_events() {
+    let (_root, provider) = provider();
+    let recorder = Arc::new(Recorder::default());
+    let runbook = Runbook::builder("secrets")
+        .variable(Variable::new("API_TOKEN", Category::Credential).secret(SecretSource::Vault, "secret/api").generated())
+        .variable(Variable::new("TLS_KEY", Category::Tls).secret(SecretSource::ExistingSecret, "tls").production("x"))
+        .step(step(
+            "leak",
+            // Whole, split across writes (chunks), and a multi-line secret split across lines.
+            "echo \"token=$API_TOKEN\"; printf '%s' \"${API_TOKEN:0:5}\"; sleep 0.05; printf '%s\\n' \"${API_TOKEN:5}\"; echo \"$TLS_KEY\" >&2",
+            Check::command("echo \"$API_TOKEN\"").stdout_matches("."),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let mut opts = options(Lifetime::Ephemeral);
+    opts.vars = BTreeMap::from([(
+        "TLS_KEY".to_owned(),
+        "-----BEGIN KEY-----\nabc123secretline\n-----END KEY-----".to_owned(),
+    )]);
+    opts.observer = recorder.clone();
+    let mut session = Session::start(&provider, runbook, opts).await.unwrap();
+    let token = session.values()["API_TOKEN"].clone();
+    assert_eq!(token.len(), 32);
+    session.run_next().await.unwrap();
+    let outcome = session.finish().await.unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    let report = serde_json::to_string(&outcome.report).unwrap();
+    let events = format!("{:?}", recorder.events());
+    let log = outcome.log();
+    for (what, text) in [("report", &report), ("events", &events), ("log", &log)] {
+        assert!(!text.contains(&token), "the token leaked into the {what}");
+        assert!(
+            !text.contains(&token[..10]) || !text.contains(&token[10..]),
+            "token pieces in the {what}"
+        );
+        assert!(
+            !text.contains("abc123secretline"),
+            "the key leaked into the {what}"
+        );
+    }
+    let stdout = &outcome.report.steps[0].attempts[0].output.stdout;
+    assert_eq!(stdout, "token=***\n***\n", "{stdout}");
+    assert!(events.contains("***"));
+}
+
+#[tokio::test]
+async fn an_agent_amends_a_failing_step_and_the_known_issue_is_recorded() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("amend")
+        .step(step(
+            "write",
+            "echo draft > file.txt",
+            Check::command("cat file.txt").stdout_equals("final"),
+        ))
+        .step(
+            step(
+                "read",
+                "cat file.txt",
+                Check::command("wc -l < file.txt").stdout_equals("1"),
+            )
+            .read_only(),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Session))
+        .await
+        .unwrap();
+    let first = session.run_next().await.unwrap().unwrap();
+    assert_eq!(first.status, StepStatus::Failed);
+    let failure = session.failure().unwrap();
+    assert!(
+        failure.attempts[0]
+            .failure
+            .contains("expected exit code 0, stdout equals \"final\"; saw stdout \"draft\""),
+        "{}",
+        failure.attempts[0].failure
+    );
+    session
+        .amend(
+            "write",
+            Amendment::run("echo final > file.txt"),
+            KnownIssue::new(
+                "stdout \"draft\"",
+                "the file was written with the draft text",
+                "write the final text",
+            ),
+        )
+        .unwrap();
+    let retried = session.retry().await.unwrap();
+    assert_eq!(retried.status, StepStatus::Passed);
+    assert_eq!(retried.attempts.len(), 2);
+    assert_eq!(retried.attempts[0].command, "echo draft > file.txt");
+    assert_eq!(retried.attempts[1].command, "echo final > file.txt");
+    assert!(session.run_next().await.unwrap().is_some());
+    assert!(session.run_next().await.unwrap().is_none());
+    let outcome = session.finish().await.unwrap();
+    assert_eq!(outcome.report.verdict, Verdict::Passed);
+    let amended = outcome.runbook.step("write").unwrap();
+    assert_eq!(amended.run, "echo final > file.txt");
+    assert_eq!(amended.known_issues[0].fix, "write the final text");
+    // Amending a step that already passed is refused.
+}
+
+#[tokio::test]
+async fn checks_retry_until_their_deadline() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("eventually")
+        .step(step(
+            "start",
+            "(sleep 0.3; echo ready > state) >/dev/null 2>&1 &",
+            Check::command("cat state 2>/dev/null || echo pending")
+                .stdout_equals("ready")
+                .within(Duration::from_secs(10))
+                .every(Duration::from_millis(50)),
+        ))
+        .step(step(
+            "never",
+            "true",
+            Check::command("echo no")
+                .stdout_equals("yes")
+                .within(Duration::from_millis(300))
+                .every(Duration::from_millis(50)),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let recorder = Arc::new(Recorder::default());
+    let mut opts = options(Lifetime::Ephemeral);
+    opts.observer = recorder.clone();
+    let outcome = run_all(&provider, runbook, opts, RunMode::default())
+        .await
+        .unwrap();
+    assert_eq!(outcome.report.verdict, Verdict::Failed);
+    let first = &outcome.report.steps[0].attempts[0].checks[0];
+    assert!(first.passed && first.attempts > 1, "{first:?}");
+    let second = &outcome.report.steps[1].attempts[0].checks[0];
+    assert!(!second.passed && second.attempts >= 2, "{second:?}");
+    assert_eq!(second.actual, "stdout \"no\"");
+    let events = recorder.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::CheckPassed { attempts, .. } if *attempts > 1))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::CheckFailed { .. }))
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Teardown {
+            destroyed: true,
+            ..
+        }
+    )));
+}
+
+#[tokio::test]
+async fn run_all_stops_at_the_first_failure_and_can_roll_back() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("stops")
+        .step(
+            Step::new("one", "One")
+                .run("touch one")
+                .verify(Check::command("ls").stdout_contains("one"))
+                .rollback_with(
+                    Rollback::new("rm one").verify(Check::command("ls").stdout_equals("")),
+                ),
+        )
+        .step(step(
+            "two",
+            "false",
+            Check::command("true").stdout_equals(""),
+        ))
+        .step(step(
+            "three",
+            "touch three",
+            Check::command("ls").stdout_contains("three"),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let mode = RunMode {
+        rollback_on_failure: true,
+        ..RunMode::default()
+    };
+    let outcome = run_all(&provider, runbook, options(Lifetime::Ephemeral), mode)
+        .await
+        .unwrap();
+    assert_eq!(outcome.report.verdict, Verdict::Failed);
+    assert_eq!(outcome.report.steps.len(), 2, "step three must not run");
+    assert_eq!(
+        outcome.report.steps[1].attempts[0].failure,
+        "the command exited with code 1"
+    );
+    let rollback = outcome.report.rollback.as_ref().unwrap();
+    assert_eq!(rollback.verdict, Verdict::Passed);
+    assert_eq!(rollback.steps.len(), 1);
+    assert_eq!(rollback.steps[0].id, "one");
+}
+
+#[tokio::test]
+async fn the_rollback_exercise_runs_every_rollback_in_reverse_and_verifies_it() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("exercise")
+        .step(
+            Step::new("a", "A")
+                .run("echo a >> order")
+                .verify(Check::command("cat order").stdout_contains("a"))
+                .rollback_with(
+                    Rollback::new("echo undo-a >> undo")
+                        .verify(Check::command("cat undo").stdout_equals("undo-b\nundo-a")),
+                ),
+        )
+        .step(
+            Step::new("b", "B")
+                .run("echo b >> order")
+                .verify(Check::command("cat order").stdout_contains("b"))
+                .rollback_with(
+                    Rollback::new("echo undo-b >> undo")
+                        .verify(Check::command("cat undo").stdout_equals("undo-b")),
+                ),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mode = RunMode {
+        exercise_rollback: true,
+        ..RunMode::default()
+    };
+    let outcome = run_all(&provider, runbook, options(Lifetime::Ephemeral), mode)
+        .await
+        .unwrap();
+    assert!(outcome.passed());
+    let rollback = outcome.report.rollback.as_ref().unwrap();
+    assert_eq!(rollback.verdict, Verdict::Passed, "{rollback:#?}");
+    let order: Vec<&str> = rollback.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(order, ["b", "a"]);
+}
+
+#[tokio::test]
+async fn preflight_records_versions_and_names_what_is_missing() {
+    let (_root, provider) = provider();
+    let good = Runbook::builder("preflight")
+        .prerequisite(Prerequisite::new("bash", ">=4"))
+        .step(
+            step(
+                "noop",
+                "true",
+                Check::command("echo ok").stdout_equals("ok"),
+            )
+            .read_only(),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let outcome = run_all(
+        &provider,
+        good.clone(),
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    let bash = &outcome.report.preflight[0];
+    assert!(
+        bash.satisfied
+            && bash
+                .detected
+                .as_deref()
+                .is_some_and(|v| v.starts_with('5') || v.starts_with('4')),
+        "{bash:?}"
+    );
+
+    let mut bad = good;
+    bad.prerequisites = vec![
+        Prerequisite::new("no-such-tool-xyz", ">=1"),
+        Prerequisite::new("bash", ">=99"),
+    ];
+    let err = run_all(
+        &provider,
+        bad,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("no-such-tool-xyz is not installed"), "{text}");
+    assert!(text.contains("does not satisfy `>=99`"), "{text}");
+}
+
+#[tokio::test]
+async fn kubernetes_checks_are_unsupported_locally_never_passed() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("kube-local")
+        .step(
+            step(
+                "noop",
+                "true",
+                Check::kube(KubeCheck::PodsReady {
+                    selector: "app=db".into(),
+                    count: 1,
+                }),
+            )
+            .read_only(),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let outcome = run_all(
+        &provider,
+        runbook,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    let check = &outcome.report.steps[0].attempts[0].checks[0];
+    assert!(!check.passed);
+    assert!(
+        check.actual.contains("unsupported by the local provider"),
+        "{}",
+        check.actual
+    );
+}
+
+#[tokio::test]
+async fn config_files_are_written_with_sandbox_values() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("config")
+        .variable(
+            Variable::new("NAMESPACE", Category::Namespace)
+                .sandbox("sandbox-test")
+                .production("yours"),
+        )
+        .config_file(ConfigFile::new(
+            "config/app/values.yaml",
+            "namespace: ${NAMESPACE}\nliteral: $HOME\n",
+        ))
+        .step(
+            step(
+                "apply",
+                "cat config/app/values.yaml",
+                Check::command("cat config/app/values.yaml")
+                    .stdout_equals("namespace: sandbox-test\nliteral: $HOME"),
+            )
+            .uses_file("config/app/values.yaml"),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let outcome = run_all(
+        &provider,
+        runbook,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+}
+
+#[tokio::test]
+async fn output_is_capped_in_memory_and_complete_in_the_log() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("big-output")
+        .step(
+            step(
+                "print",
+                "head -c 3000000 /dev/zero | tr '\\0' 'x'",
+                Check::command("echo ok").stdout_equals("ok"),
+            )
+            .read_only(),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mut opts = options(Lifetime::Ephemeral);
+    opts.output_cap = 1000;
+    let outcome = run_all(&provider, runbook, opts, RunMode::default())
+        .await
+        .unwrap();
+    let out = &outcome.report.steps[0].attempts[0].output;
+    assert_eq!(out.stdout.len(), 1000);
+    assert_eq!(out.stdout_dropped, 3_000_000 - 1000);
+    assert!(outcome.log().len() > 3_000_000);
+}
+
+#[tokio::test]
+async fn persistent_sandboxes_survive_and_resume_with_their_values() {
+    let (_root, provider) = provider();
+    let runbook = |steps: &[&str]| {
+        let mut b = Runbook::builder("upgrade").variable(
+            Variable::new("DB_PASSWORD", Category::Credential)
+                .secret(SecretSource::Vault, "x")
+                .generated(),
+        );
+        for s in steps {
+            b = b.step(step(
+                s,
+                &format!("echo {s} >> steps; printf '%s' \"$DB_PASSWORD\" > pw"),
+                Check::command("tail -n1 steps").stdout_equals(*s),
+            ));
+        }
+        b.build().unwrap().runbook
+    };
+    let mut first = Session::start(&provider, runbook(&["v1"]), options(Lifetime::Persistent))
+        .await
+        .unwrap();
+    let id = first.id().to_owned();
+    let password = first.values()["DB_PASSWORD"].clone();
+    assert!(first.run_next().await.unwrap().is_some());
+    // While one process holds it, nobody else may use it.
+    let err = Session::resume(&provider, &id, None, RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ExecError::Locked { holder, .. } if holder.contains(&format!("process {}", std::process::id()))),
+        "{err}"
+    );
+    let outcome = first.finish().await.unwrap();
+    assert_eq!(outcome.report.verdict, Verdict::Passed);
+    assert!(
+        provider.sandbox_dir(&id).exists(),
+        "a persistent sandbox must survive"
+    );
+    let listed = provider.list().await.unwrap();
+    assert_eq!(listed[0].last_step.as_deref(), Some("v1"));
+
+    let mut second = Session::resume(
+        &provider,
+        &id,
+        Some(runbook(&["v1", "v2"])),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        second.values()["DB_PASSWORD"],
+        password,
+        "generated secrets persist"
+    );
+    assert_eq!(second.next_step().unwrap().id, "v2");
+    second.run_remaining().await.unwrap();
+    let outcome = second.finish().await.unwrap();
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Passed,
+        "{:#?}",
+        outcome.report
+    );
+    let steps = std::fs::read_to_string(provider.sandbox_dir(&id).join("work/steps")).unwrap();
+    assert_eq!(steps, "v1\nv2\n");
+    provider.destroy(&id).await.unwrap();
+    assert!(!provider.sandbox_dir(&id).exists());
+    let err = Session::resume(&provider, &id, None, RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::NotFound(_)), "{err}");
+}
+
+#[tokio::test]
+async fn lint_errors_stop_a_run_before_any_sandbox_exists() {
+    let (root, provider) = provider();
+    let runbook = Runbook::builder("broken")
+        .step(Step::new("a", "A").run("echo \"$UNDECLARED\""))
+        .build_unchecked();
+    let err = Session::start(&provider, runbook, RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, ExecError::Lint(d) if d.len() == 2), "{err}");
+    assert!(
+        !root.path().join("local").exists()
+            || std::fs::read_dir(root.path().join("local"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
