@@ -1,1 +1,65 @@
-//! wip
+//! Tested infrastructure runbooks: describe a change, test it in a sandbox you provision
+//! yourself (never production), and hand off a verified package.
+//!
+//! This facade re-exports the three crates of the workspace:
+//!
+//! - the model ([`runbook_core`], re-exported at the root): [`Runbook`], [`Step`],
+//!   [`Check`], [`Rollback`], [`Variable`], [`Limitation`], [`Prerequisite`],
+//!   [`Lifetime`], the lint rules and the file format;
+//! - [`exec`]: providers, sandboxes and the deploy -> validate -> document [`exec::Session`];
+//! - [`render`]: the handoff [`render::Package`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use runbook::{Category, Check, Runbook, Step, Variable};
+//! use runbook::exec::{LocalProvider, RunMode, RunOptions, run_all};
+//!
+//! let runbook = Runbook::builder("greeting")
+//!     .variable(Variable::new("GREETING", Category::Other).sandbox("hello").production("Your greeting"))
+//!     .step(Step::new("write", "Write the greeting")
+//!         .run("printf '%s\\n' \"$GREETING\" > greeting.txt")
+//!         .verify(Check::command("cat greeting.txt").stdout_equals("hello").within(Duration::from_secs(5)))
+//!         .rollback("rm greeting.txt"))
+//!     .build()?
+//!     .runbook;
+//! # let root = tempfile::tempdir()?;
+//! # std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+//! let provider = LocalProvider::with_root(root.path());
+//! let outcome = run_all(&provider, runbook, RunOptions::default(), RunMode { exercise_rollback: true, ..RunMode::default() }).await?;
+//! runbook::write_package(&outcome, &root.path().join("handoff-package"), false)?;
+//! assert!(root.path().join("handoff-package/scripts/deploy.sh").exists());
+//! # Ok(()) }
+//! ```
+
+pub use runbook_core::*;
+
+/// Sandboxes, providers and the engine (the `runbook-exec` crate).
+pub mod exec {
+    pub use runbook_exec::*;
+}
+
+/// The handoff package (the `runbook-render` crate).
+pub mod render {
+    pub use runbook_render::*;
+}
+
+use std::path::Path;
+
+/// Renders and writes the handoff package of a finished sandbox run: the amended
+/// runbook, its evidence and its log. Refuses (and writes nothing) if any file would hold
+/// one of the run's secrets. `replace` allows replacing an existing directory.
+pub fn write_package(
+    outcome: &exec::Outcome,
+    dir: &Path,
+    replace: bool,
+) -> Result<(), render::RenderError> {
+    let log = outcome.log();
+    let secrets: Vec<&str> = outcome.redactor.secrets().collect();
+    let evidence = render::Evidence {
+        report: &outcome.report,
+        log: Some(&log),
+    };
+    render::Package::render(&outcome.runbook, Some(evidence), &secrets)?.write_to(dir, replace)
+}

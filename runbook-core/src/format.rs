@@ -139,6 +139,16 @@ pub fn to_yaml_string(runbook: &Runbook) -> String {
     serde_saphyr::to_string(runbook).unwrap_or_default()
 }
 
+/// Writes any serializable value (a report, version metadata) as YAML.
+pub fn to_yaml<T: serde::Serialize>(value: &T) -> String {
+    serde_saphyr::to_string(value).unwrap_or_default()
+}
+
+/// Reads a sandbox report (`test-summary.yaml`).
+pub fn report_from_yaml_str(text: &str) -> Result<crate::report::Report, ParseError> {
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| yaml_error(&e))
+}
+
 /// Writes a runbook as pretty JSON.
 pub fn to_json_string(runbook: &Runbook) -> String {
     serde_json::to_string_pretty(runbook).unwrap_or_default()

@@ -28,6 +28,14 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    /// The values being hidden, for scanning output that is about to leave the sandbox
+    /// (the package writer refuses files that contain one). Never print them.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.secrets
+            .iter()
+            .filter_map(|s| std::str::from_utf8(s).ok())
+    }
+
     /// Whether there is nothing to hide.
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()

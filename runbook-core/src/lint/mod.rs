@@ -14,7 +14,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use path::{FieldPath, PathPart, Segment};
-pub use removed_apis::{REMOVED_APIS, RemovedApi, removed_api};
+pub use removed_apis::{REMOVED_APIS, RemovedApi, manifest_headers, removed_api};
 pub use rules::lint;
 
 /// How bad a finding is.

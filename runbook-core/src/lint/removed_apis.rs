@@ -81,7 +81,7 @@ pub fn removed_api(api_version: &str, kind: &str, minor: u64) -> Option<&'static
 
 /// A manifest header found in a YAML text: `apiVersion` and `kind` of one document,
 /// with the 1-based line of its `apiVersion`.
-pub(crate) fn manifest_headers(text: &str) -> Vec<(String, String, usize)> {
+pub fn manifest_headers(text: &str) -> Vec<(String, String, usize)> {
     let mut out = Vec::new();
     let (mut api, mut kind, mut line_of_api) = (None, None, 0);
     let mut flush = |api: &mut Option<String>, kind: &mut Option<String>, line: usize| {

@@ -106,6 +106,8 @@ pub struct Outcome {
     pub report: Report,
     /// The redacted sandbox log, copied out of the sandbox before it was destroyed.
     pub log_path: PathBuf,
+    /// The session's secrets, for checking that nothing about to be shipped holds one.
+    pub redactor: Redactor,
 }
 
 impl Outcome {
@@ -643,6 +645,7 @@ impl Session {
             runbook: self.runbook,
             report: self.report,
             log_path,
+            redactor: self.redactor,
         })
     }
 

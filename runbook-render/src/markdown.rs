@@ -1,0 +1,472 @@
+//! `README.md`: the human runbook, following the seed's "Document" example.
+
+use std::fmt::Write;
+
+use runbook_core::report::{Report, StepRecord, StepStatus, Verdict};
+use runbook_core::{Check, Probe, Runbook, Step};
+
+use crate::checklist::{checklist_items, limitations_markdown};
+use crate::text::{cell, clip, code, fenced, human_ms};
+
+/// Renders README.md for `runbook`, with the evidence of `report` when it was tested.
+pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}\n", runbook.display_title());
+    if !runbook.metadata.description.is_empty() {
+        let _ = writeln!(out, "{}\n", runbook.metadata.description.trim());
+    }
+    match report {
+        Some(r) => {
+            let verdict = match r.verdict {
+                Verdict::Passed => "**Tested in a sandbox: passed.**",
+                Verdict::Failed => "**Tested in a sandbox: FAILED.** The evidence below shows where and why.",
+                Verdict::Incomplete => "**Tested in a sandbox: incomplete.** Not every step has run yet.",
+            };
+            let _ = writeln!(
+                out,
+                "> {verdict} Every step below ran exactly as written in an isolated {} sandbox on {}; \
+                 the results are in `test-results/`.\n",
+                r.sandbox.provider,
+                r.started_at
+            );
+        }
+        None => out.push_str(
+            "> **Not tested.** This runbook has not been run in a sandbox: no command, check or rollback \
+             below has been verified. Treat it as a draft.\n\n",
+        ),
+    }
+
+    summary(&mut out, runbook, report);
+    if !runbook.requirements.is_empty() || !runbook.success_criteria.is_empty() {
+        out.push_str("## Requirements\n\n");
+        for r in &runbook.requirements {
+            let _ = writeln!(out, "- {}", r.trim());
+        }
+        if !runbook.success_criteria.is_empty() {
+            out.push_str("\n**Success criteria:**\n\n");
+            for c in &runbook.success_criteria {
+                let _ = writeln!(out, "- {}", c.trim());
+            }
+        }
+        out.push('\n');
+    }
+    prerequisites(&mut out, runbook, report);
+    variables(&mut out, runbook);
+    if let Some(r) = report {
+        timeline(&mut out, r);
+    }
+
+    out.push_str("## Steps\n\n");
+    out.push_str("Run them in order with `scripts/deploy.sh` (resume with `--from STEP`), or by hand as below.\n\n");
+    for (i, step) in runbook.steps.iter().enumerate() {
+        let record = report.and_then(|r| r.steps.iter().find(|s| s.id == step.id));
+        step_section(&mut out, i + 1, step, record, report.is_some());
+    }
+
+    out.push_str("## Production Adaptation Checklist\n\nBefore executing this runbook on production, update the following:\n\n");
+    out.push_str(&checklist_items(runbook));
+    out.push_str("\n(Also in `adaptation-checklist.md`.)\n\n");
+    out.push_str("## Limitations of Sandbox Testing\n\n");
+    out.push_str(&limitations_markdown(runbook, report));
+    rollback_procedure(&mut out, runbook, report);
+    versions(&mut out, runbook, report);
+    out.push_str("## Files\n\n");
+    out.push_str(
+        "- `runbook.yaml`: this runbook, machine-readable (`runbook.schema.json` describes it)\n",
+    );
+    for f in &runbook.config_files {
+        let desc = if f.description.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", f.description.trim())
+        };
+        let _ = writeln!(out, "- `{}`{desc}", f.path);
+    }
+    out.push_str("- `scripts/deploy.sh`, `scripts/verify.sh`, `scripts/rollback.sh`\n");
+    if report.is_some() {
+        out.push_str("- `test-results/`: the sandbox log, `test-summary.yaml` and `junit.xml`\n");
+    }
+    out.push_str("- `versions.yaml`, `SHA256SUMS`\n");
+    out
+}
+
+fn summary(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
+    out.push_str("## Summary\n\n| | |\n|---|---|\n");
+    let _ = writeln!(out, "| What | {} |", cell(runbook.display_title()));
+    let t = &runbook.target;
+    let mut target = Vec::new();
+    for (label, v) in [
+        ("platform", &t.platform),
+        ("cloud", &t.cloud),
+        ("Kubernetes", &t.kubernetes_version),
+        ("architecture", &t.architecture),
+    ] {
+        if let Some(v) = v {
+            target.push(format!("{label} {v}"));
+        }
+    }
+    if !target.is_empty() {
+        let _ = writeln!(out, "| Target environment | {} |", cell(&target.join(", ")));
+    }
+    if !runbook.metadata.version.is_empty() {
+        let _ = writeln!(
+            out,
+            "| Runbook version | {} |",
+            cell(&runbook.metadata.version)
+        );
+    }
+    match report {
+        Some(r) => {
+            let s = &r.sandbox;
+            let lifetime = s.lifetime.map(|l| format!(", {l}")).unwrap_or_default();
+            let user = if s.user.is_empty() {
+                String::new()
+            } else {
+                format!(", commands run as `{}`", s.user)
+            };
+            let _ = writeln!(
+                out,
+                "| Sandbox | {} provider{lifetime}; {}; {} node(s){}{user} |",
+                cell(&s.provider),
+                cell(&s.os),
+                s.nodes,
+                if s.network_isolated {
+                    ", network isolated"
+                } else {
+                    ""
+                }
+            );
+            let verdict = match r.verdict {
+                Verdict::Passed => "Passed",
+                Verdict::Failed => "FAILED",
+                Verdict::Incomplete => "Incomplete",
+            };
+            let passed = r
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Passed)
+                .count();
+            let _ = writeln!(
+                out,
+                "| Verdict | {verdict}: {passed} of {} step(s) passed |",
+                runbook.steps.len()
+            );
+            let _ = writeln!(
+                out,
+                "| Tested | {} (total {}) |",
+                r.started_at,
+                human_ms(r.duration_ms)
+            );
+            let rollback = match &r.rollback {
+                Some(x) if x.verdict == Verdict::Passed => {
+                    "Tested: every rollback passed its checks".to_owned()
+                }
+                Some(_) => "Tested: FAILED (see the rollback procedure)".to_owned(),
+                None => "Not exercised".to_owned(),
+            };
+            let _ = writeln!(out, "| Rollback | {rollback} |");
+        }
+        None => {
+            out.push_str("| Verdict | Not tested |\n");
+        }
+    }
+    let rec = runbook_core::recommend_lifetime(runbook);
+    let _ = writeln!(
+        out,
+        "| Recommended sandbox | {} ({}) |\n",
+        rec.lifetime, rec.reason
+    );
+}
+
+fn prerequisites(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
+    if runbook.prerequisites.is_empty() {
+        return;
+    }
+    out.push_str("## Prerequisites\n\n| Tool | Required | Tested with |\n|---|---|---|\n");
+    for p in &runbook.prerequisites {
+        let tested = report
+            .and_then(|r| r.preflight.iter().find(|t| t.tool == p.tool))
+            .and_then(|t| t.detected.clone())
+            .unwrap_or_else(|| "not tested".into());
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {} |",
+            cell(&p.tool),
+            cell(&p.version),
+            cell(&tested)
+        );
+    }
+    out.push('\n');
+}
+
+fn variables(out: &mut String, runbook: &Runbook) {
+    if runbook.variables.is_empty() {
+        return;
+    }
+    out.push_str("## Variables\n\nEvery command reads these from the environment; set them for production first.\n\n");
+    out.push_str("| Name | Sandbox value | Production |\n|---|---|---|\n");
+    for v in &runbook.variables {
+        let sandbox = if v.is_secret() || v.generate {
+            "secret".to_owned()
+        } else {
+            v.sandbox
+                .as_deref()
+                .map_or_else(|| "(none)".to_owned(), code)
+        };
+        let mut production = v.production.trim().to_owned();
+        if let Some(s) = &v.secret {
+            if !production.is_empty() {
+                production.push(' ');
+            }
+            production.push_str(&format!(
+                "(from {} {})",
+                s.source.label(),
+                code(&s.reference)
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} |",
+            v.name,
+            cell(&sandbox),
+            cell(&production)
+        );
+    }
+    out.push('\n');
+}
+
+fn timeline(out: &mut String, report: &Report) {
+    if report.steps.is_empty() {
+        return;
+    }
+    out.push_str("## Timeline\n\n```mermaid\ngantt\n    title Sandbox run (step durations)\n    dateFormat x\n    axisFormat %M:%S\n");
+    let mut start = 0u64;
+    for (i, s) in report.steps.iter().enumerate() {
+        let end = start + s.duration_ms().max(1);
+        let state = if s.status == StepStatus::Passed {
+            "done"
+        } else {
+            "crit"
+        };
+        let title: String = s
+            .title
+            .chars()
+            .map(|c| {
+                if matches!(c, ':' | '#' | ';' | '\n') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "    {title} :{state}, s{i}, {start}, {end}");
+        start = end;
+    }
+    out.push_str("```\n\n");
+}
+
+fn check_lines(
+    out: &mut String,
+    checks: &[Check],
+    records: Option<&[runbook_core::report::CheckRecord]>,
+) {
+    for (i, c) in checks.iter().enumerate() {
+        let observed = match records.and_then(|r| r.get(i)) {
+            Some(r) if r.passed => format!(
+                " Observed: as expected{}.",
+                if r.attempts > 1 {
+                    format!(
+                        " after {} attempts ({})",
+                        r.attempts,
+                        human_ms(r.duration_ms)
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+            Some(r) => format!(" Observed: {}.", r.actual),
+            None => String::new(),
+        };
+        let retry = c
+            .retry
+            .within
+            .map(|w| format!(" (retried for up to {w})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "- **{}**: expect {}{retry}.{observed}",
+            c.label(),
+            c.expectation()
+        );
+        if let Probe::Command(cmd) = &c.probe {
+            if c.name.is_some() || cmd.contains('\n') {
+                let body = fenced("bash", cmd);
+                for line in body.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+        }
+    }
+}
+
+fn step_section(
+    out: &mut String,
+    n: usize,
+    step: &Step,
+    record: Option<&StepRecord>,
+    tested: bool,
+) {
+    let _ = writeln!(out, "### Step {n}: {}\n", step.title.trim());
+    if !step.description.is_empty() {
+        let _ = writeln!(out, "{}\n", step.description.trim());
+    }
+    if !step.files.is_empty() {
+        let files: Vec<String> = step.files.iter().map(|f| code(f)).collect();
+        let _ = writeln!(out, "Applies {}.\n", files.join(", "));
+    }
+    out.push_str("**Command:**\n\n");
+    out.push_str(&fenced("bash", &step.run));
+    out.push('\n');
+    match record {
+        Some(r) => {
+            let last = r.attempts.last();
+            let took = last.map_or(0, |a| a.duration_ms);
+            if r.status == StepStatus::Passed {
+                let _ = write!(out, "**Result:** Success ({})", human_ms(took));
+                if r.attempts.len() > 1 {
+                    let _ = write!(
+                        out,
+                        " on attempt {}, after fixing the issue below",
+                        r.attempts.len()
+                    );
+                }
+                out.push_str("\n\n");
+            } else {
+                let failure = last.map(|a| a.failure.as_str()).unwrap_or("");
+                let _ = writeln!(
+                    out,
+                    "**Result:** FAILED after {} attempt(s): {failure}\n",
+                    r.attempts.len()
+                );
+                if let Some(a) = last {
+                    let output = [a.output.stderr.trim(), a.output.stdout.trim()]
+                        .into_iter()
+                        .find(|s| !s.is_empty());
+                    if let Some(o) = output {
+                        out.push_str("Output:\n\n");
+                        out.push_str(&fenced("text", &clip(o, 2000)));
+                        out.push('\n');
+                    }
+                }
+            }
+            for (i, a) in r
+                .attempts
+                .iter()
+                .enumerate()
+                .take(r.attempts.len().saturating_sub(1))
+            {
+                let _ = writeln!(out, "- Attempt {} failed: {}", i + 1, a.failure);
+            }
+            if r.attempts.len() > 1 {
+                out.push('\n');
+            }
+        }
+        None if tested => out.push_str("**Result:** Not run (an earlier step failed).\n\n"),
+        None => out.push_str("**Result:** Not tested.\n\n"),
+    }
+    if !step.verify.is_empty() {
+        out.push_str("**Verification:**\n\n");
+        let records = record
+            .and_then(|r| r.attempts.last())
+            .map(|a| a.checks.as_slice());
+        check_lines(out, &step.verify, records);
+        out.push('\n');
+    }
+    if let Some(rb) = &step.rollback {
+        out.push_str("**Rollback:**\n\n");
+        out.push_str(&fenced("bash", &rb.run));
+        if !rb.verify.is_empty() {
+            out.push('\n');
+            check_lines(out, &rb.verify, None);
+        }
+        out.push('\n');
+    }
+    if !step.notes.is_empty() {
+        out.push_str("**Notes:**");
+        if step.notes.len() == 1 {
+            let _ = writeln!(out, " {}\n", step.notes[0].trim());
+        } else {
+            out.push_str("\n\n");
+            for note in &step.notes {
+                let _ = writeln!(out, "- {}", note.trim());
+            }
+            out.push('\n');
+        }
+    }
+    if !step.known_issues.is_empty() {
+        out.push_str("**Known issues:**\n\n");
+        for k in &step.known_issues {
+            let _ = writeln!(out, "- **Error:** {}", code(k.error.trim()));
+            let _ = writeln!(out, "  - **Root cause:** {}", k.cause.trim());
+            let _ = writeln!(out, "  - **Fix:** {}", k.fix.trim());
+        }
+        out.push('\n');
+    }
+}
+
+fn rollback_procedure(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
+    out.push_str("## Rollback Procedure\n\n");
+    let steps: Vec<&Step> = runbook
+        .steps
+        .iter()
+        .rev()
+        .filter(|s| s.rollback.is_some())
+        .collect();
+    if steps.is_empty() {
+        out.push_str("No step declares a rollback.\n\n");
+        return;
+    }
+    match report.and_then(|r| r.rollback.as_ref()) {
+        Some(x) if x.verdict == Verdict::Passed => out.push_str(
+            "**Rollback tested:** after the successful run, every rollback below ran in this order in the \
+             sandbox and passed its checks.\n\n",
+        ),
+        Some(_) => out.push_str("**Rollback tested: FAILED.** See `test-results/test-summary.yaml`.\n\n"),
+        None => out.push_str("The rollbacks were not exercised in the sandbox.\n\n"),
+    }
+    out.push_str("Undo the steps in reverse order (`scripts/rollback.sh` does this; `--from STEP` resumes):\n\n");
+    for (i, s) in steps.iter().enumerate() {
+        let rb = s.rollback.as_ref().expect("filtered");
+        let _ = writeln!(out, "{}. **{}** (`{}`):\n", i + 1, s.title.trim(), s.id);
+        for line in fenced("bash", &rb.run).lines() {
+            let _ = writeln!(out, "   {line}");
+        }
+        out.push('\n');
+    }
+}
+
+fn versions(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
+    out.push_str("## Version Metadata\n\n");
+    match report {
+        Some(r) => {
+            out.push_str("Tested with (also in `versions.yaml`):\n\n");
+            for t in &r.preflight {
+                let _ = writeln!(
+                    out,
+                    "- `{}` {}",
+                    t.tool,
+                    t.detected.as_deref().unwrap_or("not found")
+                );
+            }
+            for (k, v) in &r.sandbox.versions {
+                let _ = writeln!(out, "- {k} {v}");
+            }
+            if !r.sandbox.os.is_empty() {
+                let _ = writeln!(out, "- {}", r.sandbox.os);
+            }
+        }
+        None => out.push_str("Not tested: `versions.yaml` lists the requirements only.\n"),
+    }
+    let _ = runbook;
+    out.push('\n');
+}

@@ -1,0 +1,358 @@
+//! The package: snapshots of what a human reads, scripts that pass shellcheck, no
+//! secret, deterministic bytes, atomic writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use proptest::prelude::*;
+use runbook_core::report::{
+    Attempt, CheckRecord, CommandOutput, Report, RollbackExercise, SandboxDescription, StepRecord,
+    StepStatus, ToolVersion, Verdict,
+};
+use runbook_core::{Category, Check, ConfigFile, Lifetime, Runbook, SecretSource, Step, Variable};
+use runbook_render::{Evidence, Package, RenderError};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn examples() -> Vec<(String, Runbook)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo().join("examples"))
+        .unwrap()
+        .flatten()
+    {
+        let path = entry.path().join("runbook.yaml");
+        if path.exists() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            out.push((name, runbook_core::load(&path).unwrap().0));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A report as a sandbox run of `runbook` would produce, with fixed times.
+fn fixed_report(runbook: &Runbook) -> Report {
+    let steps = runbook
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepRecord {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            status: StepStatus::Passed,
+            attempts: vec![Attempt {
+                command: s.run.clone(),
+                output: CommandOutput {
+                    exit_code: Some(0),
+                    stdout: "ok\n".into(),
+                    duration_ms: 1000 * (i as u64 + 1),
+                    ..Default::default()
+                },
+                duration_ms: 1200 * (i as u64 + 1),
+                checks: s
+                    .verify
+                    .iter()
+                    .map(|c| CheckRecord {
+                        name: c.label(),
+                        command: c.command_text().map(str::to_owned),
+                        passed: true,
+                        attempts: 1,
+                        expected: c.expectation(),
+                        actual: "as expected".into(),
+                        duration_ms: 100,
+                    })
+                    .collect(),
+                failure: String::new(),
+            }],
+        })
+        .collect();
+    Report {
+        runbook: runbook.metadata.name.clone(),
+        verdict: Verdict::Passed,
+        started_at: "2026-11-26T12:00:00Z".into(),
+        duration_ms: 9000,
+        sandbox: SandboxDescription {
+            provider: "local".into(),
+            id: format!("{}-0000", runbook.metadata.name),
+            lifetime: Some(Lifetime::Session),
+            os: "Debian GNU/Linux 12 (bookworm) (Linux 6.1.0)".into(),
+            nodes: 1,
+            network_isolated: false,
+            user: "nobody".into(),
+            versions: [("bash".to_owned(), "5.2.15(1)-release".to_owned())].into(),
+        },
+        preflight: runbook
+            .prerequisites
+            .iter()
+            .map(|p| ToolVersion {
+                tool: p.tool.clone(),
+                required: p.version.clone(),
+                detected: Some("15.18.0".into()),
+                satisfied: true,
+            })
+            .collect(),
+        steps,
+        rollback: Some(RollbackExercise {
+            verdict: Verdict::Passed,
+            steps: Vec::new(),
+        }),
+    }
+}
+
+fn shellcheck(path: &Path) {
+    let out = Command::new("shellcheck")
+        .arg("--shell=bash")
+        .arg(path)
+        .output()
+        .expect("shellcheck is installed (apt-get install shellcheck)");
+    assert!(
+        out.status.success(),
+        "shellcheck {}:\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new("bash").arg("-n").arg(path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "bash -n {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn snapshots_of_every_example_package() {
+    for (name, runbook) in examples() {
+        let report = fixed_report(&runbook);
+        let package = Package::render(
+            &runbook,
+            Some(Evidence {
+                report: &report,
+                log: Some("log\n"),
+            }),
+            &[],
+        )
+        .unwrap();
+        for file in [
+            "README.md",
+            "adaptation-checklist.md",
+            "scripts/deploy.sh",
+            "scripts/rollback.sh",
+            "scripts/verify.sh",
+            "versions.yaml",
+        ] {
+            insta::assert_snapshot!(
+                format!("{name}__{}", file.replace('/', "_")),
+                package.text(file).unwrap()
+            );
+        }
+        let untested = Package::render(&runbook, None, &[]).unwrap();
+        insta::assert_snapshot!(
+            format!("{name}__untested_README.md"),
+            untested.text("README.md").unwrap()
+        );
+    }
+}
+
+#[test]
+fn every_example_script_passes_bash_n_and_shellcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, runbook) in examples() {
+        let package = Package::render(&runbook, None, &[]).unwrap();
+        let target = dir.path().join(&name);
+        package.write_to(&target, false).unwrap();
+        for script in ["deploy.sh", "rollback.sh", "verify.sh"] {
+            shellcheck(&target.join("scripts").join(script));
+        }
+    }
+}
+
+#[test]
+fn the_package_has_every_file_and_checksums_that_verify() {
+    let (_, runbook) = examples()
+        .into_iter()
+        .find(|(n, _)| n == "postgres")
+        .unwrap();
+    let report = fixed_report(&runbook);
+    let package = Package::render(
+        &runbook,
+        Some(Evidence {
+            report: &report,
+            log: Some("the log\n"),
+        }),
+        &[],
+    )
+    .unwrap();
+    let paths: Vec<&str> = package.paths().collect();
+    for want in [
+        "README.md",
+        "runbook.yaml",
+        "runbook.schema.json",
+        "config/postgresql.conf",
+        "scripts/deploy.sh",
+        "scripts/rollback.sh",
+        "scripts/verify.sh",
+        "test-results/sandbox-log.txt",
+        "test-results/test-summary.yaml",
+        "test-results/junit.xml",
+        "adaptation-checklist.md",
+        "versions.yaml",
+        "SHA256SUMS",
+    ] {
+        assert!(paths.contains(&want), "missing {want}: {paths:?}");
+    }
+    // runbook.yaml parses back to the same model; the summary parses back to the report.
+    assert_eq!(
+        runbook_core::from_yaml_str(package.text("runbook.yaml").unwrap()).unwrap(),
+        runbook
+    );
+    assert_eq!(
+        runbook_core::report_from_yaml_str(package.text("test-results/test-summary.yaml").unwrap())
+            .unwrap(),
+        report
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("handoff-package");
+    package.write_to(&target, false).unwrap();
+    let out = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let readme = package.text("README.md").unwrap();
+    assert!(
+        readme.contains("**Result:** Success (1.2 seconds)"),
+        "{readme}"
+    );
+    assert!(readme.contains("```mermaid\ngantt"));
+    assert!(readme.contains(
+        "- [ ] **Endpoint** (`PGPORT`): update from `55432` to your production endpoint."
+    ));
+    assert!(
+        readme.contains("**Known issues:**")
+            && readme.contains("permission denied for schema public")
+    );
+    let junit = package.text("test-results/junit.xml").unwrap();
+    assert!(junit.contains("tests=\"3\" failures=\"0\""), "{junit}");
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    for (_, runbook) in examples() {
+        let report = fixed_report(&runbook);
+        let a = Package::render(
+            &runbook,
+            Some(Evidence {
+                report: &report,
+                log: None,
+            }),
+            &[],
+        )
+        .unwrap();
+        let b = Package::render(
+            &runbook,
+            Some(Evidence {
+                report: &report,
+                log: None,
+            }),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn writing_is_atomic_and_refuses_to_clobber() {
+    let (_, runbook) = examples().remove(0);
+    let package = Package::render(&runbook, None, &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("pkg");
+    package.write_to(&target, false).unwrap();
+    std::fs::write(target.join("stale.txt"), "old").unwrap();
+    assert!(matches!(
+        package.write_to(&target, false),
+        Err(RenderError::Exists(_))
+    ));
+    package.write_to(&target, true).unwrap();
+    assert!(!target.join("stale.txt").exists(), "replaced whole");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(target.join("scripts/deploy.sh"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o755);
+}
+
+#[test]
+fn a_config_path_outside_the_package_is_refused() {
+    let runbook = Runbook::builder("escape")
+        .config_file(ConfigFile::new("config/../../etc/passwd", "x"))
+        .step(
+            Step::new("a", "A")
+                .run("true")
+                .read_only()
+                .verify(Check::command("true").stdout_equals("")),
+        )
+        .build_unchecked();
+    assert!(matches!(
+        Package::render(&runbook, None, &[]),
+        Err(RenderError::BadPath(_))
+    ));
+}
+
+fn runbook_with_secret(secret: &str, leak_into_note: bool) -> Runbook {
+    let mut step = Step::new("use", "Use the secret")
+        .run("printf '%s' \"$TOKEN\" > token")
+        .verify(Check::command("wc -c < token").stdout_matches("[0-9]+"))
+        .rollback("rm token");
+    if leak_into_note {
+        step = step.note(format!("the sandbox token was {secret}"));
+    }
+    Runbook::builder("secrets")
+        .variable(
+            Variable::new("TOKEN", Category::Credential)
+                .secret(SecretSource::Vault, "secret/token")
+                .generated(),
+        )
+        .step(step)
+        .build_unchecked()
+}
+
+proptest! {
+    #[test]
+    fn no_secret_reaches_the_package(secret in "[ -~]{6,24}", leak in any::<bool>()) {
+        // Secrets of any printable content, regex and shell metacharacters included.
+        let runbook = runbook_with_secret(&secret, leak);
+        let clean = Package::render(&runbook_with_secret("", false), None, &[]).unwrap();
+        let already_there = clean.paths().any(|p| clean.get(p).unwrap().windows(secret.len()).any(|w| w == secret.as_bytes()));
+        match Package::render(&runbook, None, &[&secret]) {
+            Ok(p) => {
+                prop_assert!(!leak || already_there);
+                for path in p.paths() {
+                    let bytes = p.get(path).unwrap();
+                    prop_assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the secret", path);
+                }
+            }
+            Err(RenderError::SecretInPackage { file, .. }) => prop_assert!(leak || already_there, "false alarm in {}", file),
+            Err(e) => prop_assert!(false, "{}", e),
+        }
+    }
+}
