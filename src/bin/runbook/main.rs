@@ -1,0 +1,660 @@
+//! `runbook`: validate, test and hand off infrastructure runbooks from a shell.
+
+mod progress;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use runbook::exec::{ExecError, LocalProvider, Observer, Provider, RunOptions, Session};
+use runbook::render::{Evidence, Package};
+use runbook::{Diagnostic, Lifetime, ParseError, Runbook, SourceMap};
+
+#[derive(Parser)]
+#[command(
+    name = "runbook",
+    version,
+    about = "Tested infrastructure runbooks: validate, test in a sandbox, hand off a verified package."
+)]
+struct Cli {
+    /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and lint runbook files; exit 1 when any has an error.
+    Validate {
+        /// Runbook files (YAML or JSON).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Test a runbook in a new sandbox and write its handoff package.
+    Run {
+        /// The runbook file.
+        file: PathBuf,
+        /// Sandbox lifetime (default: recommended from the runbook).
+        #[arg(long, value_enum)]
+        lifetime: Option<LifetimeArg>,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Keep the sandbox afterwards (makes it persistent, to inspect, resume or destroy later).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Continue a persistent sandbox, optionally with another runbook (an upgrade).
+    Resume {
+        /// The sandbox id (`runbook sandbox list`).
+        id: String,
+        /// A runbook to continue with; by default the one the sandbox was started with.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Persistent sandboxes.
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// Write a handoff package without running anything.
+    Render {
+        /// The runbook file.
+        file: PathBuf,
+        /// A test-summary.yaml from an earlier run, to render as tested.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// Where to write the package.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace an existing package directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the JSON Schema of runbook.yaml.
+    Schema,
+    /// Write a starter runbook.yaml that lints clean.
+    New {
+        /// The runbook's name (a lowercase slug).
+        name: String,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE", default_value = "runbook.yaml")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Sandbox provider.
+    #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
+    provider: ProviderArg,
+    /// Override a variable's sandbox value (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Where to write the handoff package.
+    #[arg(long, value_name = "DIR", default_value = "handoff-package")]
+    out: PathBuf,
+    /// After a successful run, run every rollback in reverse order and verify it.
+    #[arg(long)]
+    exercise_rollback: bool,
+    /// Stream the engine's events on stdout.
+    #[arg(long, value_enum)]
+    events: Option<EventsFormat>,
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// List sandboxes: id, runbook, last step, age, provider.
+    List,
+    /// Destroy a sandbox (or all of them) and everything running in it.
+    Destroy {
+        /// The sandbox id.
+        #[arg(required_unless_present = "all")]
+        id: Option<String>,
+        /// Destroy every sandbox.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EventsFormat {
+    Ndjson,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ProviderArg {
+    Local,
+    Kube,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LifetimeArg {
+    Ephemeral,
+    Session,
+    Persistent,
+}
+
+impl From<LifetimeArg> for Lifetime {
+    fn from(l: LifetimeArg) -> Self {
+        match l {
+            LifetimeArg::Ephemeral => Lifetime::Ephemeral,
+            LifetimeArg::Session => Lifetime::Session,
+            LifetimeArg::Persistent => Lifetime::Persistent,
+        }
+    }
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    if !runbook::template::is_upper_snake(name) {
+        return Err(format!("`{name}` is not an UPPER_SNAKE variable name"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// An error for the user: what went wrong and what to do. Never a panic, never Debug.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("error: internal error ({msg}); please report it with the command you ran");
+    }));
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(Failure(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Validate { files, format } => Ok(validate(&files, format)),
+        Command::Schema => {
+            print!("{}", runbook::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { name, out } => new_runbook(&name, &out),
+        Command::Render {
+            file,
+            report,
+            out,
+            force,
+        } => render(&file, report.as_deref(), &out, force),
+        Command::Sandbox { command } => {
+            sandbox(
+                provider(cli.state_dir.as_deref(), ProviderArg::Local)?.as_ref(),
+                command,
+            )
+            .await
+        }
+        Command::Run {
+            file,
+            lifetime,
+            run,
+            keep,
+        } => {
+            let runbook = load_clean(&file)?;
+            let lifetime = match (lifetime.map(Lifetime::from), keep) {
+                (Some(l), true) if l != Lifetime::Persistent => {
+                    return Err(Failure(format!(
+                        "--keep keeps the sandbox, which a {l} lifetime cannot: drop one of them"
+                    )));
+                }
+                (_, true) => Some(Lifetime::Persistent),
+                (l, false) => l,
+            };
+            let provider = provider(cli.state_dir.as_deref(), run.provider)?;
+            run_session(provider.as_ref(), Start::New(runbook, lifetime), &run).await
+        }
+        Command::Resume { id, file, run } => {
+            let runbook = file.as_deref().map(load_clean).transpose()?;
+            let provider = provider(cli.state_dir.as_deref(), run.provider)?;
+            run_session(provider.as_ref(), Start::Resume(id, runbook), &run).await
+        }
+    }
+}
+
+fn provider(state_dir: Option<&Path>, which: ProviderArg) -> Result<Box<dyn Provider>, Failure> {
+    if which == ProviderArg::Kube {
+        return Err(Failure(
+            "the kube provider is not available in this build yet; use --provider local (see docs/kubernetes.md)".into(),
+        ));
+    }
+    let p = match state_dir {
+        Some(dir) => LocalProvider::with_root(dir),
+        None => LocalProvider::new()?,
+    };
+    Ok(Box::new(p))
+}
+
+// ---- validate -----------------------------------------------------------------
+
+fn validate(files: &[PathBuf], format: Format) -> ExitCode {
+    #[derive(serde::Serialize)]
+    struct Finding<'a> {
+        file: String,
+        line: Option<u64>,
+        column: Option<u64>,
+        severity: &'a str,
+        code: String,
+        path: String,
+        message: String,
+        help: String,
+    }
+    let mut findings = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        match runbook::load(file) {
+            Err(e) => findings.push(Finding {
+                file: name,
+                line: e.line,
+                column: e.column,
+                severity: "error",
+                code: "parse".into(),
+                path: String::new(),
+                message: e.message,
+                help: "fix the file so it matches the format (docs/format.md, `runbook schema`)"
+                    .into(),
+            }),
+            Ok((rb, text)) => {
+                let diags = rb.lint();
+                let map = if diags.is_empty() {
+                    SourceMap::default()
+                } else {
+                    SourceMap::new(&text)
+                };
+                for d in diags {
+                    let (line, column) = map
+                        .locate(&d.path)
+                        .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+                    findings.push(Finding {
+                        file: name.clone(),
+                        line,
+                        column,
+                        severity: if d.is_error() { "error" } else { "warning" },
+                        code: d.rule.code().to_owned(),
+                        path: d.path,
+                        message: d.message,
+                        help: d.help,
+                    });
+                }
+            }
+        }
+    }
+    let errors = findings.iter().filter(|f| f.severity == "error").count();
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&findings).unwrap_or_else(|_| "[]".into())
+        ),
+        Format::Text => {
+            for f in &findings {
+                let pos = match (f.line, f.column) {
+                    (Some(l), Some(c)) => format!(":{l}:{c}"),
+                    _ => String::new(),
+                };
+                let path = if f.path.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", f.path)
+                };
+                println!(
+                    "{}{pos}: {}[{}]{path}: {}",
+                    f.file, f.severity, f.code, f.message
+                );
+                println!("    help: {}", f.help);
+            }
+            let warnings = findings.len() - errors;
+            eprintln!(
+                "{} file(s): {errors} error(s), {warnings} warning(s)",
+                files.len()
+            );
+        }
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Loads a runbook and refuses it when it has lint errors, printing them like `validate`.
+fn load_clean(file: &Path) -> Result<Runbook, Failure> {
+    let (rb, text) = runbook::load(file).map_err(|e: ParseError| Failure(e.to_string()))?;
+    let errors: Vec<Diagnostic> = rb.lint().into_iter().filter(Diagnostic::is_error).collect();
+    if !errors.is_empty() {
+        let map = SourceMap::new(&text);
+        let lines: Vec<String> = errors
+            .iter()
+            .map(|d| {
+                let pos = map
+                    .locate(&d.path)
+                    .map(|(l, c)| format!(":{l}:{c}"))
+                    .unwrap_or_default();
+                format!(
+                    "{}{pos}: error[{}] {}: {}\n    help: {}",
+                    file.display(),
+                    d.rule,
+                    d.path,
+                    d.message,
+                    d.help
+                )
+            })
+            .collect();
+        return Err(Failure(format!(
+            "the runbook has lint errors; nothing was run:\n{}",
+            lines.join("\n")
+        )));
+    }
+    Ok(rb)
+}
+
+// ---- run / resume -------------------------------------------------------------
+
+enum Start {
+    New(Runbook, Option<Lifetime>),
+    Resume(String, Option<Runbook>),
+}
+
+async fn run_session(
+    provider: &dyn Provider,
+    start: Start,
+    args: &RunArgs,
+) -> Result<ExitCode, Failure> {
+    let sandbox_id = Arc::new(Mutex::new(None));
+    let observer: Arc<dyn Observer> = match args.events {
+        Some(EventsFormat::Ndjson) => Arc::new(progress::Ndjson {
+            sandbox: sandbox_id.clone(),
+        }),
+        None if std::io::stderr().is_terminal() => {
+            let t = progress::Terminal::new(sandbox_id.clone());
+            t.spawn_ticker();
+            Arc::new(t)
+        }
+        None => Arc::new(progress::Quiet {
+            sandbox: sandbox_id.clone(),
+        }),
+    };
+    let lifetime_hint = match &start {
+        Start::New(rb, l) => l.unwrap_or_else(|| runbook::recommend_lifetime(rb).lifetime),
+        Start::Resume(..) => Lifetime::Persistent,
+    };
+    let options = RunOptions {
+        lifetime: match &start {
+            Start::New(_, l) => *l,
+            Start::Resume(..) => None,
+        },
+        vars: args.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
+        observer,
+        ..RunOptions::default()
+    };
+    let work = async {
+        let mut session = match start {
+            Start::New(rb, _) => Session::start(provider, rb, options).await?,
+            Start::Resume(id, rb) => Session::resume(provider, &id, rb, options).await?,
+        };
+        let preflight = session.preflight().await;
+        let passed = match &preflight {
+            Ok(_) => session.run_remaining().await?,
+            Err(e) => {
+                eprintln!("{e}");
+                false
+            }
+        };
+        if !passed && preflight.is_ok() {
+            print_failure(&session);
+        }
+        if passed && args.exercise_rollback {
+            let r = session.rollback().await?;
+            if r.verdict != runbook::report::Verdict::Passed {
+                eprintln!("the rollback exercise FAILED: see test-results/test-summary.yaml");
+            }
+        }
+        let keep_hint =
+            (session.lifetime() == Lifetime::Persistent).then(|| session.id().to_owned());
+        let outcome = session.finish().await?;
+        Ok::<_, ExecError>((outcome, keep_hint))
+    };
+    let (outcome, kept) = tokio::select! {
+        r = work => r?,
+        _ = tokio::signal::ctrl_c() => {
+            let id = sandbox_id.lock().ok().and_then(|s| s.clone()).unwrap_or_else(|| "(not yet created)".into());
+            if lifetime_hint == Lifetime::Persistent {
+                eprintln!("\ninterrupted: sandbox {id} is kept; continue with `runbook resume {id}` or remove it with `runbook sandbox destroy {id}`");
+            } else {
+                eprintln!("\ninterrupted: sandbox {id} was torn down");
+            }
+            return Ok(ExitCode::from(130));
+        }
+    };
+    let out = &args.out;
+    if out.exists() && !looks_like_package(out) {
+        return Err(Failure(format!(
+            "`{}` exists and is not a handoff package; choose another --out",
+            out.display()
+        )));
+    }
+    runbook::write_package(&outcome, out, true)?;
+    let verdict = outcome.report.verdict.as_str();
+    eprintln!("handoff package ({verdict}): {}", out.display());
+    if let Some(id) = kept {
+        eprintln!(
+            "sandbox {id} is kept: `runbook resume {id} [FILE]` continues it, `runbook sandbox destroy {id}` removes it"
+        );
+    }
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_failure(session: &Session) {
+    let Some(record) = session.failure() else {
+        return;
+    };
+    let Some(attempt) = record.attempts.last() else {
+        return;
+    };
+    eprintln!(
+        "\nstep `{}` ({}) failed: {}",
+        record.id, record.title, attempt.failure
+    );
+    eprintln!("command:\n{}", indent(&attempt.command));
+    for c in &attempt.checks {
+        let mark = if c.passed { "ok" } else { "FAILED" };
+        eprintln!(
+            "check `{}` {mark}: expected {}; saw {} ({} attempt(s))",
+            c.name, c.expected, c.actual, c.attempts
+        );
+    }
+    let output = if attempt.output.stderr.trim().is_empty() {
+        &attempt.output.stdout
+    } else {
+        &attempt.output.stderr
+    };
+    if !output.trim().is_empty() {
+        let tail: Vec<&str> = output.trim_end().lines().rev().take(10).collect();
+        eprintln!(
+            "last output:\n{}",
+            indent(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        );
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn looks_like_package(dir: &Path) -> bool {
+    dir.join("SHA256SUMS").exists() || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+// ---- render / new / sandbox ---------------------------------------------------
+
+fn render(
+    file: &Path,
+    report: Option<&Path>,
+    out: &Path,
+    force: bool,
+) -> Result<ExitCode, Failure> {
+    let runbook = load_clean(file)?;
+    let report = match report {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure(format!("cannot read `{}`: {e}", path.display())))?;
+            Some(
+                runbook::report_from_yaml_str(&text)
+                    .map_err(|e| Failure(e.in_file(path).to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let evidence = report.as_ref().map(|r| Evidence {
+        report: r,
+        log: None,
+    });
+    Package::render(&runbook, evidence, &[])?.write_to(out, force)?;
+    eprintln!(
+        "handoff package ({}): {}",
+        if report.is_some() {
+            "from the report"
+        } else {
+            "untested"
+        },
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+const STARTER: &str = include_str!("starter.yaml");
+
+fn new_runbook(name: &str, out: &Path) -> Result<ExitCode, Failure> {
+    let text = STARTER.replace("NAME", name);
+    let rb = runbook::from_yaml_str(&text)
+        .map_err(|e| Failure(format!("`{name}` cannot be a runbook name: {e}")))?;
+    if let Some(d) = rb.lint().into_iter().find(Diagnostic::is_error) {
+        return Err(Failure(format!(
+            "`{name}` cannot be a runbook name: {}",
+            d.message
+        )));
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out);
+    match file {
+        Ok(mut f) => std::io::Write::write_all(&mut f, text.as_bytes())?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Failure(format!(
+                "`{}` already exists; choose another path with --out",
+                out.display()
+            )));
+        }
+        Err(e) => return Err(Failure(format!("cannot write `{}`: {e}", out.display()))),
+    }
+    eprintln!(
+        "wrote {}: edit it, then `runbook validate {}` and `runbook run {}`",
+        out.display(),
+        out.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn sandbox(provider: &dyn Provider, command: SandboxCommand) -> Result<ExitCode, Failure> {
+    match command {
+        SandboxCommand::List => {
+            let list = provider.list().await?;
+            if list.is_empty() {
+                eprintln!("no sandboxes");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            println!(
+                "{:<28} {:<16} {:<20} {:>6}  {:<8} LIFETIME",
+                "ID", "RUNBOOK", "LAST STEP", "AGE", "PROVIDER"
+            );
+            for s in list {
+                println!(
+                    "{:<28} {:<16} {:<20} {:>6}  {:<8} {}",
+                    s.id,
+                    s.runbook,
+                    s.last_step.as_deref().unwrap_or("-"),
+                    age(now.saturating_sub(s.created_unix)),
+                    s.provider,
+                    s.lifetime
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxCommand::Destroy { id, all } => {
+            let ids: Vec<String> = if all {
+                provider.list().await?.into_iter().map(|s| s.id).collect()
+            } else {
+                id.into_iter().collect()
+            };
+            for id in ids {
+                provider.destroy(&id).await?;
+                eprintln!("destroyed {id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
