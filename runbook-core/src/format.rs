@@ -230,11 +230,9 @@ impl SourceMap {
                         path.pop();
                     }
                 }
-                Event::Alias(..) => {
-                    if begin(&mut stack, &mut path) == Some(false) {
-                        entries.push((path.clone(), line, col));
-                        path.pop();
-                    }
+                Event::Alias(..) if begin(&mut stack, &mut path) == Some(false) => {
+                    entries.push((path.clone(), line, col));
+                    path.pop();
                 }
                 _ => {}
             }

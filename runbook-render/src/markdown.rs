@@ -298,12 +298,11 @@ fn check_lines(
             c.label(),
             c.expectation()
         );
-        if let Probe::Command(cmd) = &c.probe {
-            if c.name.is_some() || cmd.contains('\n') {
-                let body = fenced("bash", cmd);
-                for line in body.lines() {
-                    let _ = writeln!(out, "  {line}");
-                }
+        if let Probe::Command(cmd) = &c.probe
+            && (c.name.is_some() || cmd.contains('\n'))
+        {
+            for line in fenced("bash", cmd).lines() {
+                let _ = writeln!(out, "  {line}");
             }
         }
     }
