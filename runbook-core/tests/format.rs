@@ -25,9 +25,7 @@ fn example_runbooks() -> Vec<PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml")
-                && path.to_string_lossy().contains("runbook")
-            {
+            } else if path.extension().is_some_and(|e| e == "yaml") {
                 out.push(path);
             }
         }
@@ -55,7 +53,7 @@ fn every_example_parses_lints_clean_and_validates_against_the_schema() {
     let schema: serde_json::Value = serde_json::from_str(&json_schema()).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     let examples = example_runbooks();
-    assert!(examples.len() >= 2, "{examples:?}");
+    assert!(examples.len() >= 6, "{examples:?}");
     for path in examples {
         let (runbook, text) = runbook_core::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let findings = runbook.lint();

@@ -110,7 +110,19 @@ pub fn adaptation_checklist(runbook: &Runbook, report: Option<&Report>) -> Strin
 /// The runbook's limitations, plus those the sandbox itself implies (one node, no real
 /// traffic, network isolation), each kind once, the runbook's own wording first.
 pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation> {
-    let mut out = runbook.limitations.clone();
+    // A limitation declared by kind alone gets the seed's standard wording.
+    let mut out: Vec<Limitation> = runbook
+        .limitations
+        .iter()
+        .map(|l| {
+            let standard = Limitation::standard(l.kind);
+            Limitation {
+                untested: if l.untested.is_empty() { standard.untested } else { l.untested.clone() },
+                production: if l.production.is_empty() { standard.production } else { l.production.clone() },
+                ..l.clone()
+            }
+        })
+        .collect();
     if let Some(report) = report {
         let mut implied = vec![LimitationKind::NoRealTraffic];
         if report.sandbox.nodes <= 1 {
