@@ -191,6 +191,7 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
         ),
     };
     let _ = writeln!(out, "#!/usr/bin/env bash");
+    out.push_str("# shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design\n");
     let _ = writeln!(out, "# {what}: {}", runbook.display_title());
     out.push_str("# Generated from runbook.yaml. The commands and checks are the ones tested in the sandbox,\n");
     out.push_str(
@@ -263,7 +264,6 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
         names.sort_unstable();
         names.dedup();
         for name in names {
-            out.push_str("  # shellcheck disable=SC2016 # the placeholder is literal text\n");
             let _ = writeln!(out, "  content=${{content//'${{{name}}}'/\"${name}\"}}");
         }
         out.push_str("  mkdir -p \"$(dirname \"$WORK_DIR/$1\")\"\n");
