@@ -21,7 +21,11 @@ const PSQL_AS_SUPERUSER: &str = r#"PGPASSWORD="$PG_SUPERUSER_PASSWORD" psql --ho
 const PSQL_AS_APP: &str = r#"PGPASSWORD="$APP_PASSWORD" psql --host="$PGHOST" --port="$PGPORT" --username="$APP_USER" --dbname="$APP_DB""#;
 
 fn create_app_db(fixed: bool) -> String {
-    let owner = if fixed { "ALTER DATABASE :\"app_db\" OWNER TO :\"app_user\";\n" } else { "" };
+    let owner = if fixed {
+        "ALTER DATABASE :\"app_db\" OWNER TO :\"app_user\";\n"
+    } else {
+        ""
+    };
     format!(
         "{PSQL_AS_SUPERUSER} -v app_user=\"$APP_USER\" -v app_password=\"$APP_PASSWORD\" -v app_db=\"$APP_DB\" <<'SQL'\n\
          SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'app_user', :'app_password')\n  \
@@ -35,7 +39,9 @@ fn create_app_db(fixed: bool) -> String {
 /// The runbook as the agent first writes it: without the PostgreSQL 15 fix.
 fn first_draft() -> Result<Runbook, runbook::BuildError> {
     let var = |name: &str, category, sandbox: &str, production: &str| {
-        Variable::new(name, category).sandbox(sandbox).production(production)
+        Variable::new(name, category)
+            .sandbox(sandbox)
+            .production(production)
     };
     let secret = |name: &str, reference: &str| {
         Variable::new(name, Category::Credential)
@@ -112,7 +118,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pg_bin = "/usr/lib/postgresql/15/bin";
     let path = format!("{pg_bin}:{}", std::env::var("PATH").unwrap_or_default());
     let provider = LocalProvider::new()?.path(path);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let options = RunOptions {
         lifetime: Some(Lifetime::Session),
         vars: BTreeMap::from([("PGPORT".to_owned(), port.to_string())]),
@@ -122,7 +130,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut session = Session::start(&provider, first_draft()?, options).await?;
     println!("sandbox {} ({})", session.id(), session.lifetime());
     for tool in session.preflight().await? {
-        println!("pre-flight: {} {}", tool.tool, tool.detected.unwrap_or_default());
+        println!(
+            "pre-flight: {} {}",
+            tool.tool,
+            tool.detected.unwrap_or_default()
+        );
     }
     while let Some(record) = session.run_next().await? {
         let attempt = record.attempts.last().expect("a record has an attempt");
@@ -132,7 +144,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         // Play the agent: read the failure, find the cause, fix the step, record why.
         println!("failed: {}: {}", record.title, attempt.failure);
-        if record.id == "create-app-db" && attempt.failure.contains("permission denied for schema public") {
+        if record.id == "create-app-db"
+            && attempt
+                .failure
+                .contains("permission denied for schema public")
+        {
             session.amend(
                 "create-app-db",
                 Amendment::run(create_app_db(true)),
@@ -152,6 +168,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = session.finish().await?;
     let out = std::path::Path::new("handoff-package");
     runbook::write_package(&outcome, out, true)?;
-    println!("handoff package ({}): {}", outcome.report.verdict.as_str(), out.display());
+    println!(
+        "handoff package ({}): {}",
+        outcome.report.verdict.as_str(),
+        out.display()
+    );
     Ok(())
 }

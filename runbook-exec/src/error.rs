@@ -41,7 +41,7 @@ pub enum ExecError {
     #[error("{0}")]
     Usage(String),
     /// A file or directory operation failed.
-    #[error("{action} `{}`: {source}", path.display())]
+    #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
         /// What was being done.
         action: &'static str,

@@ -117,8 +117,16 @@ pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation
         .map(|l| {
             let standard = Limitation::standard(l.kind);
             Limitation {
-                untested: if l.untested.is_empty() { standard.untested } else { l.untested.clone() },
-                production: if l.production.is_empty() { standard.production } else { l.production.clone() },
+                untested: if l.untested.is_empty() {
+                    standard.untested
+                } else {
+                    l.untested.clone()
+                },
+                production: if l.production.is_empty() {
+                    standard.production
+                } else {
+                    l.production.clone()
+                },
                 ..l.clone()
             }
         })
