@@ -141,10 +141,14 @@ fn summary(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
                 Verdict::Failed => "FAILED",
                 Verdict::Incomplete => "Incomplete",
             };
-            let passed = r
+            let passed = runbook
                 .steps
                 .iter()
-                .filter(|s| s.status == StepStatus::Passed)
+                .filter(|step| {
+                    r.steps
+                        .iter()
+                        .any(|s| s.id == step.id && s.status == StepStatus::Passed)
+                })
                 .count();
             let _ = writeln!(
                 out,
