@@ -47,6 +47,11 @@ pub mod render {
 
 use std::path::Path;
 
+/// The README's code compiles (it is checked as a doctest).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Renders and writes the handoff package of a finished sandbox run: the amended
 /// runbook, its evidence and its log. Refuses (and writes nothing) if any file would hold
 /// one of the run's secrets. `replace` allows replacing an existing directory.
