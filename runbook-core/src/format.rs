@@ -50,6 +50,9 @@ fn yaml_options() -> serde_saphyr::Options {
             max_anchors: 1_000,
             max_aliases: 1_000,
             max_total_scalar_bytes: 256 * 1024 * 1024,
+            // A 10,000-step runbook has about 400,000 nodes; leave room for far bigger ones.
+            max_nodes: 20_000_000,
+            max_events: 40_000_000,
         },
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         with_snippet: false,

@@ -1,5 +1,6 @@
 //! `README.md`: the human runbook, following the seed's "Document" example.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use runbook_core::report::{Report, StepRecord, StepStatus, Verdict};
@@ -58,8 +59,12 @@ pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
 
     out.push_str("## Steps\n\n");
     out.push_str("Run them in order with `scripts/deploy.sh` (resume with `--from STEP`), or by hand as below.\n\n");
+    // Records by step id: a lookup per step must not scan the whole report.
+    let records: HashMap<&str, &StepRecord> = report
+        .map(|r| r.steps.iter().map(|s| (s.id.as_str(), s)).collect())
+        .unwrap_or_default();
     for (i, step) in runbook.steps.iter().enumerate() {
-        let record = report.and_then(|r| r.steps.iter().find(|s| s.id == step.id));
+        let record = records.get(step.id.as_str()).copied();
         step_section(&mut out, i + 1, step, record, report.is_some());
     }
 
@@ -141,14 +146,16 @@ fn summary(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
                 Verdict::Failed => "FAILED",
                 Verdict::Incomplete => "Incomplete",
             };
+            let passed_ids: HashSet<&str> = r
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Passed)
+                .map(|s| s.id.as_str())
+                .collect();
             let passed = runbook
                 .steps
                 .iter()
-                .filter(|step| {
-                    r.steps
-                        .iter()
-                        .any(|s| s.id == step.id && s.status == StepStatus::Passed)
-                })
+                .filter(|s| passed_ids.contains(s.id.as_str()))
                 .count();
             let _ = writeln!(
                 out,
