@@ -352,3 +352,144 @@ fn render_writes_an_untested_package_and_one_from_a_report() {
     );
     assert!(text(&exists).1.contains("already exists"));
 }
+
+/// Spawns `runbook run` on a runbook whose second step hangs, and waits until that step
+/// has started (read from the event stream, no sleeping).
+fn start_hanging_run(dir: &Path, lifetime: &str, marker: u32) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    std::fs::write(
+        dir.join("hangs.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: hangs }
+steps:
+  - id: first
+    title: First
+    run: echo one > one
+    verify: [{ run: cat one, expect: { stdout: { equals: one } } }]
+    rollback: { run: rm one }
+  - id: hang
+    title: Hang
+    run: sleep MARKER
+    verify: [{ run: echo ok, expect: { stdout: { equals: ok } } }]
+    rollback: { run: "true" }
+"#
+        .replace("MARKER", &marker.to_string()),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "run",
+            "hangs.yaml",
+            "--lifetime",
+            lifetime,
+            "--events",
+            "ndjson",
+        ])
+        .current_dir(dir)
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut id = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "sandboxReady" {
+            id = event["id"].as_str().unwrap().to_owned();
+        }
+        if event["event"] == "stepStarted" && event["step"] == "hang" {
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, id)
+}
+
+fn sleepers(marker: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            String::from_utf8_lossy(&cmd).contains(&format!("sleep\0{marker}"))
+                && !stat.contains(") Z")
+        })
+        .count()
+}
+
+#[test]
+fn a_process_killed_mid_step_leaves_a_resumable_sandbox() {
+    let dir = workdir();
+    let (mut child, id) = start_hanging_run(dir.path(), "persistent", 919191);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(
+        sleepers(919191),
+        1,
+        "SIGKILL leaves the step's process orphaned"
+    );
+    // The state says `first` passed; the lock died with the process.
+    let list = runbook(dir.path(), &["sandbox", "list"]);
+    let (stdout, _) = text(&list);
+    assert!(stdout.contains(&id) && stdout.contains("first"), "{stdout}");
+    // Resume with the hanging step fixed: `first` is skipped, `hang` runs again.
+    let fixed = std::fs::read_to_string(dir.path().join("hangs.yaml"))
+        .unwrap()
+        .replace("sleep 919191", "echo fixed");
+    std::fs::write(dir.path().join("fixed.yaml"), fixed).unwrap();
+    let out = runbook(dir.path(), &["resume", &id, "fixed.yaml", "--out", "pkg"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = runbook(dir.path(), &["sandbox", "destroy", &id]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        sleepers(919191),
+        0,
+        "the orphaned step process died with the sandbox"
+    );
+}
+
+#[test]
+fn ctrl_c_tears_an_ephemeral_sandbox_down_and_exits_130() {
+    let dir = workdir();
+    let (child, id) = start_hanging_run(dir.path(), "ephemeral", 929292);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("interrupted: sandbox {id} was torn down")),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("state/local").join(&id).exists());
+    assert_eq!(sleepers(929292), 0);
+}
+
+#[test]
+fn ctrl_c_keeps_a_persistent_sandbox_resumable() {
+    let dir = workdir();
+    let (child, id) = start_hanging_run(dir.path(), "persistent", 939393);
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("runbook resume {id}")), "{stderr}");
+    assert!(
+        runbook(dir.path(), &["sandbox", "destroy", &id])
+            .status
+            .success()
+    );
+}
