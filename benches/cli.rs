@@ -16,17 +16,27 @@ fn main() {
         println!("cli: bench");
         return;
     }
-    let dir = tempfile::Builder::new().prefix("runbook-cli-bench-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("runbook-cli-bench-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = env!("CARGO_BIN_EXE_runbook");
 
     let fifty = dir.path().join("fifty.yaml");
     std::fs::write(&fifty, runbook::to_yaml_string(&support::realistic(50))).unwrap();
     let validate = support::median(51, || {
-        let out = Command::new(exe).arg("validate").arg(&fifty).output().unwrap();
+        let out = Command::new(exe)
+            .arg("validate")
+            .arg(&fifty)
+            .output()
+            .unwrap();
         assert!(out.status.success());
     });
-    println!("cli: start + validate a 50-step runbook: {:.1} ms (median of 51)", validate.as_secs_f64() * 1e3);
+    println!(
+        "cli: start + validate a 50-step runbook: {:.1} ms (median of 51)",
+        validate.as_secs_f64() * 1e3
+    );
 
     let trivial = dir.path().join("trivial.yaml");
     std::fs::write(&trivial, runbook::to_yaml_string(&support::trivial(50))).unwrap();
@@ -35,21 +45,41 @@ fn main() {
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     let run = support::median(5, || {
         let out = Command::new(exe)
-            .args(["run", trivial.to_str().unwrap(), "--lifetime", "ephemeral", "--out"])
+            .args([
+                "run",
+                trivial.to_str().unwrap(),
+                "--lifetime",
+                "ephemeral",
+                "--out",
+            ])
             .arg(dir.path().join("pkg"))
             .env("RUNBOOK_STATE_DIR", &state)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
-    println!("cli: runbook run, 50 trivial steps with one check each: {:.0} ms", run.as_secs_f64() * 1e3);
+    println!(
+        "cli: runbook run, 50 trivial steps with one check each: {:.0} ms",
+        run.as_secs_f64() * 1e3
+    );
 
     let ansible = std::env::var("ANSIBLE_PLAYBOOK").unwrap_or_else(|_| "ansible-playbook".into());
-    if Command::new(&ansible).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+    if Command::new(&ansible)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
         println!("ansible: skipped (no ansible-playbook; see the header of benches/cli.rs)");
         return;
     }
-    let mut playbook = String::from("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n");
+    let mut playbook =
+        String::from("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n");
     for i in 0..50 {
         playbook.push_str(&format!(
             "    - name: step {i}\n      shell: \"true\"\n    - name: check {i}\n      shell: echo ok\n      register: out{i}\n      failed_when: out{i}.stdout != 'ok'\n"
@@ -60,7 +90,10 @@ fn main() {
         .parent()
         .map(|d| d.join("python"))
         .filter(|p| p.exists())
-        .map_or_else(|| "/usr/bin/python3".to_owned(), |p| p.to_string_lossy().into_owned());
+        .map_or_else(
+            || "/usr/bin/python3".to_owned(),
+            |p| p.to_string_lossy().into_owned(),
+        );
     let book = dir.path().join("playbook.yaml");
     std::fs::write(&book, playbook).unwrap();
     let baseline = support::median(3, || {
@@ -74,7 +107,11 @@ fn main() {
             .env("ANSIBLE_LOCALHOST_WARNING", "False")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     });
     println!(
         "ratio: ansible-playbook {:.0} ms / runbook run {:.0} ms = {:.0}x faster",

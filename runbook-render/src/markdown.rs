@@ -375,7 +375,17 @@ fn step_section(
                 .enumerate()
                 .take(r.attempts.len().saturating_sub(1))
             {
-                let _ = writeln!(out, "- Attempt {} failed: {}", i + 1, a.failure);
+                match a.failure.split_once('\n') {
+                    None => {
+                        let _ = writeln!(out, "- Attempt {} failed: {}", i + 1, a.failure);
+                    }
+                    Some(_) => {
+                        let _ = writeln!(out, "- Attempt {} failed:\n", i + 1);
+                        for line in fenced("text", &a.failure).lines() {
+                            let _ = writeln!(out, "  {line}");
+                        }
+                    }
+                }
             }
             if r.attempts.len() > 1 {
                 out.push('\n');

@@ -58,6 +58,82 @@ pub struct Package {
     files: BTreeMap<String, Vec<u8>>,
 }
 
+/// The runbook as shipped: secret variables keep their source, not their sandbox value.
+fn without_secret_values(runbook: &Runbook) -> Runbook {
+    let mut shipped = runbook.clone();
+    for v in &mut shipped.variables {
+        if v.is_secret() && v.sandbox.take().is_some() {
+            v.generate = true;
+        }
+    }
+    shipped
+}
+
+/// The forms a value takes once written into the package's formats.
+fn encodings(value: &str) -> Vec<String> {
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let mut forms = vec![
+        value.to_owned(),
+        json.trim_start_matches('"')
+            .trim_end_matches('"')
+            .to_owned(),
+        crate::text::xml_escape(value),
+    ];
+    if value.trim().len() >= 4 {
+        forms.push(value.trim().to_owned());
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// Every string of the runbook, the report and the log, before any formatting: a secret
+/// there would reach the package in some form.
+fn check_inputs(
+    runbook: &Runbook,
+    evidence: Option<Evidence<'_>>,
+    secrets: &[(String, String)],
+) -> Result<(), RenderError> {
+    fn holds(v: &serde_json::Value, secret: &str) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains(secret),
+            serde_json::Value::Array(a) => a.iter().any(|x| holds(x, secret)),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .any(|(k, x)| k.contains(secret) || holds(x, secret)),
+            _ => false,
+        }
+    }
+    let mut inputs = vec![(
+        "runbook.yaml",
+        serde_json::to_value(runbook).unwrap_or_default(),
+    )];
+    if let Some(e) = evidence {
+        inputs.push((
+            "test-results/test-summary.yaml",
+            serde_json::to_value(e.report).unwrap_or_default(),
+        ));
+        if let Some(log) = e.log {
+            inputs.push((
+                "test-results/sandbox-log.txt",
+                serde_json::Value::String(log.to_owned()),
+            ));
+        }
+    }
+    for (name, value) in secrets {
+        for (file, input) in &inputs {
+            if holds(input, value) {
+                return Err(RenderError::SecretInPackage {
+                    file: (*file).to_owned(),
+                    variable: name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Files that are written executable.
 fn is_script(path: &str) -> bool {
     path.starts_with("scripts/") && path.ends_with(".sh")
@@ -94,6 +170,23 @@ impl Package {
         evidence: Option<Evidence<'_>>,
         secrets: &[&str],
     ) -> Result<Package, RenderError> {
+        // The runbook's literal secret values, then the run's: none may be shipped.
+        let mut all: Vec<(String, String)> = runbook
+            .variables
+            .iter()
+            .filter(|v| v.is_secret())
+            .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
+            .collect();
+        all.extend(
+            secrets
+                .iter()
+                .map(|s| ("(a secret of the run)".to_owned(), (*s).to_owned())),
+        );
+        all.retain(|(_, s)| !s.is_empty());
+        // A secret's sandbox value never leaves the sandbox, not even in runbook.yaml.
+        let shipped = without_secret_values(runbook);
+        let runbook = &shipped;
+        check_inputs(runbook, evidence, &all)?;
         let report = evidence.map(|e| e.report);
         let mut files = BTreeMap::new();
         let mut add = |path: &str, text: String| {
@@ -128,25 +221,20 @@ impl Package {
             add(&f.path, f.content.clone());
         }
         let package = Package { files };
-        package.check_secrets(runbook, secrets)?;
+        package.check_outputs(&all)?;
         Ok(package.with_checksums())
     }
 
-    fn check_secrets(&self, runbook: &Runbook, extra: &[&str]) -> Result<(), RenderError> {
-        let mut secrets: Vec<(String, &str)> = runbook
-            .variables
-            .iter()
-            .filter(|v| v.is_secret())
-            .filter_map(|v| v.sandbox.as_deref().map(|s| (v.name.clone(), s)))
-            .collect();
-        secrets.extend(
-            extra
-                .iter()
-                .map(|s| ("(a generated secret)".to_owned(), *s)),
-        );
-        for (path, bytes) in &self.files {
-            for (name, value) in &secrets {
-                if !value.is_empty() && bytes.windows(value.len()).any(|w| w == value.as_bytes()) {
+    /// Every file, for every secret in every form it could be written in (raw, and
+    /// escaped for JSON/YAML, XML and markdown).
+    fn check_outputs(&self, secrets: &[(String, String)]) -> Result<(), RenderError> {
+        for (name, value) in secrets {
+            let forms = encodings(value);
+            for (path, bytes) in &self.files {
+                if forms
+                    .iter()
+                    .any(|f| bytes.windows(f.len()).any(|w| w == f.as_bytes()))
+                {
                     return Err(RenderError::SecretInPackage {
                         file: path.clone(),
                         variable: name.clone(),

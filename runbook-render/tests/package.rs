@@ -356,3 +356,56 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_literal_secret_sandbox_value_is_not_shipped() {
+    let runbook = Runbook::builder("literal")
+        .variable(
+            Variable::new("TOKEN", Category::Credential)
+                .secret(SecretSource::Vault, "secret/t")
+                .sandbox("hunter2-sandbox"),
+        )
+        .step(
+            Step::new("use", "Use")
+                .run("test -n \"$TOKEN\"")
+                .read_only()
+                .verify(Check::command("echo ok").stdout_equals("ok")),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let package = Package::render(&runbook, None, &[]).unwrap();
+    let shipped = runbook_core::from_yaml_str(package.text("runbook.yaml").unwrap()).unwrap();
+    assert_eq!(shipped.variables[0].sandbox, None);
+    assert!(
+        shipped.variables[0].generate,
+        "the sandbox gets a generated value instead"
+    );
+    assert!(
+        package
+            .paths()
+            .all(|p| !package.text(p).unwrap_or("").contains("hunter2"))
+    );
+}
+
+#[test]
+fn a_secret_in_the_log_or_report_stops_the_package() {
+    let (_, runbook) = examples()
+        .into_iter()
+        .find(|(n, _)| n == "quickstart")
+        .unwrap();
+    let report = fixed_report(&runbook);
+    let err = Package::render(
+        &runbook,
+        Some(Evidence {
+            report: &report,
+            log: Some("token=abc\"def\n"),
+        }),
+        &["abc\"def"],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, RenderError::SecretInPackage { file, .. } if file == "test-results/sandbox-log.txt"),
+        "{err}"
+    );
+}

@@ -323,6 +323,8 @@ fn validate(files: &[PathBuf], format: Format) -> ExitCode {
             }
         }
     }
+    // In file order, so the output reads top to bottom.
+    findings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     let errors = findings.iter().filter(|f| f.severity == "error").count();
     match format {
         Format::Json => println!(
