@@ -425,7 +425,16 @@ fn sleepers(marker: u32) -> usize {
 fn a_process_killed_mid_step_leaves_a_resumable_sandbox() {
     let dir = workdir();
     let (mut child, id) = start_hanging_run(dir.path(), "persistent", 919191);
-    child.kill().unwrap(); // SIGKILL
+    // The step has started; wait (with a deadline) until its process exists.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sleepers(919191) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step's process never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL, mid-step
     child.wait().unwrap();
     assert_eq!(
         sleepers(919191),

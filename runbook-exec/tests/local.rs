@@ -765,3 +765,88 @@ async fn lint_errors_stop_a_run_before_any_sandbox_exists() {
                 .is_none()
     );
 }
+
+/// Network isolation needs root and iproute2; CI has both (.ci/run installs iproute2).
+fn can_isolate() -> bool {
+    let root = nix_is_root();
+    let ip = std::process::Command::new("ip").arg("-V").output().is_ok();
+    if !(root && ip) {
+        eprintln!("skipped: network isolation needs root and iproute2");
+    }
+    root && ip
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+#[tokio::test]
+async fn an_isolated_sandbox_cannot_reach_the_host_network() {
+    if !can_isolate() {
+        return;
+    }
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host.local_addr().unwrap().port().to_string();
+    let probe = "(echo > \"/dev/tcp/127.0.0.1/$HOST_PORT\") 2>/dev/null && echo reachable || echo unreachable";
+    let interfaces = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '";
+    let runbook = |name: &str, reach: &str, only_loopback: bool| {
+        let listing = Check::command(interfaces);
+        let listing = if only_loopback {
+            listing.stdout_equals("lo")
+        } else {
+            listing.stdout_contains("lo")
+        };
+        Runbook::builder(name)
+            .variable(
+                Variable::new("HOST_PORT", Category::Endpoint)
+                    .sandbox(port.clone())
+                    .production("x"),
+            )
+            .step(step("probe", "true", Check::command(probe).stdout_equals(reach)).read_only())
+            .step(step("interfaces", "true", listing).read_only())
+            .build()
+            .unwrap()
+            .runbook
+    };
+    let (_root, provider) = provider();
+    let open = run_all(
+        &provider,
+        runbook("open", "reachable", false),
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        open.passed(),
+        "without isolation the host is reachable: {}",
+        open.log()
+    );
+    assert!(!open.report.sandbox.network_isolated);
+    let provider = provider.isolate_network(true);
+    let isolated = run_all(
+        &provider,
+        runbook("isolated", "unreachable", true),
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        isolated.passed(),
+        "isolated: unreachable, loopback only: {}",
+        isolated.log()
+    );
+    assert!(isolated.report.sandbox.network_isolated);
+    let ours = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("runbook-"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(ours, 0, "teardown deletes the namespace");
+}

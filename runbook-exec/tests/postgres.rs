@@ -176,3 +176,33 @@ fn cmdline(pid: i32) -> String {
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .unwrap_or_default()
 }
+
+#[tokio::test]
+async fn the_postgres_story_runs_network_isolated() {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        eprintln!("skipped: network isolation needs root");
+        return;
+    }
+    let (_root, provider) = provider();
+    let provider = with_pg_path(provider).isolate_network(true);
+    // Inside its own namespace the sandbox may use any port: nothing else is there.
+    let mut opts = options(55432);
+    opts.lifetime = Some(Lifetime::Ephemeral);
+    let outcome = runbook_exec::run_all(
+        &provider,
+        example(),
+        opts,
+        runbook_exec::RunMode {
+            exercise_rollback: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    assert!(outcome.report.sandbox.network_isolated);
+}

@@ -58,6 +58,7 @@ pub struct LocalProvider {
     run_as: RunAs,
     path: String,
     env: BTreeMap<String, String>,
+    isolate_network: bool,
 }
 
 impl LocalProvider {
@@ -82,6 +83,7 @@ impl LocalProvider {
             path: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()),
             env: BTreeMap::new(),
+            isolate_network: false,
         }
     }
 
@@ -107,6 +109,16 @@ impl LocalProvider {
     /// Adds an environment variable to every command.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Runs every command of new sandboxes in a network namespace of their own, with
+    /// only a loopback interface: a runbook under test provably cannot reach production
+    /// (or anything else off the sandbox). Daemons a step starts stay reachable on the
+    /// sandbox's own `127.0.0.1`. Needs root, `ip` (iproute2), `nsenter` and `setpriv`
+    /// (util-linux). By default, this is disabled.
+    pub fn isolate_network(mut self, yes: bool) -> Self {
+        self.isolate_network = yes;
         self
     }
 
@@ -189,6 +201,50 @@ struct Meta {
     runbook: String,
     lifetime: Lifetime,
     created_unix: u64,
+    /// The network namespace the sandbox's commands run in, when isolated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    netns: Option<String>,
+}
+
+/// Runs a setup command (as this process's user) and says clearly what failed.
+fn setup(program: &str, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            ExecError::Provider(format!(
+                "network isolation needs `{program}` (install iproute2 / util-linux): {e}"
+            ))
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ExecError::Provider(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Creates (or re-creates after a reboot) the sandbox's network namespace with loopback up.
+fn ensure_netns(name: &str) -> Result<()> {
+    if Path::new("/run/netns").join(name).exists() {
+        return Ok(());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(ExecError::Provider(
+            "network isolation needs root (to create a network namespace); run without it, or as root".into(),
+        ));
+    }
+    setup("ip", &["netns", "add", name])?;
+    setup("ip", &["-n", name, "link", "set", "lo", "up"])
+}
+
+fn delete_netns(name: &str) {
+    if Path::new("/run/netns").join(name).exists() {
+        let _ = setup("ip", &["netns", "delete", name]);
+    }
 }
 
 fn random_suffix() -> String {
@@ -246,12 +302,22 @@ impl Provider for LocalProvider {
             mkdir(&dir.join(sub), 0o700)?;
             give(&dir.join(sub), user.as_ref())?;
         }
+        let netns = self
+            .isolate_network
+            .then(|| format!("runbook-{}", random_suffix()));
+        if let Some(ns) = &netns
+            && let Err(e) = ensure_netns(ns)
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         let meta = Meta {
             runbook: request.runbook.clone(),
             lifetime: request.lifetime,
             created_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            netns,
         };
         let meta_path = dir.join("meta.json");
         std::fs::write(
@@ -270,6 +336,9 @@ impl Provider for LocalProvider {
                 "sandbox `{id}` is {}, not persistent: only persistent sandboxes can be resumed",
                 meta.lifetime
             )));
+        }
+        if let Some(ns) = &meta.netns {
+            ensure_netns(ns)?;
         }
         Ok(Box::new(self.open(id, meta)?))
     }
@@ -311,7 +380,8 @@ impl Provider for LocalProvider {
             return Err(ExecError::NotFound(id.to_owned()));
         }
         let _lock = state::SandboxLock::acquire(&dir.join("control"), id)?;
-        destroy_dir(id, &dir)
+        let netns = read_meta(&dir).and_then(|m| m.netns);
+        destroy_dir(id, &dir, netns.as_deref())
     }
 }
 
@@ -319,8 +389,11 @@ fn read_meta(dir: &Path) -> Option<Meta> {
     serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()
 }
 
-fn destroy_dir(id: &str, dir: &Path) -> Result<()> {
+fn destroy_dir(id: &str, dir: &Path, netns: Option<&str>) -> Result<()> {
     process::kill_sandbox_processes(&format!("{MARKER_VAR}={id}"), dir, Duration::from_secs(10));
+    if let Some(ns) = netns {
+        delete_netns(ns);
+    }
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -355,7 +428,30 @@ impl LocalSandbox {
         if let Some(w) = &spec.workdir {
             cwd = cwd.join(relative(w)?);
         }
-        let mut c = Command::new(&self.shell);
+        let mut c = match &self.meta.netns {
+            // Enter the sandbox's network namespace as root, then drop to the sandbox user.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--");
+                if let Some(u) = &self.user {
+                    c.arg("setpriv")
+                        .arg(format!("--reuid={}", u.uid))
+                        .arg(format!("--regid={}", u.gid))
+                        .arg("--clear-groups")
+                        .arg("--");
+                }
+                c.arg(&self.shell);
+                c
+            }
+            None => {
+                let mut c = Command::new(&self.shell);
+                if let Some(u) = &self.user {
+                    // std also drops the supplementary groups when it changes the uid.
+                    c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+                }
+                c
+            }
+        };
         c.arg("-c").arg(&spec.command).current_dir(cwd).env_clear();
         let home = self.work_dir();
         c.env("PATH", &self.path)
@@ -366,7 +462,6 @@ impl LocalSandbox {
             .env(MARKER_VAR, &self.id);
         if let Some(u) = &self.user {
             c.env("USER", &u.name).env("LOGNAME", &u.name);
-            c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         }
         c.envs(&spec.env).envs(&self.env);
         Ok(c)
@@ -455,7 +550,7 @@ impl Sandbox for LocalSandbox {
             lifetime: Some(self.meta.lifetime),
             os: format!("{distro} (Linux {kernel})").trim().to_owned(),
             nodes: 1,
-            network_isolated: false,
+            network_isolated: self.meta.netns.is_some(),
             user: match &self.user {
                 Some(u) => u.name.clone(),
                 None => nix::unistd::User::from_uid(nix::unistd::geteuid())
@@ -471,8 +566,8 @@ impl Sandbox for LocalSandbox {
 
     async fn teardown(&mut self) -> Result<()> {
         self.alive = false;
-        let (id, dir) = (self.id.clone(), self.dir.clone());
-        tokio::task::spawn_blocking(move || destroy_dir(&id, &dir))
+        let (id, dir, netns) = (self.id.clone(), self.dir.clone(), self.meta.netns.clone());
+        tokio::task::spawn_blocking(move || destroy_dir(&id, &dir, netns.as_deref()))
             .await
             .map_err(|e| ExecError::Provider(format!("teardown task failed: {e}")))?
     }
@@ -487,7 +582,7 @@ impl Drop for LocalSandbox {
         // An ephemeral or session sandbox dropped without teardown (an error, a panic, a
         // cancelled future) is destroyed here, synchronously.
         if self.alive && self.meta.lifetime != Lifetime::Persistent {
-            let _ = destroy_dir(&self.id, &self.dir);
+            let _ = destroy_dir(&self.id, &self.dir, self.meta.netns.as_deref());
         }
     }
 }

@@ -108,6 +108,9 @@ struct RunArgs {
     /// Stream the engine's events on stdout.
     #[arg(long, value_enum)]
     events: Option<EventsFormat>,
+    /// Run the sandbox in a network namespace with loopback only (needs root).
+    #[arg(long)]
+    isolate_network: bool,
 }
 
 #[derive(Subcommand)]
@@ -224,7 +227,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         } => render(&file, report.as_deref(), &out, force),
         Command::Sandbox { command } => {
             sandbox(
-                provider(cli.state_dir.as_deref(), ProviderArg::Local)?.as_ref(),
+                provider(cli.state_dir.as_deref(), ProviderArg::Local, false)?.as_ref(),
                 command,
             )
             .await
@@ -245,18 +248,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 (_, true) => Some(Lifetime::Persistent),
                 (l, false) => l,
             };
-            let provider = provider(cli.state_dir.as_deref(), run.provider)?;
+            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network)?;
             run_session(provider.as_ref(), Start::New(runbook, lifetime), &run).await
         }
         Command::Resume { id, file, run } => {
             let runbook = file.as_deref().map(load_clean).transpose()?;
-            let provider = provider(cli.state_dir.as_deref(), run.provider)?;
+            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network)?;
             run_session(provider.as_ref(), Start::Resume(id, runbook), &run).await
         }
     }
 }
 
-fn provider(state_dir: Option<&Path>, which: ProviderArg) -> Result<Box<dyn Provider>, Failure> {
+fn provider(
+    state_dir: Option<&Path>,
+    which: ProviderArg,
+    isolate_network: bool,
+) -> Result<Box<dyn Provider>, Failure> {
     if which == ProviderArg::Kube {
         return Err(Failure(
             "the kube provider is not available in this build yet; use --provider local (see docs/kubernetes.md)".into(),
@@ -266,7 +273,7 @@ fn provider(state_dir: Option<&Path>, which: ProviderArg) -> Result<Box<dyn Prov
         Some(dir) => LocalProvider::with_root(dir),
         None => LocalProvider::new()?,
     };
-    Ok(Box::new(p))
+    Ok(Box::new(p.isolate_network(isolate_network)))
 }
 
 // ---- validate -----------------------------------------------------------------
