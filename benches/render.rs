@@ -47,6 +47,7 @@ fn report(rb: &runbook::Runbook) -> Report {
                         })
                         .collect(),
                     failure: String::new(),
+                    diagnostics: String::new(),
                 }],
             })
             .collect(),

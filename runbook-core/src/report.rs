@@ -152,6 +152,9 @@ pub struct Attempt {
     /// Why the attempt failed, in one line; empty when it passed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub failure: String,
+    /// What the sandbox showed when the attempt failed (pod status, events, logs).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub diagnostics: String,
 }
 
 impl Attempt {

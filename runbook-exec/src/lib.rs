@@ -39,6 +39,8 @@
 mod engine;
 mod error;
 mod events;
+#[cfg(feature = "kube")]
+pub mod kube;
 #[cfg(feature = "local")]
 pub mod local;
 mod redact;
@@ -50,6 +52,8 @@ pub use engine::{
 };
 pub use error::{ExecError, Result};
 pub use events::{Event, NoObserver, Observer, Recorder};
+#[cfg(feature = "kube")]
+pub use kube::{KubeProvider, KubeSandbox};
 #[cfg(feature = "local")]
 pub use local::{LocalProvider, LocalSandbox, RunAs};
 pub use redact::{MASK, Redactor, StreamRedactor};

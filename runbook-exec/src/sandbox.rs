@@ -145,6 +145,12 @@ pub trait Provider: Send + Sync {
 
     /// Destroys a sandbox by id (killing what runs in it).
     async fn destroy(&self, id: &str) -> Result<()>;
+
+    /// Destroys the sandboxes a crashed run left behind (expired, or not persistent and
+    /// in use by nobody); returns their ids. By default, none.
+    async fn reap(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// One sandbox: an isolated place where a runbook's commands run.
@@ -175,6 +181,19 @@ pub trait Sandbox: Send + Sync {
                 .unwrap_or_default(),
             what: format!("Kubernetes checks ({check:?}) need the kube provider"),
         })
+    }
+
+    /// Values the sandbox imposes on the runbook's variables (the kube provider's
+    /// `NAMESPACE` is the sandbox namespace, whatever the runbook's sandbox value says).
+    /// By default, none.
+    fn fixed_values(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// What to record when a step fails, beyond its own output (pod status, events and
+    /// logs, for the kube provider). By default, nothing. The engine redacts it.
+    async fn diagnostics(&self) -> Option<String> {
+        None
     }
 
     /// Destroys the sandbox and everything running in it.

@@ -367,6 +367,11 @@ fn step_section(
                         out.push_str(&fenced("text", &clip(o, 2000)));
                         out.push('\n');
                     }
+                    if !a.diagnostics.is_empty() {
+                        out.push_str("Sandbox diagnostics at the failure:\n\n");
+                        out.push_str(&fenced("text", &clip(&a.diagnostics, 4000)));
+                        out.push('\n');
+                    }
                 }
             }
             for (i, a) in r

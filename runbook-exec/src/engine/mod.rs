@@ -278,6 +278,12 @@ impl Session {
         lock: SandboxLock,
         resumed: bool,
     ) -> Result<Session> {
+        let mut values = values;
+        for (name, value) in sandbox.fixed_values() {
+            if runbook.variable(&name).is_some() {
+                values.insert(name, value);
+            }
+        }
         let redactor = Redactor::new(secret_names.iter().filter_map(|n| values.get(n)));
         let log_path = sandbox.control_dir().join(LOG_FILE);
         let file = std::fs::OpenOptions::new()
@@ -807,6 +813,15 @@ impl Session {
                 }
             }
         }
+        let diagnostics = if failure.is_empty() {
+            String::new()
+        } else {
+            let d = self.sandbox.diagnostics().await.unwrap_or_default();
+            if !d.is_empty() {
+                self.log_line(&format!("--- diagnostics\n{d}\n"));
+            }
+            self.redactor.redact(&d)
+        };
         let duration_ms = millis(started.elapsed());
         observer.event(&Event::StepFinished {
             step: step.id.clone(),
@@ -821,6 +836,7 @@ impl Session {
             duration_ms,
             checks: check_records,
             failure,
+            diagnostics,
         })
     }
 }

@@ -284,6 +284,42 @@ impl Provider for LocalProvider {
     }
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Box<dyn Sandbox>> {
+        Ok(Box::new(self.provision_local(request)?))
+    }
+
+    async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>> {
+        Ok(Box::new(self.resume_local(id)?))
+    }
+
+    async fn list(&self) -> Result<Vec<SandboxInfo>> {
+        self.list_local()
+    }
+
+    async fn destroy(&self, id: &str) -> Result<()> {
+        self.destroy_local(id)
+    }
+
+    /// Ephemeral and session sandboxes whose run died without tearing them down (a
+    /// SIGKILL, a power cut): nobody holds their lock, so they are destroyed.
+    async fn reap(&self) -> Result<Vec<String>> {
+        let mut reaped = Vec::new();
+        for s in self.list_local()? {
+            if s.lifetime == Lifetime::Persistent {
+                continue;
+            }
+            match self.destroy_local(&s.id) {
+                Ok(()) => reaped.push(s.id),
+                Err(ExecError::Locked { .. } | ExecError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(reaped)
+    }
+}
+
+impl LocalProvider {
+    /// Provisions a local sandbox directory (also the command side of other providers).
+    pub(crate) fn provision_local(&self, request: &ProvisionRequest) -> Result<LocalSandbox> {
         let user = self.user()?;
         mkdir(&self.sandboxes(), 0o755)?;
         if let (Some(u), Some(blocked)) = (&user, unreachable_ancestor(&self.sandboxes())) {
@@ -325,10 +361,10 @@ impl Provider for LocalProvider {
             serde_json::to_vec_pretty(&meta).unwrap_or_default(),
         )
         .map_err(ExecError::io("write", &meta_path))?;
-        Ok(Box::new(self.open(&id, meta)?))
+        self.open(&id, meta)
     }
 
-    async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>> {
+    pub(crate) fn resume_local(&self, id: &str) -> Result<LocalSandbox> {
         let meta = read_meta(&self.sandboxes().join(id))
             .ok_or_else(|| ExecError::NotFound(id.to_owned()))?;
         if meta.lifetime != Lifetime::Persistent {
@@ -340,10 +376,10 @@ impl Provider for LocalProvider {
         if let Some(ns) = &meta.netns {
             ensure_netns(ns)?;
         }
-        Ok(Box::new(self.open(id, meta)?))
+        self.open(id, meta)
     }
 
-    async fn list(&self) -> Result<Vec<SandboxInfo>> {
+    pub(crate) fn list_local(&self) -> Result<Vec<SandboxInfo>> {
         let mut out = Vec::new();
         let Ok(entries) = std::fs::read_dir(self.sandboxes()) else {
             return Ok(out);
@@ -374,7 +410,7 @@ impl Provider for LocalProvider {
         Ok(out)
     }
 
-    async fn destroy(&self, id: &str) -> Result<()> {
+    pub(crate) fn destroy_local(&self, id: &str) -> Result<()> {
         let dir = self.sandboxes().join(id);
         if id.is_empty() || id.contains('/') || !dir.join("meta.json").exists() {
             return Err(ExecError::NotFound(id.to_owned()));
@@ -418,6 +454,31 @@ pub struct LocalSandbox {
 }
 
 impl LocalSandbox {
+    /// Adds an environment variable to every command of this sandbox (it wins over the
+    /// runbook's values).
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    pub(crate) fn set_env(&mut self, name: &str, value: &str) {
+        self.env.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// Whether dropping it would still destroy it (not torn down, not kept).
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive
+    }
+
+    /// The sandbox's lifetime.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    pub(crate) fn lifetime(&self) -> Lifetime {
+        self.meta.lifetime
+    }
+
+    /// The runbook the sandbox was made for.
+    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    pub(crate) fn runbook_name(&self) -> &str {
+        &self.meta.runbook
+    }
+
     /// The working directory of commands.
     pub fn work_dir(&self) -> PathBuf {
         self.dir.join("work")

@@ -60,8 +60,14 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Persistent sandboxes.
+    /// Sandboxes: list, destroy, reap.
     Sandbox {
+        /// Sandbox provider.
+        #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
+        provider: ProviderArg,
+        /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
+        #[arg(long = "allow-context", value_name = "PATTERN")]
+        allow_contexts: Vec<String>,
         #[command(subcommand)]
         command: SandboxCommand,
     },
@@ -111,6 +117,9 @@ struct RunArgs {
     /// Run the sandbox in a network namespace with loopback only (needs root).
     #[arg(long)]
     isolate_network: bool,
+    /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
+    #[arg(long = "allow-context", value_name = "PATTERN")]
+    allow_contexts: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +135,8 @@ enum SandboxCommand {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
+    /// Destroy what crashed runs left behind: expired namespaces (kube), non-persistent sandboxes nobody uses.
+    Reap,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -225,12 +236,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             out,
             force,
         } => render(&file, report.as_deref(), &out, force),
-        Command::Sandbox { command } => {
-            sandbox(
-                provider(cli.state_dir.as_deref(), ProviderArg::Local, false)?.as_ref(),
-                command,
-            )
-            .await
+        Command::Sandbox { provider: which, allow_contexts, command } => {
+            let p = provider(cli.state_dir.as_deref(), which, false, &allow_contexts).await?;
+            sandbox(p.as_ref(), command).await
         }
         Command::Run {
             file,
@@ -248,32 +256,32 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 (_, true) => Some(Lifetime::Persistent),
                 (l, false) => l,
             };
-            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network)?;
+            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network, &run.allow_contexts).await?;
             run_session(provider.as_ref(), Start::New(runbook, lifetime), &run).await
         }
         Command::Resume { id, file, run } => {
             let runbook = file.as_deref().map(load_clean).transpose()?;
-            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network)?;
+            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network, &run.allow_contexts).await?;
             run_session(provider.as_ref(), Start::Resume(id, runbook), &run).await
         }
     }
 }
 
-fn provider(
+async fn provider(
     state_dir: Option<&Path>,
     which: ProviderArg,
     isolate_network: bool,
+    allow_contexts: &[String],
 ) -> Result<Box<dyn Provider>, Failure> {
-    if which == ProviderArg::Kube {
-        return Err(Failure(
-            "the kube provider is not available in this build yet; use --provider local (see docs/kubernetes.md)".into(),
-        ));
-    }
-    let p = match state_dir {
+    let local = match state_dir {
         Some(dir) => LocalProvider::with_root(dir),
         None => LocalProvider::new()?,
-    };
-    Ok(Box::new(p.isolate_network(isolate_network)))
+    }
+    .isolate_network(isolate_network);
+    Ok(match which {
+        ProviderArg::Local => Box::new(local),
+        ProviderArg::Kube => Box::new(runbook::exec::KubeProvider::from_kubeconfig(local, allow_contexts).await?),
+    })
 }
 
 // ---- validate -----------------------------------------------------------------
@@ -641,6 +649,16 @@ async fn sandbox(provider: &dyn Provider, command: SandboxCommand) -> Result<Exi
                     s.provider,
                     s.lifetime
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxCommand::Reap => {
+            let reaped = provider.reap().await?;
+            if reaped.is_empty() {
+                eprintln!("nothing to reap");
+            }
+            for id in reaped {
+                eprintln!("reaped {id}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,465 @@
+//! The Kubernetes provider (feature `kube`): a namespace of a real cluster per sandbox.
+//!
+//! Each sandbox is a namespace `rb-<runbook>-<id>` with labels (managed-by, runbook,
+//! lifetime, sandbox id) and an expiry annotation, plus a local directory (the local
+//! provider's) where the step commands run with `KUBECONFIG` pointing at a kubeconfig
+//! pinned to that namespace and `NAMESPACE` set to it, so `kubectl` and `helm` in the
+//! steps act on the sandbox and nowhere else.
+//!
+//! **Safety:** the provider refuses to start unless the kubeconfig context is explicitly
+//! allowed as a sandbox, by name or pattern (`kind-*`, `k3d-*`), given by the caller or in
+//! `RUNBOOK_KUBE_CONTEXTS`. The agent never touches production.
+
+mod checks;
+mod diagnostics;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use runbook_core::report::SandboxDescription;
+use runbook_core::{KubeCheck, Lifetime};
+
+use crate::local::{LocalProvider, LocalSandbox};
+use crate::{
+    CommandSpec, ExecError, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Result, Sandbox,
+    SandboxInfo,
+};
+
+/// The label every sandbox namespace carries.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The label with the runbook's name.
+pub const LABEL_RUNBOOK: &str = "runbook.dev/runbook";
+/// The label with the sandbox's lifetime.
+pub const LABEL_LIFETIME: &str = "runbook.dev/lifetime";
+/// The label with the sandbox id.
+pub const LABEL_SANDBOX: &str = "runbook.dev/sandbox";
+/// The annotation with the time (RFC 3339) after which the reaper may delete the namespace.
+pub const EXPIRES_AT: &str = "runbook.dev/expires-at";
+/// Comma-separated context names or patterns allowed as sandboxes.
+pub const CONTEXTS_ENV: &str = "RUNBOOK_KUBE_CONTEXTS";
+
+/// Whether `context` matches one of `patterns` (`kind-*`, `*-sandbox`, `k3d-dev`, `*`).
+pub fn context_allowed(context: &str, patterns: &[String]) -> bool {
+    patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).any(|p| match p.split_once('*') {
+        None => p == context,
+        Some((prefix, suffix)) => {
+            context.len() >= prefix.len() + suffix.len() && context.starts_with(prefix) && context.ends_with(suffix)
+        }
+    })
+}
+
+/// The allowed patterns: the caller's plus those in `RUNBOOK_KUBE_CONTEXTS`.
+fn allowed_patterns(allowed: &[String]) -> Vec<String> {
+    let mut all = allowed.to_vec();
+    if let Ok(env) = std::env::var(CONTEXTS_ENV) {
+        all.extend(env.split(',').map(str::to_owned));
+    }
+    all
+}
+
+/// Refuses a context that is not explicitly allowed as a sandbox.
+pub fn check_context(context: &str, allowed: &[String]) -> Result<()> {
+    if context_allowed(context, &allowed_patterns(allowed)) {
+        return Ok(());
+    }
+    Err(ExecError::Provider(format!(
+        "refusing to use kube context `{context}`: it is not allowed as a sandbox. A runbook is tested in a \
+         sandbox cluster, never production; if `{context}` is a sandbox, allow it with {CONTEXTS_ENV}={context} \
+         (or a pattern such as kind-*)"
+    )))
+}
+
+fn api_error(what: &str, e: kube::Error) -> ExecError {
+    ExecError::Provider(format!("{what}: {e}"))
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Provisions namespaces of an allowed cluster as sandboxes. See the [module docs](self).
+#[derive(Clone)]
+pub struct KubeProvider {
+    client: Client,
+    context: String,
+    kubeconfig: Option<Kubeconfig>,
+    local: LocalProvider,
+    expire_after: Duration,
+    teardown_wait: Duration,
+    poll: Duration,
+}
+
+impl std::fmt::Debug for KubeProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeProvider").field("context", &self.context).finish_non_exhaustive()
+    }
+}
+
+impl KubeProvider {
+    /// Reads the kubeconfig (`KUBECONFIG` or `~/.kube/config`), checks that its current
+    /// context is allowed as a sandbox, and connects. Step commands run through `local`.
+    pub async fn from_kubeconfig(local: LocalProvider, allowed: &[String]) -> Result<Self> {
+        let kubeconfig = Kubeconfig::read()
+            .map_err(|e| ExecError::Provider(format!("cannot read the kubeconfig: {e}")))?;
+        let context = kubeconfig
+            .current_context
+            .clone()
+            .ok_or_else(|| ExecError::Provider("the kubeconfig has no current context".into()))?;
+        check_context(&context, allowed)?;
+        let options = KubeConfigOptions {
+            context: Some(context.clone()),
+            ..KubeConfigOptions::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+            .await
+            .map_err(|e| ExecError::Provider(format!("kube context `{context}`: {e}")))?;
+        let client = Client::try_from(config).map_err(|e| api_error("cannot build the Kubernetes client", e))?;
+        Ok(Self::new(client, &context, allowed, local)?.kubeconfig(kubeconfig))
+    }
+
+    /// A provider over an existing client whose context is `context` (checked against
+    /// the allow-list like [`KubeProvider::from_kubeconfig`]).
+    pub fn new(client: Client, context: &str, allowed: &[String], local: LocalProvider) -> Result<Self> {
+        check_context(context, allowed)?;
+        Ok(KubeProvider {
+            client,
+            context: context.to_owned(),
+            kubeconfig: None,
+            local,
+            expire_after: Duration::from_secs(24 * 3600),
+            teardown_wait: Duration::from_secs(120),
+            poll: Duration::from_secs(1),
+        })
+    }
+
+    /// The kubeconfig whose current context the sandboxes' scoped kubeconfigs are cut from.
+    pub fn kubeconfig(mut self, kubeconfig: Kubeconfig) -> Self {
+        self.kubeconfig = Some(kubeconfig);
+        self
+    }
+
+    /// How long after creation the reaper may delete a non-persistent sandbox namespace
+    /// (persistent ones get seven times as long). By default, 24 hours.
+    pub fn expire_after(mut self, after: Duration) -> Self {
+        self.expire_after = after;
+        self
+    }
+
+    /// How long teardown waits for a namespace to be gone, and how often it looks. By
+    /// default, 120 s and 1 s.
+    pub fn teardown_wait(mut self, limit: Duration, poll: Duration) -> Self {
+        self.teardown_wait = limit;
+        self.poll = poll;
+        self
+    }
+
+    /// The namespace of sandbox `id`.
+    pub fn namespace_of(id: &str) -> String {
+        let mut name = format!("rb-{id}");
+        name.truncate(63);
+        name.trim_end_matches('-').to_owned()
+    }
+
+    fn namespaces(&self) -> Api<Namespace> {
+        Api::all(self.client.clone())
+    }
+
+    async fn create_namespace(&self, sandbox: &LocalSandbox) -> Result<String> {
+        let name = Self::namespace_of(sandbox.id());
+        let lifetime = sandbox.lifetime();
+        let ttl = if lifetime == Lifetime::Persistent { self.expire_after * 7 } else { self.expire_after };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let labels = BTreeMap::from([
+            (MANAGED_BY.to_owned(), "runbook".to_owned()),
+            (LABEL_RUNBOOK.to_owned(), sandbox.runbook_name().to_owned()),
+            (LABEL_LIFETIME.to_owned(), lifetime.to_string()),
+            (LABEL_SANDBOX.to_owned(), sandbox.id().to_owned()),
+        ]);
+        let annotations = BTreeMap::from([(EXPIRES_AT.to_owned(), crate::rfc3339(now + ttl.as_secs()))]);
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(labels),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        self.namespaces()
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(|e| api_error(&format!("cannot create namespace `{name}`"), e))?;
+        Ok(name)
+    }
+
+    /// A kubeconfig with only the current context, pinned to `namespace`.
+    fn scoped_kubeconfig(&self, namespace: &str) -> Option<Vec<u8>> {
+        let mut k = self.kubeconfig.clone()?;
+        k.contexts.retain(|c| c.name == self.context);
+        let ctx = k.contexts.first_mut()?.context.as_mut()?;
+        ctx.namespace = Some(namespace.to_owned());
+        let (cluster, user) = (ctx.cluster.clone(), ctx.user.clone());
+        k.clusters.retain(|c| c.name == cluster);
+        k.auth_infos.retain(|u| Some(&u.name) == user.as_ref());
+        k.current_context = Some(self.context.clone());
+        serde_json::to_vec_pretty(&k).ok()
+    }
+
+    async fn open(&self, mut local: LocalSandbox, namespace: String) -> Result<KubeSandbox> {
+        if let Some(config) = self.scoped_kubeconfig(&namespace) {
+            local.write_file(".kube/config", &config).await?;
+            let path = local.work_dir().join(".kube/config");
+            local.set_env("KUBECONFIG", &path.to_string_lossy());
+        }
+        local.set_env("NAMESPACE", &namespace);
+        Ok(KubeSandbox {
+            local,
+            client: self.client.clone(),
+            context: self.context.clone(),
+            namespace,
+            teardown_wait: self.teardown_wait,
+            poll: self.poll,
+        })
+    }
+
+    /// Deletes every sandbox namespace whose expiry has passed; returns their names. A
+    /// crashed run leaves nothing behind for long.
+    pub async fn reap_namespaces(&self) -> Result<Vec<String>> {
+        let now = crate::now_rfc3339();
+        let list = self
+            .namespaces()
+            .list(&ListParams::default().labels(&format!("{MANAGED_BY}=runbook")))
+            .await
+            .map_err(|e| api_error("cannot list sandbox namespaces", e))?;
+        let mut reaped = Vec::new();
+        for ns in list.items {
+            let expired = ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(EXPIRES_AT))
+                .is_some_and(|at| at.as_str() < now.as_str());
+            let Some(name) = ns.metadata.name.clone() else { continue };
+            if expired {
+                match self.namespaces().delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => reaped.push(name),
+                    Err(e) if is_status(&e, 404) => {}
+                    Err(e) => return Err(api_error(&format!("cannot delete namespace `{name}`"), e)),
+                }
+            }
+        }
+        Ok(reaped)
+    }
+}
+
+/// Deletes a namespace and waits (bounded) until it is gone.
+async fn delete_namespace(client: &Client, name: &str, limit: Duration, poll: Duration) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(e) if is_status(&e, 404) => return Ok(()),
+        Err(e) => return Err(api_error(&format!("cannot delete namespace `{name}`"), e)),
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let phase = match api.get_opt(name).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(ns)) => ns.status.and_then(|s| s.phase).unwrap_or_default(),
+            Err(e) => return Err(api_error(&format!("cannot read namespace `{name}`"), e)),
+        };
+        if tokio::time::Instant::now() + poll > deadline {
+            return Err(ExecError::Provider(format!(
+                "namespace `{name}` is still {phase} after {}s: look for finalizers that block it \
+                 (kubectl get namespace {name} -o yaml); the reaper will retry",
+                limit.as_secs()
+            )));
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+#[async_trait]
+impl Provider for KubeProvider {
+    fn name(&self) -> &str {
+        "kube"
+    }
+
+    async fn provision(&self, request: &ProvisionRequest) -> Result<Box<dyn Sandbox>> {
+        // A name conflict (409) gets a fresh id; anything else is an error.
+        let mut last = None;
+        for _ in 0..3 {
+            let local = self.local.provision_local(request)?;
+            match self.create_namespace(&local).await {
+                Ok(ns) => return Ok(Box::new(self.open(local, ns).await?)),
+                Err(e) => {
+                    drop(local);
+                    let conflict = e.to_string().contains("409") || e.to_string().contains("AlreadyExists");
+                    last = Some(e);
+                    if !conflict {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ExecError::Provider("cannot create a sandbox namespace".into())))
+    }
+
+    async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>> {
+        let local = self.local.resume_local(id)?;
+        let ns = Self::namespace_of(id);
+        match self.namespaces().get_opt(&ns).await {
+            Ok(Some(_)) => Ok(Box::new(self.open(local, ns).await?)),
+            Ok(None) => Err(ExecError::Provider(format!(
+                "sandbox `{id}`: its namespace `{ns}` is gone (reaped or deleted); destroy the sandbox"
+            ))),
+            Err(e) => Err(api_error(&format!("cannot read namespace `{ns}`"), e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<SandboxInfo>> {
+        let list = self
+            .namespaces()
+            .list(&ListParams::default().labels(&format!("{MANAGED_BY}=runbook")))
+            .await
+            .map_err(|e| api_error("cannot list sandbox namespaces", e))?;
+        let local: BTreeMap<String, SandboxInfo> =
+            self.local.list_local()?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let mut out = Vec::new();
+        for ns in list.items {
+            let labels = ns.metadata.labels.unwrap_or_default();
+            let Some(id) = labels.get(LABEL_SANDBOX).cloned() else { continue };
+            let known = local.get(&id);
+            out.push(SandboxInfo {
+                id: id.clone(),
+                provider: "kube".into(),
+                runbook: labels.get(LABEL_RUNBOOK).cloned().unwrap_or_default(),
+                lifetime: labels
+                    .get(LABEL_LIFETIME)
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(Lifetime::Persistent),
+                created_unix: known.map_or(0, |k| k.created_unix),
+                last_step: known.and_then(|k| k.last_step.clone()),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn reap(&self) -> Result<Vec<String>> {
+        let mut reaped = self.reap_namespaces().await?;
+        reaped.extend(self.local.reap().await?);
+        Ok(reaped)
+    }
+
+    async fn destroy(&self, id: &str) -> Result<()> {
+        delete_namespace(&self.client, &Self::namespace_of(id), self.teardown_wait, self.poll).await?;
+        match self.local.destroy_local(id) {
+            Err(ExecError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// A namespace sandbox; commands run locally against it. See the [module docs](self).
+pub struct KubeSandbox {
+    local: LocalSandbox,
+    client: Client,
+    context: String,
+    namespace: String,
+    teardown_wait: Duration,
+    poll: Duration,
+}
+
+impl std::fmt::Debug for KubeSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSandbox").field("namespace", &self.namespace).finish_non_exhaustive()
+    }
+}
+
+impl KubeSandbox {
+    /// The sandbox namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+}
+
+#[async_trait]
+impl Sandbox for KubeSandbox {
+    fn id(&self) -> &str {
+        self.local.id()
+    }
+
+    fn control_dir(&self) -> &Path {
+        self.local.control_dir()
+    }
+
+    async fn run(&self, spec: &CommandSpec, out: &mut dyn OutputSink) -> Result<Exit> {
+        self.local.run(spec, out).await
+    }
+
+    async fn write_file(&self, path: &str, contents: &[u8]) -> Result<()> {
+        self.local.write_file(path, contents).await
+    }
+
+    async fn describe(&self) -> Result<SandboxDescription> {
+        let mut d = self.local.describe().await?;
+        d.provider = "kube".into();
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| api_error("cannot read the API server version", e))?;
+        d.versions.insert("kubernetes".into(), version.git_version.clone());
+        d.versions.insert("kube-context".into(), self.context.clone());
+        d.nodes = match Api::<Node>::all(self.client.clone()).list(&ListParams::default()).await {
+            Ok(nodes) => u32::try_from(nodes.items.len()).unwrap_or(u32::MAX),
+            // Listing nodes may be forbidden to a namespaced sandbox user: unknown.
+            Err(e) if is_status(&e, 403) => 0,
+            Err(e) => return Err(api_error("cannot list nodes", e)),
+        };
+        Ok(d)
+    }
+
+    fn fixed_values(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("NAMESPACE".to_owned(), self.namespace.clone())])
+    }
+
+    async fn kube_check(&self, check: &KubeCheck) -> Result<KubeObservation> {
+        checks::observe(&self.client, &self.namespace, check).await
+    }
+
+    async fn diagnostics(&self) -> Option<String> {
+        Some(diagnostics::collect(&self.client, &self.namespace).await)
+    }
+
+    async fn teardown(&mut self) -> Result<()> {
+        self.local.teardown().await?;
+        delete_namespace(&self.client, &self.namespace, self.teardown_wait, self.poll).await
+    }
+
+    fn keep(&mut self) {
+        self.local.keep();
+    }
+}
+
+impl Drop for KubeSandbox {
+    fn drop(&mut self) {
+        // Dropped without teardown (an error, a panic, a cancelled run): the local side
+        // cleans itself up; the namespace deletion is started here when a runtime is at
+        // hand, and the expiry annotation lets the reaper finish the job otherwise.
+        if self.local.is_alive()
+            && self.local.lifetime() != Lifetime::Persistent
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (client, ns) = (self.client.clone(), self.namespace.clone());
+            handle.spawn(async move {
+                let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The Kubernetes provider against a mocked API server, following the kube project's own
+//! convention (`tower_test::mock::pair` with `kube::Client::new`): every request is
+//! asserted, responses are realistic (409 conflicts, 404s, 403s, a namespace stuck
+//! terminating). Tests that need a real cluster are ignored by default.
+#![cfg(feature = "kube")]
+
+mod common;
+
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use runbook_core::report::Verdict;
+use runbook_core::{Category, Check, KubeCheck, Lifetime, Runbook, Step, Variable};
+use runbook_exec::kube::{KubeProvider, MANAGED_BY};
+use runbook_exec::{Provider, ProvisionRequest, RunMode, RunOptions, run_all};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// One expected request and the response the fake API server gives.
+struct Exchange {
+    method: &'static str,
+    path: String,
+    status: StatusCode,
+    body: Value,
+}
+
+fn ex(method: &'static str, path: impl Into<String>, status: u16, body: Value) -> Exchange {
+    Exchange { method, path: path.into(), status: StatusCode::from_u16(status).unwrap(), body }
+}
+
+/// A request as the server saw it.
+#[derive(Debug)]
+struct Seen {
+    uri: String,
+    body: Value,
+}
+
+/// Serves `script` in order, asserting each request's method and path; returns what it saw.
+fn serve(mut handle: Handle, script: Vec<Exchange>) -> tokio::task::JoinHandle<Vec<Seen>> {
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for step in script {
+            let (request, send) = handle.next_request().await.expect("the provider made fewer requests than expected");
+            let method = request.method().to_string();
+            let uri = request.uri().to_string();
+            assert_eq!(method, step.method, "request {} ({uri})", seen.len());
+            assert!(uri.starts_with(&step.path), "request {}: expected {} {}, got {uri}", seen.len(), step.method, step.path);
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            seen.push(Seen { uri, body });
+            let response = Response::builder()
+                .status(step.status)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&step.body).unwrap()))
+                .unwrap();
+            send.send_response(response);
+        }
+        seen
+    })
+}
+
+fn client() -> (kube::Client, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), handle)
+}
+
+fn provider(client: kube::Client) -> (tempfile::TempDir, KubeProvider) {
+    let (dir, local) = common::provider();
+    let p = KubeProvider::new(client, "kind-sandbox", &["kind-*".to_owned()], local)
+        .unwrap()
+        .teardown_wait(Duration::from_millis(400), Duration::from_millis(50));
+    (dir, p)
+}
+
+fn namespace(name: &str, phase: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": phase}})
+}
+
+fn not_found(name: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+           "message": format!("namespaces \"{name}\" not found")})
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": message})
+}
+
+fn version() -> Value {
+    json!({"major": "1", "minor": "29", "gitVersion": "v1.29.2", "gitCommit": "x", "gitTreeState": "clean",
+           "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.21", "compiler": "gc", "platform": "linux/amd64"})
+}
+
+fn nodes(n: usize) -> Value {
+    let items: Vec<Value> = (0..n).map(|i| json!({"metadata": {"name": format!("node-{i}")}})).collect();
+    json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+}
+
+fn pods(ready: bool) -> Value {
+    let (phase, cond) = if ready { ("Running", "True") } else { ("Pending", "False") };
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+        "metadata": {"name": "db-postgresql-0", "labels": {"app": "db"}},
+        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": cond}]}
+    }]})
+}
+
+fn request(lifetime: Lifetime) -> ProvisionRequest {
+    ProvisionRequest { runbook: "postgres".into(), lifetime }
+}
+
+/// The namespace name the provider chose, from the create request.
+fn created_name(seen: &Seen) -> String {
+    seen.body["metadata"]["name"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_context_not_allowed_as_a_sandbox_is_refused() {
+    let (client, _handle) = client();
+    let (_dir, local) = common::provider();
+    let err = KubeProvider::new(client, "prod-eks", &["kind-*".to_owned(), "k3d-*".to_owned()], local).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("refusing to use kube context `prod-eks`"), "{text}");
+    assert!(text.contains("RUNBOOK_KUBE_CONTEXTS=prod-eks"), "the refusal says how to allow it: {text}");
+    assert!(runbook_exec::kube::context_allowed("kind-ci", &["kind-*".to_owned()]));
+    assert!(!runbook_exec::kube::context_allowed("kind", &["kind-*".to_owned()]));
+    assert!(runbook_exec::kube::context_allowed("dev-sandbox", &["*-sandbox".to_owned()]));
+}
+
+#[tokio::test]
+async fn a_sandbox_is_a_labelled_namespace_and_teardown_waits_until_it_is_gone() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    // The name is random; the script answers whatever was asked.
+    let server = serve(handle, vec![
+        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
+        ex("GET", "/version", 200, version()),
+        ex("GET", "/api/v1/nodes", 200, nodes(1)),
+        ex("DELETE", "/api/v1/namespaces/rb-postgres-", 200, namespace("rb-x", "Terminating")),
+        ex("GET", "/api/v1/namespaces/rb-postgres-", 200, namespace("rb-x", "Terminating")),
+        ex("GET", "/api/v1/namespaces/rb-postgres-", 404, not_found("rb-x")),
+    ]);
+    let mut sandbox = provider.provision(&request(Lifetime::Session)).await.unwrap();
+    let ns = format!("rb-{}", sandbox.id());
+    assert_eq!(sandbox.fixed_values()["NAMESPACE"], ns);
+    // Step commands run locally with NAMESPACE set to the sandbox namespace.
+    struct Sink(Vec<u8>);
+    impl runbook_exec::OutputSink for Sink {
+        fn output(&mut self, _: runbook_exec::Stream, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+    let mut sink = Sink(Vec::new());
+    let spec = runbook_exec::CommandSpec {
+        command: "echo \"$NAMESPACE\"".into(),
+        env: [("NAMESPACE".to_owned(), "from-the-runbook".to_owned())].into(),
+        workdir: None,
+        timeout: Duration::from_secs(5),
+    };
+    sandbox.run(&spec, &mut sink).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&sink.0).trim(), ns, "the sandbox namespace wins over the runbook's value");
+    let d = sandbox.describe().await.unwrap();
+    assert_eq!(d.provider, "kube");
+    assert_eq!(d.versions["kubernetes"], "v1.29.2");
+    assert_eq!(d.nodes, 1);
+    sandbox.teardown().await.unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(created_name(&seen[0]), ns);
+    let labels = &seen[0].body["metadata"]["labels"];
+    assert_eq!(labels[MANAGED_BY], "runbook");
+    assert_eq!(labels["runbook.dev/runbook"], "postgres");
+    assert_eq!(labels["runbook.dev/lifetime"], "session");
+    assert_eq!(labels["runbook.dev/sandbox"], sandbox.id());
+    assert!(seen[0].body["metadata"]["annotations"]["runbook.dev/expires-at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(seen[3].uri, format!("/api/v1/namespaces/{ns}?"));
+}
+
+#[tokio::test]
+async fn a_name_conflict_gets_a_fresh_name() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let server = serve(handle, vec![
+        ex("POST", "/api/v1/namespaces?", 409, status(409, "AlreadyExists", "namespaces \"rb-x\" already exists")),
+        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-y", "Active")),
+    ]);
+    let mut sandbox = provider.provision(&request(Lifetime::Persistent)).await.unwrap();
+    sandbox.keep();
+    let seen = server.await.unwrap();
+    assert_ne!(created_name(&seen[0]), created_name(&seen[1]));
+    assert_eq!(created_name(&seen[1]), format!("rb-{}", sandbox.id()));
+}
+
+#[tokio::test]
+async fn a_namespace_stuck_terminating_is_reported_not_hung_on() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let mut script = vec![
+        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
+        ex("DELETE", "/api/v1/namespaces/", 200, namespace("rb-x", "Terminating")),
+    ];
+    // Every look finds it still terminating (a finalizer that never clears).
+    for _ in 0..8 {
+        script.push(ex("GET", "/api/v1/namespaces/", 200, namespace("rb-x", "Terminating")));
+    }
+    let _server = serve(handle, script);
+    let mut sandbox = provider.provision(&request(Lifetime::Ephemeral)).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = sandbox.teardown().await.unwrap_err().to_string();
+    assert!(err.contains("is still Terminating") && err.contains("finalizers"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+}
+
+#[tokio::test]
+async fn typed_pod_checks_go_through_the_api() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let server = serve(handle, vec![
+        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
+        ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(false)),
+        ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(true)),
+    ]);
+    let mut sandbox = provider.provision(&request(Lifetime::Session)).await.unwrap();
+    let check = KubeCheck::PodsReady { selector: "app=db".into(), count: 1 };
+    let pending = sandbox.kube_check(&check).await.unwrap();
+    assert!(!pending.satisfied);
+    assert!(pending.actual.contains("0 of 1 pod(s)") && pending.actual.contains("Pending"), "{}", pending.actual);
+    let ready = sandbox.kube_check(&check).await.unwrap();
+    assert!(ready.satisfied, "{}", ready.actual);
+    sandbox.keep();
+    let seen = server.await.unwrap();
+    assert!(seen[1].uri.contains(&format!("/namespaces/rb-{}/pods", sandbox.id())));
+    assert!(seen[1].uri.contains("labelSelector=app%3Ddb"), "{}", seen[1].uri);
+}
+
+#[tokio::test]
+async fn forbidden_node_listing_leaves_the_node_count_unknown() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let _server = serve(handle, vec![
+        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
+        ex("GET", "/version", 200, version()),
+        ex("GET", "/api/v1/nodes", 403, status(403, "Forbidden", "nodes is forbidden: User cannot list resource")),
+    ]);
+    let mut sandbox = provider.provision(&request(Lifetime::Session)).await.unwrap();
+    assert_eq!(sandbox.describe().await.unwrap().nodes, 0);
+    sandbox.keep();
+}
+
+#[tokio::test]
+async fn the_reaper_deletes_only_expired_sandbox_namespaces() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let ns = |name: &str, expires: &str| {
+        json!({"metadata": {"name": name, "labels": {MANAGED_BY: "runbook", "runbook.dev/sandbox": name},
+               "annotations": {"runbook.dev/expires-at": expires}}})
+    };
+    let server = serve(handle, vec![
+        ex("GET", "/api/v1/namespaces?", 200, json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
+            "items": [ns("rb-old", "2020-01-01T00:00:00Z"), ns("rb-new", "2999-01-01T00:00:00Z")]})),
+        ex("DELETE", "/api/v1/namespaces/rb-old", 200, namespace("rb-old", "Terminating")),
+    ]);
+    assert_eq!(provider.reap_namespaces().await.unwrap(), ["rb-old"]);
+    let seen = server.await.unwrap();
+    assert!(seen[0].uri.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Drunbook"), "{}", seen[0].uri);
+    assert_eq!(seen.len(), 2, "rb-new is left alone");
+}
+
+#[tokio::test]
+async fn the_engine_runs_a_runbook_in_a_namespace_with_typed_checks() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let server = serve(handle, vec![
+        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
+        ex("GET", "/version", 200, version()),
+        ex("GET", "/api/v1/nodes", 200, nodes(1)),
+        ex("GET", "/api/v1/namespaces/rb-", 200, pods(true)),
+        ex("DELETE", "/api/v1/namespaces/rb-", 200, namespace("rb-x", "Terminating")),
+        ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
+    ]);
+    let runbook = Runbook::builder("postgres")
+        .variable(Variable::new("NAMESPACE", Category::Namespace).sandbox("sandbox-test").production("yours"))
+        .step(
+            Step::new("deploy", "Deploy")
+                .run("echo deploying into \"$NAMESPACE\"")
+                .read_only()
+                .verify(Check::kube(KubeCheck::PodsReady { selector: "app=db".into(), count: 1 })),
+        )
+        .build_unchecked();
+    let options = RunOptions { lifetime: Some(Lifetime::Ephemeral), ..RunOptions::default() };
+    let outcome = run_all(&provider, runbook, options, RunMode::default()).await.unwrap();
+    assert_eq!(outcome.report.verdict, Verdict::Passed, "{:#?}", outcome.report);
+    assert_eq!(outcome.report.sandbox.nodes, 1);
+    assert!(outcome.report.steps[0].attempts[0].output.stdout.starts_with("deploying into rb-postgres-"));
+    assert_eq!(server.await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster"]
+async fn the_kubernetes_example_runs_on_a_real_cluster() {
+    let (_dir, local) = common::provider();
+    let provider = KubeProvider::from_kubeconfig(local, &["kind-*".to_owned(), "k3d-*".to_owned()]).await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes/runbook.yaml");
+    let runbook = runbook_core::load(path).unwrap().0;
+    let options = RunOptions { lifetime: Some(Lifetime::Ephemeral), ..RunOptions::default() };
+    let outcome = run_all(&provider, runbook, options, RunMode { exercise_rollback: true, ..RunMode::default() }).await.unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+}
+
+#[tokio::test]
+async fn a_failing_step_records_pods_events_and_logs() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let events = json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [{
+        "metadata": {"name": "e1"}, "type": "Warning", "reason": "FailedScheduling",
+        "message": "0/1 nodes are available: insufficient memory.",
+        "involvedObject": {"kind": "Pod", "name": "db-postgresql-0"}
+    }]});
+    let server = serve(handle, vec![
+        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
+        ex("GET", "/version", 200, version()),
+        ex("GET", "/api/v1/nodes", 200, nodes(1)),
+        ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
+        // Diagnostics: every pod, the events, the logs of the pod that is not ready.
+        ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
+        ex("GET", "/api/v1/namespaces/rb-", 200, events),
+        ex("GET", "/api/v1/namespaces/rb-", 200, json!("waiting for the volume\nstill waiting")),
+        ex("DELETE", "/api/v1/namespaces/rb-", 200, namespace("rb-x", "Terminating")),
+        ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
+    ]);
+    let runbook = Runbook::builder("postgres")
+        .step(
+            Step::new("deploy", "Deploy")
+                .run("true")
+                .read_only()
+                .verify(Check::kube(KubeCheck::PodsReady { selector: "app=db".into(), count: 1 })),
+        )
+        .build_unchecked();
+    let options = RunOptions { lifetime: Some(Lifetime::Ephemeral), ..RunOptions::default() };
+    let outcome = run_all(&provider, runbook, options, RunMode::default()).await.unwrap();
+    assert_eq!(outcome.report.verdict, Verdict::Failed);
+    let d = &outcome.report.steps[0].attempts[0].diagnostics;
+    assert!(d.contains("db-postgresql-0: Pending"), "{d}");
+    assert!(d.contains("Warning FailedScheduling Pod/db-postgresql-0: 0/1 nodes are available"), "{d}");
+    assert!(d.contains("still waiting"), "{d}");
+    let seen = server.await.unwrap();
+    assert!(seen[5].uri.contains("/events"), "{}", seen[5].uri);
+    assert!(seen[6].uri.contains("/pods/db-postgresql-0/log") && seen[6].uri.contains("tailLines=20"), "{}", seen[6].uri);
+}
