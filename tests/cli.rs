@@ -509,12 +509,18 @@ fn reap_destroys_what_a_killed_ephemeral_run_left_behind() {
     let (mut child, id) = start_hanging_run(dir.path(), "ephemeral", 949494);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while sleepers(949494) == 0 {
-        assert!(std::time::Instant::now() < deadline, "the step's process never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step's process never started"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(dir.path().join("state/local").join(&id).exists(), "SIGKILL leaves the ephemeral sandbox");
+    assert!(
+        dir.path().join("state/local").join(&id).exists(),
+        "SIGKILL leaves the ephemeral sandbox"
+    );
     let out = runbook(dir.path(), &["sandbox", "reap"]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(text(&out).1.contains(&format!("reaped {id}")));
@@ -534,7 +540,14 @@ fn the_kube_provider_refuses_a_context_that_is_not_a_sandbox() {
     .unwrap();
     let quickstart = repo().join("examples/quickstart/runbook.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", quickstart.to_str().unwrap(), "--provider", "kube", "--allow-context", "kind-*"])
+        .args([
+            "run",
+            quickstart.to_str().unwrap(),
+            "--provider",
+            "kube",
+            "--allow-context",
+            "kind-*",
+        ])
         .current_dir(dir.path())
         .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
         .env("KUBECONFIG", &kubeconfig)
@@ -543,7 +556,10 @@ fn the_kube_provider_refuses_a_context_that_is_not_a_sandbox() {
         .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("refusing to use kube context `prod-eks`"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to use kube context `prod-eks`"),
+        "{stderr}"
+    );
     assert_no_rust_leak(&stderr);
     assert!(!dir.path().join("handoff-package").exists(), "nothing ran");
 }

@@ -27,7 +27,12 @@ struct Exchange {
 }
 
 fn ex(method: &'static str, path: impl Into<String>, status: u16, body: Value) -> Exchange {
-    Exchange { method, path: path.into(), status: StatusCode::from_u16(status).unwrap(), body }
+    Exchange {
+        method,
+        path: path.into(),
+        status: StatusCode::from_u16(status).unwrap(),
+        body,
+    }
 }
 
 /// A request as the server saw it.
@@ -42,11 +47,20 @@ fn serve(mut handle: Handle, script: Vec<Exchange>) -> tokio::task::JoinHandle<V
     tokio::spawn(async move {
         let mut seen = Vec::new();
         for step in script {
-            let (request, send) = handle.next_request().await.expect("the provider made fewer requests than expected");
+            let (request, send) = handle
+                .next_request()
+                .await
+                .expect("the provider made fewer requests than expected");
             let method = request.method().to_string();
             let uri = request.uri().to_string();
             assert_eq!(method, step.method, "request {} ({uri})", seen.len());
-            assert!(uri.starts_with(&step.path), "request {}: expected {} {}, got {uri}", seen.len(), step.method, step.path);
+            assert!(
+                uri.starts_with(&step.path),
+                "request {}: expected {} {}, got {uri}",
+                seen.len(),
+                step.method,
+                step.path
+            );
             let bytes = request.into_body().collect_bytes().await.unwrap();
             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             seen.push(Seen { uri, body });
@@ -93,12 +107,18 @@ fn version() -> Value {
 }
 
 fn nodes(n: usize) -> Value {
-    let items: Vec<Value> = (0..n).map(|i| json!({"metadata": {"name": format!("node-{i}")}})).collect();
+    let items: Vec<Value> = (0..n)
+        .map(|i| json!({"metadata": {"name": format!("node-{i}")}}))
+        .collect();
     json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
 }
 
 fn pods(ready: bool) -> Value {
-    let (phase, cond) = if ready { ("Running", "True") } else { ("Pending", "False") };
+    let (phase, cond) = if ready {
+        ("Running", "True")
+    } else {
+        ("Pending", "False")
+    };
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
         "metadata": {"name": "db-postgresql-0", "labels": {"app": "db"}},
         "status": {"phase": phase, "conditions": [{"type": "Ready", "status": cond}]}
@@ -106,7 +126,10 @@ fn pods(ready: bool) -> Value {
 }
 
 fn request(lifetime: Lifetime) -> ProvisionRequest {
-    ProvisionRequest { runbook: "postgres".into(), lifetime }
+    ProvisionRequest {
+        runbook: "postgres".into(),
+        lifetime,
+    }
 }
 
 /// The namespace name the provider chose, from the create request.
@@ -118,13 +141,34 @@ fn created_name(seen: &Seen) -> String {
 async fn a_context_not_allowed_as_a_sandbox_is_refused() {
     let (client, _handle) = client();
     let (_dir, local) = common::provider();
-    let err = KubeProvider::new(client, "prod-eks", &["kind-*".to_owned(), "k3d-*".to_owned()], local).unwrap_err();
+    let err = KubeProvider::new(
+        client,
+        "prod-eks",
+        &["kind-*".to_owned(), "k3d-*".to_owned()],
+        local,
+    )
+    .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("refusing to use kube context `prod-eks`"), "{text}");
-    assert!(text.contains("RUNBOOK_KUBE_CONTEXTS=prod-eks"), "the refusal says how to allow it: {text}");
-    assert!(runbook_exec::kube::context_allowed("kind-ci", &["kind-*".to_owned()]));
-    assert!(!runbook_exec::kube::context_allowed("kind", &["kind-*".to_owned()]));
-    assert!(runbook_exec::kube::context_allowed("dev-sandbox", &["*-sandbox".to_owned()]));
+    assert!(
+        text.contains("refusing to use kube context `prod-eks`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RUNBOOK_KUBE_CONTEXTS=prod-eks"),
+        "the refusal says how to allow it: {text}"
+    );
+    assert!(runbook_exec::kube::context_allowed(
+        "kind-ci",
+        &["kind-*".to_owned()]
+    ));
+    assert!(!runbook_exec::kube::context_allowed(
+        "kind",
+        &["kind-*".to_owned()]
+    ));
+    assert!(runbook_exec::kube::context_allowed(
+        "dev-sandbox",
+        &["*-sandbox".to_owned()]
+    ));
 }
 
 #[tokio::test]
@@ -132,15 +176,41 @@ async fn a_sandbox_is_a_labelled_namespace_and_teardown_waits_until_it_is_gone()
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
     // The name is random; the script answers whatever was asked.
-    let server = serve(handle, vec![
-        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
-        ex("GET", "/version", 200, version()),
-        ex("GET", "/api/v1/nodes", 200, nodes(1)),
-        ex("DELETE", "/api/v1/namespaces/rb-postgres-", 200, namespace("rb-x", "Terminating")),
-        ex("GET", "/api/v1/namespaces/rb-postgres-", 200, namespace("rb-x", "Terminating")),
-        ex("GET", "/api/v1/namespaces/rb-postgres-", 404, not_found("rb-x")),
-    ]);
-    let mut sandbox = provider.provision(&request(Lifetime::Session)).await.unwrap();
+    let server = serve(
+        handle,
+        vec![
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                201,
+                namespace("rb-x", "Active"),
+            ),
+            ex("GET", "/version", 200, version()),
+            ex("GET", "/api/v1/nodes", 200, nodes(1)),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-postgres-",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-postgres-",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-postgres-",
+                404,
+                not_found("rb-x"),
+            ),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Session))
+        .await
+        .unwrap();
     let ns = format!("rb-{}", sandbox.id());
     assert_eq!(sandbox.fixed_values()["NAMESPACE"], ns);
     // Step commands run locally with NAMESPACE set to the sandbox namespace.
@@ -158,7 +228,11 @@ async fn a_sandbox_is_a_labelled_namespace_and_teardown_waits_until_it_is_gone()
         timeout: Duration::from_secs(5),
     };
     sandbox.run(&spec, &mut sink).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&sink.0).trim(), ns, "the sandbox namespace wins over the runbook's value");
+    assert_eq!(
+        String::from_utf8_lossy(&sink.0).trim(),
+        ns,
+        "the sandbox namespace wins over the runbook's value"
+    );
     let d = sandbox.describe().await.unwrap();
     assert_eq!(d.provider, "kube");
     assert_eq!(d.versions["kubernetes"], "v1.29.2");
@@ -171,7 +245,12 @@ async fn a_sandbox_is_a_labelled_namespace_and_teardown_waits_until_it_is_gone()
     assert_eq!(labels["runbook.dev/runbook"], "postgres");
     assert_eq!(labels["runbook.dev/lifetime"], "session");
     assert_eq!(labels["runbook.dev/sandbox"], sandbox.id());
-    assert!(seen[0].body["metadata"]["annotations"]["runbook.dev/expires-at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        seen[0].body["metadata"]["annotations"]["runbook.dev/expires-at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
     assert_eq!(seen[3].uri, format!("/api/v1/namespaces/{ns}?"));
 }
 
@@ -179,11 +258,27 @@ async fn a_sandbox_is_a_labelled_namespace_and_teardown_waits_until_it_is_gone()
 async fn a_name_conflict_gets_a_fresh_name() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
-    let server = serve(handle, vec![
-        ex("POST", "/api/v1/namespaces?", 409, status(409, "AlreadyExists", "namespaces \"rb-x\" already exists")),
-        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-y", "Active")),
-    ]);
-    let mut sandbox = provider.provision(&request(Lifetime::Persistent)).await.unwrap();
+    let server = serve(
+        handle,
+        vec![
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                409,
+                status(409, "AlreadyExists", "namespaces \"rb-x\" already exists"),
+            ),
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                201,
+                namespace("rb-y", "Active"),
+            ),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Persistent))
+        .await
+        .unwrap();
     sandbox.keep();
     let seen = server.await.unwrap();
     assert_ne!(created_name(&seen[0]), created_name(&seen[1]));
@@ -195,18 +290,39 @@ async fn a_namespace_stuck_terminating_is_reported_not_hung_on() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
     let mut script = vec![
-        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
-        ex("DELETE", "/api/v1/namespaces/", 200, namespace("rb-x", "Terminating")),
+        ex(
+            "POST",
+            "/api/v1/namespaces?",
+            201,
+            namespace("rb-x", "Active"),
+        ),
+        ex(
+            "DELETE",
+            "/api/v1/namespaces/",
+            200,
+            namespace("rb-x", "Terminating"),
+        ),
     ];
     // Every look finds it still terminating (a finalizer that never clears).
     for _ in 0..8 {
-        script.push(ex("GET", "/api/v1/namespaces/", 200, namespace("rb-x", "Terminating")));
+        script.push(ex(
+            "GET",
+            "/api/v1/namespaces/",
+            200,
+            namespace("rb-x", "Terminating"),
+        ));
     }
     let _server = serve(handle, script);
-    let mut sandbox = provider.provision(&request(Lifetime::Ephemeral)).await.unwrap();
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Ephemeral))
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let err = sandbox.teardown().await.unwrap_err().to_string();
-    assert!(err.contains("is still Terminating") && err.contains("finalizers"), "{err}");
+    assert!(
+        err.contains("is still Terminating") && err.contains("finalizers"),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "bounded");
 }
 
@@ -214,34 +330,80 @@ async fn a_namespace_stuck_terminating_is_reported_not_hung_on() {
 async fn typed_pod_checks_go_through_the_api() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
-    let server = serve(handle, vec![
-        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
-        ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(false)),
-        ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(true)),
-    ]);
-    let mut sandbox = provider.provision(&request(Lifetime::Session)).await.unwrap();
-    let check = KubeCheck::PodsReady { selector: "app=db".into(), count: 1 };
+    let server = serve(
+        handle,
+        vec![
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                201,
+                namespace("rb-x", "Active"),
+            ),
+            ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(false)),
+            ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(true)),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Session))
+        .await
+        .unwrap();
+    let check = KubeCheck::PodsReady {
+        selector: "app=db".into(),
+        count: 1,
+    };
     let pending = sandbox.kube_check(&check).await.unwrap();
     assert!(!pending.satisfied);
-    assert!(pending.actual.contains("0 of 1 pod(s)") && pending.actual.contains("Pending"), "{}", pending.actual);
+    assert!(
+        pending.actual.contains("0 of 1 pod(s)") && pending.actual.contains("Pending"),
+        "{}",
+        pending.actual
+    );
     let ready = sandbox.kube_check(&check).await.unwrap();
     assert!(ready.satisfied, "{}", ready.actual);
     sandbox.keep();
     let seen = server.await.unwrap();
-    assert!(seen[1].uri.contains(&format!("/namespaces/rb-{}/pods", sandbox.id())));
-    assert!(seen[1].uri.contains("labelSelector=app%3Ddb"), "{}", seen[1].uri);
+    assert!(
+        seen[1]
+            .uri
+            .contains(&format!("/namespaces/rb-{}/pods", sandbox.id()))
+    );
+    assert!(
+        seen[1].uri.contains("labelSelector=app%3Ddb"),
+        "{}",
+        seen[1].uri
+    );
 }
 
 #[tokio::test]
 async fn forbidden_node_listing_leaves_the_node_count_unknown() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
-    let _server = serve(handle, vec![
-        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
-        ex("GET", "/version", 200, version()),
-        ex("GET", "/api/v1/nodes", 403, status(403, "Forbidden", "nodes is forbidden: User cannot list resource")),
-    ]);
-    let mut sandbox = provider.provision(&request(Lifetime::Session)).await.unwrap();
+    let _server = serve(
+        handle,
+        vec![
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                201,
+                namespace("rb-x", "Active"),
+            ),
+            ex("GET", "/version", 200, version()),
+            ex(
+                "GET",
+                "/api/v1/nodes",
+                403,
+                status(
+                    403,
+                    "Forbidden",
+                    "nodes is forbidden: User cannot list resource",
+                ),
+            ),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Session))
+        .await
+        .unwrap();
     assert_eq!(sandbox.describe().await.unwrap().nodes, 0);
     sandbox.keep();
 }
@@ -254,14 +416,33 @@ async fn the_reaper_deletes_only_expired_sandbox_namespaces() {
         json!({"metadata": {"name": name, "labels": {MANAGED_BY: "runbook", "runbook.dev/sandbox": name},
                "annotations": {"runbook.dev/expires-at": expires}}})
     };
-    let server = serve(handle, vec![
-        ex("GET", "/api/v1/namespaces?", 200, json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
-            "items": [ns("rb-old", "2020-01-01T00:00:00Z"), ns("rb-new", "2999-01-01T00:00:00Z")]})),
-        ex("DELETE", "/api/v1/namespaces/rb-old", 200, namespace("rb-old", "Terminating")),
-    ]);
+    let server = serve(
+        handle,
+        vec![
+            ex(
+                "GET",
+                "/api/v1/namespaces?",
+                200,
+                json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
+            "items": [ns("rb-old", "2020-01-01T00:00:00Z"), ns("rb-new", "2999-01-01T00:00:00Z")]}),
+            ),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-old",
+                200,
+                namespace("rb-old", "Terminating"),
+            ),
+        ],
+    );
     assert_eq!(provider.reap_namespaces().await.unwrap(), ["rb-old"]);
     let seen = server.await.unwrap();
-    assert!(seen[0].uri.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Drunbook"), "{}", seen[0].uri);
+    assert!(
+        seen[0]
+            .uri
+            .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Drunbook"),
+        "{}",
+        seen[0].uri
+    );
     assert_eq!(seen.len(), 2, "rb-new is left alone");
 }
 
@@ -269,28 +450,63 @@ async fn the_reaper_deletes_only_expired_sandbox_namespaces() {
 async fn the_engine_runs_a_runbook_in_a_namespace_with_typed_checks() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
-    let server = serve(handle, vec![
-        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
-        ex("GET", "/version", 200, version()),
-        ex("GET", "/api/v1/nodes", 200, nodes(1)),
-        ex("GET", "/api/v1/namespaces/rb-", 200, pods(true)),
-        ex("DELETE", "/api/v1/namespaces/rb-", 200, namespace("rb-x", "Terminating")),
-        ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
-    ]);
+    let server = serve(
+        handle,
+        vec![
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                201,
+                namespace("rb-x", "Active"),
+            ),
+            ex("GET", "/version", 200, version()),
+            ex("GET", "/api/v1/nodes", 200, nodes(1)),
+            ex("GET", "/api/v1/namespaces/rb-", 200, pods(true)),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
+        ],
+    );
     let runbook = Runbook::builder("postgres")
-        .variable(Variable::new("NAMESPACE", Category::Namespace).sandbox("sandbox-test").production("yours"))
+        .variable(
+            Variable::new("NAMESPACE", Category::Namespace)
+                .sandbox("sandbox-test")
+                .production("yours"),
+        )
         .step(
             Step::new("deploy", "Deploy")
                 .run("echo deploying into \"$NAMESPACE\"")
                 .read_only()
-                .verify(Check::kube(KubeCheck::PodsReady { selector: "app=db".into(), count: 1 })),
+                .verify(Check::kube(KubeCheck::PodsReady {
+                    selector: "app=db".into(),
+                    count: 1,
+                })),
         )
         .build_unchecked();
-    let options = RunOptions { lifetime: Some(Lifetime::Ephemeral), ..RunOptions::default() };
-    let outcome = run_all(&provider, runbook, options, RunMode::default()).await.unwrap();
-    assert_eq!(outcome.report.verdict, Verdict::Passed, "{:#?}", outcome.report);
+    let options = RunOptions {
+        lifetime: Some(Lifetime::Ephemeral),
+        ..RunOptions::default()
+    };
+    let outcome = run_all(&provider, runbook, options, RunMode::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Passed,
+        "{:#?}",
+        outcome.report
+    );
     assert_eq!(outcome.report.sandbox.nodes, 1);
-    assert!(outcome.report.steps[0].attempts[0].output.stdout.starts_with("deploying into rb-postgres-"));
+    assert!(
+        outcome.report.steps[0].attempts[0]
+            .output
+            .stdout
+            .starts_with("deploying into rb-postgres-")
+    );
     assert_eq!(server.await.unwrap().len(), 6);
 }
 
@@ -298,11 +514,27 @@ async fn the_engine_runs_a_runbook_in_a_namespace_with_typed_checks() {
 #[ignore = "needs a Kubernetes cluster"]
 async fn the_kubernetes_example_runs_on_a_real_cluster() {
     let (_dir, local) = common::provider();
-    let provider = KubeProvider::from_kubeconfig(local, &["kind-*".to_owned(), "k3d-*".to_owned()]).await.unwrap();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes/runbook.yaml");
+    let provider = KubeProvider::from_kubeconfig(local, &["kind-*".to_owned(), "k3d-*".to_owned()])
+        .await
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/kubernetes/runbook.yaml");
     let runbook = runbook_core::load(path).unwrap().0;
-    let options = RunOptions { lifetime: Some(Lifetime::Ephemeral), ..RunOptions::default() };
-    let outcome = run_all(&provider, runbook, options, RunMode { exercise_rollback: true, ..RunMode::default() }).await.unwrap();
+    let options = RunOptions {
+        lifetime: Some(Lifetime::Ephemeral),
+        ..RunOptions::default()
+    };
+    let outcome = run_all(
+        &provider,
+        runbook,
+        options,
+        RunMode {
+            exercise_rollback: true,
+            ..RunMode::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(outcome.passed(), "{:#?}", outcome.report);
 }
 
@@ -315,34 +547,67 @@ async fn a_failing_step_records_pods_events_and_logs() {
         "message": "0/1 nodes are available: insufficient memory.",
         "involvedObject": {"kind": "Pod", "name": "db-postgresql-0"}
     }]});
-    let server = serve(handle, vec![
-        ex("POST", "/api/v1/namespaces?", 201, namespace("rb-x", "Active")),
-        ex("GET", "/version", 200, version()),
-        ex("GET", "/api/v1/nodes", 200, nodes(1)),
-        ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
-        // Diagnostics: every pod, the events, the logs of the pod that is not ready.
-        ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
-        ex("GET", "/api/v1/namespaces/rb-", 200, events),
-        ex("GET", "/api/v1/namespaces/rb-", 200, json!("waiting for the volume\nstill waiting")),
-        ex("DELETE", "/api/v1/namespaces/rb-", 200, namespace("rb-x", "Terminating")),
-        ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
-    ]);
+    let server = serve(
+        handle,
+        vec![
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                201,
+                namespace("rb-x", "Active"),
+            ),
+            ex("GET", "/version", 200, version()),
+            ex("GET", "/api/v1/nodes", 200, nodes(1)),
+            ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
+            // Diagnostics: every pod, the events, the logs of the pod that is not ready.
+            ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
+            ex("GET", "/api/v1/namespaces/rb-", 200, events),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-",
+                200,
+                json!("waiting for the volume\nstill waiting"),
+            ),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
+        ],
+    );
     let runbook = Runbook::builder("postgres")
         .step(
             Step::new("deploy", "Deploy")
                 .run("true")
                 .read_only()
-                .verify(Check::kube(KubeCheck::PodsReady { selector: "app=db".into(), count: 1 })),
+                .verify(Check::kube(KubeCheck::PodsReady {
+                    selector: "app=db".into(),
+                    count: 1,
+                })),
         )
         .build_unchecked();
-    let options = RunOptions { lifetime: Some(Lifetime::Ephemeral), ..RunOptions::default() };
-    let outcome = run_all(&provider, runbook, options, RunMode::default()).await.unwrap();
+    let options = RunOptions {
+        lifetime: Some(Lifetime::Ephemeral),
+        ..RunOptions::default()
+    };
+    let outcome = run_all(&provider, runbook, options, RunMode::default())
+        .await
+        .unwrap();
     assert_eq!(outcome.report.verdict, Verdict::Failed);
     let d = &outcome.report.steps[0].attempts[0].diagnostics;
     assert!(d.contains("db-postgresql-0: Pending"), "{d}");
-    assert!(d.contains("Warning FailedScheduling Pod/db-postgresql-0: 0/1 nodes are available"), "{d}");
+    assert!(
+        d.contains("Warning FailedScheduling Pod/db-postgresql-0: 0/1 nodes are available"),
+        "{d}"
+    );
     assert!(d.contains("still waiting"), "{d}");
     let seen = server.await.unwrap();
     assert!(seen[5].uri.contains("/events"), "{}", seen[5].uri);
-    assert!(seen[6].uri.contains("/pods/db-postgresql-0/log") && seen[6].uri.contains("tailLines=20"), "{}", seen[6].uri);
+    assert!(
+        seen[6].uri.contains("/pods/db-postgresql-0/log") && seen[6].uri.contains("tailLines=20"),
+        "{}",
+        seen[6].uri
+    );
 }

@@ -11,12 +11,17 @@ use super::api_error;
 use crate::{KubeObservation, Result};
 
 fn seen(satisfied: bool, actual: impl Into<String>) -> KubeObservation {
-    KubeObservation { satisfied, actual: actual.into() }
+    KubeObservation {
+        satisfied,
+        actual: actual.into(),
+    }
 }
 
 /// Whether a pod is Running with its Ready condition True.
 pub(super) fn pod_ready(pod: &Pod) -> bool {
-    let Some(status) = &pod.status else { return false };
+    let Some(status) = &pod.status else {
+        return false;
+    };
     status.phase.as_deref() == Some("Running")
         && status
             .conditions
@@ -37,14 +42,21 @@ fn plural(kind: &str) -> String {
 }
 
 fn dynamic_api(client: &Client, namespace: &str, r: &KubeObjectRef) -> Api<DynamicObject> {
-    let (group, version) = r.api_version.rsplit_once('/').unwrap_or(("", &r.api_version));
+    let (group, version) = r
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", &r.api_version));
     let gvk = GroupVersionKind::gvk(group, version, &r.kind);
     let resource = ApiResource::from_gvk_with_plural(&gvk, &plural(&r.kind));
     Api::namespaced_with(client.clone(), namespace, &resource)
 }
 
 /// Observes `check` in `namespace` once; the engine retries it with its policy.
-pub(super) async fn observe(client: &Client, namespace: &str, check: &KubeCheck) -> Result<KubeObservation> {
+pub(super) async fn observe(
+    client: &Client,
+    namespace: &str,
+    check: &KubeCheck,
+) -> Result<KubeObservation> {
     Ok(match check {
         KubeCheck::PodsReady { selector, count } => {
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -58,36 +70,58 @@ pub(super) async fn observe(client: &Client, namespace: &str, check: &KubeCheck)
                 .iter()
                 .map(|p| {
                     let name = p.metadata.name.clone().unwrap_or_default();
-                    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into());
-                    format!("{name}: {phase}{}", if pod_ready(p) { ", Ready" } else { "" })
+                    let phase = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.clone())
+                        .unwrap_or_else(|| "Unknown".into());
+                    format!(
+                        "{name}: {phase}{}",
+                        if pod_ready(p) { ", Ready" } else { "" }
+                    )
                 })
                 .collect();
             seen(
                 ready >= *count as usize,
-                format!("{ready} of {} pod(s) matching `{selector}` Running and Ready ({})", list.items.len(), states.join("; ")),
+                format!(
+                    "{ready} of {} pod(s) matching `{selector}` Running and Ready ({})",
+                    list.items.len(),
+                    states.join("; ")
+                ),
             )
         }
         KubeCheck::RolloutComplete { kind, name } => match kind.as_str() {
             "Deployment" => {
                 let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-                match api.get_opt(name).await.map_err(|e| api_error("cannot read the Deployment", e))? {
+                match api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| api_error("cannot read the Deployment", e))?
+                {
                     None => seen(false, format!("Deployment/{name} does not exist")),
                     Some(d) => {
                         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                         let st = d.status.unwrap_or_default();
-                        let current = st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+                        let current = st.observed_generation.unwrap_or(0)
+                            >= d.metadata.generation.unwrap_or(0);
                         let updated = st.updated_replicas.unwrap_or(0);
                         let available = st.available_replicas.unwrap_or(0);
                         seen(
                             current && updated == want && available == want,
-                            format!("Deployment/{name}: {updated} updated, {available} available of {want}"),
+                            format!(
+                                "Deployment/{name}: {updated} updated, {available} available of {want}"
+                            ),
                         )
                     }
                 }
             }
             "StatefulSet" => {
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-                match api.get_opt(name).await.map_err(|e| api_error("cannot read the StatefulSet", e))? {
+                match api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| api_error("cannot read the StatefulSet", e))?
+                {
                     None => seen(false, format!("StatefulSet/{name} does not exist")),
                     Some(s) => {
                         let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -101,7 +135,12 @@ pub(super) async fn observe(client: &Client, namespace: &str, check: &KubeCheck)
                     }
                 }
             }
-            other => seen(false, format!("rollout of kind `{other}` is not supported (use Deployment or StatefulSet)")),
+            other => seen(
+                false,
+                format!(
+                    "rollout of kind `{other}` is not supported (use Deployment or StatefulSet)"
+                ),
+            ),
         },
         KubeCheck::ServiceEndpoints { name } => {
             let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
@@ -115,21 +154,48 @@ pub(super) async fn observe(client: &Client, namespace: &str, check: &KubeCheck)
                 .flat_map(|s| s.endpoints.iter())
                 .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
                 .count();
-            seen(ready > 0, format!("Service/{name} has {ready} ready endpoint(s)"))
+            seen(
+                ready > 0,
+                format!("Service/{name} has {ready} ready endpoint(s)"),
+            )
         }
         KubeCheck::Exists(r) => {
             let found = dynamic_api(client, namespace, r)
                 .get_opt(&r.name)
                 .await
                 .map_err(|e| api_error(&format!("cannot read {}/{}", r.kind, r.name), e))?;
-            seen(found.is_some(), format!("{}/{} {}", r.kind, r.name, if found.is_some() { "exists" } else { "does not exist" }))
+            seen(
+                found.is_some(),
+                format!(
+                    "{}/{} {}",
+                    r.kind,
+                    r.name,
+                    if found.is_some() {
+                        "exists"
+                    } else {
+                        "does not exist"
+                    }
+                ),
+            )
         }
         KubeCheck::Absent(r) => {
             let found = dynamic_api(client, namespace, r)
                 .get_opt(&r.name)
                 .await
                 .map_err(|e| api_error(&format!("cannot read {}/{}", r.kind, r.name), e))?;
-            seen(found.is_none(), format!("{}/{} {}", r.kind, r.name, if found.is_some() { "still exists" } else { "does not exist" }))
+            seen(
+                found.is_none(),
+                format!(
+                    "{}/{} {}",
+                    r.kind,
+                    r.name,
+                    if found.is_some() {
+                        "still exists"
+                    } else {
+                        "does not exist"
+                    }
+                ),
+            )
         }
     })
 }
@@ -138,7 +204,12 @@ pub(super) async fn observe(client: &Client, namespace: &str, check: &KubeCheck)
 mod tests {
     #[test]
     fn plurals_of_common_kinds() {
-        for (kind, want) in [("Secret", "secrets"), ("NetworkPolicy", "networkpolicies"), ("Ingress", "ingresses"), ("StatefulSet", "statefulsets")] {
+        for (kind, want) in [
+            ("Secret", "secrets"),
+            ("NetworkPolicy", "networkpolicies"),
+            ("Ingress", "ingresses"),
+            ("StatefulSet", "statefulsets"),
+        ] {
             assert_eq!(super::plural(kind), want);
         }
     }

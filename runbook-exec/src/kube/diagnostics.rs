@@ -39,7 +39,11 @@ pub(super) async fn collect(client: &Client, namespace: &str) -> String {
                     "  {name}: {} ready {ready}/{} restarts {restarts}{}",
                     status.phase.unwrap_or_else(|| "Unknown".into()),
                     statuses.len(),
-                    if waiting.is_empty() { String::new() } else { format!(" ({})", waiting.join(", ")) }
+                    if waiting.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", waiting.join(", "))
+                    }
                 );
                 if !pod_ready(p) {
                     unready.push(name);
@@ -55,7 +59,12 @@ pub(super) async fn collect(client: &Client, namespace: &str) -> String {
         Ok(list) => {
             let mut items = list.items;
             items.sort_by(|a, b| {
-                let t = |e: &Event| e.last_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+                let t = |e: &Event| {
+                    e.last_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default()
+                };
                 t(a).cmp(&t(b))
             });
             let _ = writeln!(out, "recent events:");

@@ -27,8 +27,8 @@ use runbook_core::{KubeCheck, Lifetime};
 
 use crate::local::{LocalProvider, LocalSandbox};
 use crate::{
-    CommandSpec, ExecError, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Result, Sandbox,
-    SandboxInfo,
+    CommandSpec, ExecError, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Result,
+    Sandbox, SandboxInfo,
 };
 
 /// The label every sandbox namespace carries.
@@ -46,12 +46,18 @@ pub const CONTEXTS_ENV: &str = "RUNBOOK_KUBE_CONTEXTS";
 
 /// Whether `context` matches one of `patterns` (`kind-*`, `*-sandbox`, `k3d-dev`, `*`).
 pub fn context_allowed(context: &str, patterns: &[String]) -> bool {
-    patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()).any(|p| match p.split_once('*') {
-        None => p == context,
-        Some((prefix, suffix)) => {
-            context.len() >= prefix.len() + suffix.len() && context.starts_with(prefix) && context.ends_with(suffix)
-        }
-    })
+    patterns
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .any(|p| match p.split_once('*') {
+            None => p == context,
+            Some((prefix, suffix)) => {
+                context.len() >= prefix.len() + suffix.len()
+                    && context.starts_with(prefix)
+                    && context.ends_with(suffix)
+            }
+        })
 }
 
 /// The allowed patterns: the caller's plus those in `RUNBOOK_KUBE_CONTEXTS`.
@@ -97,7 +103,9 @@ pub struct KubeProvider {
 
 impl std::fmt::Debug for KubeProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeProvider").field("context", &self.context).finish_non_exhaustive()
+        f.debug_struct("KubeProvider")
+            .field("context", &self.context)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,13 +127,19 @@ impl KubeProvider {
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
             .map_err(|e| ExecError::Provider(format!("kube context `{context}`: {e}")))?;
-        let client = Client::try_from(config).map_err(|e| api_error("cannot build the Kubernetes client", e))?;
+        let client = Client::try_from(config)
+            .map_err(|e| api_error("cannot build the Kubernetes client", e))?;
         Ok(Self::new(client, &context, allowed, local)?.kubeconfig(kubeconfig))
     }
 
     /// A provider over an existing client whose context is `context` (checked against
     /// the allow-list like [`KubeProvider::from_kubeconfig`]).
-    pub fn new(client: Client, context: &str, allowed: &[String], local: LocalProvider) -> Result<Self> {
+    pub fn new(
+        client: Client,
+        context: &str,
+        allowed: &[String],
+        local: LocalProvider,
+    ) -> Result<Self> {
         check_context(context, allowed)?;
         Ok(KubeProvider {
             client,
@@ -173,15 +187,22 @@ impl KubeProvider {
     async fn create_namespace(&self, sandbox: &LocalSandbox) -> Result<String> {
         let name = Self::namespace_of(sandbox.id());
         let lifetime = sandbox.lifetime();
-        let ttl = if lifetime == Lifetime::Persistent { self.expire_after * 7 } else { self.expire_after };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let ttl = if lifetime == Lifetime::Persistent {
+            self.expire_after * 7
+        } else {
+            self.expire_after
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let labels = BTreeMap::from([
             (MANAGED_BY.to_owned(), "runbook".to_owned()),
             (LABEL_RUNBOOK.to_owned(), sandbox.runbook_name().to_owned()),
             (LABEL_LIFETIME.to_owned(), lifetime.to_string()),
             (LABEL_SANDBOX.to_owned(), sandbox.id().to_owned()),
         ]);
-        let annotations = BTreeMap::from([(EXPIRES_AT.to_owned(), crate::rfc3339(now + ttl.as_secs()))]);
+        let annotations =
+            BTreeMap::from([(EXPIRES_AT.to_owned(), crate::rfc3339(now + ttl.as_secs()))]);
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -245,12 +266,20 @@ impl KubeProvider {
                 .as_ref()
                 .and_then(|a| a.get(EXPIRES_AT))
                 .is_some_and(|at| at.as_str() < now.as_str());
-            let Some(name) = ns.metadata.name.clone() else { continue };
+            let Some(name) = ns.metadata.name.clone() else {
+                continue;
+            };
             if expired {
-                match self.namespaces().delete(&name, &DeleteParams::default()).await {
+                match self
+                    .namespaces()
+                    .delete(&name, &DeleteParams::default())
+                    .await
+                {
                     Ok(_) => reaped.push(name),
                     Err(e) if is_status(&e, 404) => {}
-                    Err(e) => return Err(api_error(&format!("cannot delete namespace `{name}`"), e)),
+                    Err(e) => {
+                        return Err(api_error(&format!("cannot delete namespace `{name}`"), e));
+                    }
                 }
             }
         }
@@ -259,7 +288,12 @@ impl KubeProvider {
 }
 
 /// Deletes a namespace and waits (bounded) until it is gone.
-async fn delete_namespace(client: &Client, name: &str, limit: Duration, poll: Duration) -> Result<()> {
+async fn delete_namespace(
+    client: &Client,
+    name: &str,
+    limit: Duration,
+    poll: Duration,
+) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {}
@@ -299,7 +333,8 @@ impl Provider for KubeProvider {
                 Ok(ns) => return Ok(Box::new(self.open(local, ns).await?)),
                 Err(e) => {
                     drop(local);
-                    let conflict = e.to_string().contains("409") || e.to_string().contains("AlreadyExists");
+                    let conflict =
+                        e.to_string().contains("409") || e.to_string().contains("AlreadyExists");
                     last = Some(e);
                     if !conflict {
                         break;
@@ -328,12 +363,18 @@ impl Provider for KubeProvider {
             .list(&ListParams::default().labels(&format!("{MANAGED_BY}=runbook")))
             .await
             .map_err(|e| api_error("cannot list sandbox namespaces", e))?;
-        let local: BTreeMap<String, SandboxInfo> =
-            self.local.list_local()?.into_iter().map(|s| (s.id.clone(), s)).collect();
+        let local: BTreeMap<String, SandboxInfo> = self
+            .local
+            .list_local()?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
         let mut out = Vec::new();
         for ns in list.items {
             let labels = ns.metadata.labels.unwrap_or_default();
-            let Some(id) = labels.get(LABEL_SANDBOX).cloned() else { continue };
+            let Some(id) = labels.get(LABEL_SANDBOX).cloned() else {
+                continue;
+            };
             let known = local.get(&id);
             out.push(SandboxInfo {
                 id: id.clone(),
@@ -357,7 +398,13 @@ impl Provider for KubeProvider {
     }
 
     async fn destroy(&self, id: &str) -> Result<()> {
-        delete_namespace(&self.client, &Self::namespace_of(id), self.teardown_wait, self.poll).await?;
+        delete_namespace(
+            &self.client,
+            &Self::namespace_of(id),
+            self.teardown_wait,
+            self.poll,
+        )
+        .await?;
         match self.local.destroy_local(id) {
             Err(ExecError::NotFound(_)) => Ok(()),
             other => other,
@@ -377,7 +424,9 @@ pub struct KubeSandbox {
 
 impl std::fmt::Debug for KubeSandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KubeSandbox").field("namespace", &self.namespace).finish_non_exhaustive()
+        f.debug_struct("KubeSandbox")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
     }
 }
 
@@ -414,9 +463,14 @@ impl Sandbox for KubeSandbox {
             .apiserver_version()
             .await
             .map_err(|e| api_error("cannot read the API server version", e))?;
-        d.versions.insert("kubernetes".into(), version.git_version.clone());
-        d.versions.insert("kube-context".into(), self.context.clone());
-        d.nodes = match Api::<Node>::all(self.client.clone()).list(&ListParams::default()).await {
+        d.versions
+            .insert("kubernetes".into(), version.git_version.clone());
+        d.versions
+            .insert("kube-context".into(), self.context.clone());
+        d.nodes = match Api::<Node>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+        {
             Ok(nodes) => u32::try_from(nodes.items.len()).unwrap_or(u32::MAX),
             // Listing nodes may be forbidden to a namespaced sandbox user: unknown.
             Err(e) if is_status(&e, 403) => 0,
@@ -458,7 +512,9 @@ impl Drop for KubeSandbox {
         {
             let (client, ns) = (self.client.clone(), self.namespace.clone());
             handle.spawn(async move {
-                let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&ns, &DeleteParams::default())
+                    .await;
             });
         }
     }

@@ -236,7 +236,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             out,
             force,
         } => render(&file, report.as_deref(), &out, force),
-        Command::Sandbox { provider: which, allow_contexts, command } => {
+        Command::Sandbox {
+            provider: which,
+            allow_contexts,
+            command,
+        } => {
             let p = provider(cli.state_dir.as_deref(), which, false, &allow_contexts).await?;
             sandbox(p.as_ref(), command).await
         }
@@ -256,12 +260,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 (_, true) => Some(Lifetime::Persistent),
                 (l, false) => l,
             };
-            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network, &run.allow_contexts).await?;
+            let provider = provider(
+                cli.state_dir.as_deref(),
+                run.provider,
+                run.isolate_network,
+                &run.allow_contexts,
+            )
+            .await?;
             run_session(provider.as_ref(), Start::New(runbook, lifetime), &run).await
         }
         Command::Resume { id, file, run } => {
             let runbook = file.as_deref().map(load_clean).transpose()?;
-            let provider = provider(cli.state_dir.as_deref(), run.provider, run.isolate_network, &run.allow_contexts).await?;
+            let provider = provider(
+                cli.state_dir.as_deref(),
+                run.provider,
+                run.isolate_network,
+                &run.allow_contexts,
+            )
+            .await?;
             run_session(provider.as_ref(), Start::Resume(id, runbook), &run).await
         }
     }
@@ -280,7 +296,9 @@ async fn provider(
     .isolate_network(isolate_network);
     Ok(match which {
         ProviderArg::Local => Box::new(local),
-        ProviderArg::Kube => Box::new(runbook::exec::KubeProvider::from_kubeconfig(local, allow_contexts).await?),
+        ProviderArg::Kube => {
+            Box::new(runbook::exec::KubeProvider::from_kubeconfig(local, allow_contexts).await?)
+        }
     })
 }
 
