@@ -89,6 +89,30 @@ fn check_call(out: &mut String, check: &Check, on_fail: &str) {
     );
 }
 
+/// `run_step …` for a command (a step's or its rollback's), then its checks.
+fn run_step_call(
+    out: &mut String,
+    step: &Step,
+    label: &str,
+    command: &str,
+    timeout: Option<runbook_core::HumanDuration>,
+    checks: &[Check],
+    on_fail: &str,
+) {
+    let timeout = timeout.map_or(600, |t| t.as_duration().as_secs().max(1));
+    let _ = writeln!(
+        out,
+        "run_step {} {} {timeout} {} {} || {on_fail}",
+        sh_quote(&step.id),
+        sh_quote(label),
+        sh_quote(step.workdir.as_deref().unwrap_or(".")),
+        literal(command)
+    );
+    for c in checks {
+        check_call(out, c, on_fail);
+    }
+}
+
 fn function_name(prefix: &str, id: &str) -> String {
     format!("{prefix}_{}", id.replace('-', "_"))
 }
@@ -303,37 +327,29 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
                 for f in files {
                     let _ = writeln!(out, "render_config {}", sh_quote(f));
                 }
-                let timeout = step
-                    .timeout
-                    .map_or(600, |t| t.as_duration().as_secs().max(1));
-                let _ = writeln!(
-                    out,
-                    "run_step {} {} {timeout} {} {} || {on_fail}",
-                    sh_quote(&step.id),
-                    sh_quote(&format!("[{}/{total}] {}", n + 1, step.title)),
-                    sh_quote(step.workdir.as_deref().unwrap_or(".")),
-                    literal(&step.run)
+                let label = format!("[{}/{total}] {}", n + 1, step.title);
+                run_step_call(
+                    &mut out,
+                    step,
+                    &label,
+                    &step.run,
+                    step.timeout,
+                    &step.verify,
+                    &on_fail,
                 );
-                for c in &step.verify {
-                    check_call(&mut out, c, &on_fail);
-                }
             }
             Kind::Rollback => {
                 let rollback = step.rollback.as_ref().expect("filtered above");
-                let timeout = rollback
-                    .timeout
-                    .map_or(600, |t| t.as_duration().as_secs().max(1));
-                let _ = writeln!(
-                    out,
-                    "run_step {} {} {timeout} {} {} || {on_fail}",
-                    sh_quote(&step.id),
-                    sh_quote(&format!("[{}/{total}] Roll back: {}", n + 1, step.title)),
-                    sh_quote(step.workdir.as_deref().unwrap_or(".")),
-                    literal(&rollback.run)
+                let label = format!("[{}/{total}] Roll back: {}", n + 1, step.title);
+                run_step_call(
+                    &mut out,
+                    step,
+                    &label,
+                    &rollback.run,
+                    rollback.timeout,
+                    &rollback.verify,
+                    &on_fail,
                 );
-                for c in &rollback.verify {
-                    check_call(&mut out, c, &on_fail);
-                }
             }
             Kind::Verify => {
                 let _ = writeln!(

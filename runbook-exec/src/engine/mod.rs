@@ -169,14 +169,7 @@ impl Session {
         runbook: Runbook,
         options: RunOptions,
     ) -> Result<Session> {
-        let errors: Vec<_> = runbook
-            .lint()
-            .into_iter()
-            .filter(|d| d.severity == Severity::Error)
-            .collect();
-        if !errors.is_empty() {
-            return Err(ExecError::Lint(errors));
-        }
+        refuse_lint_errors(&runbook)?;
         let (values, secret_names) = resolve_values(&runbook, &options.vars, &BTreeMap::new())?;
         let lifetime = options
             .lifetime
@@ -231,14 +224,7 @@ impl Session {
             ))
         })?;
         let runbook = runbook.unwrap_or(state.runbook);
-        let errors: Vec<_> = runbook
-            .lint()
-            .into_iter()
-            .filter(|d| d.severity == Severity::Error)
-            .collect();
-        if !errors.is_empty() {
-            return Err(ExecError::Lint(errors));
-        }
+        refuse_lint_errors(&runbook)?;
         let (values, secret_names) = resolve_values(&runbook, &options.vars, &state.values)?;
         let mut secret_names = secret_names;
         secret_names.extend(state.secrets.iter().cloned());
@@ -520,15 +506,7 @@ impl Session {
             self.redactor.redact(&issue.cause),
             self.redactor.redact(&issue.fix),
         ));
-        let errors: Vec<_> = self
-            .runbook
-            .lint()
-            .into_iter()
-            .filter(|d| d.severity == Severity::Error)
-            .collect();
-        if !errors.is_empty() {
-            return Err(ExecError::Lint(errors));
-        }
+        refuse_lint_errors(&self.runbook)?;
         let note = format!(
             "### step {step_id} amended: {}\n",
             self.redactor.redact(&issue.fix)
@@ -838,6 +816,20 @@ impl Session {
             failure,
             diagnostics,
         })
+    }
+}
+
+/// A runbook with lint errors must not run.
+fn refuse_lint_errors(runbook: &Runbook) -> Result<()> {
+    let errors: Vec<_> = runbook
+        .lint()
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ExecError::Lint(errors))
     }
 }
 
