@@ -83,6 +83,21 @@ fn yaml_options() -> serde_saphyr::Options {
 /// # Ok::<(), runbook_core::ParseError>(())
 /// ```
 pub fn from_yaml_str(text: &str) -> Result<Runbook, ParseError> {
+    // Most runbooks take the fast path; anything it does not handle exactly, and every
+    // error, goes to serde-saphyr, whose answer (and error position) is authoritative.
+    if text.len() <= MAX_FAST_BYTES
+        && let Some(runbook) = crate::fast_yaml::from_str(text)
+    {
+        return Ok(runbook);
+    }
+    careful_from_yaml_str(text)
+}
+
+/// Larger inputs go straight to the budgeted parser.
+const MAX_FAST_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a runbook with `serde-saphyr` alone (budgets, every YAML feature, located errors).
+pub fn careful_from_yaml_str(text: &str) -> Result<Runbook, ParseError> {
     serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| yaml_error(&e))
 }
 

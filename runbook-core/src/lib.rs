@@ -41,6 +41,7 @@
 
 mod check;
 mod duration;
+mod fast_yaml;
 mod format;
 mod lifetime;
 mod limitation;
@@ -56,8 +57,8 @@ mod variable;
 pub use check::{Check, Expect, KubeCheck, KubeObjectRef, Probe, Retry, TextMatch};
 pub use duration::{DurationError, HumanDuration};
 pub use format::{
-    ParseError, SourceMap, from_json_str, from_yaml_str, load, report_from_yaml_str,
-    to_json_string, to_yaml, to_yaml_string,
+    ParseError, SourceMap, careful_from_yaml_str, from_json_str, from_yaml_str, load,
+    report_from_yaml_str, to_json_string, to_yaml, to_yaml_string,
 };
 pub use lifetime::{Lifetime, LifetimeRecommendation, Scenario, recommend_lifetime};
 pub use limitation::{Limitation, LimitationKind};

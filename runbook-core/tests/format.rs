@@ -237,6 +237,29 @@ proptest! {
     }
 
     #[test]
+    fn the_fast_path_agrees_with_serde_saphyr_on_generated_runbooks(rb in runbook()) {
+        let yaml = to_yaml_string(&rb);
+        prop_assert_eq!(from_yaml_str(&yaml), runbook_core::careful_from_yaml_str(&yaml));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_saphyr_on_arbitrary_documents(doc in yaml_doc()) {
+        prop_assert_eq!(from_yaml_str(&doc), runbook_core::careful_from_yaml_str(&doc));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_serde_saphyr_on_mutated_runbooks(rb in runbook(), cut in 0usize..4000, insert in "[ :\n\"'\\-{}\\[\\]#&*!|>a-z0-9~]{0,6}") {
+        // Damage a valid file anywhere: both paths must give the same runbook or the same error.
+        let mut yaml = to_yaml_string(&rb);
+        let mut at = cut % (yaml.len() + 1);
+        while !yaml.is_char_boundary(at) {
+            at -= 1;
+        }
+        yaml.insert_str(at, &insert);
+        prop_assert_eq!(from_yaml_str(&yaml), runbook_core::careful_from_yaml_str(&yaml));
+    }
+
+    #[test]
     fn arbitrary_text_never_panics_the_parser_or_linter(s in any::<String>()) {
         if let Ok(rb) = from_yaml_str(&s) {
             let _ = rb.lint();
