@@ -171,6 +171,25 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
         .unwrap();
 
     assert_ok("verify.sh", &script(&package, "verify.sh", &work, &vars));
+    // --from resumes at a step: the earlier ones are not run again.
+    let resumed = {
+        let mut c = Command::new("bash");
+        c.arg(package.join("scripts/verify.sh"))
+            .arg("--from")
+            .arg("start-worker")
+            .env_clear()
+            .env("PATH", path_env())
+            .env("RUNBOOK_WORK_DIR", &work)
+            .envs(&vars);
+        c.output().unwrap()
+    };
+    let out = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        resumed.status.success()
+            && out.contains("[2/2] Start the worker")
+            && !out.contains("[1/2]"),
+        "{out}"
+    );
     let unknown = {
         let mut c = Command::new("bash");
         c.arg(package.join("scripts/deploy.sh"))

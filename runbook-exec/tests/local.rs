@@ -850,3 +850,33 @@ async fn an_isolated_sandbox_cannot_reach_the_host_network() {
         .unwrap_or(0);
     assert_eq!(ours, 0, "teardown deletes the namespace");
 }
+
+#[tokio::test]
+async fn non_utf8_output_is_kept_lossily() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("bytes")
+        .step(
+            step(
+                "binary",
+                "printf 'ok\\377\\376\\n'",
+                Check::command("printf 'x\\377'").stdout_contains("x"),
+            )
+            .read_only(),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let outcome = run_all(
+        &provider,
+        runbook,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    assert_eq!(
+        outcome.report.steps[0].attempts[0].output.stdout,
+        "ok\u{fffd}\u{fffd}\n"
+    );
+}

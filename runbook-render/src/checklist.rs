@@ -133,7 +133,8 @@ pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation
         .collect();
     if let Some(report) = report {
         let mut implied = vec![LimitationKind::NoRealTraffic];
-        if report.sandbox.nodes <= 1 {
+        // 0 means the provider could not count the nodes: no claim either way.
+        if report.sandbox.nodes == 1 {
             implied.push(LimitationKind::SingleNode);
         }
         if report.sandbox.network_isolated {
