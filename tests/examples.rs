@@ -245,9 +245,10 @@ fn kubernetes_form_renders_untested() {
     );
     let readme = read(dir.path(), "k8s-package/README.md");
     assert!(readme.contains("**Not tested.**"));
+    assert!(readme.contains("**Single-node sandbox.**"), "{readme}");
     assert!(
-        readme.contains("Single-node sandbox") || readme.contains("single"),
-        "{readme}"
+        readme.contains("Pod anti-affinity rules (require multiple nodes)"),
+        "standard wording for a kind-only limitation"
     );
     let deploy = read(dir.path(), "k8s-package/scripts/deploy.sh");
     assert!(

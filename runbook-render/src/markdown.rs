@@ -74,7 +74,7 @@ pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
     out.push_str("## Limitations of Sandbox Testing\n\n");
     out.push_str(&limitations_markdown(runbook, report));
     rollback_procedure(&mut out, runbook, report);
-    versions(&mut out, runbook, report);
+    versions(&mut out, report);
     out.push_str("## Files\n\n");
     out.push_str(
         "- `runbook.yaml`: this runbook, machine-readable (`runbook.schema.json` describes it)\n",
@@ -470,7 +470,7 @@ fn rollback_procedure(out: &mut String, runbook: &Runbook, report: Option<&Repor
     }
 }
 
-fn versions(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
+fn versions(out: &mut String, report: Option<&Report>) {
     out.push_str("## Version Metadata\n\n");
     match report {
         Some(r) => {
@@ -492,6 +492,5 @@ fn versions(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
         }
         None => out.push_str("Not tested: `versions.yaml` lists the requirements only.\n"),
     }
-    let _ = runbook;
     out.push('\n');
 }
