@@ -611,3 +611,58 @@ async fn a_failing_step_records_pods_events_and_logs() {
         seen[6].uri
     );
 }
+
+#[tokio::test]
+async fn a_persistent_sandbox_keeps_its_namespace_and_is_found_again_by_label() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let server = serve(
+        handle,
+        vec![
+            ex(
+                "POST",
+                "/api/v1/namespaces?",
+                201,
+                namespace("rb-x", "Active"),
+            ),
+            ex(
+                "GET",
+                "/api/v1/namespaces?",
+                200,
+                json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
+            "items": [{"metadata": {"name": "rb-found-by-label"}}]}),
+            ),
+            ex(
+                "GET",
+                "/api/v1/namespaces?",
+                200,
+                json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": []}),
+            ),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Persistent))
+        .await
+        .unwrap();
+    let id = sandbox.id().to_owned();
+    sandbox.keep();
+    drop(sandbox); // the process ends; nothing is deleted
+    let resumed = provider.resume(&id).await.unwrap();
+    assert_eq!(resumed.fixed_values()["NAMESPACE"], "rb-found-by-label");
+    let Err(gone) = provider.resume(&id).await else {
+        panic!("a sandbox whose namespace is gone cannot be resumed");
+    };
+    let gone = gone.to_string();
+    assert!(
+        gone.contains("no namespace labelled") && gone.contains("destroy the sandbox"),
+        "{gone}"
+    );
+    let seen = server.await.unwrap();
+    assert!(
+        seen[1].uri.contains(
+            "labelSelector=app.kubernetes.io%2Fmanaged-by%3Drunbook%2Crunbook.dev%2Fsandbox%3D"
+        ),
+        "{}",
+        seen[1].uri
+    );
+}

@@ -347,13 +347,18 @@ impl Provider for KubeProvider {
 
     async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>> {
         let local = self.local.resume_local(id)?;
-        let ns = Self::namespace_of(id);
-        match self.namespaces().get_opt(&ns).await {
-            Ok(Some(_)) => Ok(Box::new(self.open(local, ns).await?)),
-            Ok(None) => Err(ExecError::Provider(format!(
-                "sandbox `{id}`: its namespace `{ns}` is gone (reaped or deleted); destroy the sandbox"
+        // Found again by its labels, not by a name this process could have guessed.
+        let selector = format!("{MANAGED_BY}=runbook,{LABEL_SANDBOX}={id}");
+        let found = self
+            .namespaces()
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| api_error("cannot list sandbox namespaces", e))?;
+        match found.items.into_iter().find_map(|ns| ns.metadata.name) {
+            Some(ns) => Ok(Box::new(self.open(local, ns).await?)),
+            None => Err(ExecError::Provider(format!(
+                "sandbox `{id}`: no namespace labelled {selector} is left (reaped or deleted); destroy the sandbox"
             ))),
-            Err(e) => Err(api_error(&format!("cannot read namespace `{ns}`"), e)),
         }
     }
 
