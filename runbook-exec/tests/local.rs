@@ -23,6 +23,21 @@ fn options(lifetime: Lifetime) -> RunOptions {
     }
 }
 
+/// Runs `runbook` in a new ephemeral sandbox with the default options.
+async fn run_ephemeral(
+    provider: &runbook_exec::LocalProvider,
+    runbook: Runbook,
+) -> runbook_exec::Outcome {
+    run_all(
+        provider,
+        runbook,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap()
+}
+
 fn step(id: &str, run: &str, check: Check) -> Step {
     Step::new(id, format!("Step {id}"))
         .run(run)
@@ -53,14 +68,7 @@ async fn variables_reach_commands_through_the_environment_and_stay_inert() {
         .build()
         .unwrap()
         .runbook;
-    let outcome = run_all(
-        &provider,
-        runbook,
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_ephemeral(&provider, runbook).await;
     assert!(outcome.passed(), "{:#?}", outcome.report);
     assert!(
         !canary.exists(),
@@ -173,14 +181,7 @@ async fn teardown_kills_daemons_that_escaped_the_process_group() {
         .build()
         .unwrap()
         .runbook;
-    let outcome = run_all(
-        &provider,
-        runbook,
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_ephemeral(&provider, runbook).await;
     assert!(outcome.passed(), "{:#?}", outcome.report);
     assert!(
         processes_with("sleep 515151").is_empty(),
@@ -595,14 +596,7 @@ async fn kubernetes_checks_are_unsupported_locally_never_passed() {
         .build()
         .unwrap()
         .runbook;
-    let outcome = run_all(
-        &provider,
-        runbook,
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_ephemeral(&provider, runbook).await;
     let check = &outcome.report.steps[0].attempts[0].checks[0];
     assert!(!check.passed);
     assert!(
@@ -637,14 +631,7 @@ async fn config_files_are_written_with_sandbox_values() {
         .build()
         .unwrap()
         .runbook;
-    let outcome = run_all(
-        &provider,
-        runbook,
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_ephemeral(&provider, runbook).await;
     assert!(outcome.passed(), "{:#?}", outcome.report);
 }
 
@@ -866,14 +853,7 @@ async fn non_utf8_output_is_kept_lossily() {
         .build()
         .unwrap()
         .runbook;
-    let outcome = run_all(
-        &provider,
-        runbook,
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap();
+    let outcome = run_ephemeral(&provider, runbook).await;
     assert!(outcome.passed(), "{:#?}", outcome.report);
     assert_eq!(
         outcome.report.steps[0].attempts[0].output.stdout,
