@@ -569,7 +569,11 @@ fn on_a_terminal_each_step_gets_a_line_with_its_result() {
     // `script` gives the command a pseudo-terminal, as a person's shell would.
     let dir = workdir();
     let quickstart = repo().join("examples/quickstart/runbook.yaml");
-    let command = format!("{} run {} --exercise-rollback", env!("CARGO_BIN_EXE_runbook"), quickstart.display());
+    let command = format!(
+        "{} run {} --exercise-rollback",
+        env!("CARGO_BIN_EXE_runbook"),
+        quickstart.display()
+    );
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .current_dir(dir.path())
@@ -579,7 +583,16 @@ fn on_a_terminal_each_step_gets_a_line_with_its_result() {
     assert!(out.status.success(), "{:?}", text(&out));
     let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
     assert!(screen.contains("✓ pre-flight: bash"), "{screen}");
-    assert!(screen.contains("✓ Install the configuration [install-config] ("), "{screen}");
-    assert!(screen.contains("✓ roll back: Start the worker [start-worker] ("), "{screen}");
-    assert!(screen.contains("handoff package (passed): handoff-package"), "{screen}");
+    assert!(
+        screen.contains("✓ Install the configuration [install-config] ("),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("✓ roll back: Start the worker [start-worker] ("),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("handoff package (passed): handoff-package"),
+        "{screen}"
+    );
 }
