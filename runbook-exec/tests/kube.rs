@@ -101,6 +101,16 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": message})
 }
 
+/// The API server's answer to the sandbox namespace's creation.
+fn created() -> Exchange {
+    ex(
+        "POST",
+        "/api/v1/namespaces?",
+        201,
+        namespace("rb-x", "Active"),
+    )
+}
+
 fn version() -> Value {
     json!({"major": "1", "minor": "29", "gitVersion": "v1.29.2", "gitCommit": "x", "gitTreeState": "clean",
            "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.21", "compiler": "gc", "platform": "linux/amd64"})
@@ -179,12 +189,7 @@ async fn a_sandbox_is_a_labelled_namespace_and_teardown_waits_until_it_is_gone()
     let server = serve(
         handle,
         vec![
-            ex(
-                "POST",
-                "/api/v1/namespaces?",
-                201,
-                namespace("rb-x", "Active"),
-            ),
+            created(),
             ex("GET", "/version", 200, version()),
             ex("GET", "/api/v1/nodes", 200, nodes(1)),
             ex(
@@ -290,12 +295,7 @@ async fn a_namespace_stuck_terminating_is_reported_not_hung_on() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
     let mut script = vec![
-        ex(
-            "POST",
-            "/api/v1/namespaces?",
-            201,
-            namespace("rb-x", "Active"),
-        ),
+        created(),
         ex(
             "DELETE",
             "/api/v1/namespaces/",
@@ -333,12 +333,7 @@ async fn typed_pod_checks_go_through_the_api() {
     let server = serve(
         handle,
         vec![
-            ex(
-                "POST",
-                "/api/v1/namespaces?",
-                201,
-                namespace("rb-x", "Active"),
-            ),
+            created(),
             ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(false)),
             ex("GET", "/api/v1/namespaces/rb-postgres-", 200, pods(true)),
         ],
@@ -381,12 +376,7 @@ async fn forbidden_node_listing_leaves_the_node_count_unknown() {
     let _server = serve(
         handle,
         vec![
-            ex(
-                "POST",
-                "/api/v1/namespaces?",
-                201,
-                namespace("rb-x", "Active"),
-            ),
+            created(),
             ex("GET", "/version", 200, version()),
             ex(
                 "GET",
@@ -453,12 +443,7 @@ async fn the_engine_runs_a_runbook_in_a_namespace_with_typed_checks() {
     let server = serve(
         handle,
         vec![
-            ex(
-                "POST",
-                "/api/v1/namespaces?",
-                201,
-                namespace("rb-x", "Active"),
-            ),
+            created(),
             ex("GET", "/version", 200, version()),
             ex("GET", "/api/v1/nodes", 200, nodes(1)),
             ex("GET", "/api/v1/namespaces/rb-", 200, pods(true)),
@@ -550,12 +535,7 @@ async fn a_failing_step_records_pods_events_and_logs() {
     let server = serve(
         handle,
         vec![
-            ex(
-                "POST",
-                "/api/v1/namespaces?",
-                201,
-                namespace("rb-x", "Active"),
-            ),
+            created(),
             ex("GET", "/version", 200, version()),
             ex("GET", "/api/v1/nodes", 200, nodes(1)),
             ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
@@ -619,12 +599,7 @@ async fn a_persistent_sandbox_keeps_its_namespace_and_is_found_again_by_label() 
     let server = serve(
         handle,
         vec![
-            ex(
-                "POST",
-                "/api/v1/namespaces?",
-                201,
-                namespace("rb-x", "Active"),
-            ),
+            created(),
             ex(
                 "GET",
                 "/api/v1/namespaces?",

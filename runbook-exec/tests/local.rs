@@ -799,14 +799,7 @@ async fn an_isolated_sandbox_cannot_reach_the_host_network() {
             .runbook
     };
     let (_root, provider) = provider();
-    let open = run_all(
-        &provider,
-        runbook("open", "reachable", false),
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap();
+    let open = run_ephemeral(&provider, runbook("open", "reachable", false)).await;
     assert!(
         open.passed(),
         "without isolation the host is reachable: {}",
@@ -814,14 +807,7 @@ async fn an_isolated_sandbox_cannot_reach_the_host_network() {
     );
     assert!(!open.report.sandbox.network_isolated);
     let provider = provider.isolate_network(true);
-    let isolated = run_all(
-        &provider,
-        runbook("isolated", "unreachable", true),
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap();
+    let isolated = run_ephemeral(&provider, runbook("isolated", "unreachable", true)).await;
     assert!(
         isolated.passed(),
         "isolated: unreachable, loopback only: {}",
