@@ -109,12 +109,35 @@ fn yaml_error(e: &serde_saphyr::Error) -> ParseError {
     if let Some(cut) = message.rfind(" at line ") {
         message.truncate(cut);
     }
+    let message = without_values(&message);
     ParseError {
         file: None,
         line: location.map(|l| l.line()),
         column: location.map(|l| l.column()),
         message,
     }
+}
+
+/// A parser message without the value it quotes: "invalid type: integer `987654321`,
+/// expected a string" could be a secret's value. The kind, the place (line and column)
+/// and what was expected are enough to fix it.
+fn without_values(message: &str) -> String {
+    for lead in ["invalid type: ", "invalid value: "] {
+        if let Some(start) = message.find(lead) {
+            let from = start + lead.len();
+            let end = message[from..]
+                .find(", expected")
+                .map_or(message.len(), |e| from + e);
+            let segment = &message[from..end];
+            let kind = segment
+                .split(['`', '"'])
+                .next()
+                .unwrap_or(segment)
+                .trim_end();
+            return format!("{}{kind}{}", &message[..from], &message[end..]);
+        }
+    }
+    message.to_owned()
 }
 
 /// Reads a runbook from JSON text.
@@ -124,6 +147,7 @@ pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
         if let Some(cut) = message.rfind(" at line ") {
             message.truncate(cut);
         }
+        let message = without_values(&message);
         ParseError {
             file: None,
             line: (e.line() > 0).then_some(e.line() as u64),

@@ -76,6 +76,20 @@ pub struct SandboxInfo {
     pub created_unix: u64,
     /// The last step that passed in it, if any.
     pub last_step: Option<String>,
+    /// Why its metadata cannot be read, when it is damaged (its runbook and lifetime are
+    /// then unknown: the lifetime says persistent, so nothing reaps it by accident; it
+    /// can still be destroyed by id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
+}
+
+/// What [`Provider::reap`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// The sandboxes destroyed.
+    pub destroyed: Vec<String>,
+    /// The sandboxes left alone, each with why (busy, damaged, failed to destroy).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Provisions, finds and destroys sandboxes of one kind (local directories,
@@ -147,13 +161,19 @@ pub trait Provider: Send + Sync {
     async fn destroy(&self, id: &str) -> Result<()>;
 
     /// Destroys the sandboxes a crashed run left behind (expired, or not persistent and
-    /// in use by nobody); returns their ids. By default, none.
-    async fn reap(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
+    /// in use by nobody), going on past any it cannot destroy; says which it destroyed
+    /// and which it left, and why. By default, none.
+    async fn reap(&self) -> Result<Reaped> {
+        Ok(Reaped::default())
     }
 }
 
 /// One sandbox: an isolated place where a runbook's commands run.
+///
+/// A sandbox is exclusively its holder's from provisioning (or resuming) until it is
+/// dropped: a provider takes its lock before anything else can see it (see
+/// [`SandboxLock`](crate::SandboxLock)), so no other process can resume, reap or destroy
+/// it meanwhile.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
     /// The sandbox id.

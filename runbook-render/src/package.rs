@@ -28,9 +28,18 @@ pub enum RenderError {
     /// A path would land outside the package.
     #[error("`{0}` is not a relative path inside the package (config files live under `config/`)")]
     BadPath(String),
-    /// The target exists and replacing it was not asked for.
-    #[error("`{}` already exists; remove it or ask to replace it (`--force`)", .0.display())]
+    /// The target is a package already, and replacing it was not asked for.
+    #[error("`{}` holds a handoff package already; ask to replace it (`--force`) or choose another directory", .0.display())]
     Exists(PathBuf),
+    /// The target exists and is not a package this writer wrote (or was changed since):
+    /// it is never replaced, with or without `--force`.
+    #[error("`{}` is not a handoff package written by runbook ({why}); nothing was replaced: choose another directory, or move it away yourself", path.display())]
+    NotAPackage {
+        /// The target.
+        path: PathBuf,
+        /// What makes it not a package.
+        why: String,
+    },
     /// Writing failed.
     #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
@@ -132,6 +141,134 @@ fn check_inputs(
         }
     }
     Ok(())
+}
+
+/// The file of checksums of every other file.
+const SUMS: &str = "SHA256SUMS";
+
+/// The file that marks a directory as a package this writer wrote; it holds the
+/// package's [id](Package::id).
+pub const MARKER: &str = ".runbook-package";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new directory `<prefix>-<n>` under `parent`, created exclusively.
+fn unique_dir(parent: &Path, prefix: &str) -> Result<PathBuf, RenderError> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    for n in 0..1000u32 {
+        let dir = parent.join(format!("{prefix}-{}-{}", std::process::id(), seed.wrapping_add(n)));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(RenderError::Io {
+                    action: "create",
+                    path: dir,
+                    source,
+                });
+            }
+        }
+    }
+    Err(RenderError::Io {
+        action: "create a staging directory in",
+        path: parent.to_owned(),
+        source: std::io::Error::other("every name is taken"),
+    })
+}
+
+/// Whether a package may be written at `target`: nothing there, an empty directory, or
+/// (only when `replace`) a package this writer wrote that nobody has changed since,
+/// checked file by file against its `SHA256SUMS`. Anything else is refused, so writing a
+/// package never deletes a file it did not write. Callers check before long work (a
+/// sandbox run), so that a bad target fails fast.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("notes.txt"), "mine")?;
+/// let err = runbook_render::check_target(dir.path(), true).unwrap_err();
+/// assert!(err.to_string().contains("notes.txt"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_target(target: &Path, replace: bool) -> Result<(), RenderError> {
+    let not = |why: String| RenderError::NotAPackage {
+        path: target.to_owned(),
+        why,
+    };
+    let meta = match std::fs::symlink_metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(RenderError::Io {
+                action: "inspect",
+                path: target.to_owned(),
+                source,
+            });
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(not("it is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(not("it is a file, not a directory".into()));
+    }
+    if std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_none()) {
+        return Ok(());
+    }
+    let sums = std::fs::read(target.join(SUMS))
+        .map_err(|_| not(format!("it has no `{SUMS}`, and it is not empty")))?;
+    let marker = std::fs::read_to_string(target.join(MARKER))
+        .map_err(|_| not(format!("it has no `{MARKER}` marker")))?;
+    if !marker.contains(&format!("id: {}", sha256_hex(&sums))) {
+        return Err(not(format!("its `{MARKER}` does not match its `{SUMS}`")));
+    }
+    let listed: BTreeMap<String, String> = String::from_utf8_lossy(&sums)
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(hash, path)| (path.to_owned(), hash.to_owned()))
+        .collect();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let entries = std::fs::read_dir(target.join(&rel)).map_err(|source| RenderError::Io {
+            action: "read",
+            path: target.join(&rel),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = rel.join(entry.file_name());
+            let shown = path.to_string_lossy().into_owned();
+            let kind = entry.file_type().map_err(|source| RenderError::Io {
+                action: "inspect",
+                path: entry.path(),
+                source,
+            })?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if shown == SUMS || shown == MARKER {
+            } else if !kind.is_file() {
+                return Err(not(format!("`{shown}` is not a file the package wrote")));
+            } else if let Some(hash) = listed.get(&shown) {
+                let bytes = std::fs::read(entry.path()).map_err(|source| RenderError::Io {
+                    action: "read",
+                    path: entry.path(),
+                    source,
+                })?;
+                if sha256_hex(&bytes) != *hash {
+                    return Err(not(format!("`{shown}` was changed since the package was written")));
+                }
+            } else {
+                return Err(not(format!("`{shown}` is not a file of the package")));
+            }
+        }
+    }
+    if replace {
+        Ok(())
+    } else {
+        Err(RenderError::Exists(target.to_owned()))
+    }
 }
 
 /// Files that are written executable.
@@ -248,12 +385,17 @@ impl Package {
     fn with_checksums(mut self) -> Package {
         let mut sums = String::new();
         for (path, bytes) in &self.files {
-            let digest = Sha256::digest(bytes);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            sums.push_str(&format!("{hex}  {path}\n"));
+            sums.push_str(&format!("{}  {path}\n", sha256_hex(bytes)));
         }
-        self.files.insert("SHA256SUMS".into(), sums.into_bytes());
+        let marker = format!("runbook handoff package\nid: {}\n", sha256_hex(sums.as_bytes()));
+        self.files.insert(SUMS.into(), sums.into_bytes());
+        self.files.insert(MARKER.into(), marker.into_bytes());
         self
+    }
+
+    /// The package's id: the SHA-256 of its `SHA256SUMS`, so of every file.
+    pub fn id(&self) -> String {
+        sha256_hex(self.get(SUMS).unwrap_or_default())
     }
 
     /// The file at `path`.
@@ -283,9 +425,7 @@ impl Package {
                 source,
             }
         };
-        if target.exists() && !replace {
-            return Err(RenderError::Exists(target.to_owned()));
-        }
+        check_target(target, replace)?;
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -294,11 +434,11 @@ impl Package {
         let name = target
             .file_name()
             .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
-        let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
+        let staging = unique_dir(&parent, &format!(".{name}.partial"))?;
         let result = self.write_files(&staging).and_then(|()| {
             if target.exists() {
-                let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+                // An empty directory, or a package checked above: nothing of anyone else's.
+                let old = unique_dir(&parent, &format!(".{name}.old"))?;
                 std::fs::rename(target, &old).map_err(io("move aside", target))?;
                 std::fs::rename(&staging, target).map_err(io("rename into place", target))?;
                 std::fs::remove_dir_all(&old).map_err(io("remove the old package", &old))

@@ -79,6 +79,8 @@ rules! {
     InvalidSemver "invalid-semver" Error "A prerequisite's version requirement is not a valid semver requirement.";
     InvalidRegex "invalid-regex" Error "A `matches` condition or version pattern is not a valid regular expression.";
     RemovedApi "removed-api" Error "A manifest uses an apiVersion/kind removed in the target Kubernetes version.";
+    DurationLimit "duration-limit" Error "A timeout, deadline or interval is longer than a sandbox run may last (7 days).";
+    WorkdirOutside "workdir-outside" Error "A step's `workdir` is absolute or leaves the sandbox's work directory.";
     UnusedVariable "unused-variable" Warning "A declared variable is never used.";
     NoRollback "no-rollback" Warning "A step changes something but has no rollback.";
     HardcodedEndpoint "hardcoded-endpoint" Warning "A command hard-codes a sandbox endpoint instead of using a variable.";

@@ -274,6 +274,20 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 "write the command that undoes the step",
             ));
         }
+        if let Some(w) = &s.workdir
+            && (w.starts_with('/') || w.split('/').any(|seg| seg == ".."))
+        {
+            out.push(d(
+                Rule::WorkdirOutside,
+                format!("steps[{i}].workdir"),
+                format!("step `{}` has workdir `{w}`, outside the work directory", s.id),
+                "use a path relative to the work directory, without `..` (e.g. `app/config`)",
+            ));
+        }
+        duration_limit(&mut out, &format!("steps[{i}].timeout"), s.timeout);
+        if let Some(r) = &s.rollback {
+            duration_limit(&mut out, &format!("steps[{i}].rollback.timeout"), r.timeout);
+        }
         check_list(
             &mut out,
             &format!("steps[{i}].verify"),
@@ -389,6 +403,22 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
     out
 }
 
+/// The longest timeout, deadline or interval a runbook may ask for.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+fn duration_limit(out: &mut Vec<Diagnostic>, path: &str, value: Option<crate::HumanDuration>) {
+    if let Some(v) = value
+        && v.as_duration() > MAX_DURATION
+    {
+        out.push(Diagnostic::new(
+            Rule::DurationLimit,
+            path.to_owned(),
+            format!("{v} is longer than a sandbox run may last (7 days)"),
+            "use a duration of at most 7d; a step that needs longer belongs in several steps",
+        ));
+    }
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s).trim()
 }
@@ -416,6 +446,8 @@ fn check_list(out: &mut Vec<Diagnostic>, base: &str, checks: &[Check], step_comm
                 ));
             }
         }
+        duration_limit(out, &format!("{base}[{j}].within"), c.retry.within);
+        duration_limit(out, &format!("{base}[{j}].interval"), c.retry.interval);
         for (stream, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
             if let Some(TextMatch::Matches(p)) = m
                 && let Some(e) = regex_error(p)

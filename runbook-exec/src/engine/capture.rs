@@ -1,8 +1,11 @@
-//! The engine's output sink: redacts, caps what it keeps in memory, writes everything
+//! The engine's output sink: redacts, caps what it keeps in memory, writes the output
 //! to the sandbox log, and emits output lines as events.
+//!
+//! Two redactions run side by side: one per stream, for what the report keeps of
+//! stdout and stderr, and one over both streams merged in the order they arrived, for
+//! the log, where a secret printed half on stdout and half on stderr becomes contiguous.
 
-use std::io::Write;
-
+use super::log::{CommandLog, SandboxLog};
 use crate::events::{Event, Observer};
 use crate::redact::{Redactor, StreamRedactor};
 use crate::{OutputSink, Stream};
@@ -20,7 +23,9 @@ struct StreamState {
 pub(crate) struct Capture<'a> {
     step: &'a str,
     cap: usize,
-    log: &'a mut (dyn Write + Send),
+    log: &'a mut SandboxLog,
+    command_log: CommandLog,
+    merged: StreamRedactor,
     observer: &'a dyn Observer,
     lines: bool,
     streams: [StreamState; 2],
@@ -39,7 +44,7 @@ impl<'a> Capture<'a> {
         step: &'a str,
         cap: usize,
         redactor: &Redactor,
-        log: &'a mut (dyn Write + Send),
+        log: &'a mut SandboxLog,
         observer: &'a dyn Observer,
     ) -> Self {
         let state = || StreamState {
@@ -52,6 +57,8 @@ impl<'a> Capture<'a> {
             step,
             cap,
             log,
+            command_log: CommandLog::new(),
+            merged: StreamRedactor::new(redactor.clone()),
             lines: observer.wants_output(),
             observer,
             streams: [state(), state()],
@@ -60,8 +67,6 @@ impl<'a> Capture<'a> {
 
     fn accept(&mut self, stream: Stream, bytes: &[u8]) {
         let idx = stream as usize;
-        // The log is best effort: a full disk must not fail the step under test.
-        let _ = self.log.write_all(bytes);
         let s = &mut self.streams[idx];
         let room = self.cap.saturating_sub(s.kept.len());
         let take = room.min(bytes.len());
@@ -100,6 +105,8 @@ impl<'a> Capture<'a> {
     }
 
     pub fn finish(mut self) -> Captured {
+        let tail = self.merged.finish();
+        self.command_log.write(self.log, &tail);
         for stream in [Stream::Stdout, Stream::Stderr] {
             let tail = self.streams[stream as usize].redactor.finish();
             self.accept(stream, &tail);
@@ -107,7 +114,8 @@ impl<'a> Capture<'a> {
                 self.emit_line(stream);
             }
         }
-        let _ = self.log.flush();
+        self.command_log.finish(self.log);
+        self.log.flush();
         let [out, err] = self.streams;
         Captured {
             stdout: String::from_utf8_lossy(&out.kept).into_owned(),
@@ -120,6 +128,8 @@ impl<'a> Capture<'a> {
 
 impl OutputSink for Capture<'_> {
     fn output(&mut self, stream: Stream, bytes: &[u8]) {
+        let for_log = self.merged.push(bytes);
+        self.command_log.write(self.log, &for_log);
         let clean = self.streams[stream as usize].redactor.push(bytes);
         self.accept(stream, &clean);
     }

@@ -20,7 +20,11 @@ const MAX_ACTUAL: usize = 300;
 impl Session {
     pub(super) async fn run_check(&mut self, step: &Step, check: &Check) -> Result<CheckRecord> {
         let started = Instant::now();
-        let deadline = check.retry.within.map(|w| started + w.as_duration());
+        // A deadline past what the clock can represent is no deadline (lint refuses them anyway).
+        let deadline = check
+            .retry
+            .within
+            .and_then(|w| started.checked_add(w.as_duration()));
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -93,7 +97,7 @@ impl Session {
                 Err(actual) => actual,
             };
             let interval = check.retry.interval();
-            let retry = deadline.is_some_and(|d| Instant::now() + interval < d);
+            let retry = deadline.is_some_and(|d| Instant::now().checked_add(interval).is_some_and(|t| t < d));
             if !retry {
                 let actual = self.redactor.redact(&actual);
                 self.log_line(&format!(

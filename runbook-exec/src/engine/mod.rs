@@ -8,11 +8,11 @@
 
 mod capture;
 mod checks;
+mod log;
 pub(crate) mod state;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +24,8 @@ use runbook_core::template::fill_template;
 use runbook_core::{Check, KnownIssue, Lifetime, Runbook, Severity, Step};
 
 use self::capture::Capture;
-pub use self::state::{SandboxLock, SessionState};
+use self::log::SandboxLog;
+pub use self::state::SessionState;
 use crate::events::{Event, NoObserver, Observer};
 use crate::redact::Redactor;
 use crate::{CommandSpec, ExecError, Provider, ProvisionRequest, Result, Sandbox};
@@ -104,29 +105,23 @@ pub struct Outcome {
     pub runbook: Runbook,
     /// The evidence.
     pub report: Report,
-    /// The redacted sandbox log, copied out of the sandbox before it was destroyed.
-    pub log_path: PathBuf,
+    /// The redacted sandbox log as it ships: each command's output keeps its first and
+    /// last MiB, with the full size and SHA-256 of what was left out (the complete log
+    /// stays in the sandbox's control directory, [`log_path`], while the sandbox exists).
+    pub log: String,
     /// The session's secrets, for checking that nothing about to be shipped holds one.
     pub redactor: Redactor,
 }
 
 impl Outcome {
     /// The sandbox log as text.
-    pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+    pub fn log(&self) -> &str {
+        &self.log
     }
 
     /// Whether every step passed.
     pub fn passed(&self) -> bool {
         self.report.verdict == Verdict::Passed
-    }
-}
-
-impl Drop for Outcome {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.log_path);
     }
 }
 
@@ -142,10 +137,9 @@ pub struct Session {
     report: Report,
     completed: Vec<String>,
     next: usize,
-    log: BufWriter<File>,
+    log: SandboxLog,
     started: Instant,
     provider: String,
-    _lock: SandboxLock,
 }
 
 impl std::fmt::Debug for Session {
@@ -157,8 +151,6 @@ impl std::fmt::Debug for Session {
             .finish_non_exhaustive()
     }
 }
-
-const LOG_FILE: &str = "sandbox.log";
 
 impl Session {
     /// Lints the runbook, provisions a sandbox and gets ready to run the first step.
@@ -178,8 +170,8 @@ impl Session {
             runbook: runbook.metadata.name.clone(),
             lifetime,
         };
+        // The provider hands the sandbox over locked: nothing can reap it from here on.
         let sandbox = provider.provision(&request).await?;
-        let lock = SandboxLock::acquire(sandbox.control_dir(), sandbox.id())?;
         let mut report = Report {
             runbook: runbook.metadata.name.clone(),
             verdict: Verdict::Incomplete,
@@ -198,7 +190,6 @@ impl Session {
             report,
             Vec::new(),
             provider.name().to_owned(),
-            lock,
             false,
         )?;
         session.save()?;
@@ -217,7 +208,6 @@ impl Session {
         options: RunOptions,
     ) -> Result<Session> {
         let sandbox = provider.resume(id).await?;
-        let lock = SandboxLock::acquire(sandbox.control_dir(), id)?;
         let state = state::load(sandbox.control_dir())?.ok_or_else(|| {
             ExecError::Provider(format!(
                 "sandbox `{id}` has no saved state; it cannot be resumed, only destroyed"
@@ -245,7 +235,6 @@ impl Session {
             report,
             state.completed,
             provider.name().to_owned(),
-            lock,
             true,
         )
     }
@@ -261,7 +250,6 @@ impl Session {
         report: Report,
         completed: Vec<String>,
         provider: String,
-        lock: SandboxLock,
         resumed: bool,
     ) -> Result<Session> {
         let mut values = values;
@@ -271,12 +259,7 @@ impl Session {
             }
         }
         let redactor = Redactor::new(secret_names.iter().filter_map(|n| values.get(n)));
-        let log_path = sandbox.control_dir().join(LOG_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(ExecError::io("open the sandbox log", &log_path))?;
+        let log = SandboxLog::open(sandbox.control_dir(), sandbox.id())?;
         let next = runbook
             .steps
             .iter()
@@ -292,10 +275,9 @@ impl Session {
             report,
             completed,
             next,
-            log: BufWriter::new(file),
+            log,
             started: Instant::now(),
             provider,
-            _lock: lock,
             options,
         };
         let header = format!(
@@ -607,15 +589,9 @@ impl Session {
                 "kept (persistent)"
             }
         ));
-        let _ = self.log.flush();
-        let log_path = std::env::temp_dir().join(format!(
-            "runbook-log-{}-{}.txt",
-            self.sandbox.id(),
-            std::process::id()
-        ));
-        let source = self.sandbox.control_dir().join(LOG_FILE);
-        std::fs::copy(&source, &log_path)
-            .map_err(ExecError::io("copy the sandbox log", &source))?;
+        // Read before teardown removes it: bounded, so it is held in memory, never copied
+        // to a shared directory.
+        let log = self.log.read_excerpt(self.sandbox.control_dir())?;
         if destroy {
             self.sandbox.teardown().await?;
         } else {
@@ -628,7 +604,7 @@ impl Session {
         Ok(Outcome {
             runbook: self.runbook,
             report: self.report,
-            log_path,
+            log,
             redactor: self.redactor,
         })
     }
@@ -667,7 +643,7 @@ impl Session {
     }
 
     fn log_line(&mut self, text: &str) {
-        let _ = self.log.write_all(self.redactor.redact(text).as_bytes());
+        self.log.text(&self.redactor.redact(text));
     }
 
     fn spec(&self, command: String, workdir: Option<String>, timeout: Duration) -> CommandSpec {
@@ -938,7 +914,7 @@ pub fn rfc3339(secs: u64) -> String {
     )
 }
 
-/// Where the sandbox log of a control directory is.
+/// Where the complete sandbox log of a control directory is.
 pub fn log_path(control_dir: &Path) -> PathBuf {
-    control_dir.join(LOG_FILE)
+    control_dir.join(log::FULL_LOG)
 }

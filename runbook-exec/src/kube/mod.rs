@@ -28,7 +28,7 @@ use runbook_core::{KubeCheck, Lifetime};
 use crate::local::{LocalProvider, LocalSandbox};
 use crate::{
     CommandSpec, ExecError, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Result,
-    Sandbox, SandboxInfo,
+    Reaped, Sandbox, SandboxInfo,
 };
 
 /// The label every sandbox namespace carries.
@@ -391,14 +391,15 @@ impl Provider for KubeProvider {
                     .unwrap_or(Lifetime::Persistent),
                 created_unix: known.map_or(0, |k| k.created_unix),
                 last_step: known.and_then(|k| k.last_step.clone()),
+                damaged: known.and_then(|k| k.damaged.clone()),
             });
         }
         Ok(out)
     }
 
-    async fn reap(&self) -> Result<Vec<String>> {
-        let mut reaped = self.reap_namespaces().await?;
-        reaped.extend(self.local.reap().await?);
+    async fn reap(&self) -> Result<Reaped> {
+        let mut reaped = self.local.reap().await?;
+        reaped.destroyed.extend(self.reap_namespaces().await?);
         Ok(reaped)
     }
 

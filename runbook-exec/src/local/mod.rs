@@ -1,19 +1,36 @@
 //! The local provider: a directory per sandbox on this machine.
 //!
 //! Each sandbox is `<state root>/local/<id>/` with `work/` (the working directory,
-//! `HOME`), `tmp/` (`TMPDIR`) and `control/` (the executor's log and state, out of the
-//! commands' reach). Commands run through `bash -c` in a clean environment (only
-//! `PATH`, the locale, the runbook's variables and what the caller adds), each in its
-//! own process group. When this process runs as root, commands run as an unprivileged
-//! user (`nobody` by default). Teardown kills every process the sandbox started,
-//! daemons included, then removes the directory.
+//! `HOME`), `tmp/` (`TMPDIR`) and `control/` (the executor's log, state and lock, out of
+//! the commands' reach). Commands run through `bash -c` in a clean environment (only
+//! `PATH`, the locale, the runbook's variables and what the caller adds).
+//!
+//! When this process runs as root, the sandbox is a boundary:
+//!
+//! - **its own identity**: a user created for the sandbox ([`RunAs::PerSandbox`]), so
+//!   two sandboxes cannot read each other's files (`work/` and `tmp/` are 0700) or
+//!   signal each other's processes;
+//! - **containment**: every command runs in a cgroup v2 of its own under the sandbox's,
+//!   so a timeout, an interruption or teardown kills everything it started, daemons
+//!   that called `setsid` or double-forked included;
+//! - **no link followed**: config files are written without following any link a step
+//!   planted (see `files.rs`), and nothing is ever written to a predictable name in a
+//!   shared directory.
+//!
+//! Without root, commands run as the current user in a process group of their own;
+//! teardown also kills what carries the sandbox's marker variable or works inside its
+//! directory (docs/providers.md says what that cannot catch).
 
+mod contain;
+mod files;
+mod identity;
 mod process;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -23,21 +40,34 @@ use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
 use crate::engine::state;
+use crate::lock::SandboxLock;
 use crate::{
-    CommandSpec, ExecError, Exit, OutputSink, Provider, ProvisionRequest, Result, Sandbox,
-    SandboxInfo,
+    CommandSpec, ExecError, Exit, OutputSink, Provider, ProvisionRequest, Reaped, Result,
+    Sandbox, SandboxInfo,
 };
 
 /// The environment variable that marks every process of a sandbox.
 pub const MARKER_VAR: &str = "RUNBOOK_SANDBOX_ID";
+
+/// How long teardown waits for a sandbox's processes to die.
+const KILL_LIMIT: Duration = Duration::from_secs(10);
+
+/// The control file naming the command in flight, so that a later process can end what
+/// an interrupted attempt left running.
+const RUNNING_FILE: &str = "running";
 
 /// Who sandbox commands run as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunAs {
     /// The user this process runs as (even root).
     CurrentUser,
-    /// A named unprivileged user.
+    /// A named unprivileged user, shared by every sandbox (they are not isolated from
+    /// each other).
     User(String),
+    /// A user created for each sandbox when it is provisioned and removed when it is
+    /// destroyed (needs root and `useradd`): sandboxes cannot read each other's files or
+    /// signal each other's processes.
+    PerSandbox,
 }
 
 /// Provisions sandboxes as directories on this machine.
@@ -47,7 +77,7 @@ pub enum RunAs {
 /// use runbook_exec::{LocalProvider, RunAs};
 /// let provider = LocalProvider::new()?          // state root: $RUNBOOK_STATE_DIR, or the default
 ///     .shell("bash")                             // default
-///     .run_as(RunAs::User("nobody".into()))      // default when running as root
+///     .run_as(RunAs::PerSandbox)                 // default when running as root
 ///     .env("http_proxy", "");                    // added to every command
 /// # Ok(()) }
 /// ```
@@ -72,7 +102,7 @@ impl LocalProvider {
     /// A provider with its sandboxes under `root`.
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         let run_as = if nix::unistd::geteuid().is_root() {
-            RunAs::User("nobody".into())
+            RunAs::PerSandbox
         } else {
             RunAs::CurrentUser
         };
@@ -93,8 +123,9 @@ impl LocalProvider {
         self
     }
 
-    /// Who commands run as. By default `nobody` when this process is root, else the
-    /// current user. Running sandbox commands as root must be asked for explicitly.
+    /// Who commands run as. By default a user of the sandbox's own
+    /// ([`RunAs::PerSandbox`]) when this process is root, else the current user.
+    /// Running sandbox commands as root must be asked for explicitly.
     pub fn run_as(mut self, run_as: RunAs) -> Self {
         self.run_as = run_as;
         self
@@ -122,13 +153,26 @@ impl LocalProvider {
         self
     }
 
-    /// The live processes of a sandbox (those marked with its id or inside its directory).
+    /// Whether commands of this provider's sandboxes are contained in cgroups (root and
+    /// a writable cgroup v2 hierarchy), so that nothing they start outlives teardown.
+    pub fn contained(&self) -> bool {
+        contain::hierarchy().is_some()
+    }
+
+    /// The live processes of a sandbox: those in its cgroup, marked with its id, or
+    /// working inside its directory.
     pub fn processes(&self, id: &str) -> Vec<i32> {
-        process::sandbox_processes(
+        let mut pids = contain::sandbox_cgroup(id)
+            .map(|cg| contain::processes(&cg))
+            .unwrap_or_default();
+        pids.extend(process::sandbox_processes(
             &format!("{MARKER_VAR}={id}"),
             &self.sandboxes().join(id),
             std::process::id(),
-        )
+        ));
+        pids.sort_unstable();
+        pids.dedup();
+        pids
     }
 
     /// The directory of a sandbox.
@@ -145,34 +189,14 @@ impl LocalProvider {
         self.root.join("local")
     }
 
-    fn user(&self) -> Result<Option<nix::unistd::User>> {
-        match &self.run_as {
-            RunAs::CurrentUser => Ok(None),
-            RunAs::User(name) => nix::unistd::User::from_name(name)
-                .map_err(|e| ExecError::Provider(format!("cannot look up user `{name}`: {e}")))?
-                .map(Some)
-                .ok_or_else(|| {
-                    ExecError::Provider(format!(
-                        "user `{name}` does not exist: create it, or choose another with `RunAs::User`"
-                    ))
-                }),
-        }
-    }
-
-    fn open(&self, id: &str, meta: Meta) -> Result<LocalSandbox> {
-        let user = self.user()?;
-        Ok(LocalSandbox {
-            id: id.to_owned(),
-            dir: self.sandboxes().join(id),
-            control: self.sandboxes().join(id).join("control"),
-            shell: self.shell.clone(),
-            path: self.path.clone(),
-            env: self.env.clone(),
-            user,
-            meta,
-            alive: true,
-            description: OnceLock::new(),
-        })
+    fn named_user(name: &str) -> Result<nix::unistd::User> {
+        nix::unistd::User::from_name(name)
+            .map_err(|e| ExecError::Provider(format!("cannot look up user `{name}`: {e}")))?
+            .ok_or_else(|| {
+                ExecError::Provider(format!(
+                    "user `{name}` does not exist: create it, or choose another with `RunAs::User`"
+                ))
+            })
     }
 }
 
@@ -204,6 +228,34 @@ struct Meta {
     /// The network namespace the sandbox's commands run in, when isolated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     netns: Option<String>,
+    /// Who commands run as: a user created for this sandbox (`own: true`), a named user,
+    /// or (absent) the user of the executor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<MetaUser>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaUser {
+    name: String,
+    own: bool,
+}
+
+/// The names a sandbox owns outside its directory, all derived from its id, so that a
+/// sandbox whose metadata is damaged can still be destroyed whole.
+struct Names {
+    user: String,
+    netns: String,
+}
+
+impl Names {
+    fn of(id: &str) -> Names {
+        let suffix = id.rsplit('-').next().unwrap_or(id);
+        Names {
+            user: identity::user_name(suffix),
+            netns: format!("runbook-{suffix}"),
+        }
+    }
 }
 
 /// Runs a setup command (as this process's user) and says clearly what failed.
@@ -247,7 +299,7 @@ fn delete_netns(name: &str) {
     }
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     let mut bytes = [0u8; 4];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut f, &mut bytes);
@@ -284,7 +336,12 @@ impl Provider for LocalProvider {
     }
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Box<dyn Sandbox>> {
-        Ok(Box::new(self.provision_local(request)?))
+        let this = self.clone();
+        let request = request.clone();
+        let sandbox = tokio::task::spawn_blocking(move || this.provision_local(&request))
+            .await
+            .map_err(|e| ExecError::Provider(format!("provisioning failed: {e}")))??;
+        Ok(Box::new(sandbox))
     }
 
     async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>> {
@@ -296,56 +353,80 @@ impl Provider for LocalProvider {
     }
 
     async fn destroy(&self, id: &str) -> Result<()> {
-        self.destroy_local(id)
+        let (this, id) = (self.clone(), id.to_owned());
+        tokio::task::spawn_blocking(move || this.destroy_local(&id))
+            .await
+            .map_err(|e| ExecError::Provider(format!("destroying failed: {e}")))?
     }
 
     /// Ephemeral and session sandboxes whose run died without tearing them down (a
-    /// SIGKILL, a power cut): nobody holds their lock, so they are destroyed.
-    async fn reap(&self) -> Result<Vec<String>> {
-        let mut reaped = Vec::new();
-        for s in self.list_local()? {
-            if s.lifetime == Lifetime::Persistent {
-                continue;
-            }
-            match self.destroy_local(&s.id) {
-                Ok(()) => reaped.push(s.id),
-                Err(ExecError::Locked { .. } | ExecError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(reaped)
+    /// SIGKILL, a power cut): nobody holds their lock, so they are destroyed. Busy and
+    /// damaged sandboxes are reported and left alone.
+    async fn reap(&self) -> Result<Reaped> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.reap_local())
+            .await
+            .map_err(|e| ExecError::Provider(format!("reaping failed: {e}")))?
     }
 }
 
 impl LocalProvider {
     /// Provisions a local sandbox directory (also the command side of other providers).
+    ///
+    /// The sandbox is assembled under a hidden name, locked, and only then renamed into
+    /// place: nothing that lists or reaps sandboxes can see it before it is locked.
     pub(crate) fn provision_local(&self, request: &ProvisionRequest) -> Result<LocalSandbox> {
-        let user = self.user()?;
         mkdir(&self.sandboxes(), 0o755)?;
-        if let (Some(u), Some(blocked)) = (&user, unreachable_ancestor(&self.sandboxes())) {
-            return Err(ExecError::Provider(format!(
-                "sandbox commands run as `{}`, who cannot enter `{}`: choose a state root it can reach \
-                 (RUNBOOK_STATE_DIR=/var/lib/runbook, or a directory under /tmp)",
-                u.name,
-                blocked.display()
-            )));
+        let shared_user = match &self.run_as {
+            RunAs::User(name) => Some(Self::named_user(name)?),
+            _ => None,
+        };
+        let per_sandbox = self.run_as == RunAs::PerSandbox;
+        if per_sandbox || shared_user.is_some() {
+            if let Some(blocked) = unreachable_ancestor(&self.sandboxes()) {
+                return Err(ExecError::Provider(format!(
+                    "sandbox commands run as an unprivileged user, who cannot enter `{}`: choose a \
+                     state root it can reach (RUNBOOK_STATE_DIR=/var/lib/runbook, or a directory under /tmp)",
+                    blocked.display()
+                )));
+            }
         }
         let id = format!("{}-{}", request.runbook, random_suffix());
+        let names = Names::of(&id);
         let dir = self.sandboxes().join(&id);
-        mkdir(&dir, 0o755)?;
-        mkdir(&dir.join("control"), 0o700)?;
+        let staging = self.sandboxes().join(format!(".{id}.new"));
+        std::fs::create_dir(&staging).map_err(ExecError::io("create the directory", &staging))?;
+        let mut undo = Undo {
+            staging: Some(staging.clone()),
+            user: None,
+            cgroup: None,
+            netns: None,
+            id: id.clone(),
+        };
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+            .map_err(ExecError::io("set permissions of", &staging))?;
+        mkdir(&staging.join("control"), 0o700)?;
+        let lock = SandboxLock::acquire(&staging.join("control"), &id)?;
+        let user = if per_sandbox {
+            let u = identity::create(&names.user, &id, &dir.join("work"))?;
+            undo.user = Some(names.user.clone());
+            Some(u)
+        } else {
+            shared_user
+        };
         for sub in ["work", "tmp"] {
-            mkdir(&dir.join(sub), 0o700)?;
-            give(&dir.join(sub), user.as_ref())?;
+            mkdir(&staging.join(sub), 0o700)?;
+            give(&staging.join(sub), user.as_ref())?;
         }
-        let netns = self
-            .isolate_network
-            .then(|| format!("runbook-{}", random_suffix()));
-        if let Some(ns) = &netns
-            && let Err(e) = ensure_netns(ns)
-        {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
+        let cgroup = contain::sandbox_cgroup(&id);
+        if let Some(cg) = &cgroup {
+            contain::create(cg).map_err(ExecError::io("create the cgroup", cg))?;
+            undo.cgroup = Some(cg.clone());
+        }
+        let netns = self.isolate_network.then(|| names.netns.clone());
+        if let Some(ns) = &netns {
+            ensure_netns(ns)?;
+            undo.netns = Some(ns.clone());
         }
         let meta = Meta {
             runbook: request.runbook.clone(),
@@ -354,29 +435,86 @@ impl LocalProvider {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             netns,
+            user: user.as_ref().map(|u| MetaUser {
+                name: u.name.clone(),
+                own: per_sandbox,
+            }),
         };
-        let meta_path = dir.join("meta.json");
+        let meta_path = staging.join("meta.json");
         std::fs::write(
             &meta_path,
             serde_json::to_vec_pretty(&meta).unwrap_or_default(),
         )
         .map_err(ExecError::io("write", &meta_path))?;
-        self.open(&id, meta)
+        // The sandbox user may enter (group) but not change or list others' directories.
+        if let Some(u) = &user {
+            chown(&staging, Some(0), Some(u.gid.as_raw())).map_err(ExecError::io("chown", &staging))?;
+            std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o750))
+                .map_err(ExecError::io("set permissions of", &staging))?;
+        } else {
+            std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755))
+                .map_err(ExecError::io("set permissions of", &staging))?;
+        }
+        std::fs::rename(&staging, &dir).map_err(ExecError::io("rename into place", &dir))?;
+        undo.disarm();
+        Ok(LocalSandbox {
+            id: id.clone(),
+            control: dir.join("control"),
+            dir,
+            shell: self.shell.clone(),
+            path: self.path.clone(),
+            env: self.env.clone(),
+            user,
+            cgroup,
+            meta,
+            alive: true,
+            description: OnceLock::new(),
+            lock: Some(lock),
+            commands: AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn resume_local(&self, id: &str) -> Result<LocalSandbox> {
-        let meta = read_meta(&self.sandboxes().join(id))
-            .ok_or_else(|| ExecError::NotFound(id.to_owned()))?;
+        if !valid_id(id) {
+            return Err(ExecError::NotFound(id.to_owned()));
+        }
+        let dir = self.sandboxes().join(id);
+        let meta = read_meta(&dir).ok_or_else(|| ExecError::NotFound(id.to_owned()))?;
         if meta.lifetime != Lifetime::Persistent {
             return Err(ExecError::Usage(format!(
                 "sandbox `{id}` is {}, not persistent: only persistent sandboxes can be resumed",
                 meta.lifetime
             )));
         }
+        let control = dir.join("control");
+        let lock = SandboxLock::acquire(&control, id)?;
+        let user = match &meta.user {
+            Some(u) => Some(Self::named_user(&u.name)?),
+            None => None,
+        };
+        let cgroup = contain::sandbox_cgroup(id);
+        if let Some(cg) = &cgroup {
+            contain::create(cg).map_err(ExecError::io("create the cgroup", cg))?;
+        }
+        end_interrupted(&control, cgroup.as_deref());
         if let Some(ns) = &meta.netns {
             ensure_netns(ns)?;
         }
-        self.open(id, meta)
+        Ok(LocalSandbox {
+            id: id.to_owned(),
+            dir,
+            control,
+            shell: self.shell.clone(),
+            path: self.path.clone(),
+            env: self.env.clone(),
+            user,
+            cgroup,
+            meta,
+            alive: true,
+            description: OnceLock::new(),
+            lock: Some(lock),
+            commands: AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn list_local(&self) -> Result<Vec<SandboxInfo>> {
@@ -385,22 +523,42 @@ impl LocalProvider {
             return Ok(out);
         };
         for entry in entries.flatten() {
-            let dir = entry.path();
-            let Some(meta) = read_meta(&dir) else {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            // Hidden entries are sandboxes still being provisioned (or their remains).
+            if id.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
-            };
-            let last_step = state::load(&dir.join("control"))
+            }
+            let dir = entry.path();
+            let created_unix = entry
+                .metadata()
                 .ok()
-                .flatten()
-                .and_then(|s| s.completed.last().cloned());
-            out.push(SandboxInfo {
-                id: entry.file_name().to_string_lossy().into_owned(),
-                provider: "local".into(),
-                runbook: meta.runbook,
-                lifetime: meta.lifetime,
-                created_unix: meta.created_unix,
-                last_step,
-            });
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            let info = match read_meta_checked(&dir) {
+                Ok(meta) => SandboxInfo {
+                    id,
+                    provider: "local".into(),
+                    runbook: meta.runbook,
+                    lifetime: meta.lifetime,
+                    created_unix: meta.created_unix,
+                    last_step: state::load(&dir.join("control"))
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.completed.last().cloned()),
+                    damaged: None,
+                },
+                Err(why) => SandboxInfo {
+                    id,
+                    provider: "local".into(),
+                    runbook: String::new(),
+                    lifetime: Lifetime::Persistent,
+                    created_unix,
+                    last_step: None,
+                    damaged: Some(why),
+                },
+            };
+            out.push(info);
         }
         out.sort_by(|a, b| {
             a.created_unix
@@ -412,24 +570,135 @@ impl LocalProvider {
 
     pub(crate) fn destroy_local(&self, id: &str) -> Result<()> {
         let dir = self.sandboxes().join(id);
-        if id.is_empty() || id.contains('/') || !dir.join("meta.json").exists() {
+        if !valid_id(id) || !dir.is_dir() {
             return Err(ExecError::NotFound(id.to_owned()));
         }
-        let _lock = state::SandboxLock::acquire(&dir.join("control"), id)?;
-        let netns = read_meta(&dir).and_then(|m| m.netns);
-        destroy_dir(id, &dir, netns.as_deref())
+        // A damaged sandbox may have lost its control directory: make one to lock.
+        let control = dir.join("control");
+        if !control.is_dir() {
+            mkdir(&control, 0o700)?;
+        }
+        let _lock = SandboxLock::acquire(&control, id)?;
+        destroy_dir(id, &dir, read_meta(&dir).as_ref())
     }
+
+    fn reap_local(&self) -> Result<Reaped> {
+        let mut reaped = Reaped::default();
+        for s in self.list_local()? {
+            if let Some(why) = s.damaged {
+                reaped.skipped.push((
+                    s.id.clone(),
+                    format!("damaged ({why}); destroy it with `runbook sandbox destroy {}`", s.id),
+                ));
+                continue;
+            }
+            if s.lifetime == Lifetime::Persistent {
+                continue;
+            }
+            match self.destroy_local(&s.id) {
+                Ok(()) => reaped.destroyed.push(s.id),
+                Err(ExecError::NotFound(_)) => {}
+                Err(e) => reaped.skipped.push((s.id, e.to_string())),
+            }
+        }
+        Ok(reaped)
+    }
+}
+
+/// Undoes a provisioning that failed half-way.
+struct Undo {
+    staging: Option<PathBuf>,
+    user: Option<String>,
+    cgroup: Option<PathBuf>,
+    netns: Option<String>,
+    id: String,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.staging = None;
+        self.user = None;
+        self.cgroup = None;
+        self.netns = None;
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.cgroup {
+            contain::kill(cg, KILL_LIMIT);
+        }
+        if let Some(ns) = &self.netns {
+            delete_netns(ns);
+        }
+        if let Some(user) = &self.user {
+            let _ = identity::remove(user, &self.id);
+        }
+        if let Some(dir) = &self.staging {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A sandbox id names one directory entry: no separators, nothing hidden.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && !id.contains('/') && !id.contains('\0')
 }
 
 fn read_meta(dir: &Path) -> Option<Meta> {
-    serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()
+    read_meta_checked(dir).ok()
 }
 
-fn destroy_dir(id: &str, dir: &Path, netns: Option<&str>) -> Result<()> {
-    process::kill_sandbox_processes(&format!("{MARKER_VAR}={id}"), dir, Duration::from_secs(10));
-    if let Some(ns) = netns {
-        delete_netns(ns);
+fn read_meta_checked(dir: &Path) -> std::result::Result<Meta, String> {
+    let bytes = std::fs::read(dir.join("meta.json"))
+        .map_err(|e| format!("cannot read meta.json: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("meta.json is garbled: {e}"))
+}
+
+/// Ends what an interrupted command left running (the previous process died mid-step).
+fn end_interrupted(control: &Path, cgroup: Option<&Path>) {
+    let marker = control.join(RUNNING_FILE);
+    let Ok(text) = std::fs::read_to_string(&marker) else {
+        return;
+    };
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("leaf", leaf)) if !leaf.contains('/') && !leaf.is_empty() => {
+                if let Some(cg) = cgroup {
+                    contain::kill(&cg.join(leaf), KILL_LIMIT);
+                }
+            }
+            Some(("pgid", pgid)) => {
+                if let Ok(pgid) = pgid.parse::<i32>()
+                    && pgid > 1
+                {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pgid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+            _ => {}
+        }
     }
+    let _ = std::fs::remove_file(marker);
+}
+
+/// Kills everything the sandbox runs, removes what it owns outside its directory (its
+/// cgroup, network namespace and user), then its directory.
+fn destroy_dir(id: &str, dir: &Path, meta: Option<&Meta>) -> Result<()> {
+    let names = Names::of(id);
+    if let Some(cg) = contain::sandbox_cgroup(id) {
+        contain::kill(&cg, KILL_LIMIT);
+    }
+    process::kill_sandbox_processes(&format!("{MARKER_VAR}={id}"), dir, KILL_LIMIT);
+    let netns = meta.and_then(|m| m.netns.clone()).unwrap_or(names.netns);
+    delete_netns(&netns);
+    // Only a user created for this sandbox (its comment says so) is removed.
+    let own_user = meta
+        .and_then(|m| m.user.as_ref())
+        .map_or(names.user, |u| u.name.clone());
+    identity::remove(&own_user, id)?;
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -447,10 +716,16 @@ pub struct LocalSandbox {
     path: String,
     env: BTreeMap<String, String>,
     user: Option<nix::unistd::User>,
+    /// The sandbox's cgroup, when contained.
+    cgroup: Option<PathBuf>,
     meta: Meta,
     /// Cleared when torn down or kept: dropping it then does nothing.
     alive: bool,
     description: OnceLock<SandboxDescription>,
+    /// Held from provisioning (or resuming) until the sandbox is dropped.
+    lock: Option<SandboxLock>,
+    /// Numbers the commands' cgroups.
+    commands: AtomicU64,
 }
 
 impl LocalSandbox {
@@ -484,35 +759,48 @@ impl LocalSandbox {
         self.dir.join("work")
     }
 
-    fn command(&self, spec: &CommandSpec) -> Result<Command> {
+    /// The user commands run as, when it is not the executor's own.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.name.as_str())
+    }
+
+    fn command(&self, spec: &CommandSpec, leaf: Option<&Path>) -> Result<Command> {
         let mut cwd = self.work_dir();
         if let Some(w) = &spec.workdir {
             cwd = cwd.join(relative(w)?);
         }
-        let mut c = match &self.meta.netns {
-            // Enter the sandbox's network namespace as root, then drop to the sandbox user.
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg("--");
-                if let Some(u) = &self.user {
-                    c.arg("setpriv")
-                        .arg(format!("--reuid={}", u.uid))
-                        .arg(format!("--regid={}", u.gid))
-                        .arg("--clear-groups")
-                        .arg("--");
-                }
-                c.arg(&self.shell);
-                c
-            }
-            None => {
-                let mut c = Command::new(&self.shell);
-                if let Some(u) = &self.user {
-                    // std also drops the supplementary groups when it changes the uid.
-                    c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-                }
-                c
-            }
-        };
+        // Root steps that must happen before the privileges are dropped (joining the
+        // cgroup, entering the network namespace) run in small wrappers that `exec` the
+        // next; without them, std drops the privileges itself (no extra process).
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(leaf) = leaf {
+            argv.extend([
+                "/bin/sh".into(),
+                "-c".into(),
+                contain::JOIN_AND_EXEC.into(),
+                leaf.join("cgroup.procs").to_string_lossy().into_owned(),
+            ]);
+        }
+        if let Some(ns) = &self.meta.netns {
+            argv.extend(["nsenter".into(), format!("--net=/run/netns/{ns}"), "--".into()]);
+        }
+        let wrapped = !argv.is_empty();
+        if wrapped && let Some(u) = &self.user {
+            argv.extend([
+                "setpriv".into(),
+                format!("--reuid={}", u.uid),
+                format!("--regid={}", u.gid),
+                "--clear-groups".into(),
+                "--".into(),
+            ]);
+        }
+        argv.push(self.shell.clone());
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        if !wrapped && let Some(u) = &self.user {
+            // std also drops the supplementary groups when it changes the uid.
+            c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+        }
         c.arg("-c").arg(&spec.command).current_dir(cwd).env_clear();
         let home = self.work_dir();
         c.env("PATH", &self.path)
@@ -526,6 +814,21 @@ impl LocalSandbox {
         }
         c.envs(&spec.env).envs(&self.env);
         Ok(c)
+    }
+
+    /// A fresh cgroup for one command, recorded as in flight.
+    fn start_leaf(&self) -> Result<Option<PathBuf>> {
+        let Some(cg) = &self.cgroup else {
+            return Ok(None);
+        };
+        let n = self.commands.fetch_add(1, Ordering::Relaxed);
+        let name = format!("c{}-{n}", random_suffix());
+        let leaf = cg.join(&name);
+        contain::create(&leaf).map_err(ExecError::io("create the cgroup", &leaf))?;
+        let marker = self.control.join(RUNNING_FILE);
+        std::fs::write(&marker, format!("leaf={name}\n"))
+            .map_err(ExecError::io("write", &marker))?;
+        Ok(Some(leaf))
     }
 }
 
@@ -554,29 +857,32 @@ impl Sandbox for LocalSandbox {
     }
 
     async fn run(&self, spec: &CommandSpec, out: &mut dyn OutputSink) -> Result<Exit> {
-        let command = self.command(spec)?;
-        process::run(command, spec.timeout, out).await
+        let leaf = self.start_leaf()?;
+        let result = match self.command(spec, leaf.as_deref()) {
+            Ok(command) => {
+                let marker = self.control.join(RUNNING_FILE);
+                process::run(command, spec.timeout, leaf.as_deref(), &marker, out).await
+            }
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_file(self.control.join(RUNNING_FILE));
+        // A leaf is kept while a daemon the command started lives in it.
+        if let Some(leaf) = &leaf
+            && !contain::populated(leaf)
+        {
+            let _ = std::fs::remove_dir(leaf);
+        }
+        result
     }
 
     async fn write_file(&self, path: &str, contents: &[u8]) -> Result<()> {
-        let rel = relative(path)?;
-        let target = self.work_dir().join(rel);
-        // Create parents one by one so each can be handed to the sandbox user.
-        let mut dir = self.work_dir();
-        if let Some(parent) = rel.parent() {
-            for c in parent.components() {
-                dir.push(c);
-                if !dir.exists() {
-                    std::fs::create_dir(&dir)
-                        .map_err(ExecError::io("create the directory", &dir))?;
-                    give(&dir, self.user.as_ref())?;
-                }
-            }
-        }
-        tokio::fs::write(&target, contents)
-            .await
-            .map_err(ExecError::io("write", &target))?;
-        give(&target, self.user.as_ref())
+        let rel = relative(path)?.to_owned();
+        let (root, contents, user) = (self.work_dir(), contents.to_vec(), self.user.clone());
+        tokio::task::spawn_blocking(move || {
+            files::write_beneath(&root, &rel, &contents, 0o644, user.as_ref())
+        })
+        .await
+        .map_err(|e| ExecError::Provider(format!("writing a file failed: {e}")))?
     }
 
     async fn describe(&self) -> Result<SandboxDescription> {
@@ -627,10 +933,12 @@ impl Sandbox for LocalSandbox {
 
     async fn teardown(&mut self) -> Result<()> {
         self.alive = false;
-        let (id, dir, netns) = (self.id.clone(), self.dir.clone(), self.meta.netns.clone());
-        tokio::task::spawn_blocking(move || destroy_dir(&id, &dir, netns.as_deref()))
+        let (id, dir, meta) = (self.id.clone(), self.dir.clone(), self.meta.clone());
+        let result = tokio::task::spawn_blocking(move || destroy_dir(&id, &dir, Some(&meta)))
             .await
-            .map_err(|e| ExecError::Provider(format!("teardown task failed: {e}")))?
+            .map_err(|e| ExecError::Provider(format!("teardown task failed: {e}")))?;
+        self.lock = None;
+        result
     }
 
     fn keep(&mut self) {
@@ -643,7 +951,7 @@ impl Drop for LocalSandbox {
         // An ephemeral or session sandbox dropped without teardown (an error, a panic, a
         // cancelled future) is destroyed here, synchronously.
         if self.alive && self.meta.lifetime != Lifetime::Persistent {
-            let _ = destroy_dir(&self.id, &self.dir, self.meta.netns.as_deref());
+            let _ = destroy_dir(&self.id, &self.dir, Some(&self.meta));
         }
     }
 }

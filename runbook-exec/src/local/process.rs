@@ -1,7 +1,8 @@
 //! Spawning a command in its own process group, streaming its output, and killing
 //! every process a sandbox started.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -17,10 +18,14 @@ use crate::{ExecError, Exit, OutputSink, Result, Stream};
 /// the step runs.
 const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
-/// Runs `command` and streams its output into `sink`; on timeout kills its process group.
+/// Runs `command` and streams its output into `sink`; on timeout (or when this future is
+/// dropped) kills its process group and, when it runs in one, its cgroup `leaf`. The
+/// process group is appended to the `running` marker, for a later process to end it.
 pub(crate) async fn run(
     mut command: Command,
     timeout: Duration,
+    leaf: Option<&Path>,
+    running: &Path,
     sink: &mut dyn OutputSink,
 ) -> Result<Exit> {
     command
@@ -39,13 +44,24 @@ pub(crate) async fn run(
         .spawn()
         .map_err(|e| ExecError::Provider(format!("cannot start `{program}`: {e}")))?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    // If this future is dropped mid-command, the group dies with it.
-    let guard = GroupGuard(pgid);
+    // If this future is dropped mid-command, the group (and the cgroup) die with it.
+    let guard = GroupGuard {
+        pgid,
+        leaf: leaf.map(Path::to_owned),
+    };
+    if let Some(pgid) = pgid
+        && let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(running)
+    {
+        let _ = writeln!(f, "pgid={pgid}");
+    }
+    // A deadline past what the clock can represent is no deadline.
+    let deadline = started
+        .checked_add(timeout)
+        .map(tokio::time::Instant::from_std);
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let mut out_buf = vec![0u8; 64 * 1024];
     let mut err_buf = vec![0u8; 64 * 1024];
-    let deadline = tokio::time::Instant::from_std(started + timeout);
     let mut status = None;
     let mut timed_out = false;
     let mut grace = None;
@@ -66,22 +82,29 @@ pub(crate) async fn run(
                 status = Some(s.map_err(|e| ExecError::Provider(format!("waiting for `{program}`: {e}")))?);
                 grace = Some(tokio::time::Instant::now() + OUTPUT_GRACE);
             },
-            _ = tokio::time::sleep_until(deadline), if status.is_none() && !timed_out => {
+            _ = sleep_until(deadline), if status.is_none() && !timed_out => {
                 timed_out = true;
-                if let Some(pgid) = pgid {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
+                guard.kill();
             },
-            _ = tokio::time::sleep_until(grace.unwrap_or(deadline)), if grace.is_some() => break,
+            _ = sleep_until(grace), if grace.is_some() => break,
         }
     }
-    std::mem::forget(guard);
+    // The command ended by itself: what it left running on purpose (a daemon) stays.
+    guard.disarm();
     let status = status.expect("loop ends after the child exited");
     Ok(Exit {
         code: status.code(),
         timed_out,
         duration: started.elapsed(),
     })
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn read<R: tokio::io::AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]) -> Option<usize> {
@@ -91,14 +114,32 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(r: &mut Option<R>, buf: &mut [u8]
     }
 }
 
-/// Kills a process group when dropped (a cancelled future must not leave the command running).
-struct GroupGuard(Option<Pid>);
+/// Kills a command's process group and cgroup when dropped (a cancelled future must
+/// not leave the command running).
+struct GroupGuard {
+    pgid: Option<Pid>,
+    leaf: Option<PathBuf>,
+}
+
+impl GroupGuard {
+    fn disarm(mut self) {
+        self.pgid = None;
+        self.leaf = None;
+    }
+
+    fn kill(&self) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        if let Some(leaf) = &self.leaf {
+            let _ = std::fs::write(leaf.join("cgroup.kill"), "1");
+        }
+    }
+}
 
 impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
+        self.kill();
     }
 }
 

@@ -81,7 +81,7 @@ enum Command {
         /// Where to write the package.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Replace an existing package directory.
+        /// Replace the package already at --out (only a package runbook wrote, unchanged since).
         #[arg(long)]
         force: bool,
     },
@@ -105,9 +105,12 @@ struct RunArgs {
     /// Override a variable's sandbox value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
-    /// Where to write the handoff package.
+    /// Where to write the handoff package (checked before anything runs).
     #[arg(long, value_name = "DIR", default_value = "handoff-package")]
     out: PathBuf,
+    /// Replace the package already at --out (only a package runbook wrote, unchanged since).
+    #[arg(long)]
+    force: bool,
     /// After a successful run, run every rollback in reverse order and verify it.
     #[arg(long)]
     exercise_rollback: bool,
@@ -124,7 +127,7 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum SandboxCommand {
-    /// List sandboxes: id, runbook, last step, age, provider.
+    /// List sandboxes: id, runbook, last step, age, provider, lifetime (or why it is damaged).
     List,
     /// Destroy a sandbox (or all of them) and everything running in it.
     Destroy {
@@ -251,6 +254,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             keep,
         } => {
             let runbook = load_clean(&file)?;
+            runbook::render::check_target(&run.out, run.force)?;
             let lifetime = match (lifetime.map(Lifetime::from), keep) {
                 (Some(l), true) if l != Lifetime::Persistent => {
                     return Err(Failure(format!(
@@ -271,6 +275,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Resume { id, file, run } => {
             let runbook = file.as_deref().map(load_clean).transpose()?;
+            runbook::render::check_target(&run.out, run.force)?;
             let provider = provider(
                 cli.state_dir.as_deref(),
                 run.provider,
@@ -438,6 +443,7 @@ async fn run_session(
     start: Start,
     args: &RunArgs,
 ) -> Result<ExitCode, Failure> {
+    let mut signals = Signals::listen()?;
     let sandbox_id = Arc::new(Mutex::new(None));
     let observer: Arc<dyn Observer> = match args.events {
         Some(EventsFormat::Ndjson) => Arc::new(progress::Ndjson {
@@ -492,26 +498,27 @@ async fn run_session(
         let outcome = session.finish().await?;
         Ok::<_, ExecError>((outcome, keep_hint))
     };
-    let (outcome, kept) = tokio::select! {
-        r = work => r?,
-        _ = tokio::signal::ctrl_c() => {
+    // The work is dropped when a signal wins, before anything is printed: dropping the
+    // session kills the command in flight and tears down (or keeps) the sandbox.
+    let finished = tokio::select! {
+        r = work => Ok(r),
+        n = signals.next() => Err(n),
+    };
+    let (outcome, kept) = match finished {
+        Ok(r) => r?,
+        Err(n) => {
             let id = sandbox_id.lock().ok().and_then(|s| s.clone()).unwrap_or_else(|| "(not yet created)".into());
+            let name = signal_name(n);
             if lifetime_hint == Lifetime::Persistent {
-                eprintln!("\ninterrupted: sandbox {id} is kept; continue with `runbook resume {id}` or remove it with `runbook sandbox destroy {id}`");
+                eprintln!("\n{name}: sandbox {id} is kept; continue with `runbook resume {id}` or remove it with `runbook sandbox destroy {id}`");
             } else {
-                eprintln!("\ninterrupted: sandbox {id} was torn down");
+                eprintln!("\n{name}: sandbox {id} was torn down, with everything it ran");
             }
-            return Ok(ExitCode::from(130));
+            return Ok(ExitCode::from(128 + n));
         }
     };
     let out = &args.out;
-    if out.exists() && !looks_like_package(out) {
-        return Err(Failure(format!(
-            "`{}` exists and is not a handoff package; choose another --out",
-            out.display()
-        )));
-    }
-    runbook::write_package(&outcome, out, true)?;
+    runbook::write_package(&outcome, out, args.force)?;
     let verdict = outcome.report.verdict.as_str();
     eprintln!("handoff package ({verdict}): {}", out.display());
     if let Some(id) = kept {
@@ -566,8 +573,39 @@ fn indent(s: &str) -> String {
         .join("\n")
 }
 
-fn looks_like_package(dir: &Path) -> bool {
-    dir.join("SHA256SUMS").exists() || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+/// SIGINT, SIGTERM and SIGHUP, listened to from the start of a run.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals, Failure> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The number of the next signal.
+    async fn next(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.int.recv() => 2,
+            _ = self.term.recv() => 15,
+            _ = self.hup.recv() => 1,
+        }
+    }
+}
+
+fn signal_name(n: u8) -> &'static str {
+    match n {
+        2 => "interrupted (SIGINT)",
+        15 => "terminated (SIGTERM)",
+        _ => "hung up (SIGHUP)",
+    }
 }
 
 // ---- render / new / sandbox ---------------------------------------------------
@@ -665,18 +703,24 @@ async fn sandbox(provider: &dyn Provider, command: SandboxCommand) -> Result<Exi
                     s.last_step.as_deref().unwrap_or("-"),
                     age(now.saturating_sub(s.created_unix)),
                     s.provider,
-                    s.lifetime
+                    match &s.damaged {
+                        Some(why) => format!("DAMAGED: {why}"),
+                        None => s.lifetime.to_string(),
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         SandboxCommand::Reap => {
             let reaped = provider.reap().await?;
-            if reaped.is_empty() {
+            if reaped.destroyed.is_empty() && reaped.skipped.is_empty() {
                 eprintln!("nothing to reap");
             }
-            for id in reaped {
+            for id in &reaped.destroyed {
                 eprintln!("reaped {id}");
+            }
+            for (id, why) in &reaped.skipped {
+                eprintln!("left {id}: {why}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -686,11 +730,22 @@ async fn sandbox(provider: &dyn Provider, command: SandboxCommand) -> Result<Exi
             } else {
                 id.into_iter().collect()
             };
+            // Every sandbox is tried: a busy or broken one does not stop the others.
+            let mut failed = 0;
             for id in ids {
-                provider.destroy(&id).await?;
-                eprintln!("destroyed {id}");
+                match provider.destroy(&id).await {
+                    Ok(()) => eprintln!("destroyed {id}"),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {id}: {e}");
+                    }
+                }
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
