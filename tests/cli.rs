@@ -350,7 +350,7 @@ fn render_writes_an_untested_package_and_one_from_a_report() {
         dir.path(),
         &["render", quickstart.to_str().unwrap(), "--out", "again"],
     );
-    assert!(text(&exists).1.contains("already exists"));
+    assert!(text(&exists).1.contains("holds a handoff package already"));
 }
 
 /// Spawns `runbook run` on a runbook whose second step hangs, and waits until that step
@@ -474,7 +474,7 @@ fn ctrl_c_tears_an_ephemeral_sandbox_down_and_exits_130() {
     assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("interrupted: sandbox {id} was torn down")),
+        stderr.contains(&format!("interrupted (SIGINT): sandbox {id} was torn down")),
         "{stderr}"
     );
     assert!(!dir.path().join("state/local").join(&id).exists());

@@ -624,6 +624,7 @@ async fn a_persistent_sandbox_keeps_its_namespace_and_is_found_again_by_label() 
     drop(sandbox); // the process ends; nothing is deleted
     let resumed = provider.resume(&id).await.unwrap();
     assert_eq!(resumed.fixed_values()["NAMESPACE"], "rb-found-by-label");
+    drop(resumed); // resuming holds the sandbox's lock until the sandbox is dropped
     let Err(gone) = provider.resume(&id).await else {
         panic!("a sandbox whose namespace is gone cannot be resumed");
     };

@@ -312,7 +312,7 @@ async fn secrets_never_reach_the_report_the_log_or_the_events() {
     assert!(outcome.passed(), "{:#?}", outcome.report);
     let report = serde_json::to_string(&outcome.report).unwrap();
     let events = format!("{:?}", recorder.events());
-    let log = outcome.log();
+    let log = outcome.log().to_owned();
     for (what, text) in [("report", &report), ("events", &events), ("log", &log)] {
         assert!(!text.contains(&token), "the token leaked into the {what}");
         assert!(
@@ -636,7 +636,8 @@ async fn config_files_are_written_with_sandbox_values() {
 }
 
 #[tokio::test]
-async fn output_is_capped_in_memory_and_complete_in_the_log() {
+async fn output_is_capped_in_memory_excerpted_in_the_package_log_and_complete_in_the_sandbox() {
+    use sha2::Digest;
     let (_root, provider) = provider();
     let runbook = Runbook::builder("big-output")
         .step(
@@ -650,7 +651,7 @@ async fn output_is_capped_in_memory_and_complete_in_the_log() {
         .build()
         .unwrap()
         .runbook;
-    let mut opts = options(Lifetime::Ephemeral);
+    let mut opts = options(Lifetime::Persistent);
     opts.output_cap = 1000;
     let outcome = run_all(&provider, runbook, opts, RunMode::default())
         .await
@@ -658,7 +659,28 @@ async fn output_is_capped_in_memory_and_complete_in_the_log() {
     let out = &outcome.report.steps[0].attempts[0].output;
     assert_eq!(out.stdout.len(), 1000);
     assert_eq!(out.stdout_dropped, 3_000_000 - 1000);
-    assert!(outcome.log().len() > 3_000_000);
+    // The shipped log keeps the first and the last MiB, and says how to check the whole.
+    let log = outcome.log();
+    assert!(log.len() < 2 * 1024 * 1024 + 4096, "{}", log.len());
+    let hex: String = sha2::Sha256::digest("x".repeat(3_000_000))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        log.contains(&format!("this command printed 3000000 bytes in all, sha256 {hex}")),
+        "{}",
+        &log[log.len() - 400..]
+    );
+    assert!(log.contains(&format!("[... {} bytes of output not shown here ...]", 3_000_000 - 2 * 1024 * 1024)));
+    // The complete log stays with the sandbox.
+    let id = &outcome.report.sandbox.id;
+    let full = std::fs::metadata(runbook_exec::log_path(
+        &provider.sandbox_dir(id).join("control"),
+    ))
+    .unwrap()
+    .len();
+    assert!(full > 3_000_000, "{full}");
+    provider.destroy(id).await.unwrap();
 }
 
 #[tokio::test]

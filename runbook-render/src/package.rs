@@ -218,8 +218,15 @@ pub fn check_target(target: &Path, replace: bool) -> Result<(), RenderError> {
     if std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_none()) {
         return Ok(());
     }
-    let sums = std::fs::read(target.join(SUMS))
-        .map_err(|_| not(format!("it has no `{SUMS}`, and it is not empty")))?;
+    let sums = std::fs::read(target.join(SUMS)).map_err(|_| {
+        let first = std::fs::read_dir(target)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        not(format!("it holds `{first}` and has no `{SUMS}`"))
+    })?;
     let marker = std::fs::read_to_string(target.join(MARKER))
         .map_err(|_| not(format!("it has no `{MARKER}` marker")))?;
     if !marker.contains(&format!("id: {}", sha256_hex(&sums))) {

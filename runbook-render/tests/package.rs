@@ -281,13 +281,22 @@ fn writing_is_atomic_and_refuses_to_clobber() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("pkg");
     package.write_to(&target, false).unwrap();
-    std::fs::write(target.join("stale.txt"), "old").unwrap();
     assert!(matches!(
         package.write_to(&target, false),
         Err(RenderError::Exists(_))
     ));
+    // A file the writer did not write is never deleted, not even when asked to replace.
+    std::fs::write(target.join("notes.txt"), "mine").unwrap();
+    let err = package.write_to(&target, true).unwrap_err();
+    assert!(err.to_string().contains("`notes.txt` is not a file of the package"), "{err}");
+    assert!(target.join("notes.txt").exists());
+    std::fs::remove_file(target.join("notes.txt")).unwrap();
+    // Nor is a package file someone changed.
+    std::fs::write(target.join("README.md"), "edited").unwrap();
+    let err = package.write_to(&target, true).unwrap_err();
+    assert!(err.to_string().contains("`README.md` was changed"), "{err}");
+    std::fs::write(target.join("README.md"), package.get("README.md").unwrap()).unwrap();
     package.write_to(&target, true).unwrap();
-    assert!(!target.join("stale.txt").exists(), "replaced whole");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()

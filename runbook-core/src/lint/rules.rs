@@ -414,7 +414,7 @@ fn duration_limit(out: &mut Vec<Diagnostic>, path: &str, value: Option<crate::Hu
             Rule::DurationLimit,
             path.to_owned(),
             format!("{v} is longer than a sandbox run may last (7 days)"),
-            "use a duration of at most 7d; a step that needs longer belongs in several steps",
+            "use a duration of at most 168h (7 days); a step that needs longer belongs in several steps",
         ));
     }
 }
