@@ -51,3 +51,17 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
     }
     out
 }
+
+/// Whether this test can run: it needs root (containment, per-sandbox users). In CI
+/// (`CI` set) a missing root fails the test instead of skipping it.
+pub fn needs_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs root, and CI runs the tests as root"
+    );
+    eprintln!("SKIPPED {test}: needs root (run the tests as root to include it)");
+    false
+}

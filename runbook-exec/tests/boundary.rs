@@ -1,0 +1,398 @@
+//! The local sandbox is a boundary, tried as a hostile step would: each test is named
+//! after the escape it pins (issue: "The sandbox is a boundary"). They need root, as CI
+//! has: containment and per-sandbox users only exist for root.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use common::{needs_root, processes_with, provider, wait_for};
+use runbook_core::{Category, Check, ConfigFile, Lifetime, Runbook, Step, Variable};
+use runbook_exec::{ExecError, Provider, ProvisionRequest, RunMode, RunOptions, Session, run_all};
+
+fn options(lifetime: Lifetime) -> RunOptions {
+    RunOptions {
+        lifetime: Some(lifetime),
+        ..RunOptions::default()
+    }
+}
+
+fn step(id: &str, run: &str) -> Step {
+    Step::new(id, format!("Step {id}"))
+        .run(run)
+        .verify(Check::command("true").exit_code(0))
+        .rollback("true")
+}
+
+/// A directory only root may enter, outside every sandbox.
+fn root_only_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+mod links {
+    use super::*;
+
+    /// A step plants `config/app.conf -> victim` and `config/sub -> a root-only
+    /// directory`; the next step declares both as its config files.
+    #[tokio::test]
+    async fn root_never_writes_through_a_link_the_sandbox_planted() {
+        if !needs_root("root_never_writes_through_a_link_the_sandbox_planted") {
+            return;
+        }
+        let secret_dir = root_only_dir();
+        let victim = secret_dir.path().join("victim.conf");
+        std::fs::write(&victim, "root's own\n").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // The planting step runs unprivileged: it can link to what it cannot read.
+        let plant = format!(
+            "mkdir -p config && ln -s {} config/app.conf && ln -s {} config/sub",
+            victim.display(),
+            secret_dir.path().display()
+        );
+        let (_root, provider) = provider();
+        let runbook = |file: &str| {
+            Runbook::builder("links")
+                .config_file(ConfigFile::new(file, "overwritten\n"))
+                .step(step("plant", &plant))
+                .step(step("use", "true").uses_file(file))
+                .build()
+                .unwrap()
+                .runbook
+        };
+        // The link as the last component: replaced in the sandbox, its target untouched.
+        let outcome = run_all(
+            &provider,
+            runbook("config/app.conf"),
+            options(Lifetime::Ephemeral),
+            RunMode::default(),
+        )
+        .await
+        .unwrap();
+        assert!(outcome.passed(), "{:#?}", outcome.report);
+        // The link as a directory on the way: refused, nothing written there.
+        let err = run_all(
+            &provider,
+            runbook("config/sub/planted.conf"),
+            options(Lifetime::Ephemeral),
+            RunMode::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("never follows links"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's own\n");
+        let meta = std::fs::metadata(&victim).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+        assert!(!secret_dir.path().join("planted.conf").exists());
+    }
+
+    #[tokio::test]
+    async fn the_log_never_goes_to_a_shared_directory() {
+        if !needs_root("the_log_never_goes_to_a_shared_directory") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let runbook = Runbook::builder("log-home")
+            .step(step("say", "echo hello"))
+            .build()
+            .unwrap()
+            .runbook;
+        let outcome = run_all(
+            &provider,
+            runbook,
+            options(Lifetime::Ephemeral),
+            RunMode::default(),
+        )
+        .await
+        .unwrap();
+        assert!(outcome.log().contains("hello"));
+        let id = &outcome.report.sandbox.id;
+        let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(id.as_str()))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+mod isolation {
+    use super::*;
+
+    /// Two live sandboxes, each with a secret config file and a daemon: neither can read
+    /// the other's files or signal the other's processes.
+    #[tokio::test]
+    async fn a_sandbox_cannot_read_or_signal_another() {
+        if !needs_root("a_sandbox_cannot_read_or_signal_another") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let runbook = Runbook::builder("neighbour")
+            .variable(Variable::new("TOKEN", Category::Credential).generated())
+            .config_file(ConfigFile::new("config/app.conf", "token=${TOKEN}\n"))
+            .step(
+                step("start", "(sleep 3131 & echo $! > daemon.pid)")
+                    .uses_file("config/app.conf"),
+            )
+            .build()
+            .unwrap()
+            .runbook;
+        let mut a = Session::start(&provider, runbook.clone(), options(Lifetime::Session))
+            .await
+            .unwrap();
+        let mut b = Session::start(&provider, runbook, options(Lifetime::Session))
+            .await
+            .unwrap();
+        assert!(a.run_next().await.unwrap().unwrap().attempts[0].passed());
+        assert!(b.run_next().await.unwrap().unwrap().attempts[0].passed());
+        let a_work = provider.sandbox_dir(a.id()).join("work");
+        let a_pid = std::fs::read_to_string(a_work.join("daemon.pid")).unwrap();
+        let a_uid = std::fs::metadata(a_work.join("daemon.pid")).unwrap().uid();
+        let b_uid = std::fs::metadata(provider.sandbox_dir(b.id()).join("work/daemon.pid"))
+            .unwrap()
+            .uid();
+        assert_ne!(a_uid, b_uid, "each sandbox has a user of its own");
+        assert!(a_uid != 0 && b_uid != 0);
+        // From B, as B's steps: read A's secret, list A's directories, signal A's daemon.
+        let attacks = [
+            format!("cat {}/config/app.conf", a_work.display()),
+            format!("ls {}", a_work.display()),
+            format!("ls {}", provider.sandbox_dir(a.id()).display()),
+            format!("kill -0 {}", a_pid.trim()),
+        ];
+        for attack in attacks {
+            let b_step = Step::new("attack", "Attack the neighbour")
+                .run(format!("{attack} && echo GOT-THROUGH"))
+                .verify(Check::command("true").exit_code(0))
+                .read_only();
+            let mut rb = b.runbook().clone();
+            rb.steps = vec![b_step];
+            let outcome = run_all(&provider, rb, options(Lifetime::Ephemeral), RunMode::default())
+                .await
+                .unwrap();
+            let out = &outcome.report.steps[0].attempts[0].output;
+            assert_ne!(out.exit_code, Some(0), "`{attack}` got through: {}", out.stdout);
+            assert!(!out.stdout.contains("token="), "{}", out.stdout);
+            assert!(
+                out.stderr.contains("Permission denied") || out.stderr.contains("not permitted"),
+                "{}",
+                out.stderr
+            );
+        }
+        assert!(
+            !processes_with("sleep 3131").is_empty(),
+            "the daemons survived the attacks"
+        );
+        a.finish().await.unwrap();
+        b.finish().await.unwrap();
+        assert!(processes_with("sleep 3131").is_empty());
+    }
+}
+
+mod containment {
+    use super::*;
+
+    #[tokio::test]
+    async fn daemons_that_leave_the_process_group_die_with_an_ephemeral_sandbox() {
+        if !needs_root("daemons_that_leave_the_process_group_die_with_an_ephemeral_sandbox") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let runbook = Runbook::builder("escape")
+            .step(step(
+                "escape",
+                "(cd / && env -i setsid sleep 7791 &); ( ( setsid nohup sleep 7792 >/dev/null 2>&1 & ) & )",
+            ))
+            .build()
+            .unwrap()
+            .runbook;
+        let outcome = run_all(
+            &provider,
+            runbook,
+            options(Lifetime::Ephemeral),
+            RunMode::default(),
+        )
+        .await
+        .unwrap();
+        assert!(outcome.passed(), "{:#?}", outcome.report);
+        assert!(processes_with("sleep 7791").is_empty(), "setsid + env -i + cd / escaped");
+        assert!(processes_with("sleep 7792").is_empty(), "a double fork escaped");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_what_the_command_started_outside_its_group() {
+        if !needs_root("a_timeout_kills_what_the_command_started_outside_its_group") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let runbook = Runbook::builder("slow")
+            .step(
+                step("slow", "(setsid sleep 7793 &); sleep 7794")
+                    .timeout(Duration::from_secs(1)),
+            )
+            .build()
+            .unwrap()
+            .runbook;
+        let outcome = run_all(
+            &provider,
+            runbook,
+            options(Lifetime::Persistent),
+            RunMode::default(),
+        )
+        .await
+        .unwrap();
+        assert!(!outcome.passed());
+        assert!(outcome.report.steps[0].attempts[0].output.timed_out);
+        // The sandbox is kept (persistent), yet nothing of the timed-out command runs.
+        assert!(processes_with("sleep 7793").is_empty());
+        assert!(processes_with("sleep 7794").is_empty());
+        provider.destroy(&outcome.report.sandbox.id).await.unwrap();
+    }
+
+    /// The process that ran a persistent sandbox dies mid-step (the session is leaked,
+    /// as a SIGKILL would leave it); resuming ends what the interrupted attempt left,
+    /// and keeps the daemon an earlier, completed step started.
+    #[tokio::test]
+    async fn resume_ends_what_an_interrupted_attempt_left_running() {
+        if !needs_root("resume_ends_what_an_interrupted_attempt_left_running") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let runbook = Runbook::builder("interrupted")
+            .step(step("daemon", "(setsid sleep 7795 &)"))
+            .step(step("hang", "(setsid sleep 7796 &); sleep 7797"))
+            .build()
+            .unwrap()
+            .runbook;
+        let mut session = Session::start(&provider, runbook, options(Lifetime::Persistent))
+            .await
+            .unwrap();
+        let id = session.id().to_owned();
+        session.run_next().await.unwrap();
+        // The second step starts and is abandoned mid-run, its future dropped without
+        // being polled again: std::mem::forget stands in for a killed process.
+        {
+            let fut = Box::pin(session.run_next());
+            let mut fut = fut;
+            let _ = tokio::time::timeout(Duration::from_millis(300), &mut fut).await;
+            wait_for("the hanging step", Duration::from_secs(10), || {
+                !processes_with("sleep 7797").is_empty()
+            });
+            std::mem::forget(fut);
+        }
+        std::mem::forget(session);
+        assert!(!processes_with("sleep 7796").is_empty());
+        // A new process resumes: the lock of the old one is gone with it.
+        release_lock_of_forgotten_session(&provider, &id);
+        let resumed = Session::resume(&provider, &id, None, RunOptions::default())
+            .await
+            .unwrap();
+        assert!(processes_with("sleep 7796").is_empty(), "the interrupted attempt's daemon");
+        assert!(processes_with("sleep 7797").is_empty(), "the interrupted attempt");
+        assert!(!processes_with("sleep 7795").is_empty(), "the completed step's daemon");
+        drop(resumed);
+        provider.destroy(&id).await.unwrap();
+        assert!(processes_with("sleep 7795").is_empty());
+    }
+
+    /// A forgotten session still holds its lock (the kernel releases a lock when the
+    /// process dies; in one test process it never does): close its descriptor.
+    fn release_lock_of_forgotten_session(provider: &runbook_exec::LocalProvider, id: &str) {
+        let lock = provider.sandbox_dir(id).join("control/lock");
+        let target = std::fs::canonicalize(&lock).unwrap();
+        for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|p| p == target) {
+                let n: i32 = fd.file_name().to_string_lossy().parse().unwrap();
+                let _ = nix::unistd::close(n);
+            }
+        }
+    }
+}
+
+mod cleanup {
+    use super::*;
+
+    #[tokio::test]
+    async fn reap_cannot_take_a_sandbox_that_is_being_provisioned() {
+        if !needs_root("reap_cannot_take_a_sandbox_that_is_being_provisioned") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let request = ProvisionRequest {
+            runbook: "busy".into(),
+            lifetime: Lifetime::Ephemeral,
+        };
+        // Freshly provisioned, not yet used by a session: it is locked already.
+        let sandbox = provider.provision(&request).await.unwrap();
+        let reaped = provider.reap().await.unwrap();
+        assert!(!reaped.destroyed.contains(&sandbox.id().to_owned()));
+        assert!(
+            reaped
+                .skipped
+                .iter()
+                .any(|(id, why)| id == sandbox.id() && why.contains("in use")),
+            "{reaped:?}"
+        );
+        assert!(provider.sandbox_dir(sandbox.id()).exists());
+        let id = sandbox.id().to_owned();
+        drop(sandbox);
+        assert!(!provider.sandbox_dir(&id).exists());
+    }
+
+    #[tokio::test]
+    async fn damaged_sandboxes_are_listed_reported_and_destroyable() {
+        if !needs_root("damaged_sandboxes_are_listed_reported_and_destroyable") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let make = |lifetime| ProvisionRequest {
+            runbook: "damaged".into(),
+            lifetime,
+        };
+        let mut ids = Vec::new();
+        for lifetime in [Lifetime::Ephemeral, Lifetime::Ephemeral, Lifetime::Ephemeral] {
+            let mut s = provider.provision(&make(lifetime)).await.unwrap();
+            s.keep(); // left behind, as by a killed run
+            ids.push(s.id().to_owned());
+        }
+        let (no_control, garbled, intact) = (&ids[0], &ids[1], &ids[2]);
+        std::fs::remove_dir_all(provider.sandbox_dir(no_control).join("control")).unwrap();
+        std::fs::write(provider.sandbox_dir(garbled).join("meta.json"), "{ not json").unwrap();
+        let list = provider.list().await.unwrap();
+        let garbled_info = list.iter().find(|s| &s.id == garbled).expect("listed");
+        assert!(garbled_info.damaged.as_deref().unwrap().contains("garbled"));
+        // Reap goes past the damaged one and takes the others.
+        let reaped = provider.reap().await.unwrap();
+        assert!(reaped.destroyed.contains(no_control), "{reaped:?}");
+        assert!(reaped.destroyed.contains(intact), "{reaped:?}");
+        assert!(reaped.skipped.iter().any(|(id, why)| id == garbled && why.contains("damaged")));
+        // The damaged one is destroyed by id, its user with it.
+        let user = format!("rb-{}", garbled.rsplit('-').next().unwrap());
+        assert!(nix::unistd::User::from_name(&user).unwrap().is_some());
+        provider.destroy(garbled).await.unwrap();
+        assert!(!provider.sandbox_dir(garbled).exists());
+        assert!(nix::unistd::User::from_name(&user).unwrap().is_none());
+        assert!(provider.list().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn destroying_a_busy_sandbox_says_who_holds_it() {
+        if !needs_root("destroying_a_busy_sandbox_says_who_holds_it") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let request = ProvisionRequest {
+            runbook: "held".into(),
+            lifetime: Lifetime::Session,
+        };
+        let sandbox = provider.provision(&request).await.unwrap();
+        let err = provider.destroy(sandbox.id()).await.unwrap_err();
+        assert!(matches!(err, ExecError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains(&std::process::id().to_string()));
+    }
+}
