@@ -370,11 +370,12 @@ steps:
     rollback: { run: rm one }
   - id: hang
     title: Hang
-    run: sleep MARKER
+    run: (cd / && env -i setsid sleep DAEMON &); sleep MARKER
     verify: [{ run: echo ok, expect: { stdout: { equals: ok } } }]
     rollback: { run: "true" }
 "#
-        .replace("MARKER", &marker.to_string()),
+        .replace("MARKER", &marker.to_string())
+        .replace("DAEMON", &(marker + 1).to_string()),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
@@ -403,6 +404,7 @@ steps:
             break;
         }
     }
+    assert!(!id.is_empty(), "the hanging run never provisioned a sandbox");
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, id)
@@ -448,10 +450,14 @@ fn a_process_killed_mid_step_leaves_a_resumable_sandbox() {
     // Resume with the hanging step fixed: `first` is skipped, `hang` runs again.
     let fixed = std::fs::read_to_string(dir.path().join("hangs.yaml"))
         .unwrap()
-        .replace("sleep 919191", "echo fixed");
+        .replace("sleep 919191", "echo fixed")
+        .replace("setsid sleep 919192", "true");
     std::fs::write(dir.path().join("fixed.yaml"), fixed).unwrap();
     let out = runbook(dir.path(), &["resume", &id, "fixed.yaml", "--out", "pkg"]);
     assert!(out.status.success(), "{:?}", text(&out));
+    // Resuming ended what the killed attempt left, the daemon that left its group too.
+    assert_eq!(sleepers(919191), 0, "the killed attempt survived the resume");
+    assert_eq!(sleepers(919192), 0, "the killed attempt's daemon survived the resume");
     let out = runbook(dir.path(), &["sandbox", "destroy", &id]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(
@@ -595,4 +601,212 @@ fn on_a_terminal_each_step_gets_a_line_with_its_result() {
         screen.contains("handoff package (passed): handoff-package"),
         "{screen}"
     );
+}
+
+/// A small runbook of one step running `command`.
+fn one_step(dir: &Path, name: &str, command: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: {name} }}
+steps:
+  - id: only
+    title: The only step
+    run: {command:?}
+    verify: [{{ run: "true", expect: {{ exitCode: 0 }} }}]
+    readOnly: true
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn sandboxes(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("state/local")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn sigterm_and_sighup_tear_down_the_sandbox_and_every_daemon() {
+    for (signal, marker, code, said) in [
+        ("-TERM", 959590, 143, "terminated (SIGTERM)"),
+        ("-HUP", 969690, 129, "hung up (SIGHUP)"),
+    ] {
+        let dir = workdir();
+        let (child, id) = start_hanging_run(dir.path(), "ephemeral", marker);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sleepers(marker) == 0 || sleepers(marker + 1) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the step never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{signal}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{said}: sandbox {id} was torn down")),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("state/local").join(&id).exists());
+        assert_eq!(sleepers(marker), 0, "{signal}: the step survived");
+        assert_eq!(sleepers(marker + 1), 0, "{signal}: the daemon survived");
+    }
+}
+
+#[test]
+fn out_never_deletes_what_runbook_did_not_write() {
+    let dir = workdir();
+    let rb = one_step(dir.path(), "tiny", "echo hi");
+    let rb = rb.to_str().unwrap();
+    // A user's directory that happens to hold a SHA256SUMS.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "my notes").unwrap();
+    std::fs::write(mine.join("SHA256SUMS"), "").unwrap();
+    for args in [
+        vec!["run", rb, "--out", "mine"],
+        vec!["run", rb, "--out", "mine", "--force"],
+        vec!["render", rb, "--out", "mine", "--force"],
+    ] {
+        let out = runbook(dir.path(), &args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("is not a handoff package"), "{stderr}");
+        assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "my notes");
+    }
+    assert_eq!(sandboxes(dir.path()), 0, "--out is checked before any sandbox exists");
+    // A plain file is never moved aside.
+    std::fs::write(dir.path().join("file.txt"), "data").unwrap();
+    let out = runbook(dir.path(), &["render", rb, "--out", "file.txt", "--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("it is a file"), "{:?}", text(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("file.txt")).unwrap(), "data");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".old") || n.contains(".partial")), "{names:?}");
+    // A package of ours is replaced only with --force, and that is refused up front.
+    assert!(runbook(dir.path(), &["run", rb, "--out", "pkg"]).status.success());
+    let again = runbook(dir.path(), &["run", rb, "--out", "pkg"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).1.contains("--force"), "{:?}", text(&again));
+    assert!(!text(&again).1.contains("handoff package (passed)"));
+    assert!(runbook(dir.path(), &["run", rb, "--out", "pkg", "--force"]).status.success());
+    assert!(dir.path().join("pkg/.runbook-package").exists());
+}
+
+#[test]
+fn a_secret_split_across_stdout_and_stderr_is_masked_and_the_package_still_written() {
+    let dir = workdir();
+    let token = "0123456789abcdef0123456789abcdef";
+    std::fs::write(
+        dir.path().join("split.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: split }
+variables:
+  - name: TOKEN
+    category: credential
+    secret: { source: vault, reference: secret/app#token }
+    production: from the vault
+steps:
+  - id: print
+    title: Print the token in two halves
+    run: printf '%s' "${TOKEN:0:16}"; sleep 0.3; printf '%s' "${TOKEN:16}" >&2
+    verify: [{ run: "true", expect: { exitCode: 0 } }]
+    readOnly: true
+"#,
+    )
+    .unwrap();
+    let out = runbook(
+        dir.path(),
+        &["run", "split.yaml", "--var", &format!("TOKEN={token}")],
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    let log = std::fs::read_to_string(dir.path().join("handoff-package/test-results/sandbox-log.txt"))
+        .unwrap();
+    assert!(log.contains("***"), "{log}");
+    for entry in walk(&dir.path().join("handoff-package")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(token),
+            "{} holds the token",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn huge_output_ships_as_a_bounded_excerpt() {
+    let dir = workdir();
+    let rb = one_step(dir.path(), "loud", "yes | head -c 50000000");
+    let out = runbook(dir.path(), &["run", rb.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let log = std::fs::read_to_string(dir.path().join("handoff-package/test-results/sandbox-log.txt"))
+        .unwrap();
+    assert!(log.len() < 2 * 1024 * 1024 + 8192, "{}", log.len());
+    assert!(log.contains("this command printed 50000000 bytes in all, sha256 "));
+}
+
+#[test]
+fn absurd_durations_and_outside_workdirs_are_lint_errors_not_panics() {
+    let dir = workdir();
+    for (field, code) in [
+        ("timeout: 4000000000000000h", "duration-limit"),
+        ("workdir: ../..", "workdir-outside"),
+    ] {
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            format!(
+                "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: bad }}\nsteps:\n  - id: s\n    title: S\n    run: echo hi\n    {field}\n    verify: [{{ run: \"true\", expect: {{ exitCode: 0 }} }}]\n    readOnly: true\n"
+            ),
+        )
+        .unwrap();
+        let out = runbook(dir.path(), &["validate", "bad.yaml"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out).0.contains(&format!("error[{code}]")), "{:?}", text(&out));
+        let out = runbook(dir.path(), &["run", "bad.yaml"]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("nothing was run") && stderr.contains(code), "{stderr}");
+        assert!(!stderr.contains("internal error"), "{stderr}");
+    }
+}
+
+#[test]
+fn destroy_all_goes_past_a_busy_sandbox() {
+    let dir = workdir();
+    let rb = one_step(dir.path(), "kept", "echo kept");
+    let out = runbook(dir.path(), &["run", rb.to_str().unwrap(), "--keep", "--out", "kept-pkg"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (mut busy, busy_id) = start_hanging_run(dir.path(), "persistent", 979790);
+    let out = runbook(dir.path(), &["sandbox", "destroy", "--all"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("error: {busy_id}: sandbox `{busy_id}` is in use")), "{stderr}");
+    assert!(stderr.contains("destroyed kept-"), "{stderr}");
+    busy.kill().unwrap();
+    busy.wait().unwrap();
+    let out = runbook(dir.path(), &["sandbox", "destroy", "--all"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(sandboxes(dir.path()), 0);
+    assert_eq!(sleepers(979790) + sleepers(979791), 0);
 }

@@ -333,3 +333,18 @@ fn yaml_doc() -> impl Strategy<Value = String> {
     })
     .prop_map(|body| format!("apiVersion: runbook/v1\nkind: Runbook\n{body}\n"))
 }
+
+#[test]
+fn parse_errors_never_echo_a_value() {
+    let json = "{\"apiVersion\": \"runbook/v1\", \"kind\": \"Runbook\", \"metadata\": {\"name\": \"x\"},\n \
+                \"variables\": [{\"name\": \"DB_PASSWORD\", \"category\": \"credential\", \"sandbox\": 987654321}],\n \
+                \"steps\": []}";
+    let e = from_json_str(json).unwrap_err();
+    assert!(!e.to_string().contains("987654321"), "{e}");
+    assert!(e.message.contains("invalid type: integer"), "{e}");
+    assert_eq!(e.line, Some(2));
+    let yaml = "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nsteps:\n  - id: a\n    title: A\n    run: x\n    readOnly: hunter2-s3cret\n";
+    let e = from_yaml_str(yaml).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    assert_eq!(e.line, Some(8));
+}
