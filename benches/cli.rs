@@ -2,6 +2,9 @@
 //! and `runbook run` against `ansible-playbook` on the same 50 trivial steps with
 //! `connection: local` (issue: at least 100x faster), measured in the same run.
 //!
+//! Memory on the path users take: `runbook run` (package included) while one step prints
+//! 1 GiB, then 2 GiB (issue: peak RSS under 64 MiB for both).
+//!
 //! `cargo bench --bench cli`. The ansible baseline runs when `ansible-playbook` is on the
 //! PATH or `ANSIBLE_PLAYBOOK` names it (install it in a venv for the bench only:
 //! `python3 -m venv /tmp/ansible && /tmp/ansible/bin/pip install ansible-core`).
@@ -50,6 +53,7 @@ fn main() {
                 trivial.to_str().unwrap(),
                 "--lifetime",
                 "ephemeral",
+                "--force",
                 "--out",
             ])
             .arg(dir.path().join("pkg"))
@@ -66,6 +70,40 @@ fn main() {
         "cli: runbook run, 50 trivial steps with one check each: {:.0} ms",
         run.as_secs_f64() * 1e3
     );
+
+    // Memory: the peak RSS of the `runbook` process itself (getrusage of the children
+    // waited for: the largest so far, so each figure is an upper bound).
+    for gib in [1u64, 2] {
+        let bytes = gib << 30;
+        let loud = dir.path().join(format!("loud-{gib}.yaml"));
+        std::fs::write(
+            &loud,
+            format!(
+                "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: loud }}\nsteps:\n  - id: print\n    title: Print {gib} GiB\n    run: yes | head -c {bytes}\n    readOnly: true\n    verify: [{{ run: echo ok, expect: {{ stdout: {{ equals: ok }} }} }}]\n"
+            ),
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        let out = Command::new(exe)
+            .args(["run", loud.to_str().unwrap(), "--lifetime", "ephemeral", "--force", "--out"])
+            .arg(dir.path().join("loud-pkg"))
+            .env("RUNBOOK_STATE_DIR", &state)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let peak_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+            .unwrap()
+            .max_rss();
+        let shipped = std::fs::metadata(dir.path().join("loud-pkg/test-results/sandbox-log.txt"))
+            .unwrap()
+            .len();
+        println!(
+            "memory: runbook run, a step printing {gib} GiB: peak RSS {:.1} MiB, shipped log {:.1} MiB, {:.1} s",
+            peak_kib as f64 / 1024.0,
+            shipped as f64 / (1024.0 * 1024.0),
+            t.elapsed().as_secs_f64()
+        );
+    }
 
     let ansible = std::env::var("ANSIBLE_PLAYBOOK").unwrap_or_else(|_| "ansible-playbook".into());
     if Command::new(&ansible)

@@ -775,26 +775,10 @@ async fn lint_errors_stop_a_run_before_any_sandbox_exists() {
     );
 }
 
-/// Network isolation needs root and iproute2; CI has both (.ci/run installs iproute2).
-fn can_isolate() -> bool {
-    let root = nix_is_root();
-    let ip = std::process::Command::new("ip").arg("-V").output().is_ok();
-    if !(root && ip) {
-        eprintln!("skipped: network isolation needs root and iproute2");
-    }
-    root && ip
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
 #[tokio::test]
 async fn an_isolated_sandbox_cannot_reach_the_host_network() {
-    if !can_isolate() {
+    // Network isolation needs root (and iproute2, which .ci/run installs).
+    if !common::needs_root("an_isolated_sandbox_cannot_reach_the_host_network") {
         return;
     }
     let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -179,12 +179,7 @@ fn cmdline(pid: i32) -> String {
 
 #[tokio::test]
 async fn the_postgres_story_runs_network_isolated() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        eprintln!("skipped: network isolation needs root");
+    if !common::needs_root("the_postgres_story_runs_network_isolated") {
         return;
     }
     let (_root, provider) = provider();

@@ -764,40 +764,57 @@ impl LocalSandbox {
         self.user.as_ref().map(|u| u.name.as_str())
     }
 
-    fn command(&self, spec: &CommandSpec, leaf: Option<&Path>) -> Result<Command> {
+    /// The command for `spec`, and whether it is gated (see `process::GATE`).
+    ///
+    /// In a cgroup `leaf` the command starts behind a gate that waits until the executor
+    /// has moved it into the cgroup, so nothing it forks can be outside. With network
+    /// isolation it starts as root (entering the namespace needs it): a wrapper joins the
+    /// cgroup itself, `nsenter` enters the namespace and `setpriv` drops to the sandbox
+    /// user. Otherwise std drops the privileges itself, with no extra process.
+    fn command(&self, spec: &CommandSpec, leaf: Option<&Path>) -> Result<(Command, bool)> {
         let mut cwd = self.work_dir();
         if let Some(w) = &spec.workdir {
             cwd = cwd.join(relative(w)?);
         }
-        // Root steps that must happen before the privileges are dropped (joining the
-        // cgroup, entering the network namespace) run in small wrappers that `exec` the
-        // next; without them, std drops the privileges itself (no extra process).
         let mut argv: Vec<String> = Vec::new();
-        if let Some(leaf) = leaf {
-            argv.extend([
-                "/bin/sh".into(),
-                "-c".into(),
-                contain::JOIN_AND_EXEC.into(),
-                leaf.join("cgroup.procs").to_string_lossy().into_owned(),
-            ]);
+        let mut gated = false;
+        match (&self.meta.netns, leaf) {
+            (Some(ns), leaf) => {
+                if let Some(leaf) = leaf {
+                    argv.extend([
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        contain::JOIN_AND_EXEC.into(),
+                        leaf.join("cgroup.procs").to_string_lossy().into_owned(),
+                    ]);
+                }
+                argv.extend(["nsenter".into(), format!("--net=/run/netns/{ns}"), "--".into()]);
+                if let Some(u) = &self.user {
+                    argv.extend([
+                        "setpriv".into(),
+                        format!("--reuid={}", u.uid),
+                        format!("--regid={}", u.gid),
+                        "--clear-groups".into(),
+                        "--".into(),
+                    ]);
+                }
+            }
+            (None, Some(_)) => {
+                gated = true;
+                argv.extend([
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    process::GATE.into(),
+                    "gate".into(),
+                ]);
+            }
+            (None, None) => {}
         }
-        if let Some(ns) = &self.meta.netns {
-            argv.extend(["nsenter".into(), format!("--net=/run/netns/{ns}"), "--".into()]);
-        }
-        let wrapped = !argv.is_empty();
-        if wrapped && let Some(u) = &self.user {
-            argv.extend([
-                "setpriv".into(),
-                format!("--reuid={}", u.uid),
-                format!("--regid={}", u.gid),
-                "--clear-groups".into(),
-                "--".into(),
-            ]);
-        }
+        let drops_itself = self.meta.netns.is_some();
         argv.push(self.shell.clone());
         let mut c = Command::new(&argv[0]);
         c.args(&argv[1..]);
-        if !wrapped && let Some(u) = &self.user {
+        if !drops_itself && let Some(u) = &self.user {
             // std also drops the supplementary groups when it changes the uid.
             c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         }
@@ -813,7 +830,7 @@ impl LocalSandbox {
             c.env("USER", &u.name).env("LOGNAME", &u.name);
         }
         c.envs(&spec.env).envs(&self.env);
-        Ok(c)
+        Ok((c, gated))
     }
 
     /// A fresh cgroup for one command, recorded as in flight.
@@ -859,9 +876,10 @@ impl Sandbox for LocalSandbox {
     async fn run(&self, spec: &CommandSpec, out: &mut dyn OutputSink) -> Result<Exit> {
         let leaf = self.start_leaf()?;
         let result = match self.command(spec, leaf.as_deref()) {
-            Ok(command) => {
+            Ok((command, gated)) => {
                 let marker = self.control.join(RUNNING_FILE);
-                process::run(command, spec.timeout, leaf.as_deref(), &marker, out).await
+                let leaf = leaf.as_deref().map(|path| process::Leaf { path, gated });
+                process::run(command, spec.timeout, leaf, &marker, out).await
             }
             Err(e) => Err(e),
         };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::{ExecError, Exit, OutputSink, Result, Stream};
@@ -18,18 +18,34 @@ use crate::{ExecError, Exit, OutputSink, Result, Stream};
 /// the step runs.
 const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
+/// The cgroup a command runs in.
+pub(crate) struct Leaf<'a> {
+    /// The cgroup's directory.
+    pub path: &'a Path,
+    /// The command is gated (see [`GATE`]): it waits for a line on its stdin, and this
+    /// function moves it into the cgroup before sending that line.
+    pub gated: bool,
+}
+
+/// The shell text of a gate: wait for the executor's go (a line on stdin, sent once the
+/// process is in its cgroup), then become the command. Nothing of the command runs, and
+/// so nothing can fork, before the go; afterwards stdin is at its end, as `/dev/null`
+/// would be.
+pub(crate) const GATE: &str = r#"read -r _; exec "$@""#;
+
 /// Runs `command` and streams its output into `sink`; on timeout (or when this future is
 /// dropped) kills its process group and, when it runs in one, its cgroup `leaf`. The
 /// process group is appended to the `running` marker, for a later process to end it.
 pub(crate) async fn run(
     mut command: Command,
     timeout: Duration,
-    leaf: Option<&Path>,
+    leaf: Option<Leaf<'_>>,
     running: &Path,
     sink: &mut dyn OutputSink,
 ) -> Result<Exit> {
+    let gated = leaf.as_ref().is_some_and(|l| l.gated);
     command
-        .stdin(Stdio::null())
+        .stdin(if gated { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -47,8 +63,18 @@ pub(crate) async fn run(
     // If this future is dropped mid-command, the group (and the cgroup) die with it.
     let guard = GroupGuard {
         pgid,
-        leaf: leaf.map(Path::to_owned),
+        leaf: leaf.as_ref().map(|l| l.path.to_owned()),
     };
+    if let (Some(leaf), Some(pid)) = (leaf.as_ref().filter(|l| l.gated), child.id()) {
+        let procs = leaf.path.join("cgroup.procs");
+        // The guard kills the waiting process if it cannot be contained: never run it outside.
+        std::fs::write(&procs, pid.to_string()).map_err(|e| {
+            ExecError::Provider(format!("cannot move the command into its cgroup `{}`: {e}", procs.display()))
+        })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"go\n").await;
+        }
+    }
     if let Some(pgid) = pgid
         && let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(running)
     {
