@@ -85,12 +85,23 @@ fn main() {
         .unwrap();
         let t = std::time::Instant::now();
         let out = Command::new(exe)
-            .args(["run", loud.to_str().unwrap(), "--lifetime", "ephemeral", "--force", "--out"])
+            .args([
+                "run",
+                loud.to_str().unwrap(),
+                "--lifetime",
+                "ephemeral",
+                "--force",
+                "--out",
+            ])
             .arg(dir.path().join("loud-pkg"))
             .env("RUNBOOK_STATE_DIR", &state)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let peak_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
             .unwrap()
             .max_rss();

@@ -54,7 +54,9 @@ pub struct ReadmeDoctests;
 
 /// Renders and writes the handoff package of a finished sandbox run: the amended
 /// runbook, its evidence and its log. Refuses (and writes nothing) if any file would hold
-/// one of the run's secrets. `replace` allows replacing an existing directory.
+/// one of the run's secrets. `replace` allows replacing a package this library wrote and
+/// nobody changed since; a directory holding anything else is never replaced
+/// ([`render::check_target`]).
 pub fn write_package(
     outcome: &exec::Outcome,
     dir: &Path,
@@ -64,7 +66,7 @@ pub fn write_package(
     let secrets: Vec<&str> = outcome.redactor.secrets().collect();
     let evidence = render::Evidence {
         report: &outcome.report,
-        log: Some(&log),
+        log: Some(log),
     };
     render::Package::render(&outcome.runbook, Some(evidence), &secrets)?.write_to(dir, replace)
 }

@@ -404,7 +404,10 @@ steps:
             break;
         }
     }
-    assert!(!id.is_empty(), "the hanging run never provisioned a sandbox");
+    assert!(
+        !id.is_empty(),
+        "the hanging run never provisioned a sandbox"
+    );
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, id)
@@ -456,8 +459,16 @@ fn a_process_killed_mid_step_leaves_a_resumable_sandbox() {
     let out = runbook(dir.path(), &["resume", &id, "fixed.yaml", "--out", "pkg"]);
     assert!(out.status.success(), "{:?}", text(&out));
     // Resuming ended what the killed attempt left, the daemon that left its group too.
-    assert_eq!(sleepers(919191), 0, "the killed attempt survived the resume");
-    assert_eq!(sleepers(919192), 0, "the killed attempt's daemon survived the resume");
+    assert_eq!(
+        sleepers(919191),
+        0,
+        "the killed attempt survived the resume"
+    );
+    assert_eq!(
+        sleepers(919192),
+        0,
+        "the killed attempt's daemon survived the resume"
+    );
     let out = runbook(dir.path(), &["sandbox", "destroy", &id]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(
@@ -639,11 +650,20 @@ fn sigterm_and_sighup_tear_down_the_sandbox_and_every_daemon() {
         let (child, id) = start_hanging_run(dir.path(), "ephemeral", marker);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while sleepers(marker) == 0 || sleepers(marker + 1) == 0 {
-            assert!(std::time::Instant::now() < deadline, "the step never started");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the step never started"
+            );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let pid = child.id().to_string();
-        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(code), "{signal}");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -676,28 +696,51 @@ fn out_never_deletes_what_runbook_did_not_write() {
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains("is not a handoff package"), "{stderr}");
-        assert_eq!(std::fs::read_to_string(mine.join("notes.txt")).unwrap(), "my notes");
+        assert_eq!(
+            std::fs::read_to_string(mine.join("notes.txt")).unwrap(),
+            "my notes"
+        );
     }
-    assert_eq!(sandboxes(dir.path()), 0, "--out is checked before any sandbox exists");
+    assert_eq!(
+        sandboxes(dir.path()),
+        0,
+        "--out is checked before any sandbox exists"
+    );
     // A plain file is never moved aside.
     std::fs::write(dir.path().join("file.txt"), "data").unwrap();
     let out = runbook(dir.path(), &["render", rb, "--out", "file.txt", "--force"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("it is a file"), "{:?}", text(&out));
-    assert_eq!(std::fs::read_to_string(dir.path().join("file.txt")).unwrap(), "data");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("file.txt")).unwrap(),
+        "data"
+    );
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!names.iter().any(|n| n.contains(".old") || n.contains(".partial")), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains(".old") || n.contains(".partial")),
+        "{names:?}"
+    );
     // A package of ours is replaced only with --force, and that is refused up front.
-    assert!(runbook(dir.path(), &["run", rb, "--out", "pkg"]).status.success());
+    assert!(
+        runbook(dir.path(), &["run", rb, "--out", "pkg"])
+            .status
+            .success()
+    );
     let again = runbook(dir.path(), &["run", rb, "--out", "pkg"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again).1.contains("--force"), "{:?}", text(&again));
     assert!(!text(&again).1.contains("handoff package (passed)"));
-    assert!(runbook(dir.path(), &["run", rb, "--out", "pkg", "--force"]).status.success());
+    assert!(
+        runbook(dir.path(), &["run", rb, "--out", "pkg", "--force"])
+            .status
+            .success()
+    );
     assert!(dir.path().join("pkg/.runbook-package").exists());
 }
 
@@ -729,8 +772,11 @@ steps:
         &["run", "split.yaml", "--var", &format!("TOKEN={token}")],
     );
     assert!(out.status.success(), "{:?}", text(&out));
-    let log = std::fs::read_to_string(dir.path().join("handoff-package/test-results/sandbox-log.txt"))
-        .unwrap();
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join("handoff-package/test-results/sandbox-log.txt"),
+    )
+    .unwrap();
     assert!(log.contains("***"), "{log}");
     for entry in walk(&dir.path().join("handoff-package")) {
         let bytes = std::fs::read(&entry).unwrap();
@@ -760,8 +806,11 @@ fn huge_output_ships_as_a_bounded_excerpt() {
     let rb = one_step(dir.path(), "loud", "yes | head -c 50000000");
     let out = runbook(dir.path(), &["run", rb.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));
-    let log = std::fs::read_to_string(dir.path().join("handoff-package/test-results/sandbox-log.txt"))
-        .unwrap();
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join("handoff-package/test-results/sandbox-log.txt"),
+    )
+    .unwrap();
     assert!(log.len() < 2 * 1024 * 1024 + 8192, "{}", log.len());
     assert!(log.contains("this command printed 50000000 bytes in all, sha256 "));
 }
@@ -782,11 +831,18 @@ fn absurd_durations_and_outside_workdirs_are_lint_errors_not_panics() {
         .unwrap();
         let out = runbook(dir.path(), &["validate", "bad.yaml"]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(text(&out).0.contains(&format!("error[{code}]")), "{:?}", text(&out));
+        assert!(
+            text(&out).0.contains(&format!("error[{code}]")),
+            "{:?}",
+            text(&out)
+        );
         let out = runbook(dir.path(), &["run", "bad.yaml"]);
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("nothing was run") && stderr.contains(code), "{stderr}");
+        assert!(
+            stderr.contains("nothing was run") && stderr.contains(code),
+            "{stderr}"
+        );
         assert!(!stderr.contains("internal error"), "{stderr}");
     }
 }
@@ -795,13 +851,19 @@ fn absurd_durations_and_outside_workdirs_are_lint_errors_not_panics() {
 fn destroy_all_goes_past_a_busy_sandbox() {
     let dir = workdir();
     let rb = one_step(dir.path(), "kept", "echo kept");
-    let out = runbook(dir.path(), &["run", rb.to_str().unwrap(), "--keep", "--out", "kept-pkg"]);
+    let out = runbook(
+        dir.path(),
+        &["run", rb.to_str().unwrap(), "--keep", "--out", "kept-pkg"],
+    );
     assert!(out.status.success(), "{:?}", text(&out));
     let (mut busy, busy_id) = start_hanging_run(dir.path(), "persistent", 979790);
     let out = runbook(dir.path(), &["sandbox", "destroy", "--all"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(&format!("error: {busy_id}: sandbox `{busy_id}` is in use")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: {busy_id}: sandbox `{busy_id}` is in use")),
+        "{stderr}"
+    );
     assert!(stderr.contains("destroyed kept-"), "{stderr}");
     busy.kill().unwrap();
     busy.wait().unwrap();

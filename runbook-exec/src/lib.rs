@@ -39,25 +39,25 @@
 mod engine;
 mod error;
 mod events;
-mod lock;
 #[cfg(feature = "kube")]
 pub mod kube;
 #[cfg(feature = "local")]
 pub mod local;
+mod lock;
 mod redact;
 mod sandbox;
 
 pub use engine::{
-    Amendment, Outcome, RunMode, RunOptions, Session, SessionState, log_path, now_rfc3339,
-    rfc3339, run_all,
+    Amendment, Outcome, RunMode, RunOptions, Session, SessionState, log_path, now_rfc3339, rfc3339,
+    run_all,
 };
 pub use error::{ExecError, Result};
 pub use events::{Event, NoObserver, Observer, Recorder};
-pub use lock::SandboxLock;
 #[cfg(feature = "kube")]
 pub use kube::{KubeProvider, KubeSandbox};
 #[cfg(feature = "local")]
 pub use local::{LocalProvider, LocalSandbox, RunAs};
+pub use lock::SandboxLock;
 pub use redact::{MASK, Redactor, StreamRedactor};
 pub use sandbox::{
     CommandSpec, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Reaped, Sandbox,

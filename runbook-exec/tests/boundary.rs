@@ -81,10 +81,7 @@ mod links {
         )
         .await
         .unwrap_err();
-        assert!(
-            err.to_string().contains("never follows links"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("never follows links"), "{err}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's own\n");
         let meta = std::fs::metadata(&victim).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
@@ -135,10 +132,7 @@ mod isolation {
         let runbook = Runbook::builder("neighbour")
             .variable(Variable::new("TOKEN", Category::Credential).generated())
             .config_file(ConfigFile::new("config/app.conf", "token=${TOKEN}\n"))
-            .step(
-                step("start", "(sleep 3131 & echo $! > daemon.pid)")
-                    .uses_file("config/app.conf"),
-            )
+            .step(step("start", "(sleep 3131 & echo $! > daemon.pid)").uses_file("config/app.conf"))
             .build()
             .unwrap()
             .runbook;
@@ -172,11 +166,21 @@ mod isolation {
                 .read_only();
             let mut rb = b.runbook().clone();
             rb.steps = vec![b_step];
-            let outcome = run_all(&provider, rb, options(Lifetime::Ephemeral), RunMode::default())
-                .await
-                .unwrap();
+            let outcome = run_all(
+                &provider,
+                rb,
+                options(Lifetime::Ephemeral),
+                RunMode::default(),
+            )
+            .await
+            .unwrap();
             let out = &outcome.report.steps[0].attempts[0].output;
-            assert_ne!(out.exit_code, Some(0), "`{attack}` got through: {}", out.stdout);
+            assert_ne!(
+                out.exit_code,
+                Some(0),
+                "`{attack}` got through: {}",
+                out.stdout
+            );
             assert!(!out.stdout.contains("token="), "{}", out.stdout);
             assert!(
                 out.stderr.contains("Permission denied") || out.stderr.contains("not permitted"),
@@ -220,8 +224,14 @@ mod containment {
         .await
         .unwrap();
         assert!(outcome.passed(), "{:#?}", outcome.report);
-        assert!(processes_with("sleep 7791").is_empty(), "setsid + env -i + cd / escaped");
-        assert!(processes_with("sleep 7792").is_empty(), "a double fork escaped");
+        assert!(
+            processes_with("sleep 7791").is_empty(),
+            "setsid + env -i + cd / escaped"
+        );
+        assert!(
+            processes_with("sleep 7792").is_empty(),
+            "a double fork escaped"
+        );
     }
 
     #[tokio::test]
@@ -231,10 +241,7 @@ mod containment {
         }
         let (_root, provider) = provider();
         let runbook = Runbook::builder("slow")
-            .step(
-                step("slow", "(setsid sleep 7793 &); sleep 7794")
-                    .timeout(Duration::from_secs(1)),
-            )
+            .step(step("slow", "(setsid sleep 7793 &); sleep 7794").timeout(Duration::from_secs(1)))
             .build()
             .unwrap()
             .runbook;
@@ -292,9 +299,18 @@ mod containment {
         let resumed = Session::resume(&provider, &id, None, RunOptions::default())
             .await
             .unwrap();
-        assert!(processes_with("sleep 7796").is_empty(), "the interrupted attempt's daemon");
-        assert!(processes_with("sleep 7797").is_empty(), "the interrupted attempt");
-        assert!(!processes_with("sleep 7795").is_empty(), "the completed step's daemon");
+        assert!(
+            processes_with("sleep 7796").is_empty(),
+            "the interrupted attempt's daemon"
+        );
+        assert!(
+            processes_with("sleep 7797").is_empty(),
+            "the interrupted attempt"
+        );
+        assert!(
+            !processes_with("sleep 7795").is_empty(),
+            "the completed step's daemon"
+        );
         drop(resumed);
         provider.destroy(&id).await.unwrap();
         assert!(processes_with("sleep 7795").is_empty());
@@ -355,14 +371,22 @@ mod cleanup {
             lifetime,
         };
         let mut ids = Vec::new();
-        for lifetime in [Lifetime::Ephemeral, Lifetime::Ephemeral, Lifetime::Ephemeral] {
+        for lifetime in [
+            Lifetime::Ephemeral,
+            Lifetime::Ephemeral,
+            Lifetime::Ephemeral,
+        ] {
             let mut s = provider.provision(&make(lifetime)).await.unwrap();
             s.keep(); // left behind, as by a killed run
             ids.push(s.id().to_owned());
         }
         let (no_control, garbled, intact) = (&ids[0], &ids[1], &ids[2]);
         std::fs::remove_dir_all(provider.sandbox_dir(no_control).join("control")).unwrap();
-        std::fs::write(provider.sandbox_dir(garbled).join("meta.json"), "{ not json").unwrap();
+        std::fs::write(
+            provider.sandbox_dir(garbled).join("meta.json"),
+            "{ not json",
+        )
+        .unwrap();
         let list = provider.list().await.unwrap();
         let garbled_info = list.iter().find(|s| &s.id == garbled).expect("listed");
         assert!(garbled_info.damaged.as_deref().unwrap().contains("garbled"));
@@ -370,7 +394,12 @@ mod cleanup {
         let reaped = provider.reap().await.unwrap();
         assert!(reaped.destroyed.contains(no_control), "{reaped:?}");
         assert!(reaped.destroyed.contains(intact), "{reaped:?}");
-        assert!(reaped.skipped.iter().any(|(id, why)| id == garbled && why.contains("damaged")));
+        assert!(
+            reaped
+                .skipped
+                .iter()
+                .any(|(id, why)| id == garbled && why.contains("damaged"))
+        );
         // The damaged one is destroyed by id, its user with it.
         let user = format!("rb-{}", garbled.rsplit('-').next().unwrap());
         assert!(nix::unistd::User::from_name(&user).unwrap().is_some());
@@ -378,6 +407,30 @@ mod cleanup {
         assert!(!provider.sandbox_dir(garbled).exists());
         assert!(nix::unistd::User::from_name(&user).unwrap().is_none());
         assert!(provider.list().await.unwrap().is_empty());
+    }
+
+    /// A state root deleted with a sandbox still in it (a test's temporary directory, an
+    /// `rm -rf`): reap, from any state root, removes the user and cgroup left behind.
+    #[tokio::test]
+    async fn reap_removes_what_a_deleted_sandbox_left_outside_its_directory() {
+        if !needs_root("reap_removes_what_a_deleted_sandbox_left_outside_its_directory") {
+            return;
+        }
+        let (doomed_root, doomed) = provider();
+        let request = ProvisionRequest {
+            runbook: "deleted".into(),
+            lifetime: Lifetime::Persistent,
+        };
+        let mut sandbox = doomed.provision(&request).await.unwrap();
+        sandbox.keep();
+        let id = sandbox.id().to_owned();
+        drop(sandbox);
+        let user = format!("rb-{}", id.rsplit('-').next().unwrap());
+        std::fs::remove_dir_all(doomed_root.path().join("local")).unwrap();
+        assert!(nix::unistd::User::from_name(&user).unwrap().is_some());
+        let (_root, other) = provider();
+        other.reap().await.unwrap();
+        assert!(nix::unistd::User::from_name(&user).unwrap().is_none());
     }
 
     #[tokio::test]

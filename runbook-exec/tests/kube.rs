@@ -80,7 +80,7 @@ fn client() -> (kube::Client, Handle) {
     (kube::Client::new(service, "default"), handle)
 }
 
-fn provider(client: kube::Client) -> (tempfile::TempDir, KubeProvider) {
+fn provider(client: kube::Client) -> (common::TestRoot, KubeProvider) {
     let (dir, local) = common::provider();
     let p = KubeProvider::new(client, "kind-sandbox", &["kind-*".to_owned()], local)
         .unwrap()

@@ -667,11 +667,16 @@ async fn output_is_capped_in_memory_excerpted_in_the_package_log_and_complete_in
         .map(|b| format!("{b:02x}"))
         .collect();
     assert!(
-        log.contains(&format!("this command printed 3000000 bytes in all, sha256 {hex}")),
+        log.contains(&format!(
+            "this command printed 3000000 bytes in all, sha256 {hex}"
+        )),
         "{}",
         &log[log.len() - 400..]
     );
-    assert!(log.contains(&format!("[... {} bytes of output not shown here ...]", 3_000_000 - 2 * 1024 * 1024)));
+    assert!(log.contains(&format!(
+        "[... {} bytes of output not shown here ...]",
+        3_000_000 - 2 * 1024 * 1024
+    )));
     // The complete log stays with the sandbox.
     let id = &outcome.report.sandbox.id;
     let full = std::fs::metadata(runbook_exec::log_path(

@@ -151,7 +151,10 @@ const SUMS: &str = "SHA256SUMS";
 pub const MARKER: &str = ".runbook-package";
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A new directory `<prefix>-<n>` under `parent`, created exclusively.
@@ -160,7 +163,11 @@ fn unique_dir(parent: &Path, prefix: &str) -> Result<PathBuf, RenderError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     for n in 0..1000u32 {
-        let dir = parent.join(format!("{prefix}-{}-{}", std::process::id(), seed.wrapping_add(n)));
+        let dir = parent.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            seed.wrapping_add(n)
+        ));
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -264,7 +271,9 @@ pub fn check_target(target: &Path, replace: bool) -> Result<(), RenderError> {
                     source,
                 })?;
                 if sha256_hex(&bytes) != *hash {
-                    return Err(not(format!("`{shown}` was changed since the package was written")));
+                    return Err(not(format!(
+                        "`{shown}` was changed since the package was written"
+                    )));
                 }
             } else {
                 return Err(not(format!("`{shown}` is not a file of the package")));
@@ -394,7 +403,10 @@ impl Package {
         for (path, bytes) in &self.files {
             sums.push_str(&format!("{}  {path}\n", sha256_hex(bytes)));
         }
-        let marker = format!("runbook handoff package\nid: {}\n", sha256_hex(sums.as_bytes()));
+        let marker = format!(
+            "runbook handoff package\nid: {}\n",
+            sha256_hex(sums.as_bytes())
+        );
         self.files.insert(SUMS.into(), sums.into_bytes());
         self.files.insert(MARKER.into(), marker.into_bytes());
         self

@@ -288,7 +288,11 @@ fn writing_is_atomic_and_refuses_to_clobber() {
     // A file the writer did not write is never deleted, not even when asked to replace.
     std::fs::write(target.join("notes.txt"), "mine").unwrap();
     let err = package.write_to(&target, true).unwrap_err();
-    assert!(err.to_string().contains("`notes.txt` is not a file of the package"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`notes.txt` is not a file of the package"),
+        "{err}"
+    );
     assert!(target.join("notes.txt").exists());
     std::fs::remove_file(target.join("notes.txt")).unwrap();
     // Nor is a package file someone changed.

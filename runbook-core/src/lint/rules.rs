@@ -280,7 +280,10 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
             out.push(d(
                 Rule::WorkdirOutside,
                 format!("steps[{i}].workdir"),
-                format!("step `{}` has workdir `{w}`, outside the work directory", s.id),
+                format!(
+                    "step `{}` has workdir `{w}`, outside the work directory",
+                    s.id
+                ),
                 "use a path relative to the work directory, without `..` (e.g. `app/config`)",
             ));
         }

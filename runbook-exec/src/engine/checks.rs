@@ -97,7 +97,8 @@ impl Session {
                 Err(actual) => actual,
             };
             let interval = check.retry.interval();
-            let retry = deadline.is_some_and(|d| Instant::now().checked_add(interval).is_some_and(|t| t < d));
+            let retry = deadline
+                .is_some_and(|d| Instant::now().checked_add(interval).is_some_and(|t| t < d));
             if !retry {
                 let actual = self.redactor.redact(&actual);
                 self.log_line(&format!(

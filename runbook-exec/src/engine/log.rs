@@ -113,7 +113,12 @@ impl CommandLog {
         }
         let _ = log.excerpt.write_all(&tail);
         if shown < self.total {
-            let hex: String = self.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            let hex: String = self
+                .hash
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let _ = write!(
                 log.excerpt,
                 "\n[this command printed {} bytes in all, sha256 {hex}; the complete log is {} while sandbox {} exists]\n",

@@ -71,4 +71,3 @@ pub fn load(dir: &Path) -> Result<Option<SessionState>> {
         Err(e) => Err(ExecError::io("read the state file", path)(e)),
     }
 }
-

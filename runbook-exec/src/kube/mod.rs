@@ -27,8 +27,8 @@ use runbook_core::{KubeCheck, Lifetime};
 
 use crate::local::{LocalProvider, LocalSandbox};
 use crate::{
-    CommandSpec, ExecError, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Result,
-    Reaped, Sandbox, SandboxInfo,
+    CommandSpec, ExecError, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Reaped,
+    Result, Sandbox, SandboxInfo,
 };
 
 /// The label every sandbox namespace carries.

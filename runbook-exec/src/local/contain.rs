@@ -40,7 +40,9 @@ pub(super) fn hierarchy() -> Option<&'static Path> {
 
 /// Mount points escape spaces and tabs as octal (`\040`).
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\134", "\\")
 }
 
 /// The cgroup of a sandbox, when cgroups are available.
@@ -48,11 +50,16 @@ pub(super) fn sandbox_cgroup(id: &str) -> Option<PathBuf> {
     hierarchy().map(|h| h.join(id))
 }
 
-/// Creates a cgroup (and its sandbox parent); an existing one is reused.
+/// Creates a cgroup (and its sandbox parent); an existing one is reused. A reaper may
+/// remove an empty parent at the same moment: then it is made again.
 pub(super) fn create(path: &Path) -> std::io::Result<()> {
-    match std::fs::create_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => return Ok(()),
+        }
     }
 }
 
@@ -111,3 +118,19 @@ pub(super) fn processes(path: &Path) -> Vec<i32> {
 /// then replaces itself with the command (`"$@"`): the command starts inside the cgroup,
 /// so nothing it forks can be outside it.
 pub(super) const JOIN_AND_EXEC: &str = r#"echo $$ > "$0" && exec "$@""#;
+
+/// Removes the cgroups of sandboxes that run nothing (a sandbox whose directory was
+/// deleted without destroying it leaves its cgroup behind). An empty cgroup holds no
+/// state: a live sandbox re-creates its own when it next runs a command.
+pub(super) fn remove_empty() {
+    let Some(base) = hierarchy() else {
+        return;
+    };
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !populated(&entry.path()) {
+                remove_tree(&entry.path());
+            }
+        }
+    }
+}

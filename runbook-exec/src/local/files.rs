@@ -81,7 +81,11 @@ pub(super) fn write_beneath(
         dir = next;
     }
     shown.push(name);
-    let tmp = format!(".{}.runbook-{}", name.to_string_lossy(), super::random_suffix());
+    let tmp = format!(
+        ".{}.runbook-{}",
+        name.to_string_lossy(),
+        super::random_suffix()
+    );
     let fd = openat(
         &dir,
         tmp.as_str(),
@@ -97,7 +101,8 @@ pub(super) fn write_beneath(
         nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode))
             .map_err(|e| refused(&shown, e))?;
         let mut file = std::fs::File::from(fd.try_clone().map_err(ExecError::io("write", &shown))?);
-        file.write_all(contents).map_err(ExecError::io("write", &shown))?;
+        file.write_all(contents)
+            .map_err(ExecError::io("write", &shown))?;
         renameat(&dir, tmp.as_str(), &dir, name).map_err(|e| refused(&shown, e))
     };
     let result = finish();

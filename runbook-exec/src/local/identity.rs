@@ -47,10 +47,9 @@ pub(super) fn create(name: &str, id: &str, home: &std::path::Path) -> Result<Use
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    User::from_name(name)
-        .ok()
-        .flatten()
-        .ok_or_else(|| ExecError::Provider(format!("user `{name}` was created but cannot be found")))
+    User::from_name(name).ok().flatten().ok_or_else(|| {
+        ExecError::Provider(format!("user `{name}` was created but cannot be found"))
+    })
 }
 
 /// The sandbox's user, if it exists and is ours.
@@ -79,4 +78,24 @@ pub(super) fn remove(name: &str, id: &str) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         )))
     }
+}
+
+/// Users this library created for sandboxes whose directory is gone (its state root was
+/// deleted without destroying them): `(user name, sandbox id)`.
+pub(super) fn orphans() -> Vec<(String, String)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let (name, gecos, home) = (fields.first()?, fields.get(4)?, fields.get(5)?);
+            let id = gecos.strip_prefix("runbook sandbox ")?;
+            // The home is the sandbox's work directory; its parent is the sandbox, which
+            // is assembled under a hidden name before it gets its own.
+            let sandbox = std::path::Path::new(home).parent()?;
+            let staging = sandbox.with_file_name(format!(".{id}.new"));
+            (name.starts_with("rb-") && !sandbox.exists() && !staging.exists())
+                .then(|| ((*name).to_owned(), id.to_owned()))
+        })
+        .collect()
 }

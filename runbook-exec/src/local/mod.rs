@@ -42,8 +42,8 @@ use tokio::process::Command;
 use crate::engine::state;
 use crate::lock::SandboxLock;
 use crate::{
-    CommandSpec, ExecError, Exit, OutputSink, Provider, ProvisionRequest, Reaped, Result,
-    Sandbox, SandboxInfo,
+    CommandSpec, ExecError, Exit, OutputSink, Provider, ProvisionRequest, Reaped, Result, Sandbox,
+    SandboxInfo,
 };
 
 /// The environment variable that marks every process of a sandbox.
@@ -382,14 +382,14 @@ impl LocalProvider {
             _ => None,
         };
         let per_sandbox = self.run_as == RunAs::PerSandbox;
-        if per_sandbox || shared_user.is_some() {
-            if let Some(blocked) = unreachable_ancestor(&self.sandboxes()) {
-                return Err(ExecError::Provider(format!(
-                    "sandbox commands run as an unprivileged user, who cannot enter `{}`: choose a \
-                     state root it can reach (RUNBOOK_STATE_DIR=/var/lib/runbook, or a directory under /tmp)",
-                    blocked.display()
-                )));
-            }
+        if (per_sandbox || shared_user.is_some())
+            && let Some(blocked) = unreachable_ancestor(&self.sandboxes())
+        {
+            return Err(ExecError::Provider(format!(
+                "sandbox commands run as an unprivileged user, who cannot enter `{}`: choose a \
+                 state root it can reach (RUNBOOK_STATE_DIR=/var/lib/runbook, or a directory under /tmp)",
+                blocked.display()
+            )));
         }
         let id = format!("{}-{}", request.runbook, random_suffix());
         let names = Names::of(&id);
@@ -448,7 +448,8 @@ impl LocalProvider {
         .map_err(ExecError::io("write", &meta_path))?;
         // The sandbox user may enter (group) but not change or list others' directories.
         if let Some(u) = &user {
-            chown(&staging, Some(0), Some(u.gid.as_raw())).map_err(ExecError::io("chown", &staging))?;
+            chown(&staging, Some(0), Some(u.gid.as_raw()))
+                .map_err(ExecError::io("chown", &staging))?;
             std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o750))
                 .map_err(ExecError::io("set permissions of", &staging))?;
         } else {
@@ -584,11 +585,24 @@ impl LocalProvider {
 
     fn reap_local(&self) -> Result<Reaped> {
         let mut reaped = Reaped::default();
+        // What sandboxes deleted behind the provider's back left outside their directory.
+        for (user, id) in identity::orphans() {
+            if let Some(cg) = contain::sandbox_cgroup(&id) {
+                contain::kill(&cg, KILL_LIMIT);
+            }
+            if let Err(e) = identity::remove(&user, &id) {
+                reaped.skipped.push((id, e.to_string()));
+            }
+        }
+        contain::remove_empty();
         for s in self.list_local()? {
             if let Some(why) = s.damaged {
                 reaped.skipped.push((
                     s.id.clone(),
-                    format!("damaged ({why}); destroy it with `runbook sandbox destroy {}`", s.id),
+                    format!(
+                        "damaged ({why}); destroy it with `runbook sandbox destroy {}`",
+                        s.id
+                    ),
                 ));
                 continue;
             }
@@ -650,8 +664,8 @@ fn read_meta(dir: &Path) -> Option<Meta> {
 }
 
 fn read_meta_checked(dir: &Path) -> std::result::Result<Meta, String> {
-    let bytes = std::fs::read(dir.join("meta.json"))
-        .map_err(|e| format!("cannot read meta.json: {e}"))?;
+    let bytes =
+        std::fs::read(dir.join("meta.json")).map_err(|e| format!("cannot read meta.json: {e}"))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("meta.json is garbled: {e}"))
 }
 
@@ -788,7 +802,11 @@ impl LocalSandbox {
                         leaf.join("cgroup.procs").to_string_lossy().into_owned(),
                     ]);
                 }
-                argv.extend(["nsenter".into(), format!("--net=/run/netns/{ns}"), "--".into()]);
+                argv.extend([
+                    "nsenter".into(),
+                    format!("--net=/run/netns/{ns}"),
+                    "--".into(),
+                ]);
                 if let Some(u) = &self.user {
                     argv.extend([
                         "setpriv".into(),

@@ -69,14 +69,20 @@ pub(crate) async fn run(
         let procs = leaf.path.join("cgroup.procs");
         // The guard kills the waiting process if it cannot be contained: never run it outside.
         std::fs::write(&procs, pid.to_string()).map_err(|e| {
-            ExecError::Provider(format!("cannot move the command into its cgroup `{}`: {e}", procs.display()))
+            ExecError::Provider(format!(
+                "cannot move the command into its cgroup `{}`: {e}",
+                procs.display()
+            ))
         })?;
         if let Some(mut stdin) = child.stdin.take() {
             let _ = stdin.write_all(b"go\n").await;
         }
     }
     if let Some(pgid) = pgid
-        && let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(running)
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(running)
     {
         let _ = writeln!(f, "pgid={pgid}");
     }

@@ -9,14 +9,52 @@ use runbook_exec::LocalProvider;
 use tempfile::TempDir;
 
 /// A provider with its own state root, reachable by the unprivileged sandbox user.
-pub fn provider() -> (TempDir, LocalProvider) {
-    let root = tempfile::Builder::new()
+pub fn provider() -> (TestRoot, LocalProvider) {
+    let dir = tempfile::Builder::new()
         .prefix("runbook-test-")
         .tempdir()
         .unwrap();
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let provider = LocalProvider::with_root(root.path());
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let provider = LocalProvider::with_root(dir.path());
+    let root = TestRoot {
+        dir,
+        provider: provider.clone(),
+    };
     (root, provider)
+}
+
+/// A test's state root: when it goes, every sandbox left in it is destroyed first, so
+/// that no sandbox user, cgroup or process outlives the test.
+pub struct TestRoot {
+    dir: TempDir,
+    provider: LocalProvider,
+}
+
+impl TestRoot {
+    /// The state root.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        use runbook_exec::Provider;
+        let provider = self.provider.clone();
+        // A runtime of its own, on a thread of its own: this may run inside a test's.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for s in provider.list().await.unwrap_or_default() {
+                    let _ = provider.destroy(&s.id).await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// Waits for `condition` with a deadline; never sleeps to hope.

@@ -507,10 +507,16 @@ async fn run_session(
     let (outcome, kept) = match finished {
         Ok(r) => r?,
         Err(n) => {
-            let id = sandbox_id.lock().ok().and_then(|s| s.clone()).unwrap_or_else(|| "(not yet created)".into());
+            let id = sandbox_id
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .unwrap_or_else(|| "(not yet created)".into());
             let name = signal_name(n);
             if lifetime_hint == Lifetime::Persistent {
-                eprintln!("\n{name}: sandbox {id} is kept; continue with `runbook resume {id}` or remove it with `runbook sandbox destroy {id}`");
+                eprintln!(
+                    "\n{name}: sandbox {id} is kept; continue with `runbook resume {id}` or remove it with `runbook sandbox destroy {id}`"
+                );
             } else {
                 eprintln!("\n{name}: sandbox {id} was torn down, with everything it ran");
             }
