@@ -46,26 +46,22 @@ fn main() {
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = support::median(5, || {
-        let out = Command::new(exe)
-            .args([
-                "run",
-                trivial.to_str().unwrap(),
-                "--lifetime",
-                "ephemeral",
-                "--force",
-                "--out",
-            ])
-            .arg(dir.path().join("pkg"))
+    // `runbook run` in an ephemeral sandbox, replacing the package of the last run.
+    let run_ephemeral = |file: &std::path::Path, out: &str| {
+        let status = Command::new(exe)
+            .args(["run", file.to_str().unwrap(), "--lifetime", "ephemeral"])
+            .args(["--force", "--out"])
+            .arg(dir.path().join(out))
             .env("RUNBOOK_STATE_DIR", &state)
             .output()
             .unwrap();
         assert!(
-            out.status.success(),
+            status.status.success(),
             "{}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&status.stderr)
         );
-    });
+    };
+    let run = support::median(5, || run_ephemeral(&trivial, "pkg"));
     println!(
         "cli: runbook run, 50 trivial steps with one check each: {:.0} ms",
         run.as_secs_f64() * 1e3
@@ -84,24 +80,7 @@ fn main() {
         )
         .unwrap();
         let t = std::time::Instant::now();
-        let out = Command::new(exe)
-            .args([
-                "run",
-                loud.to_str().unwrap(),
-                "--lifetime",
-                "ephemeral",
-                "--force",
-                "--out",
-            ])
-            .arg(dir.path().join("loud-pkg"))
-            .env("RUNBOOK_STATE_DIR", &state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ephemeral(&loud, "loud-pkg");
         let peak_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
             .unwrap()
             .max_rss();

@@ -201,6 +201,45 @@ mod isolation {
 mod containment {
     use super::*;
 
+    /// The shell of every step and check is in its sandbox's cgroup before it runs a
+    /// thing; the gate that holds it there leaves no trace (a nested bash runs freely,
+    /// stdin is at its end, the environment is the one given).
+    #[tokio::test]
+    async fn every_command_starts_inside_the_sandbox_cgroup() {
+        if !needs_root("every_command_starts_inside_the_sandbox_cgroup") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let inside = r#"grep -q "/runbook/inside-[0-9a-f]*/" /proc/$$/cgroup"#;
+        let runbook = Runbook::builder("inside")
+            .step(
+                Step::new("inside", "Check where it runs")
+                    .run(format!(
+                        "{inside} && bash -c 'echo nested' > nested && cat > stdin && env > env"
+                    ))
+                    .verify(Check::command(format!("{inside} && echo yes")).stdout_equals("yes"))
+                    .verify(Check::command("cat nested").stdout_equals("nested"))
+                    .verify(Check::command("wc -c < stdin").stdout_equals("0"))
+                    .verify(
+                        Check::command("grep -c -e BASH_ENV -e RUNBOOK_GATE env || true")
+                            .stdout_equals("0"),
+                    )
+                    .rollback("true"),
+            )
+            .build()
+            .unwrap()
+            .runbook;
+        let outcome = run_all(
+            &provider,
+            runbook,
+            options(Lifetime::Ephemeral),
+            RunMode::default(),
+        )
+        .await
+        .unwrap();
+        assert!(outcome.passed(), "{:#?}", outcome.report);
+    }
+
     #[tokio::test]
     async fn daemons_that_leave_the_process_group_die_with_an_ephemeral_sandbox() {
         if !needs_root("daemons_that_leave_the_process_group_die_with_an_ephemeral_sandbox") {

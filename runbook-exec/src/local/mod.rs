@@ -52,6 +52,9 @@ pub const MARKER_VAR: &str = "RUNBOOK_SANDBOX_ID";
 /// How long teardown waits for a sandbox's processes to die.
 const KILL_LIMIT: Duration = Duration::from_secs(10);
 
+/// The gate bash commands read before they run (root's, readable by the sandbox user).
+const BASH_GATE_FILE: &str = "gate.bash";
+
 /// The control file naming the command in flight, so that a later process can end what
 /// an interrupted attempt left running.
 const RUNNING_FILE: &str = "running";
@@ -440,6 +443,7 @@ impl LocalProvider {
                 own: per_sandbox,
             }),
         };
+        write_gate(&staging)?;
         let meta_path = staging.join("meta.json");
         std::fs::write(
             &meta_path,
@@ -458,8 +462,21 @@ impl LocalProvider {
         }
         std::fs::rename(&staging, &dir).map_err(ExecError::io("rename into place", &dir))?;
         undo.disarm();
-        Ok(LocalSandbox {
-            id: id.clone(),
+        Ok(self.open(id, dir, meta, user, cgroup, lock))
+    }
+
+    /// The handle on a sandbox that is ready and locked.
+    fn open(
+        &self,
+        id: String,
+        dir: PathBuf,
+        meta: Meta,
+        user: Option<nix::unistd::User>,
+        cgroup: Option<PathBuf>,
+        lock: SandboxLock,
+    ) -> LocalSandbox {
+        LocalSandbox {
+            id,
             control: dir.join("control"),
             dir,
             shell: self.shell.clone(),
@@ -472,7 +489,7 @@ impl LocalProvider {
             description: OnceLock::new(),
             lock: Some(lock),
             commands: AtomicU64::new(0),
-        })
+        }
     }
 
     pub(crate) fn resume_local(&self, id: &str) -> Result<LocalSandbox> {
@@ -498,24 +515,11 @@ impl LocalProvider {
             contain::create(cg).map_err(ExecError::io("create the cgroup", cg))?;
         }
         end_interrupted(&control, cgroup.as_deref());
+        write_gate(&dir)?;
         if let Some(ns) = &meta.netns {
             ensure_netns(ns)?;
         }
-        Ok(LocalSandbox {
-            id: id.to_owned(),
-            dir,
-            control,
-            shell: self.shell.clone(),
-            path: self.path.clone(),
-            env: self.env.clone(),
-            user,
-            cgroup,
-            meta,
-            alive: true,
-            description: OnceLock::new(),
-            lock: Some(lock),
-            commands: AtomicU64::new(0),
-        })
+        Ok(self.open(id.to_owned(), dir, meta, user, cgroup, lock))
     }
 
     pub(crate) fn list_local(&self) -> Result<Vec<SandboxInfo>> {
@@ -652,6 +656,14 @@ impl Drop for Undo {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Writes the bash gate into the sandbox directory (root's: the sandbox cannot change it).
+fn write_gate(dir: &Path) -> Result<()> {
+    let path = dir.join(BASH_GATE_FILE);
+    std::fs::write(&path, process::BASH_GATE).map_err(ExecError::io("write", &path))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .map_err(ExecError::io("set permissions of", &path))
 }
 
 /// A sandbox id names one directory entry: no separators, nothing hidden.
@@ -819,12 +831,14 @@ impl LocalSandbox {
             }
             (None, Some(_)) => {
                 gated = true;
-                argv.extend([
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    process::GATE.into(),
-                    "gate".into(),
-                ]);
+                if !self.bash_gate() {
+                    argv.extend([
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        process::GATE.into(),
+                        "gate".into(),
+                    ]);
+                }
             }
             (None, None) => {}
         }
@@ -848,7 +862,18 @@ impl LocalSandbox {
             c.env("USER", &u.name).env("LOGNAME", &u.name);
         }
         c.envs(&spec.env).envs(&self.env);
+        if gated && self.bash_gate() {
+            c.env("BASH_ENV", self.dir.join(BASH_GATE_FILE));
+        }
         Ok((c, gated))
+    }
+
+    /// Whether commands wait at the gate bash reads from `BASH_ENV` (see
+    /// `process::BASH_GATE`) rather than in a `/bin/sh` wrapper.
+    fn bash_gate(&self) -> bool {
+        Path::new(&self.shell)
+            .file_name()
+            .is_some_and(|n| n == "bash")
     }
 
     /// A fresh cgroup for one command, recorded as in flight.

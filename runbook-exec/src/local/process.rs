@@ -29,9 +29,16 @@ pub(crate) struct Leaf<'a> {
 
 /// The shell text of a gate: wait for the executor's go (a line on stdin, sent once the
 /// process is in its cgroup), then become the command. Nothing of the command runs, and
-/// so nothing can fork, before the go; afterwards stdin is at its end, as `/dev/null`
-/// would be.
-pub(crate) const GATE: &str = r#"read -r _; exec "$@""#;
+/// so nothing can fork, before the go; without it (the executor died) nothing runs at
+/// all. Afterwards stdin is at its end, as `/dev/null` would be.
+pub(crate) const GATE: &str = r#"read -r _ || exit 125; exec "$@""#;
+
+/// The same gate for bash, read from `BASH_ENV` before the command: no extra process.
+/// It removes itself from the environment, so the command's own bash children do not
+/// wait for a go that never comes.
+pub(crate) const BASH_GATE: &str = "# runbook: wait until the executor has moved this command into its cgroup.\n\
+read -r RUNBOOK_GATE || exit 125\n\
+unset RUNBOOK_GATE BASH_ENV\n";
 
 /// Runs `command` and streams its output into `sink`; on timeout (or when this future is
 /// dropped) kills its process group and, when it runs in one, its cgroup `leaf`. The
