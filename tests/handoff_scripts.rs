@@ -103,6 +103,18 @@ fn nix_user(name: &str) -> (u32, u32) {
 /// Runs a package script like a human would: a clean environment with the variables set.
 /// As root, it runs as `nobody` (PostgreSQL refuses to run as root).
 fn script(package: &Path, name: &str, work: &Path, vars: &BTreeMap<String, String>) -> Output {
+    script_with(package, name, &[], work, vars, &path_env())
+}
+
+/// [`script`] with arguments and a `PATH` of its own.
+fn script_with(
+    package: &Path,
+    name: &str,
+    args: &[&str],
+    work: &Path,
+    vars: &BTreeMap<String, String>,
+    path: &str,
+) -> Output {
     let mut c = if is_root() {
         let mut c = Command::new("setpriv");
         c.args([
@@ -116,8 +128,9 @@ fn script(package: &Path, name: &str, work: &Path, vars: &BTreeMap<String, Strin
         Command::new("bash")
     };
     c.arg(package.join("scripts").join(name))
+        .args(args)
         .env_clear()
-        .env("PATH", path_env())
+        .env("PATH", path)
         .env("HOME", work)
         .env("LANG", "C.UTF-8")
         .env("RUNBOOK_WORK_DIR", work)
@@ -202,9 +215,21 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
     };
     assert_eq!(unknown.status.code(), Some(2));
 
-    assert_ok(
-        "rollback.sh",
-        &script(&package, "rollback.sh", &work, &vars),
+    // Deploying again is refused: the journal says it is done.
+    let again = script(&package, "deploy.sh", &work, &vars);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("Already deployed"));
+    // Without a terminal and without --yes, rollback changes nothing.
+    let refused = script(&package, "rollback.sh", &work, &vars);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert!(work.join("heartbeat/app.conf").exists());
+    let rollback = script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &path_env());
+    assert_ok("rollback.sh", &rollback);
+    assert!(
+        String::from_utf8_lossy(&rollback.stdout).contains("This rolls back, in this order: start-worker install-config"),
+        "{}",
+        String::from_utf8_lossy(&rollback.stdout)
     );
     assert!(
         !work.join("heartbeat").exists(),
@@ -216,15 +241,10 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
                 .unwrap_or_default()
                 .contains(") Z")
     );
-    let left: Vec<String> = std::fs::read_dir(&work)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
     assert_eq!(
-        left,
-        ["config"],
-        "only the rendered config stays in the work dir"
+        files_under(&work),
+        [".runbook-journal"],
+        "the rendered config files are removed with their step; the journal stays"
     );
 }
 
@@ -255,7 +275,7 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
     assert_ok("verify.sh", &script(&package, "verify.sh", &work, &vars));
     assert_ok(
         "rollback.sh",
-        &script(&package, "rollback.sh", &work, &vars),
+        &script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &path_env()),
     );
     assert!(
         !work.join("data-prod").exists(),
@@ -266,4 +286,160 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
         .output()
         .unwrap();
     assert_eq!(ready.status.code(), Some(2), "the server is stopped");
+}
+
+/// Every regular file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                pending.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A tool on a PATH of its own that prints `version`.
+fn fake_tool(dir: &Path, version: &str) -> String {
+    let bin = dir.join(format!("bin-{version}"));
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("fake-tool");
+    std::fs::write(&tool, format!("#!/bin/sh\necho \"fake-tool version {version}\"\n")).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", bin.display(), path_env())
+}
+
+/// Production fails at step 2 of 3, where a data directory already exists: the deploy
+/// stops at the failing line, rollback asks first, reverts only the step that completed,
+/// and the data that was there before survives.
+#[tokio::test]
+async fn a_partial_failure_rolls_back_only_what_completed_and_spares_existing_data() {
+    let dir = open_dir();
+    let rb: Runbook = runbook::from_yaml_str(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: partial }
+prerequisites:
+  - tool: fake-tool
+    version: ">=2, <3"
+variables:
+  - { name: APP_DIR, category: other, sandbox: app, production: the app directory }
+  - { name: DATA_DIR, category: other, sandbox: data, production: the data directory }
+steps:
+  - id: install
+    title: Install the app
+    run: mkdir -p "$APP_DIR" && echo v1 > "$APP_DIR/version"
+    verify: [{ run: cat "$APP_DIR/version", expect: { stdout: { equals: v1 } } }]
+    rollback:
+      run: rm -rf "$APP_DIR"
+      verify: [{ run: test ! -e "$APP_DIR", expect: { exitCode: 0 } }]
+  - id: init-data
+    title: Initialise the data directory
+    run: |
+      mkdir "$DATA_DIR"
+      echo initialised > "$DATA_DIR/state"
+    verify: [{ run: cat "$DATA_DIR/state", expect: { stdout: { equals: initialised } } }]
+    rollback: { run: rm -rf "$DATA_DIR" }
+  - id: finish
+    title: Mark the install done
+    run: echo done > "$APP_DIR/done"
+    verify: [{ run: cat "$APP_DIR/done", expect: { stdout: { equals: done } } }]
+    rollback: { run: rm -f "$APP_DIR/done" }
+"#,
+    )
+    .unwrap();
+    let sandbox_path = fake_tool(dir.path(), "2.1.0");
+    let provider_dir = dir.path().join("sandbox");
+    std::fs::create_dir_all(&provider_dir).unwrap();
+    std::fs::set_permissions(&provider_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let package = {
+        let provider = LocalProvider::with_root(provider_dir.join("state")).path(&sandbox_path);
+        let outcome = run_all(
+            &provider,
+            rb,
+            RunOptions {
+                lifetime: Some(Lifetime::Ephemeral),
+                ..RunOptions::default()
+            },
+            RunMode::default(),
+        )
+        .await
+        .unwrap();
+        assert!(outcome.passed(), "{:#?}", outcome.report);
+        let package = dir.path().join("handoff-package");
+        runbook::write_package(&outcome, &package, false).unwrap();
+        package
+    };
+    let work = work_dir(dir.path());
+    let data = work.join("prod-data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("precious"), "the customer's data").unwrap();
+    let vars = BTreeMap::from([
+        ("APP_DIR".to_owned(), work.join("prod-app").to_string_lossy().into_owned()),
+        ("DATA_DIR".to_owned(), data.to_string_lossy().into_owned()),
+    ]);
+
+    // A too-old tool stops deploy.sh before step 1; so does a missing one.
+    for (path, said) in [
+        (fake_tool(dir.path(), "1.9.0"), "fake-tool 1.9.0 does not satisfy >=2, <3"),
+        (path_env(), "is fake-tool installed"),
+    ] {
+        let out = script_with(&package, "deploy.sh", &[], &work, &vars, &path);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(said) && stderr.contains("nothing was changed"), "{stderr}");
+        assert!(!work.join("prod-app").exists(), "pre-flight let step 1 run");
+    }
+    let target_path = fake_tool(dir.path(), "2.4.0");
+
+    let deploy = script_with(&package, "deploy.sh", &[], &work, &vars, &target_path);
+    assert_eq!(deploy.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&deploy.stderr);
+    assert!(stderr.contains("FAILED at step init-data"), "{stderr}");
+    assert!(!data.join("state").exists(), "the step went on past its failing line");
+    assert!(!work.join("prod-app/done").exists(), "step 3 ran");
+
+    // No terminal, no --yes: nothing changes.
+    let refused = script_with(&package, "rollback.sh", &[], &work, &vars, &target_path);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(work.join("prod-app/version").exists());
+
+    let rollback = script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &target_path);
+    assert_ok("rollback.sh", &rollback);
+    let stdout = String::from_utf8_lossy(&rollback.stdout);
+    assert!(stdout.contains("This rolls back, in this order: install\n"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&rollback.stderr).contains("Not rolled back: init-data started but did not complete"),
+        "{}",
+        String::from_utf8_lossy(&rollback.stderr)
+    );
+    assert!(!work.join("prod-app").exists());
+    assert_eq!(
+        std::fs::read_to_string(data.join("precious")).unwrap(),
+        "the customer's data"
+    );
+    // Rolling back again finds nothing to do.
+    let again = script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &target_path);
+    assert_ok("rollback.sh again", &again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to roll back"));
+    // As root, where the sandbox ran unprivileged, the scripts refuse.
+    if is_root() {
+        let out = Command::new("bash")
+            .arg(package.join("scripts/deploy.sh"))
+            .env_clear()
+            .env("PATH", &target_path)
+            .env("RUNBOOK_WORK_DIR", &work)
+            .envs(&vars)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to run as root"));
+    }
 }

@@ -32,6 +32,10 @@ pub struct CommandSpec {
     pub workdir: Option<String>,
     /// Kill the command (and everything it started in its process group) after this long.
     pub timeout: Duration,
+    /// Stop at the first failing line (`set -e -o pipefail`): steps and rollbacks run so,
+    /// in the sandbox and in the package's scripts; checks run as written, since their
+    /// exit code is what they are judged by.
+    pub errexit: bool,
 }
 
 /// Receives a command's output as it is produced, in chunks of any size.

@@ -231,6 +231,7 @@ async fn a_sandbox_is_a_labelled_namespace_and_teardown_waits_until_it_is_gone()
         env: [("NAMESPACE".to_owned(), "from-the-runbook".to_owned())].into(),
         workdir: None,
         timeout: Duration::from_secs(5),
+        errexit: false,
     };
     sandbox.run(&spec, &mut sink).await.unwrap();
     assert_eq!(

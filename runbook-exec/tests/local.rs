@@ -857,3 +857,39 @@ async fn non_utf8_output_is_kept_lossily() {
         "ok\u{fffd}\u{fffd}\n"
     );
 }
+
+#[tokio::test]
+async fn a_multi_line_step_fails_at_its_first_failing_line() {
+    let (_root, provider) = provider();
+    for (run, rollback) in [
+        ("false\necho second > second", "true"),
+        ("false | cat\necho second > second", "true"),
+        ("echo first > first", "false\nrm first"),
+    ] {
+        let runbook = Runbook::builder("errexit")
+            .step(
+                Step::new("multi", "A multi-line step")
+                    .run(run)
+                    .verify(Check::command("true").exit_code(0))
+                    .rollback(rollback),
+            )
+            .build()
+            .unwrap()
+            .runbook;
+        let mode = RunMode {
+            exercise_rollback: true,
+            ..RunMode::default()
+        };
+        let outcome = run_all(&provider, runbook, options(Lifetime::Ephemeral), mode)
+            .await
+            .unwrap();
+        if rollback == "true" {
+            assert!(!outcome.passed(), "`{run}` passed");
+            let out = &outcome.report.steps[0].attempts[0].output;
+            assert_eq!(out.exit_code, Some(1), "{run}");
+        } else {
+            let rb = outcome.report.rollback.as_ref().unwrap();
+            assert_eq!(rb.verdict, Verdict::Failed, "`{rollback}` passed");
+        }
+    }
+}

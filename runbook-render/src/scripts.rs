@@ -1,8 +1,25 @@
 //! `scripts/deploy.sh`, `rollback.sh` and `verify.sh`: the tested commands and checks,
-//! byte for byte, as bash a human can run.
+//! byte for byte, as bash a human can run on a target that is not the sandbox.
+//!
+//! What makes them safe to run in production:
+//!
+//! - steps and rollbacks run under `bash -e -o pipefail`, as in the sandbox: a multi-line
+//!   step fails at its first failing line; checks run as written (their exit code is
+//!   what they are judged by);
+//! - a pre-flight checks every prerequisite (present, its version read the way the
+//!   sandbox read it, the semver requirement satisfied) before anything changes;
+//! - `deploy.sh` keeps a journal in the work directory (each step started and completed,
+//!   each config file rendered); `rollback.sh` reverts only the steps the journal shows
+//!   completed, newest first, after listing them and asking (or `--yes`), and removes
+//!   the config files those steps rendered; a step that started but did not complete is
+//!   named and left alone unless `--include-incomplete` (its rollback could destroy what
+//!   existed before the deploy); without a terminal and without `--yes` nothing changes;
+//! - each header says what the sandbox proved (passed, FAILED at a step, not tested), and
+//!   each step says whether it ran there.
 
 use std::fmt::Write;
 
+use runbook_core::report::{Report, StepStatus, Verdict};
 use runbook_core::{Check, Expect, Probe, Runbook, Step, TextMatch};
 
 use crate::text::sh_quote;
@@ -14,19 +31,62 @@ enum Kind {
     Verify,
 }
 
-/// `scripts/deploy.sh`.
-pub fn deploy_script(runbook: &Runbook) -> String {
-    script(runbook, Kind::Deploy)
+/// `scripts/deploy.sh`; `report` is the sandbox run's, if there was one.
+pub fn deploy_script(runbook: &Runbook, report: Option<&Report>) -> String {
+    script(runbook, report, Kind::Deploy)
 }
 
 /// `scripts/rollback.sh`.
-pub fn rollback_script(runbook: &Runbook) -> String {
-    script(runbook, Kind::Rollback)
+pub fn rollback_script(runbook: &Runbook, report: Option<&Report>) -> String {
+    script(runbook, report, Kind::Rollback)
 }
 
 /// `scripts/verify.sh`.
-pub fn verify_script(runbook: &Runbook) -> String {
-    script(runbook, Kind::Verify)
+pub fn verify_script(runbook: &Runbook, report: Option<&Report>) -> String {
+    script(runbook, report, Kind::Verify)
+}
+
+/// The one-line verdict every part of the package opens with.
+pub fn verdict_line(report: Option<&Report>) -> String {
+    let Some(r) = report else {
+        return "NOT TESTED: nothing in this package has run in a sandbox.".into();
+    };
+    let failed_at = r
+        .steps
+        .iter()
+        .find(|s| s.status == StepStatus::Failed)
+        .map(|s| s.id.as_str());
+    let rollbacks = match &r.rollback {
+        None => "rollbacks not exercised",
+        Some(rb) if rb.verdict == Verdict::Passed => "rollbacks exercised: passed",
+        Some(_) => "rollbacks exercised: FAILED",
+    };
+    match (r.verdict, failed_at) {
+        (Verdict::Passed, _) => format!("Tested in a sandbox: passed ({rollbacks})."),
+        (Verdict::Failed, Some(step)) => {
+            format!("Tested in a sandbox: FAILED at step `{step}` ({rollbacks}).")
+        }
+        (Verdict::Failed, None) => {
+            "Tested in a sandbox: FAILED before the first step (pre-flight).".into()
+        }
+        (Verdict::Incomplete, _) => {
+            format!("Tested in a sandbox: incomplete, not every step ran ({rollbacks}).")
+        }
+    }
+}
+
+/// What the sandbox did with one step, for the comment above it.
+fn step_evidence(report: Option<&Report>, id: &str) -> String {
+    let Some(r) = report else {
+        return "not run in a sandbox".into();
+    };
+    match r.steps.iter().find(|s| s.id == id) {
+        None => "NOT run in the sandbox".into(),
+        Some(s) if s.status == StepStatus::Passed => {
+            format!("passed in the sandbox (attempt {})", s.attempts.len())
+        }
+        Some(s) => format!("FAILED in the sandbox ({} attempt(s))", s.attempts.len()),
+    }
 }
 
 /// A heredoc delimiter that no line of `text` equals.
@@ -53,10 +113,20 @@ fn mode(m: &Option<TextMatch>) -> (&'static str, &str) {
     }
 }
 
-fn check_call(out: &mut String, check: &Check, on_fail: &str) {
-    let (command, expect): (String, Expect) = match &check.probe {
+/// The shell command of a check. Typed Kubernetes checks become their kubectl
+/// equivalent, in the namespace the runbook's `NAMESPACE` names (the sandbox's, in the
+/// sandbox), never in whatever namespace the operator's context points at.
+fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
+    match &check.probe {
         Probe::Command(c) => (c.clone(), check.expect.clone()),
-        Probe::Kube(k) => k.kubectl_equivalent(),
+        Probe::Kube(k) => {
+            let (command, expect) = k.kubectl_equivalent();
+            let command = match (runbook.variable("NAMESPACE"), command.strip_prefix("kubectl ")) {
+                (Some(_), Some(rest)) => format!("kubectl -n \"$NAMESPACE\" {rest}"),
+                _ => command,
+            };
+            (command, expect)
+        }
         other => (
             format!(
                 "echo {} >&2; false",
@@ -64,7 +134,11 @@ fn check_call(out: &mut String, check: &Check, on_fail: &str) {
             ),
             Expect::default(),
         ),
-    };
+    }
+}
+
+fn check_call(out: &mut String, runbook: &Runbook, check: &Check, on_fail: &str) {
+    let (command, expect) = check_command(runbook, check);
     let (out_mode, out_want) = mode(&expect.stdout);
     let (err_mode, err_want) = mode(&expect.stderr);
     let within = check
@@ -90,8 +164,10 @@ fn check_call(out: &mut String, check: &Check, on_fail: &str) {
 }
 
 /// `run_step …` for a command (a step's or its rollback's), then its checks.
+#[allow(clippy::too_many_arguments)]
 fn run_step_call(
     out: &mut String,
+    runbook: &Runbook,
     step: &Step,
     label: &str,
     command: &str,
@@ -109,7 +185,7 @@ fn run_step_call(
         literal(command)
     );
     for c in checks {
-        check_call(out, c, on_fail);
+        check_call(out, runbook, c, on_fail);
     }
 }
 
@@ -133,7 +209,8 @@ match_text() {
 }
 
 # check NAME EXPECTED WITHIN_MS INTERVAL_MS EXIT OUT_MODE OUT_WANT ERR_MODE ERR_WANT COMMAND
-# Runs COMMAND until its exit code and output satisfy the expectation or WITHIN_MS passes.
+# Runs COMMAND (as written: no errexit) until its exit code and output satisfy the
+# expectation or WITHIN_MS passes.
 check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
@@ -166,12 +243,13 @@ check() {
   return 1
 }
 
-# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with bash -c.
+# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with
+# bash -e -o pipefail -c: it fails at its first failing line.
 run_step() {
   local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0
   echo "==> $title ($id)"
   start=$(now_ms)
-  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -c "$command") || code=$?
+  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") || code=$?
   if [ "$code" -ne 0 ]; then
     echo "    FAILED: the command exited with code $code" >&2
     return 1
@@ -179,70 +257,255 @@ run_step() {
   echo "    ok: command ($(( $(now_ms) - start )) ms)"
 }
 
-fail() {
-  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1" >&2
-  exit 1
+# version_satisfies VERSION "OP MAJOR MINOR PATCH"...: every bound holds.
+version_key() { printf '%09d%09d%09d' "$((10#${1:-0}))" "$((10#${2:-0}))" "$((10#${3:-0}))"; }
+version_satisfies() {
+  local version=${1#v} bound op major minor patch have want
+  shift
+  version=${version%%[-+]*}
+  IFS=. read -r major minor patch _ <<< "$version.."
+  have=$(version_key "$major" "$minor" "$patch")
+  for bound in "$@"; do
+    read -r op major minor patch <<< "$bound"
+    want=$(version_key "$major" "$minor" "$patch")
+    case "$op" in
+      '>=') [[ ! "$have" < "$want" ]] ;;
+      '>') [[ "$have" > "$want" ]] ;;
+      '<') [[ "$have" < "$want" ]] ;;
+      '<=') [[ ! "$have" > "$want" ]] ;;
+      '=') [ "$have" = "$want" ] ;;
+    esac || return 1
+  done
+}
+
+# need_tool TOOL REQUIREMENT DETECT_COMMAND ERE BOUND...: the tool is there, in a version
+# that satisfies the requirement, read the way the sandbox read it.
+need_tool() {
+  local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
+  shift 4
+  if ! out=$(bash -c "$detect" 2>&1); then
+    echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
+    return 1
+  fi
+  if [[ "$out" =~ $pattern ]]; then
+    version=${BASH_REMATCH[1]:-${BASH_REMATCH[0]}}
+  else
+    echo "    FAILED: $tool: cannot read a version from \`$detect\`: $out" >&2
+    return 1
+  fi
+  if ! version_satisfies "$version" "$@"; then
+    echo "    FAILED: $tool $version does not satisfy $requirement" >&2
+    return 1
+  fi
+  echo "    ok: $tool $version ($(command -v "$tool" || echo "$detect"))"
 }
 "#;
 
-const RENDER_CONFIG: &str = r#"# render_config PATH: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
-# environment into WORK_DIR/PATH, with bash parameter expansion (no eval, no envsubst).
-render_config() {
-  local content
-  IFS= read -r -d '' content < "$PACKAGE_DIR/$1" || true
+const JOURNAL_LIBRARY: &str = r#"# The journal: what deploy.sh started and completed, and the files it rendered.
+journal() { printf '%s\n' "$*" >> "$JOURNAL"; }
+# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, not by rollback.sh
+declare -A STARTED=() COMPLETED=()
+# shellcheck disable=SC2034
+load_journal() {
+  STARTED=(); COMPLETED=()
+  [ -f "$JOURNAL" ] || return 0
+  local what id rest
+  while read -r what id rest; do
+    case "$what" in
+      started) STARTED[$id]=1 ;;
+      completed) COMPLETED[$id]=1 ;;
+      rolledback) unset "STARTED[$id]" "COMPLETED[$id]" ;;
+      again) STARTED=(); COMPLETED=() ;;
+    esac
+  done < "$JOURNAL"
+}
+
 "#;
 
-fn script(runbook: &Runbook, kind: Kind) -> String {
-    let mut out = String::new();
-    let (what, order): (&str, Vec<&Step>) = match kind {
-        Kind::Deploy => ("Deploy", runbook.steps.iter().collect()),
-        Kind::Rollback => (
-            "Roll back",
-            runbook
-                .steps
-                .iter()
-                .rev()
-                .filter(|s| s.rollback.is_some())
-                .collect(),
-        ),
-        Kind::Verify => (
-            "Verify",
-            runbook
-                .steps
-                .iter()
-                .filter(|s| !s.verify.is_empty())
-                .collect(),
-        ),
+const RENDER_CONFIG: &str = r#"# render_config STEP PATH MODE: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
+# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), with bash
+# parameter expansion (no eval, no envsubst), and journals it for rollback.sh.
+render_config() {
+  local content
+  IFS= read -r -d '' content < "$PACKAGE_DIR/$2" || true
+"#;
+
+/// Tools whose behaviour environment variables change silently, by the prefix of those
+/// variables.
+const TOOL_ENV: &[(&[&str], &str)] = &[
+    (
+        &[
+            "psql",
+            "pg_ctl",
+            "initdb",
+            "pg_dump",
+            "pg_restore",
+            "pg_isready",
+            "createdb",
+            "dropdb",
+            "createuser",
+        ],
+        "PG",
+    ),
+    (&["helm"], "HELM_"),
+    (&["redis-cli"], "REDISCLI_"),
+    (&["mysql", "mysqldump"], "MYSQL_"),
+];
+
+/// The environment prefixes that matter for this runbook's commands.
+fn env_prefixes(runbook: &Runbook) -> Vec<&'static str> {
+    let mut texts: Vec<&str> = runbook.steps.iter().map(|s| s.run.as_str()).collect();
+    texts.extend(runbook.prerequisites.iter().map(|p| p.tool.as_str()));
+    for s in &runbook.steps {
+        texts.extend(s.verify.iter().filter_map(Check::command_text));
+        if let Some(r) = &s.rollback {
+            texts.push(&r.run);
+        }
+    }
+    let words: std::collections::HashSet<&str> = texts
+        .iter()
+        .flat_map(|t| t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')))
+        .collect();
+    TOOL_ENV
+        .iter()
+        .filter(|(tools, _)| tools.iter().any(|t| words.contains(t)))
+        .map(|(_, prefix)| *prefix)
+        .collect()
+}
+
+/// A Rust regex as POSIX ERE for bash's `=~` (the common differences only).
+fn to_ere(pattern: &str) -> String {
+    pattern.replace(r"\d", "[0-9]").replace("(?:", "(")
+}
+
+/// The bounds of a semver requirement as `OP MAJOR MINOR PATCH` words, with cargo's
+/// meaning of partial versions, tilde, caret and wildcards (pre-release tags ignored).
+pub(crate) fn bounds(req: &semver::VersionReq) -> Vec<String> {
+    use semver::Op;
+    let mut out = Vec::new();
+    let mut push = |op: &str, v: (u64, u64, u64)| out.push(format!("{op} {} {} {}", v.0, v.1, v.2));
+    for c in &req.comparators {
+        let (i, j, k) = (c.major, c.minor, c.patch);
+        let lo = (i, j.unwrap_or(0), k.unwrap_or(0));
+        // The first version past the precision given: 1 -> 2.0.0, 1.2 -> 1.3.0.
+        let next = match (j, k) {
+            (None, _) => (i + 1, 0, 0),
+            (Some(j), None) => (i, j + 1, 0),
+            (Some(j), Some(k)) => (i, j, k + 1),
+        };
+        match c.op {
+            Op::Exact | Op::Wildcard => match k {
+                Some(_) if c.op == Op::Exact => push("=", lo),
+                _ => {
+                    push(">=", lo);
+                    push("<", next);
+                }
+            },
+            Op::Greater => match k {
+                Some(_) => push(">", lo),
+                None => push(">=", next),
+            },
+            Op::GreaterEq => push(">=", lo),
+            Op::Less => push("<", lo),
+            Op::LessEq => match k {
+                Some(_) => push("<=", lo),
+                None => push("<", next),
+            },
+            Op::Tilde => {
+                push(">=", lo);
+                push("<", if j.is_some() { (i, lo.1 + 1, 0) } else { (i + 1, 0, 0) });
+            }
+            Op::Caret => {
+                push(">=", lo);
+                let upper = match (i, j, k) {
+                    (0, Some(0), Some(k)) => (0, 0, k + 1),
+                    (0, Some(j), _) if j > 0 || k.is_none() => (0, j + 1, 0),
+                    (0, None, _) => (1, 0, 0),
+                    (i, _, _) => (i + 1, 0, 0),
+                };
+                push("<", upper);
+            }
+            _ => push(">=", lo),
+        }
+    }
+    out
+}
+
+fn header(out: &mut String, runbook: &Runbook, report: Option<&Report>, kind: Kind) {
+    let what = match kind {
+        Kind::Deploy => "Deploy",
+        Kind::Rollback => "Roll back",
+        Kind::Verify => "Verify",
     };
     let _ = writeln!(out, "#!/usr/bin/env bash");
     out.push_str("# shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design\n");
     let _ = writeln!(out, "# {what}: {}", runbook.display_title());
-    out.push_str("# Generated from runbook.yaml. The commands and checks are the ones tested in the sandbox,\n");
-    out.push_str(
-        "# byte for byte. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.\n",
-    );
-    if kind == Kind::Deploy && !runbook.config_files.is_empty() {
-        out.push_str("# Config templates under config/ are filled from the environment with bash parameter\n");
-        out.push_str("# expansion into the work directory (no eval, no envsubst).\n");
-    }
-    out.push_str("# Usage: RUNBOOK_WORK_DIR=DIR (default: ../work) ");
+    let _ = writeln!(out, "# {}", verdict_line(report));
+    out.push_str("# Generated from runbook.yaml: each command and check is the runbook's, byte for byte;\n");
+    out.push_str("# the comment above each step says whether it ran in the sandbox. Steps and rollbacks\n");
+    out.push_str("# run under `bash -e -o pipefail` (a step fails at its first failing line), checks as\n");
+    out.push_str("# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.\n");
+    let usage = match kind {
+        Kind::Deploy => "scripts/deploy.sh [--from STEP | --again] [--no-preflight] [--as-root] | --render-config DIR",
+        Kind::Rollback => "scripts/rollback.sh [--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight] [--as-root]",
+        Kind::Verify => "scripts/verify.sh [--from STEP] [--no-preflight]",
+    };
     let _ = writeln!(
         out,
-        "{} [--from STEP]",
-        match kind {
-            Kind::Deploy => "scripts/deploy.sh",
-            Kind::Rollback => "scripts/rollback.sh",
-            Kind::Verify => "scripts/verify.sh",
-        }
+        "# Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) {usage}"
     );
-    out.push_str("set -euo pipefail\n\n");
+    out.push_str("set -euo pipefail\n");
+    out.push_str("# The locale the sandbox gave every command.\nexport LANG=C.UTF-8 LC_ALL=C.UTF-8\n\n");
+}
 
-    // Arguments.
-    let ids: Vec<&str> = order.iter().map(|s| s.id.as_str()).collect();
-    out.push_str("FROM=\"\"\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in\n");
-    out.push_str("    --from) FROM=\"${2:?--from needs a step id}\"; shift 2 ;;\n");
-    out.push_str("    -h|--help) echo \"usage: $0 [--from STEP]\"; exit 0 ;;\n");
-    out.push_str("    *) echo \"usage: $0 [--from STEP]\" >&2; exit 2 ;;\n  esac\ndone\n");
+fn arguments(out: &mut String, kind: Kind, ids: &[&str], as_root: bool) {
+    let as_root_usage = if as_root { " [--as-root]" } else { "" };
+    let (vars, usage) = match kind {
+        Kind::Deploy => (
+            "FROM AGAIN NO_PREFLIGHT RENDER_TO",
+            format!("[--from STEP | --again] [--no-preflight]{as_root_usage} | --render-config DIR"),
+        ),
+        Kind::Rollback => (
+            "TO ALL YES INCLUDE_INCOMPLETE NO_PREFLIGHT",
+            format!("[--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight]{as_root_usage}"),
+        ),
+        Kind::Verify => ("FROM NO_PREFLIGHT", "[--from STEP] [--no-preflight]".to_owned()),
+    };
+    let mut vars: Vec<&str> = vars.split(' ').collect();
+    if as_root {
+        vars.push("AS_ROOT");
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        vars.iter().map(|v| format!("{v}=\"\"")).collect::<Vec<_>>().join(" ")
+    );
+    let _ = writeln!(out, "usage() {{ echo \"usage: $0 {usage}\"; }}");
+    out.push_str("while [ $# -gt 0 ]; do\n  case \"$1\" in\n");
+    match kind {
+        Kind::Deploy => {
+            out.push_str("    --from) FROM=\"${2:?--from needs a step id}\"; shift 2 ;;\n");
+            out.push_str("    --again) AGAIN=1; shift ;;\n");
+            out.push_str(
+                "    --render-config) RENDER_TO=\"${2:?--render-config needs a directory}\"; shift 2 ;;\n",
+            );
+        }
+        Kind::Rollback => {
+            out.push_str("    --to) TO=\"${2:?--to needs a step id}\"; shift 2 ;;\n");
+            out.push_str("    --all) ALL=1; shift ;;\n");
+            out.push_str("    --yes|-y) YES=1; shift ;;\n");
+            out.push_str("    --include-incomplete) INCLUDE_INCOMPLETE=1; shift ;;\n");
+        }
+        Kind::Verify => {
+            out.push_str("    --from) FROM=\"${2:?--from needs a step id}\"; shift 2 ;;\n");
+        }
+    }
+    if as_root {
+        out.push_str("    --as-root) AS_ROOT=1; shift ;;\n");
+    }
+    out.push_str("    --no-preflight) NO_PREFLIGHT=1; shift ;;\n");
+    out.push_str("    -h|--help) usage; exit 0 ;;\n");
+    out.push_str("    *) usage >&2; exit 2 ;;\n  esac\ndone\n");
     let _ = writeln!(
         out,
         "STEPS=({})",
@@ -251,8 +514,110 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    out.push_str("if [ -n \"$FROM\" ] && [[ \" ${STEPS[*]} \" != *\" $FROM \"* ]]; then\n");
-    out.push_str("  echo \"unknown step '$FROM'; steps: ${STEPS[*]}\" >&2\n  exit 2\nfi\n\n");
+    let wanted = if kind == Kind::Rollback { "TO" } else { "FROM" };
+    let _ = writeln!(
+        out,
+        "if [ -n \"${wanted}\" ] && [[ \" ${{STEPS[*]}} \" != *\" ${wanted} \"* ]]; then\n  \
+         echo \"unknown step '${wanted}'; steps: ${{STEPS[*]}}\" >&2\n  exit 2\nfi"
+    );
+    if kind == Kind::Deploy {
+        out.push_str("if [ -n \"$FROM\" ] && [ -n \"$AGAIN\" ]; then echo \"--from and --again exclude each other\" >&2; exit 2; fi\n");
+    }
+    out.push('\n');
+}
+
+/// The unprivileged user the sandbox ran steps as, when the package was tested so.
+fn sandbox_user(report: Option<&Report>) -> Option<&str> {
+    report
+        .map(|r| r.sandbox.user.as_str())
+        .filter(|u| !u.is_empty() && *u != "root")
+}
+
+fn preflight(out: &mut String, runbook: &Runbook) {
+    out.push_str("preflight() {\n  local failed=0\n  echo \"==> Pre-flight: the tools this runbook was tested with\"\n");
+    for p in &runbook.prerequisites {
+        let pattern = p.version_pattern.as_deref().map_or_else(
+            || r"([0-9]+\.[0-9]+(\.[0-9]+)?)".to_owned(),
+            to_ere,
+        );
+        let bounds = p.requirement().map(|r| bounds(&r)).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  need_tool {} {} {} {}{} || failed=1",
+            sh_quote(&p.tool),
+            sh_quote(&p.version),
+            sh_quote(&p.detect_command()),
+            sh_quote(&pattern),
+            bounds
+                .iter()
+                .map(|b| format!(" {}", sh_quote(b)))
+                .collect::<String>()
+        );
+    }
+    out.push_str("  if [ \"$failed\" -ne 0 ]; then\n    echo \"Pre-flight failed: nothing was changed. Install what is missing (or pass --no-preflight at your own risk).\" >&2\n    exit 1\n  fi\n}\n\n");
+}
+
+fn identity(out: &mut String, report: Option<&Report>, kind: Kind) {
+    if kind == Kind::Verify {
+        return;
+    }
+    match sandbox_user(report) {
+        Some(user) => {
+            let _ = writeln!(
+                out,
+                "# The sandbox ran every command as an unprivileged user ({user}), not as root.\n\
+                 if [ \"$(id -u)\" -eq 0 ] && [ -z \"$AS_ROOT\" ]; then\n  \
+                 echo \"refusing to run as root: the sandbox ran these commands as an unprivileged user ({user}). Run as the user that should own what this deploys, or pass --as-root.\" >&2\n  \
+                 exit 2\nfi\n"
+            );
+        }
+        None if report.is_none() => {
+            out.push_str(
+                "if [ \"$(id -u)\" -eq 0 ]; then\n  echo \"WARNING: running as root; this package was not tested, so nobody knows whether its commands expect root.\" >&2\nfi\n\n",
+            );
+        }
+        None => {}
+    }
+}
+
+fn environment_warning(out: &mut String, runbook: &Runbook) {
+    let prefixes = env_prefixes(runbook);
+    if prefixes.is_empty() {
+        return;
+    }
+    let declared: Vec<&str> = runbook.variables.iter().map(|v| v.name.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "# The sandbox gave commands a clean environment: variables like these were not set there.\n\
+         warn_environment() {{\n  local name found=()\n  for name in $(compgen -e); do\n    case \"$name\" in\n      {}) ;;\n      {}) found+=(\"$name\") ;;\n    esac\n  done\n  \
+         if [ \"${{#found[@]}}\" -gt 0 ]; then\n    \
+         echo \"WARNING: these variables are set here, change how the runbook's tools behave, and were not set in the sandbox: ${{found[*]}}. Unset them unless they are intended.\" >&2\n  fi\n}}\n",
+        if declared.is_empty() {
+            "RUNBOOK_NONE_".to_owned()
+        } else {
+            declared.join("|")
+        },
+        prefixes
+            .iter()
+            .map(|p| format!("{p}*"))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+}
+
+fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
+    let mut out = String::new();
+    let order: Vec<&Step> = match kind {
+        Kind::Deploy | Kind::Rollback => runbook.steps.iter().collect(),
+        Kind::Verify => runbook
+            .steps
+            .iter()
+            .filter(|s| !s.verify.is_empty())
+            .collect(),
+    };
+    header(&mut out, runbook, report, kind);
+    let ids: Vec<&str> = order.iter().map(|s| s.id.as_str()).collect();
+    arguments(&mut out, kind, &ids, kind != Kind::Verify && sandbox_user(report).is_some());
 
     // Variables: required, never defaulted to a sandbox value.
     if !runbook.variables.is_empty() {
@@ -273,11 +638,27 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
     out.push_str("WORK_DIR=\"${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}\"\n");
     out.push_str("CHECK_TIMEOUT=\"${RUNBOOK_CHECK_TIMEOUT:-60}\"\n");
     out.push_str("mkdir -p \"$WORK_DIR\"\n");
-    out.push_str("WORK_DIR=\"$(cd \"$WORK_DIR\" && pwd)\"\n\n");
+    out.push_str("WORK_DIR=\"$(cd \"$WORK_DIR\" && pwd)\"\n");
+    if kind != Kind::Verify {
+        out.push_str("JOURNAL=\"$WORK_DIR/.runbook-journal\"\n");
+    }
+    out.push('\n');
     out.push_str(LIBRARY);
+    if kind != Kind::Verify {
+        out.push_str(JOURNAL_LIBRARY);
+    }
+    out.push('\n');
+    preflight(&mut out, runbook);
+    identity(&mut out, report, kind);
+    environment_warning(&mut out, runbook);
 
+    let secret_names: Vec<&str> = runbook
+        .variables
+        .iter()
+        .filter(|v| v.is_secret() || v.generate)
+        .map(|v| v.name.as_str())
+        .collect();
     if kind == Kind::Deploy && !runbook.config_files.is_empty() {
-        out.push('\n');
         out.push_str(RENDER_CONFIG);
         let mut names: Vec<&str> = runbook
             .config_files
@@ -290,19 +671,21 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
         for name in names {
             let _ = writeln!(out, "  content=${{content//'${{{name}}}'/\"${name}\"}}");
         }
-        out.push_str("  mkdir -p \"$(dirname \"$WORK_DIR/$1\")\"\n");
-        out.push_str("  printf '%s' \"$content\" > \"$WORK_DIR/$1\"\n}\n");
+        out.push_str("  mkdir -p \"$(dirname \"$RENDER_DIR/$2\")\"\n");
+        out.push_str("  (umask 077 && printf '%s' \"$content\" > \"$RENDER_DIR/$2\")\n");
+        out.push_str("  chmod \"$3\" \"$RENDER_DIR/$2\"\n");
+        out.push_str("  if [ \"$RENDER_DIR\" = \"$WORK_DIR\" ]; then journal file \"$1\" \"$2\"; fi\n}\n\n");
     }
-    out.push('\n');
 
     let total = order.len();
     for (n, step) in order.iter().enumerate() {
         let func = function_name(kind_prefix(kind), &step.id);
         let _ = writeln!(
             out,
-            "# Step {}/{total}: {}",
+            "# Step {}/{total}: {} ({})",
             n + 1,
-            step.title.replace('\n', " ")
+            step.title.replace('\n', " "),
+            step_evidence(report, &step.id)
         );
         let _ = writeln!(out, "{func}() {{");
         let on_fail = if kind == Kind::Verify {
@@ -312,24 +695,23 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
         };
         match kind {
             Kind::Deploy => {
-                let unreferenced = runbook
-                    .config_files
-                    .iter()
-                    .filter(|f| !runbook.steps.iter().any(|s| s.files.contains(&f.path)))
-                    .map(|f| f.path.as_str());
-                let files: Vec<&str> = if n == 0 {
-                    unreferenced
-                        .chain(step.files.iter().map(String::as_str))
-                        .collect()
-                } else {
-                    step.files.iter().map(String::as_str).collect()
-                };
-                for f in files {
-                    let _ = writeln!(out, "render_config {}", sh_quote(f));
+                for f in files_of(runbook, step, n) {
+                    let holds_secret = runbook
+                        .config_file(f)
+                        .map(|c| runbook_core::template::template_references(&c.content))
+                        .is_some_and(|refs| refs.iter().any(|r| secret_names.contains(&r.name)));
+                    let _ = writeln!(
+                        out,
+                        "render_config {} {} {}",
+                        sh_quote(&step.id),
+                        sh_quote(f),
+                        if holds_secret { "0600" } else { "0644" }
+                    );
                 }
                 let label = format!("[{}/{total}] {}", n + 1, step.title);
                 run_step_call(
                     &mut out,
+                    runbook,
                     step,
                     &label,
                     &step.run,
@@ -338,19 +720,36 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
                     &on_fail,
                 );
             }
-            Kind::Rollback => {
-                let rollback = step.rollback.as_ref().expect("filtered above");
-                let label = format!("[{}/{total}] Roll back: {}", n + 1, step.title);
-                run_step_call(
-                    &mut out,
-                    step,
-                    &label,
-                    &rollback.run,
-                    rollback.timeout,
-                    &rollback.verify,
-                    &on_fail,
-                );
-            }
+            Kind::Rollback => match &step.rollback {
+                Some(rollback) => {
+                    let label = format!("[{}/{total}] Roll back: {}", n + 1, step.title);
+                    run_step_call(
+                        &mut out,
+                        runbook,
+                        step,
+                        &label,
+                        &rollback.run,
+                        rollback.timeout,
+                        &rollback.verify,
+                        &on_fail,
+                    );
+                    if rollback.verify.is_empty() {
+                        out.push_str("  UNVERIFIED=$((UNVERIFIED + 1))\n");
+                    }
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  echo {}",
+                        sh_quote(&format!(
+                            "==> [{}/{total}] {} ({}): no rollback declared; left as it is",
+                            n + 1,
+                            step.title,
+                            step.id
+                        ))
+                    );
+                }
+            },
             Kind::Verify => {
                 let _ = writeln!(
                     out,
@@ -363,41 +762,158 @@ fn script(runbook: &Runbook, kind: Kind) -> String {
                     ))
                 );
                 for c in &step.verify {
-                    check_call(&mut out, c, &on_fail);
+                    check_call(&mut out, runbook, c, &on_fail);
                 }
             }
         }
         out.push_str("}\n\n");
     }
+    main(&mut out, runbook, kind);
+    out
+}
 
-    // Main: run each step from --from on.
-    out.push_str("STARTED=\"\"\n[ -z \"$FROM\" ] && STARTED=1\n");
-    if kind == Kind::Verify {
-        out.push_str("FAILED=0\n");
+/// The config files a step renders before it runs: its own, and for the first step the
+/// files no step names.
+fn files_of<'a>(runbook: &'a Runbook, step: &'a Step, n: usize) -> Vec<&'a str> {
+    let unreferenced = runbook
+        .config_files
+        .iter()
+        .filter(|f| !runbook.steps.iter().any(|s| s.files.contains(&f.path)))
+        .map(|f| f.path.as_str());
+    if n == 0 {
+        unreferenced
+            .chain(step.files.iter().map(String::as_str))
+            .collect()
+    } else {
+        step.files.iter().map(String::as_str).collect()
     }
-    out.push_str("for step in \"${STEPS[@]}\"; do\n");
-    out.push_str("  [ \"$step\" = \"$FROM\" ] && STARTED=1\n  [ -n \"$STARTED\" ] || continue\n");
+}
+
+const FAIL: &str = r#"fail() {
+  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1 (or undo what ran with scripts/rollback.sh)" >&2
+  exit 1
+}
+"#;
+
+fn main(out: &mut String, runbook: &Runbook, kind: Kind) {
     let prefix = kind_prefix(kind);
+    let has_env_warning = !env_prefixes(runbook).is_empty();
     match kind {
-        Kind::Verify => {
-            let _ = writeln!(
-                out,
-                "  \"{prefix}_${{step//-/_}}\" || FAILED=$((FAILED + 1))"
+        Kind::Deploy => {
+            out.push_str(FAIL);
+            if !runbook.config_files.is_empty() {
+                out.push_str("RENDER_DIR=\"$WORK_DIR\"\n");
+                out.push_str("if [ -n \"$RENDER_TO\" ]; then\n  RENDER_DIR=\"$RENDER_TO\"\n");
+                for (n, step) in runbook.steps.iter().enumerate() {
+                    for f in files_of(runbook, step, n) {
+                        let _ = writeln!(out, "  render_config {} {} 0600", sh_quote(&step.id), sh_quote(f));
+                    }
+                }
+                out.push_str("  echo \"Config files rendered into $RENDER_TO (mode 0600): nothing else was done.\"\n  exit 0\nfi\n");
+            } else {
+                out.push_str("if [ -n \"$RENDER_TO\" ]; then echo \"this runbook has no config files\"; exit 0; fi\n");
+            }
+            out.push_str("[ -n \"$NO_PREFLIGHT\" ] || preflight\n");
+            if has_env_warning {
+                out.push_str("warn_environment\n");
+            }
+            out.push_str(
+                r#"load_journal
+if [ -z "$FROM" ] && [ -z "$AGAIN" ] && [ "${#STARTED[@]}" -gt 0 ]; then
+  for step in "${STEPS[@]}"; do
+    if [ -z "${COMPLETED[$step]:-}" ]; then
+      echo "An earlier deploy stopped at step $step (journal: $JOURNAL). Resume with --from $step, roll back with scripts/rollback.sh, or start over with --again." >&2
+      exit 3
+    fi
+  done
+  echo "Already deployed: the journal ($JOURNAL) shows every step completed. Check it with scripts/verify.sh; repeat it with --again." >&2
+  exit 3
+fi
+if [ -n "$AGAIN" ]; then journal again; fi
+STARTED_AT=""
+[ -z "$FROM" ] && STARTED_AT=1
+for step in "${STEPS[@]}"; do
+  [ "$step" = "$FROM" ] && STARTED_AT=1
+  [ -n "$STARTED_AT" ] || continue
+  journal started "$step"
+"#,
             );
+            let _ = writeln!(out, "  \"{prefix}_${{step//-/_}}\"");
+            out.push_str("  journal completed \"$step\"\ndone\necho \"Deployed: every step passed its checks.\"\n");
+        }
+        Kind::Rollback => {
+            out.push_str(FAIL);
+            out.push_str("[ -n \"$NO_PREFLIGHT\" ] || preflight\n");
+            if has_env_warning {
+                out.push_str("warn_environment\n");
+            }
+            out.push_str(
+                r#"load_journal
+PLAN=() INCOMPLETE=()
+for (( i=${#STEPS[@]}-1; i>=0; i-- )); do
+  step=${STEPS[$i]}
+  if [ -n "$ALL" ] || [ -n "${COMPLETED[$step]:-}" ]; then
+    PLAN+=("$step")
+  elif [ -n "${STARTED[$step]:-}" ]; then
+    if [ -n "$INCLUDE_INCOMPLETE" ]; then PLAN+=("$step"); else INCOMPLETE+=("$step"); fi
+  fi
+done
+if [ "${#INCOMPLETE[@]}" -gt 0 ]; then
+  echo "Not rolled back: ${INCOMPLETE[*]} started but did not complete, so its rollback could undo what was there before this deploy. Inspect it, then add --include-incomplete if its rollback is right." >&2
+fi
+if [ -n "$TO" ]; then
+  if [[ " ${PLAN[*]} " != *" $TO "* ]]; then
+    echo "step '$TO' is not among the steps to roll back (${PLAN[*]:-none})" >&2
+    exit 2
+  fi
+  CUT=()
+  for step in "${PLAN[@]}"; do CUT+=("$step"); [ "$step" = "$TO" ] && break; done
+  PLAN=("${CUT[@]}")
+fi
+if [ "${#PLAN[@]}" -eq 0 ]; then
+  echo "Nothing to roll back: the journal ($JOURNAL) shows no deployed step. --all reverts every step regardless."
+  exit 0
+fi
+echo "This rolls back, in this order: ${PLAN[*]}"
+if [ -z "$YES" ]; then
+  if [ ! -t 0 ]; then
+    echo "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes." >&2
+    exit 2
+  fi
+  read -r -p "Proceed? [y/N] " answer
+  case "$answer" in y|Y|yes|YES) ;; *) echo "Nothing was changed."; exit 1 ;; esac
+fi
+UNVERIFIED=0
+for step in "${PLAN[@]}"; do
+"#,
+            );
+            let _ = writeln!(out, "  \"{prefix}_${{step//-/_}}\"");
+            out.push_str(
+                r#"  if [ -f "$JOURNAL" ]; then
+    while read -r what id path; do
+      if [ "$what" = file ] && [ "$id" = "$step" ]; then rm -f -- "${WORK_DIR:?}/$path"; fi
+    done < "$JOURNAL"
+    journal rolledback "$step"
+  fi
+done
+if [ "$UNVERIFIED" -gt 0 ]; then
+  echo "Rolled back: ${PLAN[*]}. $UNVERIFIED rollback(s) have no checks: confirm those by hand."
+else
+  echo "Rolled back: ${PLAN[*]}; every rollback passed its checks."
+fi
+"#,
+            );
+        }
+        Kind::Verify => {
+            out.push_str("[ -n \"$NO_PREFLIGHT\" ] || preflight\n");
+            out.push_str("STARTED_AT=\"\"\n[ -z \"$FROM\" ] && STARTED_AT=1\nFAILED=0\n");
+            out.push_str("for step in \"${STEPS[@]}\"; do\n");
+            out.push_str("  [ \"$step\" = \"$FROM\" ] && STARTED_AT=1\n  [ -n \"$STARTED_AT\" ] || continue\n");
+            let _ = writeln!(out, "  \"{prefix}_${{step//-/_}}\" || FAILED=$((FAILED + 1))");
             out.push_str("done\nif [ \"$FAILED\" -gt 0 ]; then\n  echo \"$FAILED step(s) failed verification\" >&2\n  exit 1\nfi\n");
             out.push_str("echo \"All verifications passed.\"\n");
         }
-        _ => {
-            let _ = writeln!(out, "  \"{prefix}_${{step//-/_}}\"");
-            let done = if kind == Kind::Deploy {
-                "Deployed"
-            } else {
-                "Rolled back"
-            };
-            let _ = writeln!(out, "done\necho \"{done}: every step passed its checks.\"");
-        }
     }
-    out
 }
 
 fn kind_prefix(kind: Kind) -> &'static str {
@@ -405,5 +921,53 @@ fn kind_prefix(kind: Kind) -> &'static str {
         Kind::Deploy => "deploy",
         Kind::Rollback => "rollback",
         Kind::Verify => "verify",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Evaluates the rendered bounds the way the script does, in Rust.
+    fn satisfied(bounds: &[String], v: &semver::Version) -> bool {
+        let have = (v.major, v.minor, v.patch);
+        bounds.iter().all(|b| {
+            let w: Vec<&str> = b.split(' ').collect();
+            let want = (
+                w[1].parse().unwrap(),
+                w[2].parse().unwrap(),
+                w[3].parse().unwrap(),
+            );
+            match w[0] {
+                ">=" => have >= want,
+                ">" => have > want,
+                "<" => have < want,
+                "<=" => have <= want,
+                _ => have == want,
+            }
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rendered_bounds_agree_with_semver(
+            op in proptest::sample::select(vec!["", "=", ">", ">=", "<", "<=", "~", "^"]),
+            parts in proptest::collection::vec(0u64..4, 1..4),
+            wildcard in proptest::bool::ANY,
+            v in (0u64..5, 0u64..5, 0u64..5),
+        ) {
+            let text = if wildcard && parts.len() < 3 && op.is_empty() {
+                format!("{}.*", parts.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+            } else {
+                format!("{op}{}", parts.iter().map(u64::to_string).collect::<Vec<_>>().join("."))
+            };
+            let req = semver::VersionReq::parse(&text).unwrap();
+            let version = semver::Version::new(v.0, v.1, v.2);
+            proptest::prop_assert_eq!(
+                satisfied(&bounds(&req), &version),
+                req.matches(&version),
+                "{} vs {}: {:?}", text, version, bounds(&req)
+            );
+        }
     }
 }

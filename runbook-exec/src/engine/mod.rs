@@ -652,6 +652,7 @@ impl Session {
             env: self.values.clone(),
             workdir,
             timeout,
+            errexit: false,
         }
     }
 
@@ -697,7 +698,10 @@ impl Session {
         let timeout = step
             .timeout
             .map_or(self.options.step_timeout, |t| t.as_duration());
-        let spec = self.spec(step.run.clone(), step.workdir.clone(), timeout);
+        let spec = CommandSpec {
+            errexit: true,
+            ..self.spec(step.run.clone(), step.workdir.clone(), timeout)
+        };
         let mut sink = Capture::new(
             &step.id,
             self.options.output_cap,

@@ -850,6 +850,10 @@ impl LocalSandbox {
             // std also drops the supplementary groups when it changes the uid.
             c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
         }
+        if spec.errexit {
+            // bash and POSIX shells alike (dash has pipefail since 0.5.11).
+            c.args(["-e", "-o", "pipefail"]);
+        }
         c.arg("-c").arg(&spec.command).current_dir(cwd).env_clear();
         let home = self.work_dir();
         c.env("PATH", &self.path)
