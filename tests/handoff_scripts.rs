@@ -224,10 +224,18 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
     assert!(work.join("heartbeat/app.conf").exists());
-    let rollback = script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &path_env());
+    let rollback = script_with(
+        &package,
+        "rollback.sh",
+        &["--yes"],
+        &work,
+        &vars,
+        &path_env(),
+    );
     assert_ok("rollback.sh", &rollback);
     assert!(
-        String::from_utf8_lossy(&rollback.stdout).contains("This rolls back, in this order: start-worker install-config"),
+        String::from_utf8_lossy(&rollback.stdout)
+            .contains("This rolls back, in this order: start-worker install-config"),
         "{}",
         String::from_utf8_lossy(&rollback.stdout)
     );
@@ -275,7 +283,14 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
     assert_ok("verify.sh", &script(&package, "verify.sh", &work, &vars));
     assert_ok(
         "rollback.sh",
-        &script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &path_env()),
+        &script_with(
+            &package,
+            "rollback.sh",
+            &["--yes"],
+            &work,
+            &vars,
+            &path_env(),
+        ),
     );
     assert!(
         !work.join("data-prod").exists(),
@@ -297,7 +312,13 @@ fn files_under(dir: &Path) -> Vec<String> {
             if e.file_type().unwrap().is_dir() {
                 pending.push(e.path());
             } else {
-                out.push(e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                out.push(
+                    e.path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -310,7 +331,11 @@ fn fake_tool(dir: &Path, version: &str) -> String {
     let bin = dir.join(format!("bin-{version}"));
     std::fs::create_dir_all(&bin).unwrap();
     let tool = bin.join("fake-tool");
-    std::fs::write(&tool, format!("#!/bin/sh\necho \"fake-tool version {version}\"\n")).unwrap();
+    std::fs::write(
+        &tool,
+        format!("#!/bin/sh\necho \"fake-tool version {version}\"\n"),
+    )
+    .unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
     format!("{}:{}", bin.display(), path_env())
@@ -382,19 +407,28 @@ steps:
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("precious"), "the customer's data").unwrap();
     let vars = BTreeMap::from([
-        ("APP_DIR".to_owned(), work.join("prod-app").to_string_lossy().into_owned()),
+        (
+            "APP_DIR".to_owned(),
+            work.join("prod-app").to_string_lossy().into_owned(),
+        ),
         ("DATA_DIR".to_owned(), data.to_string_lossy().into_owned()),
     ]);
 
     // A too-old tool stops deploy.sh before step 1; so does a missing one.
     for (path, said) in [
-        (fake_tool(dir.path(), "1.9.0"), "fake-tool 1.9.0 does not satisfy >=2, <3"),
+        (
+            fake_tool(dir.path(), "1.9.0"),
+            "fake-tool 1.9.0 does not satisfy >=2, <3",
+        ),
         (path_env(), "is fake-tool installed"),
     ] {
         let out = script_with(&package, "deploy.sh", &[], &work, &vars, &path);
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(said) && stderr.contains("nothing was changed"), "{stderr}");
+        assert!(
+            stderr.contains(said) && stderr.contains("nothing was changed"),
+            "{stderr}"
+        );
         assert!(!work.join("prod-app").exists(), "pre-flight let step 1 run");
     }
     let target_path = fake_tool(dir.path(), "2.4.0");
@@ -403,7 +437,10 @@ steps:
     assert_eq!(deploy.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&deploy.stderr);
     assert!(stderr.contains("FAILED at step init-data"), "{stderr}");
-    assert!(!data.join("state").exists(), "the step went on past its failing line");
+    assert!(
+        !data.join("state").exists(),
+        "the step went on past its failing line"
+    );
     assert!(!work.join("prod-app/done").exists(), "step 3 ran");
 
     // No terminal, no --yes: nothing changes.
@@ -411,12 +448,23 @@ steps:
     assert_eq!(refused.status.code(), Some(2));
     assert!(work.join("prod-app/version").exists());
 
-    let rollback = script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &target_path);
+    let rollback = script_with(
+        &package,
+        "rollback.sh",
+        &["--yes"],
+        &work,
+        &vars,
+        &target_path,
+    );
     assert_ok("rollback.sh", &rollback);
     let stdout = String::from_utf8_lossy(&rollback.stdout);
-    assert!(stdout.contains("This rolls back, in this order: install\n"), "{stdout}");
     assert!(
-        String::from_utf8_lossy(&rollback.stderr).contains("Not rolled back: init-data started but did not complete"),
+        stdout.contains("This rolls back, in this order: install\n"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&rollback.stderr)
+            .contains("Not rolled back: init-data started but did not complete"),
         "{}",
         String::from_utf8_lossy(&rollback.stderr)
     );
@@ -426,7 +474,14 @@ steps:
         "the customer's data"
     );
     // Rolling back again finds nothing to do.
-    let again = script_with(&package, "rollback.sh", &["--yes"], &work, &vars, &target_path);
+    let again = script_with(
+        &package,
+        "rollback.sh",
+        &["--yes"],
+        &work,
+        &vars,
+        &target_path,
+    );
     assert_ok("rollback.sh again", &again);
     assert!(String::from_utf8_lossy(&again.stdout).contains("Nothing to roll back"));
     // As root, where the sandbox ran unprivileged, the scripts refuse.

@@ -86,7 +86,37 @@ impl Limitation {
 
     /// The seed's standard wording for `kind`: what goes untested and what to do.
     pub fn standard(kind: LimitationKind) -> Self {
+        Self::standard_for(kind, true)
+    }
+
+    /// The standard wording for a runbook that targets Kubernetes (`kubernetes`) or
+    /// hosts: a runbook that writes files on a host gets no item about pods or
+    /// autoscalers.
+    pub fn standard_for(kind: LimitationKind, kubernetes: bool) -> Self {
         let (untested, production): (&[&str], &[&str]) = match kind {
+            LimitationKind::NoRealTraffic if !kubernetes => (
+                &["Behaviour under production traffic patterns and load"],
+                &[
+                    "Run a load test with your expected traffic profile",
+                    "Watch CPU, memory and connection use under concurrent load",
+                ],
+            ),
+            LimitationKind::SingleNode if !kubernetes => (
+                &["Behaviour across several hosts (failover, replication)"],
+                &["Exercise it on a multi-host staging environment before production"],
+            ),
+            LimitationKind::NoProductionData if !kubernetes => (
+                &[
+                    "Migrations against real data volumes",
+                    "Performance with production data",
+                    "Backup and restore with real data",
+                ],
+                &[
+                    "Rehearse on a staging host with a copy of production data",
+                    "Run the migration there and verify data integrity",
+                    "Only then run it on production",
+                ],
+            ),
             LimitationKind::NoRealTraffic => (
                 &["Behaviour under production traffic patterns and load"],
                 &[

@@ -893,3 +893,32 @@ async fn a_multi_line_step_fails_at_its_first_failing_line() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_outcome_reports_the_values_the_sandbox_used() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("values")
+        .variable(
+            Variable::new("PGPORT", Category::Endpoint)
+                .sandbox("55432")
+                .production("yours"),
+        )
+        .variable(Variable::new("TOKEN", Category::Credential).generated())
+        .step(step(
+            "use",
+            "echo \"$PGPORT\" > port && test -n \"$TOKEN\"",
+            Check::command("cat port").stdout_equals("55442"),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let mut opts = options(Lifetime::Ephemeral);
+    opts.vars.insert("PGPORT".into(), "55442".into());
+    let outcome = run_all(&provider, runbook, opts, RunMode::default())
+        .await
+        .unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    let port = outcome.runbook.variable("PGPORT").unwrap();
+    assert_eq!(port.sandbox.as_deref(), Some("55442"));
+    assert_eq!(outcome.runbook.variable("TOKEN").unwrap().sandbox, None);
+}

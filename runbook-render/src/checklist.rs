@@ -64,7 +64,7 @@ pub fn checklist_item(v: &Variable) -> String {
     };
     let mut line = format!("**{}** ({}): {action}.", v.category.label(), code(&v.name));
     if !v.production.trim().is_empty() {
-        let _ = write!(line, " {}", v.production.trim());
+        let _ = write!(line, " Production: {}", v.production.trim());
         if !line.ends_with('.') {
             line.push('.');
         }
@@ -92,6 +92,7 @@ pub fn adaptation_checklist(runbook: &Runbook, report: Option<&Report>) -> Strin
         "# Production Adaptation Checklist: {}\n",
         runbook.display_title()
     );
+    let _ = writeln!(out, "> {}\n", crate::scripts::verdict_line(report));
     out.push_str("Before executing this runbook on production, update the following. Every script refuses to\n");
     out.push_str("start until each variable below is set in its environment.\n\n");
     out.push_str(&checklist_items(runbook));
@@ -110,12 +111,14 @@ pub fn adaptation_checklist(runbook: &Runbook, report: Option<&Report>) -> Strin
 /// The runbook's limitations, plus those the sandbox itself implies (one node, no real
 /// traffic, network isolation), each kind once, the runbook's own wording first.
 pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation> {
-    // A limitation declared by kind alone gets the seed's standard wording.
+    let kubernetes = targets_kubernetes(runbook, report);
+    // A limitation declared by kind alone gets the seed's standard wording, for the
+    // platform the runbook targets.
     let mut out: Vec<Limitation> = runbook
         .limitations
         .iter()
         .map(|l| {
-            let standard = Limitation::standard(l.kind);
+            let standard = Limitation::standard_for(l.kind, kubernetes);
             Limitation {
                 untested: if l.untested.is_empty() {
                     standard.untested
@@ -133,8 +136,9 @@ pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation
         .collect();
     if let Some(report) = report {
         let mut implied = vec![LimitationKind::NoRealTraffic];
-        // 0 means the provider could not count the nodes: no claim either way.
-        if report.sandbox.nodes == 1 {
+        // 0 means the provider could not count the nodes: no claim either way. One host
+        // only limits a runbook meant for a cluster.
+        if report.sandbox.nodes == 1 && kubernetes {
             implied.push(LimitationKind::SingleNode);
         }
         if report.sandbox.network_isolated {
@@ -142,11 +146,25 @@ pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation
         }
         for kind in implied {
             if !out.iter().any(|l| l.kind == kind) {
-                out.push(Limitation::standard(kind));
+                out.push(Limitation::standard_for(kind, kubernetes));
             }
         }
     }
     out
+}
+
+/// Whether the runbook is about Kubernetes: a target version, a typed Kubernetes check,
+/// `kubectl`/`helm` in its commands, or a run on the kube provider.
+fn targets_kubernetes(runbook: &Runbook, report: Option<&Report>) -> bool {
+    runbook.target.kubernetes_version.is_some()
+        || report.is_some_and(|r| r.sandbox.provider == "kube")
+        || runbook.steps.iter().any(|s| {
+            s.run.contains("kubectl ")
+                || s.run.contains("helm ")
+                || s.verify
+                    .iter()
+                    .any(|c| matches!(c.probe, runbook_core::Probe::Kube(_)))
+        })
 }
 
 /// The "Limitations of Sandbox Testing" section body.

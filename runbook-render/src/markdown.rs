@@ -18,15 +18,11 @@ pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
     }
     match report {
         Some(r) => {
-            let verdict = match r.verdict {
-                Verdict::Passed => "**Tested in a sandbox: passed.**",
-                Verdict::Failed => "**Tested in a sandbox: FAILED.** The evidence below shows where and why.",
-                Verdict::Incomplete => "**Tested in a sandbox: incomplete.** Not every step has run yet.",
-            };
             let _ = writeln!(
                 out,
-                "> {verdict} Every step below ran exactly as written in an isolated {} sandbox on {}; \
-                 the results are in `test-results/`.\n",
+                "> **{}** The steps below ran exactly as written in an isolated {} sandbox on {}; \
+                 each says how it went, and the evidence is in `test-results/`.\n",
+                crate::scripts::verdict_line(Some(r)),
                 r.sandbox.provider,
                 r.started_at
             );
@@ -38,6 +34,7 @@ pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
     }
 
     summary(&mut out, runbook, report);
+    how_to_run(&mut out, runbook, report);
     if !runbook.requirements.is_empty() || !runbook.success_criteria.is_empty() {
         out.push_str("## Requirements\n\n");
         for r in &runbook.requirements {
@@ -168,9 +165,17 @@ fn summary(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
                 r.started_at,
                 human_ms(r.duration_ms)
             );
+            let unverified = runbook
+                .steps
+                .iter()
+                .filter(|s| s.rollback.as_ref().is_some_and(|r| r.verify.is_empty()))
+                .count();
             let rollback = match &r.rollback {
+                Some(x) if x.verdict == Verdict::Passed && unverified == 0 => {
+                    "Tested: every rollback ran and passed its checks".to_owned()
+                }
                 Some(x) if x.verdict == Verdict::Passed => {
-                    "Tested: every rollback passed its checks".to_owned()
+                    format!("Tested: every rollback ran; {unverified} of them have no checks")
                 }
                 Some(_) => "Tested: FAILED (see the rollback procedure)".to_owned(),
                 None => "Not exercised".to_owned(),
@@ -439,6 +444,87 @@ fn step_section(
     }
 }
 
+/// Who runs the package, where, with what: what the sandbox was, stated for the target.
+fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
+    out.push_str(
+        "## How to run this package
+
+",
+    );
+    match report
+        .map(|r| r.sandbox.user.as_str())
+        .filter(|u| !u.is_empty())
+    {
+        Some("root") => out.push_str(
+            "- **Who:** the sandbox ran every command as root.
+",
+        ),
+        Some(user) => {
+            let _ = writeln!(
+                out,
+                "- **Who:** an unprivileged user that will own what this deploys; the sandbox ran every \
+                 command as `{user}`, never as root (the scripts refuse root unless `--as-root`)."
+            );
+        }
+        None => out.push_str(
+            "- **Who:** not tested: nobody knows yet whether the commands need root.
+",
+        ),
+    }
+    out.push_str(
+        "- **Where:** relative paths are relative to the work directory: `RUNBOOK_WORK_DIR` \
+         (default `work/` inside this package). `deploy.sh` keeps its journal there \
+         (`.runbook-journal`), which `rollback.sh` reads.
+",
+    );
+    out.push_str(
+        "- **Environment:** set every variable of the table below (`adaptation-checklist.md` says \
+         how). The sandbox gave commands a clean environment: `PATH`, `LANG`/`LC_ALL=C.UTF-8`, \
+         `HOME`, `TMPDIR`, `USER` and the runbook's variables, nothing else; the scripts set the same \
+         locale and warn about variables that change the runbook's tools (such as `PG*`).
+",
+    );
+    if let Some(r) = report.filter(|r| !r.preflight.is_empty()) {
+        let tools: Vec<String> = r
+            .preflight
+            .iter()
+            .map(|t| {
+                format!(
+                    "`{}` {} (`{}`)",
+                    t.tool,
+                    t.detected.as_deref().unwrap_or("missing"),
+                    t.required
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "- **Tools:** {}; every script checks them first (pre-flight) and changes nothing if one is \
+             missing or too old.",
+            tools.join(", ")
+        );
+    }
+    out.push_str(
+        "- **Order:** `scripts/deploy.sh` (stops at the first failure; `--from STEP` resumes), \
+         `scripts/verify.sh` (repeatable), and if needed `scripts/rollback.sh`.
+",
+    );
+    if !runbook.config_files.is_empty() {
+        out.push_str(
+            "- **By hand:** `scripts/deploy.sh --render-config DIR` fills the templates of `config/` \
+             from your environment into DIR (files holding a secret are written 0600) and does nothing \
+             else; the files under `config/` themselves still hold `${VAR}` placeholders.
+",
+        );
+    }
+    out.push_str(
+        "- **Semantics:** steps and rollbacks run under `bash -e -o pipefail`, exactly as in the \
+         sandbox: a multi-line step fails at its first failing line. Checks run as written.
+
+",
+    );
+}
+
 fn rollback_procedure(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
     out.push_str("## Rollback Procedure\n\n");
     let steps: Vec<&Step> = runbook
@@ -454,12 +540,17 @@ fn rollback_procedure(out: &mut String, runbook: &Runbook, report: Option<&Repor
     match report.and_then(|r| r.rollback.as_ref()) {
         Some(x) if x.verdict == Verdict::Passed => out.push_str(
             "**Rollback tested:** after the successful run, every rollback below ran in this order in the \
-             sandbox and passed its checks.\n\n",
+             sandbox and succeeded; those with checks passed them.\n\n",
         ),
         Some(_) => out.push_str("**Rollback tested: FAILED.** See `test-results/test-summary.yaml`.\n\n"),
         None => out.push_str("The rollbacks were not exercised in the sandbox.\n\n"),
     }
-    out.push_str("Undo the steps in reverse order (`scripts/rollback.sh` does this; `--from STEP` resumes):\n\n");
+    out.push_str(
+        "Undo the steps in reverse order. `scripts/rollback.sh` does this for the steps its journal \
+         shows `deploy.sh` completed (after listing them and asking; `--yes` to confirm without a \
+         terminal, `--all` for every step, `--to STEP` to stop after one, `--include-incomplete` for a \
+         step that failed half-way):\n\n",
+    );
     for (i, s) in steps.iter().enumerate() {
         let rb = s.rollback.as_ref().expect("filtered");
         let _ = writeln!(out, "{}. **{}** (`{}`):\n", i + 1, s.title.trim(), s.id);

@@ -353,7 +353,10 @@ impl Package {
             checklist::adaptation_checklist(runbook, report),
         );
         add("scripts/deploy.sh", scripts::deploy_script(runbook, report));
-        add("scripts/rollback.sh", scripts::rollback_script(runbook, report));
+        add(
+            "scripts/rollback.sh",
+            scripts::rollback_script(runbook, report),
+        );
         add("scripts/verify.sh", scripts::verify_script(runbook, report));
         add("versions.yaml", evidence::versions(runbook, report));
         if let Some(e) = evidence {

@@ -121,7 +121,10 @@ fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
         Probe::Command(c) => (c.clone(), check.expect.clone()),
         Probe::Kube(k) => {
             let (command, expect) = k.kubectl_equivalent();
-            let command = match (runbook.variable("NAMESPACE"), command.strip_prefix("kubectl ")) {
+            let command = match (
+                runbook.variable("NAMESPACE"),
+                command.strip_prefix("kubectl "),
+            ) {
                 (Some(_), Some(rest)) => format!("kubectl -n \"$NAMESPACE\" {rest}"),
                 _ => command,
             };
@@ -413,7 +416,14 @@ pub(crate) fn bounds(req: &semver::VersionReq) -> Vec<String> {
             },
             Op::Tilde => {
                 push(">=", lo);
-                push("<", if j.is_some() { (i, lo.1 + 1, 0) } else { (i + 1, 0, 0) });
+                push(
+                    "<",
+                    if j.is_some() {
+                        (i, lo.1 + 1, 0)
+                    } else {
+                        (i + 1, 0, 0)
+                    },
+                );
             }
             Op::Caret => {
                 push(">=", lo);
@@ -441,13 +451,23 @@ fn header(out: &mut String, runbook: &Runbook, report: Option<&Report>, kind: Ki
     out.push_str("# shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design\n");
     let _ = writeln!(out, "# {what}: {}", runbook.display_title());
     let _ = writeln!(out, "# {}", verdict_line(report));
-    out.push_str("# Generated from runbook.yaml: each command and check is the runbook's, byte for byte;\n");
-    out.push_str("# the comment above each step says whether it ran in the sandbox. Steps and rollbacks\n");
-    out.push_str("# run under `bash -e -o pipefail` (a step fails at its first failing line), checks as\n");
+    out.push_str(
+        "# Generated from runbook.yaml: each command and check is the runbook's, byte for byte;\n",
+    );
+    out.push_str(
+        "# the comment above each step says whether it ran in the sandbox. Steps and rollbacks\n",
+    );
+    out.push_str(
+        "# run under `bash -e -o pipefail` (a step fails at its first failing line), checks as\n",
+    );
     out.push_str("# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.\n");
     let usage = match kind {
-        Kind::Deploy => "scripts/deploy.sh [--from STEP | --again] [--no-preflight] [--as-root] | --render-config DIR",
-        Kind::Rollback => "scripts/rollback.sh [--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight] [--as-root]",
+        Kind::Deploy => {
+            "scripts/deploy.sh [--from STEP | --again] [--no-preflight] [--as-root] | --render-config DIR"
+        }
+        Kind::Rollback => {
+            "scripts/rollback.sh [--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight] [--as-root]"
+        }
         Kind::Verify => "scripts/verify.sh [--from STEP] [--no-preflight]",
     };
     let _ = writeln!(
@@ -455,7 +475,9 @@ fn header(out: &mut String, runbook: &Runbook, report: Option<&Report>, kind: Ki
         "# Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) {usage}"
     );
     out.push_str("set -euo pipefail\n");
-    out.push_str("# The locale the sandbox gave every command.\nexport LANG=C.UTF-8 LC_ALL=C.UTF-8\n\n");
+    out.push_str(
+        "# The locale the sandbox gave every command.\nexport LANG=C.UTF-8 LC_ALL=C.UTF-8\n\n",
+    );
 }
 
 fn arguments(out: &mut String, kind: Kind, ids: &[&str], as_root: bool) {
@@ -463,13 +485,20 @@ fn arguments(out: &mut String, kind: Kind, ids: &[&str], as_root: bool) {
     let (vars, usage) = match kind {
         Kind::Deploy => (
             "FROM AGAIN NO_PREFLIGHT RENDER_TO",
-            format!("[--from STEP | --again] [--no-preflight]{as_root_usage} | --render-config DIR"),
+            format!(
+                "[--from STEP | --again] [--no-preflight]{as_root_usage} | --render-config DIR"
+            ),
         ),
         Kind::Rollback => (
             "TO ALL YES INCLUDE_INCOMPLETE NO_PREFLIGHT",
-            format!("[--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight]{as_root_usage}"),
+            format!(
+                "[--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight]{as_root_usage}"
+            ),
         ),
-        Kind::Verify => ("FROM NO_PREFLIGHT", "[--from STEP] [--no-preflight]".to_owned()),
+        Kind::Verify => (
+            "FROM NO_PREFLIGHT",
+            "[--from STEP] [--no-preflight]".to_owned(),
+        ),
     };
     let mut vars: Vec<&str> = vars.split(' ').collect();
     if as_root {
@@ -478,7 +507,10 @@ fn arguments(out: &mut String, kind: Kind, ids: &[&str], as_root: bool) {
     let _ = writeln!(
         out,
         "{}",
-        vars.iter().map(|v| format!("{v}=\"\"")).collect::<Vec<_>>().join(" ")
+        vars.iter()
+            .map(|v| format!("{v}=\"\""))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let _ = writeln!(out, "usage() {{ echo \"usage: $0 {usage}\"; }}");
     out.push_str("while [ $# -gt 0 ]; do\n  case \"$1\" in\n");
@@ -536,10 +568,10 @@ fn sandbox_user(report: Option<&Report>) -> Option<&str> {
 fn preflight(out: &mut String, runbook: &Runbook) {
     out.push_str("preflight() {\n  local failed=0\n  echo \"==> Pre-flight: the tools this runbook was tested with\"\n");
     for p in &runbook.prerequisites {
-        let pattern = p.version_pattern.as_deref().map_or_else(
-            || r"([0-9]+\.[0-9]+(\.[0-9]+)?)".to_owned(),
-            to_ere,
-        );
+        let pattern = p
+            .version_pattern
+            .as_deref()
+            .map_or_else(|| r"([0-9]+\.[0-9]+(\.[0-9]+)?)".to_owned(), to_ere);
         let bounds = p.requirement().map(|r| bounds(&r)).unwrap_or_default();
         let _ = writeln!(
             out,
@@ -617,7 +649,12 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
     };
     header(&mut out, runbook, report, kind);
     let ids: Vec<&str> = order.iter().map(|s| s.id.as_str()).collect();
-    arguments(&mut out, kind, &ids, kind != Kind::Verify && sandbox_user(report).is_some());
+    arguments(
+        &mut out,
+        kind,
+        &ids,
+        kind != Kind::Verify && sandbox_user(report).is_some(),
+    );
 
     // Variables: required, never defaulted to a sandbox value.
     if !runbook.variables.is_empty() {
@@ -674,7 +711,9 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
         out.push_str("  mkdir -p \"$(dirname \"$RENDER_DIR/$2\")\"\n");
         out.push_str("  (umask 077 && printf '%s' \"$content\" > \"$RENDER_DIR/$2\")\n");
         out.push_str("  chmod \"$3\" \"$RENDER_DIR/$2\"\n");
-        out.push_str("  if [ \"$RENDER_DIR\" = \"$WORK_DIR\" ]; then journal file \"$1\" \"$2\"; fi\n}\n\n");
+        out.push_str(
+            "  if [ \"$RENDER_DIR\" = \"$WORK_DIR\" ]; then journal file \"$1\" \"$2\"; fi\n}\n\n",
+        );
     }
 
     let total = order.len();
@@ -806,7 +845,12 @@ fn main(out: &mut String, runbook: &Runbook, kind: Kind) {
                 out.push_str("if [ -n \"$RENDER_TO\" ]; then\n  RENDER_DIR=\"$RENDER_TO\"\n");
                 for (n, step) in runbook.steps.iter().enumerate() {
                     for f in files_of(runbook, step, n) {
-                        let _ = writeln!(out, "  render_config {} {} 0600", sh_quote(&step.id), sh_quote(f));
+                        let _ = writeln!(
+                            out,
+                            "  render_config {} {} 0600",
+                            sh_quote(&step.id),
+                            sh_quote(f)
+                        );
                     }
                 }
                 out.push_str("  echo \"Config files rendered into $RENDER_TO (mode 0600): nothing else was done.\"\n  exit 0\nfi\n");
@@ -909,7 +953,10 @@ fi
             out.push_str("STARTED_AT=\"\"\n[ -z \"$FROM\" ] && STARTED_AT=1\nFAILED=0\n");
             out.push_str("for step in \"${STEPS[@]}\"; do\n");
             out.push_str("  [ \"$step\" = \"$FROM\" ] && STARTED_AT=1\n  [ -n \"$STARTED_AT\" ] || continue\n");
-            let _ = writeln!(out, "  \"{prefix}_${{step//-/_}}\" || FAILED=$((FAILED + 1))");
+            let _ = writeln!(
+                out,
+                "  \"{prefix}_${{step//-/_}}\" || FAILED=$((FAILED + 1))"
+            );
             out.push_str("done\nif [ \"$FAILED\" -gt 0 ]; then\n  echo \"$FAILED step(s) failed verification\" >&2\n  exit 1\nfi\n");
             out.push_str("echo \"All verifications passed.\"\n");
         }

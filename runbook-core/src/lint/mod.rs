@@ -81,8 +81,10 @@ rules! {
     RemovedApi "removed-api" Error "A manifest uses an apiVersion/kind removed in the target Kubernetes version.";
     DurationLimit "duration-limit" Error "A timeout, deadline or interval is longer than a sandbox run may last (7 days).";
     WorkdirOutside "workdir-outside" Error "A step's `workdir` is absolute or leaves the sandbox's work directory.";
+    CredentialNotSecret "credential-not-secret" Error "A `credential` variable is neither `secret:` nor `generate: true`: its value would be shown and shipped.";
     UnusedVariable "unused-variable" Warning "A declared variable is never used.";
     NoRollback "no-rollback" Warning "A step changes something but has no rollback.";
+    UnverifiedRollback "unverified-rollback" Warning "A rollback has no check: nothing confirms that it undid the step.";
     HardcodedEndpoint "hardcoded-endpoint" Warning "A command hard-codes a sandbox endpoint instead of using a variable.";
     HelmWithoutWait "helm-without-wait" Warning "`helm install`/`upgrade` without `--wait`: the next step may start before the release is ready.";
     ExitCodeOnly "exit-code-only" Warning "A verification only repeats the step's own command and exit code.";

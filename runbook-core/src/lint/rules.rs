@@ -136,6 +136,17 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 "add `sandbox: <value>`, or `generate: true` for a secret",
             ));
         }
+        if v.category == crate::Category::Credential && !v.is_secret() && !v.generate {
+            out.push(d(
+                Rule::CredentialNotSecret,
+                format!("variables[{i}]"),
+                format!(
+                    "credential `{}` is not secret: its value would appear in the report, the log and the package",
+                    v.name
+                ),
+                "add `secret: {source: …, reference: …}` (where production keeps it), or `generate: true` for a throwaway sandbox value",
+            ));
+        }
         if v.production.trim().is_empty() && v.secret.is_none() {
             out.push(d(
                 Rule::NoProductionGuidance,
@@ -272,6 +283,17 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 format!("steps[{i}].rollback.run"),
                 format!("step `{}` has an empty rollback command", s.id),
                 "write the command that undoes the step",
+            ));
+        }
+        if let Some(r) = &s.rollback
+            && r.verify.is_empty()
+            && !r.run.trim().is_empty()
+        {
+            out.push(d(
+                Rule::UnverifiedRollback,
+                format!("steps[{i}].rollback"),
+                format!("the rollback of step `{}` has no check", s.id),
+                "add `verify:` under `rollback:` with a check that the step's effect is gone (e.g. `test ! -e \"$APP_DIR\"`)",
             ));
         }
         if let Some(w) = &s.workdir

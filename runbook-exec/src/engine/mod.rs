@@ -601,8 +601,18 @@ impl Session {
             id: self.sandbox.id().to_owned(),
             destroyed: destroy,
         });
+        // The package reports the values the sandbox used (after `--var`, the provider's
+        // fixed values and values chosen at run time), never a secret's.
+        let mut runbook = self.runbook;
+        for v in &mut runbook.variables {
+            if !self.secret_names.contains(&v.name)
+                && let Some(used) = self.values.get(&v.name)
+            {
+                v.sandbox = Some(used.clone());
+            }
+        }
         Ok(Outcome {
-            runbook: self.runbook,
+            runbook,
             report: self.report,
             log,
             redactor: self.redactor,
