@@ -75,7 +75,7 @@ fn main() {
         std::fs::write(
             &loud,
             format!(
-                "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: loud }}\nsteps:\n  - id: print\n    title: Print {gib} GiB\n    run: yes | head -c {bytes}\n    readOnly: true\n    verify: [{{ run: echo ok, expect: {{ stdout: {{ equals: ok }} }} }}]\n"
+                "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: loud }}\nsteps:\n  - id: print\n    title: Print {gib} GiB\n    run: head -c {bytes} /dev/zero | tr '\\000' y\n    readOnly: true\n    verify: [{{ run: echo ok, expect: {{ stdout: {{ equals: ok }} }} }}]\n"
             ),
         )
         .unwrap();

@@ -18,7 +18,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use runbook_core::{Category, Check, Runbook, Step, Variable};
+//! use runbook_core::{Category, Check, Rollback, Runbook, Step, Variable};
 //!
 //! let built = Runbook::builder("postgres")
 //!     .title("Deploy PostgreSQL")
@@ -30,7 +30,8 @@
 //!         .verify(Check::command("kubectl get pods -n \"$NAMESPACE\" -o jsonpath='{.items[0].status.phase}'")
 //!             .stdout_equals("Running")
 //!             .within(Duration::from_secs(60)))
-//!         .rollback("helm uninstall db -n \"$NAMESPACE\" --wait"))
+//!         .rollback_with(Rollback::new("helm uninstall db -n \"$NAMESPACE\" --wait")
+//!             .verify(Check::command("helm status db -n \"$NAMESPACE\"").exit_code(1))))
 //!     .build()?;
 //! assert!(built.warnings.is_empty());
 //!
