@@ -804,7 +804,11 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn huge_output_ships_as_a_bounded_excerpt() {
     let dir = workdir();
     // Not `yes | head`: under pipefail that step fails, as `yes` dies of SIGPIPE.
-    let rb = one_step(dir.path(), "loud", "head -c 50000000 /dev/zero | tr '\\000' y");
+    let rb = one_step(
+        dir.path(),
+        "loud",
+        "head -c 50000000 /dev/zero | tr '\\000' y",
+    );
     let out = runbook(dir.path(), &["run", rb.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));
     let log = std::fs::read_to_string(

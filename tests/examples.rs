@@ -92,7 +92,10 @@ fn quickstart() {
         ],
     );
     let readme = read(dir.path(), "handoff-package/README.md");
-    assert!(readme.contains("**Tested in a sandbox: passed (rollbacks exercised: passed).**"), "{readme}");
+    assert!(
+        readme.contains("**Tested in a sandbox: passed (rollbacks exercised: passed).**"),
+        "{readme}"
+    );
     assert!(readme.contains("**Rollback tested:**"));
     assert!(
         !read(dir.path(), "handoff-package/test-results/sandbox-log.txt").contains("token=0"),
@@ -252,7 +255,8 @@ fn kubernetes_form_renders_untested() {
     );
     let deploy = read(dir.path(), "k8s-package/scripts/deploy.sh");
     assert!(
-        deploy.contains("kubectl -n \"$NAMESPACE\" get pods -l 'app.kubernetes.io/name=postgresql'"),
+        deploy
+            .contains("kubectl -n \"$NAMESPACE\" get pods -l 'app.kubernetes.io/name=postgresql'"),
         "typed checks become kubectl, in the runbook's namespace"
     );
     let versions = read(dir.path(), "k8s-package/versions.yaml");

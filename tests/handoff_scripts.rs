@@ -155,10 +155,8 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
     let vars = BTreeMap::from([
         ("APP_DIR".to_owned(), "heartbeat".to_owned()),
         ("APP_PORT".to_owned(), "9191".to_owned()),
-        (
-            "API_TOKEN".to_owned(),
-            "0123456789abcdef0123456789abcdef".to_owned(),
-        ),
+        // Not the sandbox's format (32 hex characters): checks must follow the value.
+        ("API_TOKEN".to_owned(), "prod/Token-42_not+hex".to_owned()),
     ]);
     // Without the variables, the scripts refuse and point at the checklist.
     let refused = script(&package, "deploy.sh", &work, &BTreeMap::new());
@@ -174,7 +172,7 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
     );
     let conf = std::fs::read_to_string(work.join("heartbeat/app.conf")).unwrap();
     assert!(
-        conf.contains("port=9191") && conf.contains("token=0123456789abcdef0123456789abcdef"),
+        conf.contains("port=9191") && conf.contains("token=prod/Token-42_not+hex"),
         "{conf}"
     );
     let pid: i32 = std::fs::read_to_string(work.join("heartbeat/worker.pid"))
@@ -183,7 +181,37 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
         .parse()
         .unwrap();
 
+    // Checks are repeatable: verify twice.
     assert_ok("verify.sh", &script(&package, "verify.sh", &work, &vars));
+    assert_ok(
+        "verify.sh again",
+        &script(&package, "verify.sh", &work, &vars),
+    );
+    // The rendered config holds the token: only its owner may read it.
+    let mode = std::fs::metadata(work.join("config/app.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // --again repeats the deploy without a second worker.
+    assert_ok(
+        "deploy.sh --again",
+        &script_with(
+            &package,
+            "deploy.sh",
+            &["--again"],
+            &work,
+            &vars,
+            &path_env(),
+        ),
+    );
+    assert_eq!(
+        std::fs::read_to_string(work.join("heartbeat/worker.pid"))
+            .unwrap()
+            .trim(),
+        pid.to_string(),
+        "a second deploy started another worker"
+    );
     // --from resumes at a step: the earlier ones are not run again.
     let resumed = {
         let mut c = Command::new("bash");
@@ -243,6 +271,12 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
         !work.join("heartbeat").exists(),
         "rollback leaves nothing behind"
     );
+    let after = script(&package, "verify.sh", &work, &vars);
+    assert_eq!(
+        after.status.code(),
+        Some(1),
+        "verify.sh passes after a rollback"
+    );
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists()
             || std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -281,6 +315,10 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
     assert_ok("deploy.sh", &deploy);
     assert!(work.join("data-prod/PG_VERSION").exists());
     assert_ok("verify.sh", &script(&package, "verify.sh", &work, &vars));
+    assert_ok(
+        "verify.sh again",
+        &script(&package, "verify.sh", &work, &vars),
+    );
     assert_ok(
         "rollback.sh",
         &script_with(
