@@ -80,6 +80,10 @@ pub struct SandboxDescription {
     /// The user commands ran as.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// The `PATH` commands ran with (the rest of their environment is the locale,
+    /// `HOME`, `TMPDIR`, `USER` and the runbook's variables).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
     /// Versions of the platform itself (kernel, shell, API server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, String>,
@@ -98,6 +102,9 @@ pub struct ToolVersion {
     pub detected: Option<String>,
     /// Whether the detected version satisfies the requirement.
     pub satisfied: bool,
+    /// Where the tool was found (`command -v`), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// The record of one step: every attempt, with every check.

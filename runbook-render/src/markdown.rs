@@ -490,10 +490,14 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
             .iter()
             .map(|t| {
                 format!(
-                    "`{}` {} (`{}`)",
+                    "`{}` {} (`{}`){}",
                     t.tool,
                     t.detected.as_deref().unwrap_or("missing"),
-                    t.required
+                    t.required,
+                    t.location
+                        .as_deref()
+                        .map(|l| format!(" at `{l}`"))
+                        .unwrap_or_default()
                 )
             })
             .collect();

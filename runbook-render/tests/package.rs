@@ -85,6 +85,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
             nodes: 1,
             network_isolated: false,
             user: "nobody".into(),
+            path: "/usr/local/bin:/usr/bin:/bin".into(),
             versions: [("bash".to_owned(), "5.2.15(1)-release".to_owned())].into(),
         },
         preflight: runbook
@@ -95,6 +96,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
                 required: p.version.clone(),
                 detected: Some("15.18.0".into()),
                 satisfied: true,
+                location: Some(format!("/usr/bin/{}", p.tool)),
             })
             .collect(),
         steps,

@@ -390,11 +390,13 @@ impl Session {
                 detected: detected.as_ref().map(ToString::to_string),
                 satisfied,
             });
+            let location = self.locate(&p.tool).await?;
             found.push(ToolVersion {
                 tool: p.tool.clone(),
                 required: p.version.clone(),
                 detected: detected.map(|v| v.to_string()),
                 satisfied,
+                location,
             });
         }
         self.report.preflight = found.clone();
@@ -412,6 +414,28 @@ impl Session {
             self.report.verdict = Verdict::Failed;
             Err(ExecError::Preflight(problems))
         }
+    }
+
+    /// Where the sandbox finds `tool` (`command -v`), so the package can say it.
+    async fn locate(&mut self, tool: &str) -> Result<Option<String>> {
+        let quoted = format!("'{}'", tool.replace('\'', r"'\''"));
+        let spec = self.spec(
+            format!("command -v -- {quoted}"),
+            None,
+            self.options.check_timeout,
+        );
+        let mut sink = Capture::new(
+            "preflight",
+            4096,
+            &self.redactor,
+            &mut self.log,
+            &NoObserver,
+        );
+        let exit = self.sandbox.run(&spec, &mut sink).await?;
+        let out = sink.finish();
+        Ok((exit.code == Some(0))
+            .then(|| out.stdout.trim().to_owned())
+            .filter(|l| !l.is_empty()))
     }
 
     /// Runs the next step (or re-runs the step that failed). Returns its record, or

@@ -990,6 +990,7 @@ impl Sandbox for LocalSandbox {
                     .flatten()
                     .map_or_else(|| nix::unistd::geteuid().to_string(), |u| u.name),
             },
+            path: self.path.clone(),
             versions,
         };
         let _ = self.description.set(description.clone());
