@@ -266,3 +266,36 @@ fn kubernetes_form_renders_untested() {
         "{versions}"
     );
 }
+
+/// docs/example-package is what today's renderer makes of its own runbook, report and
+/// log, file for file (so a change to the renderer cannot leave it stale). Re-render it
+/// in place with `UPDATE_EXAMPLE_PACKAGE=1`; regenerate it from a new sandbox run as
+/// docs/example-package/REGENERATE.md says.
+#[test]
+fn the_example_package_in_docs_is_current() {
+    let dir = repo().join("docs/example-package");
+    let text = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+    let (runbook, _) = runbook::load(dir.join("runbook.yaml")).unwrap();
+    let report = runbook::report_from_yaml_str(&text("test-results/test-summary.yaml")).unwrap();
+    let log = text("test-results/sandbox-log.txt");
+    let evidence = runbook::render::Evidence {
+        report: &report,
+        log: Some(&log),
+    };
+    let package = runbook::render::Package::render(&runbook, Some(evidence), &[]).unwrap();
+    let update = std::env::var_os("UPDATE_EXAMPLE_PACKAGE").is_some();
+    let mut stale = Vec::new();
+    for path in package.paths() {
+        let want = package.get(path).unwrap();
+        if std::fs::read(dir.join(path)).ok().as_deref() != Some(want) {
+            if update {
+                std::fs::write(dir.join(path), want).unwrap();
+            }
+            stale.push(path.to_owned());
+        }
+    }
+    assert!(
+        update || stale.is_empty(),
+        "docs/example-package is stale in {stale:?}: run `UPDATE_EXAMPLE_PACKAGE=1 cargo test --test examples`"
+    );
+}

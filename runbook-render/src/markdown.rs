@@ -448,17 +448,13 @@ fn step_section(
 fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
     out.push_str(
         "## How to run this package
-
-",
+\n",
     );
     match report
         .map(|r| r.sandbox.user.as_str())
         .filter(|u| !u.is_empty())
     {
-        Some("root") => out.push_str(
-            "- **Who:** the sandbox ran every command as root.
-",
-        ),
+        Some("root") => out.push_str("- **Who:** the sandbox ran every command as root.\n"),
         Some(user) => {
             let _ = writeln!(
                 out,
@@ -466,24 +462,29 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
                  command as `{user}`, never as root (the scripts refuse root unless `--as-root`)."
             );
         }
-        None => out.push_str(
-            "- **Who:** not tested: nobody knows yet whether the commands need root.
-",
-        ),
+        None => out
+            .push_str("- **Who:** not tested: nobody knows yet whether the commands need root.\n"),
     }
     out.push_str(
         "- **Where:** relative paths are relative to the work directory: `RUNBOOK_WORK_DIR` \
          (default `work/` inside this package). `deploy.sh` keeps its journal there \
-         (`.runbook-journal`), which `rollback.sh` reads.
-",
+         (`.runbook-journal`), which `rollback.sh` reads.\n",
     );
     out.push_str(
         "- **Environment:** set every variable of the table below (`adaptation-checklist.md` says \
          how). The sandbox gave commands a clean environment: `PATH`, `LANG`/`LC_ALL=C.UTF-8`, \
          `HOME`, `TMPDIR`, `USER` and the runbook's variables, nothing else; the scripts set the same \
-         locale and warn about variables that change the runbook's tools (such as `PG*`).
-",
+         locale and warn about variables that change the runbook's tools (such as `PG*`).",
     );
+    match report
+        .map(|r| r.sandbox.path.as_str())
+        .filter(|p| !p.is_empty())
+    {
+        Some(path) => {
+            let _ = writeln!(out, " Its `PATH` was `{path}`.");
+        }
+        None => out.push('\n'),
+    }
     if let Some(r) = report.filter(|r| !r.preflight.is_empty()) {
         let tools: Vec<String> = r
             .preflight
@@ -510,22 +511,19 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
     }
     out.push_str(
         "- **Order:** `scripts/deploy.sh` (stops at the first failure; `--from STEP` resumes), \
-         `scripts/verify.sh` (repeatable), and if needed `scripts/rollback.sh`.
-",
+         `scripts/verify.sh` (repeatable), and if needed `scripts/rollback.sh`.\n",
     );
     if !runbook.config_files.is_empty() {
         out.push_str(
             "- **By hand:** `scripts/deploy.sh --render-config DIR` fills the templates of `config/` \
              from your environment into DIR (files holding a secret are written 0600) and does nothing \
-             else; the files under `config/` themselves still hold `${VAR}` placeholders.
-",
+             else; the files under `config/` themselves still hold `${VAR}` placeholders.\n",
         );
     }
     out.push_str(
         "- **Semantics:** steps and rollbacks run under `bash -e -o pipefail`, exactly as in the \
          sandbox: a multi-line step fails at its first failing line. Checks run as written.
-
-",
+\n",
     );
 }
 

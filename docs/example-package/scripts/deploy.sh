@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design
 # Deploy: Deploy PostgreSQL 15 for myapp
-# Generated from runbook.yaml. The commands and checks are the ones tested in the sandbox,
-# byte for byte. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
-# Config templates under config/ are filled from the environment with bash parameter
-# expansion into the work directory (no eval, no envsubst).
-# Usage: RUNBOOK_WORK_DIR=DIR (default: ../work) scripts/deploy.sh [--from STEP]
+# Tested in a sandbox: passed (rollbacks exercised: passed).
+# Generated from runbook.yaml: each command and check is the runbook's, byte for byte;
+# the comment above each step says whether it ran in the sandbox. Steps and rollbacks
+# run under `bash -e -o pipefail` (a step fails at its first failing line), checks as
+# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
+# Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) scripts/deploy.sh [--from STEP | --again] [--no-preflight] [--as-root] | --render-config DIR
 set -euo pipefail
+# The locale the sandbox gave every command.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
-FROM=""
+FROM="" AGAIN="" NO_PREFLIGHT="" RENDER_TO="" AS_ROOT=""
+usage() { echo "usage: $0 [--from STEP | --again] [--no-preflight] [--as-root] | --render-config DIR"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --from) FROM="${2:?--from needs a step id}"; shift 2 ;;
-    -h|--help) echo "usage: $0 [--from STEP]"; exit 0 ;;
-    *) echo "usage: $0 [--from STEP]" >&2; exit 2 ;;
+    --again) AGAIN=1; shift ;;
+    --render-config) RENDER_TO="${2:?--render-config needs a directory}"; shift 2 ;;
+    --as-root) AS_ROOT=1; shift ;;
+    --no-preflight) NO_PREFLIGHT=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
   esac
 done
 STEPS=('init-cluster' 'start-server' 'create-app-db')
@@ -21,6 +29,7 @@ if [ -n "$FROM" ] && [[ " ${STEPS[*]} " != *" $FROM "* ]]; then
   echo "unknown step '$FROM'; steps: ${STEPS[*]}" >&2
   exit 2
 fi
+if [ -n "$FROM" ] && [ -n "$AGAIN" ]; then echo "--from and --again exclude each other" >&2; exit 2; fi
 
 # Every variable must be set for your environment: see adaptation-checklist.md.
 : "${PGDATA:?PGDATA is not set: see adaptation-checklist.md}"
@@ -37,6 +46,7 @@ WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
 CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}"
 mkdir -p "$WORK_DIR"
 WORK_DIR="$(cd "$WORK_DIR" && pwd)"
+JOURNAL="$WORK_DIR/.runbook-journal"
 
 now_ms() { date +%s%3N; }
 
@@ -54,7 +64,8 @@ match_text() {
 }
 
 # check NAME EXPECTED WITHIN_MS INTERVAL_MS EXIT OUT_MODE OUT_WANT ERR_MODE ERR_WANT COMMAND
-# Runs COMMAND until its exit code and output satisfy the expectation or WITHIN_MS passes.
+# Runs COMMAND (as written: no errexit) until its exit code and output satisfy the
+# expectation or WITHIN_MS passes.
 check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
@@ -87,12 +98,13 @@ check() {
   return 1
 }
 
-# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with bash -c.
+# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with
+# bash -e -o pipefail -c: it fails at its first failing line.
 run_step() {
   local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0
   echo "==> $title ($id)"
   start=$(now_ms)
-  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -c "$command") || code=$?
+  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") || code=$?
   if [ "$code" -ne 0 ]; then
     echo "    FAILED: the command exited with code $code" >&2
     return 1
@@ -100,25 +112,117 @@ run_step() {
   echo "    ok: command ($(( $(now_ms) - start )) ms)"
 }
 
-fail() {
-  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1" >&2
-  exit 1
+# version_satisfies VERSION "OP MAJOR MINOR PATCH"...: every bound holds.
+version_key() { printf '%09d%09d%09d' "$((10#${1:-0}))" "$((10#${2:-0}))" "$((10#${3:-0}))"; }
+version_satisfies() {
+  local version=${1#v} bound op major minor patch have want
+  shift
+  version=${version%%[-+]*}
+  IFS=. read -r major minor patch _ <<< "$version.."
+  have=$(version_key "$major" "$minor" "$patch")
+  for bound in "$@"; do
+    read -r op major minor patch <<< "$bound"
+    want=$(version_key "$major" "$minor" "$patch")
+    case "$op" in
+      '>=') [[ ! "$have" < "$want" ]] ;;
+      '>') [[ "$have" > "$want" ]] ;;
+      '<') [[ "$have" < "$want" ]] ;;
+      '<=') [[ ! "$have" > "$want" ]] ;;
+      '=') [ "$have" = "$want" ] ;;
+    esac || return 1
+  done
 }
 
-# render_config PATH: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
-# environment into WORK_DIR/PATH, with bash parameter expansion (no eval, no envsubst).
+# need_tool TOOL REQUIREMENT DETECT_COMMAND ERE BOUND...: the tool is there, in a version
+# that satisfies the requirement, read the way the sandbox read it.
+need_tool() {
+  local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
+  shift 4
+  if ! out=$(bash -c "$detect" 2>&1); then
+    echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
+    return 1
+  fi
+  if [[ "$out" =~ $pattern ]]; then
+    version=${BASH_REMATCH[1]:-${BASH_REMATCH[0]}}
+  else
+    echo "    FAILED: $tool: cannot read a version from \`$detect\`: $out" >&2
+    return 1
+  fi
+  if ! version_satisfies "$version" "$@"; then
+    echo "    FAILED: $tool $version does not satisfy $requirement" >&2
+    return 1
+  fi
+  echo "    ok: $tool $version ($(command -v "$tool" || echo "$detect"))"
+}
+# The journal: what deploy.sh started and completed, and the files it rendered.
+journal() { printf '%s\n' "$*" >> "$JOURNAL"; }
+# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, not by rollback.sh
+declare -A STARTED=() COMPLETED=()
+# shellcheck disable=SC2034
+load_journal() {
+  STARTED=(); COMPLETED=()
+  [ -f "$JOURNAL" ] || return 0
+  local what id rest
+  while read -r what id rest; do
+    case "$what" in
+      started) STARTED[$id]=1 ;;
+      completed) COMPLETED[$id]=1 ;;
+      rolledback) unset "STARTED[$id]" "COMPLETED[$id]" ;;
+      again) STARTED=(); COMPLETED=() ;;
+    esac
+  done < "$JOURNAL"
+}
+
+
+preflight() {
+  local failed=0
+  echo "==> Pre-flight: the tools this runbook was tested with"
+  need_tool 'initdb' '>=15, <16' 'initdb --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  if [ "$failed" -ne 0 ]; then
+    echo "Pre-flight failed: nothing was changed. Install what is missing (or pass --no-preflight at your own risk)." >&2
+    exit 1
+  fi
+}
+
+# The sandbox ran every command as an unprivileged user (rb-625cee8f), not as root.
+if [ "$(id -u)" -eq 0 ] && [ -z "$AS_ROOT" ]; then
+  echo "refusing to run as root: the sandbox ran these commands as an unprivileged user (rb-625cee8f). Run as the user that should own what this deploys, or pass --as-root." >&2
+  exit 2
+fi
+
+# The sandbox gave commands a clean environment: variables like these were not set there.
+warn_environment() {
+  local name found=()
+  for name in $(compgen -e); do
+    case "$name" in
+      PGDATA|PGHOST|PGPORT|APP_DB|APP_USER|PG_SUPERUSER_PASSWORD|APP_PASSWORD) ;;
+      PG*) found+=("$name") ;;
+    esac
+  done
+  if [ "${#found[@]}" -gt 0 ]; then
+    echo "WARNING: these variables are set here, change how the runbook's tools behave, and were not set in the sandbox: ${found[*]}. Unset them unless they are intended." >&2
+  fi
+}
+
+# render_config STEP PATH MODE: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
+# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), with bash
+# parameter expansion (no eval, no envsubst), and journals it for rollback.sh.
 render_config() {
   local content
-  IFS= read -r -d '' content < "$PACKAGE_DIR/$1" || true
+  IFS= read -r -d '' content < "$PACKAGE_DIR/$2" || true
   content=${content//'${PGHOST}'/"$PGHOST"}
   content=${content//'${PGPORT}'/"$PGPORT"}
-  mkdir -p "$(dirname "$WORK_DIR/$1")"
-  printf '%s' "$content" > "$WORK_DIR/$1"
+  mkdir -p "$(dirname "$RENDER_DIR/$2")"
+  (umask 077 && printf '%s' "$content" > "$RENDER_DIR/$2")
+  chmod "$3" "$RENDER_DIR/$2"
+  if [ "$RENDER_DIR" = "$WORK_DIR" ]; then journal file "$1" "$2"; fi
 }
 
-# Step 1/3: Initialize the database cluster
+# Step 1/3: Initialize the database cluster (passed in the sandbox (attempt 1))
 deploy_init_cluster() {
-render_config 'config/postgresql.conf'
+render_config 'init-cluster' 'config/postgresql.conf' 0644
 run_step 'init-cluster' '[1/3] Initialize the database cluster' 120 '.' "$(cat <<'RUNBOOK_CMD'
 initdb --pgdata="$PGDATA" --username=postgres --auth-local=scram-sha-256 --auth-host=scram-sha-256 \
   --pwfile=<(printf '%s\n' "$PG_SUPERUSER_PASSWORD")
@@ -132,7 +236,7 @@ RUNBOOK_CMD
 )" || fail 'init-cluster'
 }
 
-# Step 2/3: Start the server
+# Step 2/3: Start the server (passed in the sandbox (attempt 1))
 deploy_start_server() {
 run_step 'start-server' '[2/3] Start the server' 600 '.' "$(cat <<'RUNBOOK_CMD'
 pg_ctl --pgdata="$PGDATA" --log="$PGDATA/server.log" --wait --timeout=60 start
@@ -144,7 +248,7 @@ RUNBOOK_CMD
 )" || fail 'start-server'
 }
 
-# Step 3/3: Create the application role and database
+# Step 3/3: Create the application role and database (passed in the sandbox (attempt 2))
 deploy_create_app_db() {
 run_step 'create-app-db' '[3/3] Create the application role and database' 600 '.' "$(cat <<'RUNBOOK_CMD'
 PGPASSWORD="$PG_SUPERUSER_PASSWORD" psql --host="$PGHOST" --port="$PGPORT" --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 -v app_user="$APP_USER" -v app_password="$APP_PASSWORD" -v app_db="$APP_DB" <<'SQL'
@@ -166,11 +270,38 @@ RUNBOOK_CMD
 )" || fail 'create-app-db'
 }
 
-STARTED=""
-[ -z "$FROM" ] && STARTED=1
+fail() {
+  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1 (or undo what ran with scripts/rollback.sh)" >&2
+  exit 1
+}
+RENDER_DIR="$WORK_DIR"
+if [ -n "$RENDER_TO" ]; then
+  RENDER_DIR="$RENDER_TO"
+  render_config 'init-cluster' 'config/postgresql.conf' 0600
+  echo "Config files rendered into $RENDER_TO (mode 0600): nothing else was done."
+  exit 0
+fi
+[ -n "$NO_PREFLIGHT" ] || preflight
+warn_environment
+load_journal
+if [ -z "$FROM" ] && [ -z "$AGAIN" ] && [ "${#STARTED[@]}" -gt 0 ]; then
+  for step in "${STEPS[@]}"; do
+    if [ -z "${COMPLETED[$step]:-}" ]; then
+      echo "An earlier deploy stopped at step $step (journal: $JOURNAL). Resume with --from $step, roll back with scripts/rollback.sh, or start over with --again." >&2
+      exit 3
+    fi
+  done
+  echo "Already deployed: the journal ($JOURNAL) shows every step completed. Check it with scripts/verify.sh; repeat it with --again." >&2
+  exit 3
+fi
+if [ -n "$AGAIN" ]; then journal again; fi
+STARTED_AT=""
+[ -z "$FROM" ] && STARTED_AT=1
 for step in "${STEPS[@]}"; do
-  [ "$step" = "$FROM" ] && STARTED=1
-  [ -n "$STARTED" ] || continue
+  [ "$step" = "$FROM" ] && STARTED_AT=1
+  [ -n "$STARTED_AT" ] || continue
+  journal started "$step"
   "deploy_${step//-/_}"
+  journal completed "$step"
 done
 echo "Deployed: every step passed its checks."

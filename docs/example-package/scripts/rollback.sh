@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design
 # Roll back: Deploy PostgreSQL 15 for myapp
-# Generated from runbook.yaml. The commands and checks are the ones tested in the sandbox,
-# byte for byte. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
-# Usage: RUNBOOK_WORK_DIR=DIR (default: ../work) scripts/rollback.sh [--from STEP]
+# Tested in a sandbox: passed (rollbacks exercised: passed).
+# Generated from runbook.yaml: each command and check is the runbook's, byte for byte;
+# the comment above each step says whether it ran in the sandbox. Steps and rollbacks
+# run under `bash -e -o pipefail` (a step fails at its first failing line), checks as
+# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
+# Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) scripts/rollback.sh [--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight] [--as-root]
 set -euo pipefail
+# The locale the sandbox gave every command.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
-FROM=""
+TO="" ALL="" YES="" INCLUDE_INCOMPLETE="" NO_PREFLIGHT="" AS_ROOT=""
+usage() { echo "usage: $0 [--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight] [--as-root]"; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --from) FROM="${2:?--from needs a step id}"; shift 2 ;;
-    -h|--help) echo "usage: $0 [--from STEP]"; exit 0 ;;
-    *) echo "usage: $0 [--from STEP]" >&2; exit 2 ;;
+    --to) TO="${2:?--to needs a step id}"; shift 2 ;;
+    --all) ALL=1; shift ;;
+    --yes|-y) YES=1; shift ;;
+    --include-incomplete) INCLUDE_INCOMPLETE=1; shift ;;
+    --as-root) AS_ROOT=1; shift ;;
+    --no-preflight) NO_PREFLIGHT=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
   esac
 done
-STEPS=('create-app-db' 'start-server' 'init-cluster')
-if [ -n "$FROM" ] && [[ " ${STEPS[*]} " != *" $FROM "* ]]; then
-  echo "unknown step '$FROM'; steps: ${STEPS[*]}" >&2
+STEPS=('init-cluster' 'start-server' 'create-app-db')
+if [ -n "$TO" ] && [[ " ${STEPS[*]} " != *" $TO "* ]]; then
+  echo "unknown step '$TO'; steps: ${STEPS[*]}" >&2
   exit 2
 fi
 
@@ -35,6 +46,7 @@ WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
 CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}"
 mkdir -p "$WORK_DIR"
 WORK_DIR="$(cd "$WORK_DIR" && pwd)"
+JOURNAL="$WORK_DIR/.runbook-journal"
 
 now_ms() { date +%s%3N; }
 
@@ -52,7 +64,8 @@ match_text() {
 }
 
 # check NAME EXPECTED WITHIN_MS INTERVAL_MS EXIT OUT_MODE OUT_WANT ERR_MODE ERR_WANT COMMAND
-# Runs COMMAND until its exit code and output satisfy the expectation or WITHIN_MS passes.
+# Runs COMMAND (as written: no errexit) until its exit code and output satisfy the
+# expectation or WITHIN_MS passes.
 check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
@@ -85,12 +98,13 @@ check() {
   return 1
 }
 
-# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with bash -c.
+# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with
+# bash -e -o pipefail -c: it fails at its first failing line.
 run_step() {
   local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0
   echo "==> $title ($id)"
   start=$(now_ms)
-  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -c "$command") || code=$?
+  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") || code=$?
   if [ "$code" -ne 0 ]; then
     echo "    FAILED: the command exited with code $code" >&2
     return 1
@@ -98,23 +112,113 @@ run_step() {
   echo "    ok: command ($(( $(now_ms) - start )) ms)"
 }
 
-fail() {
-  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1" >&2
-  exit 1
+# version_satisfies VERSION "OP MAJOR MINOR PATCH"...: every bound holds.
+version_key() { printf '%09d%09d%09d' "$((10#${1:-0}))" "$((10#${2:-0}))" "$((10#${3:-0}))"; }
+version_satisfies() {
+  local version=${1#v} bound op major minor patch have want
+  shift
+  version=${version%%[-+]*}
+  IFS=. read -r major minor patch _ <<< "$version.."
+  have=$(version_key "$major" "$minor" "$patch")
+  for bound in "$@"; do
+    read -r op major minor patch <<< "$bound"
+    want=$(version_key "$major" "$minor" "$patch")
+    case "$op" in
+      '>=') [[ ! "$have" < "$want" ]] ;;
+      '>') [[ "$have" > "$want" ]] ;;
+      '<') [[ "$have" < "$want" ]] ;;
+      '<=') [[ ! "$have" > "$want" ]] ;;
+      '=') [ "$have" = "$want" ] ;;
+    esac || return 1
+  done
 }
 
-# Step 1/3: Create the application role and database
-rollback_create_app_db() {
-run_step 'create-app-db' '[1/3] Roll back: Create the application role and database' 600 '.' "$(cat <<'RUNBOOK_CMD'
-PGPASSWORD="$PG_SUPERUSER_PASSWORD" psql --host="$PGHOST" --port="$PGPORT" --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 -v app_user="$APP_USER" -v app_db="$APP_DB" <<'SQL'
-DROP DATABASE IF EXISTS :"app_db";
-DROP ROLE IF EXISTS :"app_user";
-SQL
+# need_tool TOOL REQUIREMENT DETECT_COMMAND ERE BOUND...: the tool is there, in a version
+# that satisfies the requirement, read the way the sandbox read it.
+need_tool() {
+  local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
+  shift 4
+  if ! out=$(bash -c "$detect" 2>&1); then
+    echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
+    return 1
+  fi
+  if [[ "$out" =~ $pattern ]]; then
+    version=${BASH_REMATCH[1]:-${BASH_REMATCH[0]}}
+  else
+    echo "    FAILED: $tool: cannot read a version from \`$detect\`: $out" >&2
+    return 1
+  fi
+  if ! version_satisfies "$version" "$@"; then
+    echo "    FAILED: $tool $version does not satisfy $requirement" >&2
+    return 1
+  fi
+  echo "    ok: $tool $version ($(command -v "$tool" || echo "$detect"))"
+}
+# The journal: what deploy.sh started and completed, and the files it rendered.
+journal() { printf '%s\n' "$*" >> "$JOURNAL"; }
+# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, not by rollback.sh
+declare -A STARTED=() COMPLETED=()
+# shellcheck disable=SC2034
+load_journal() {
+  STARTED=(); COMPLETED=()
+  [ -f "$JOURNAL" ] || return 0
+  local what id rest
+  while read -r what id rest; do
+    case "$what" in
+      started) STARTED[$id]=1 ;;
+      completed) COMPLETED[$id]=1 ;;
+      rolledback) unset "STARTED[$id]" "COMPLETED[$id]" ;;
+      again) STARTED=(); COMPLETED=() ;;
+    esac
+  done < "$JOURNAL"
+}
+
+
+preflight() {
+  local failed=0
+  echo "==> Pre-flight: the tools this runbook was tested with"
+  need_tool 'initdb' '>=15, <16' 'initdb --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  if [ "$failed" -ne 0 ]; then
+    echo "Pre-flight failed: nothing was changed. Install what is missing (or pass --no-preflight at your own risk)." >&2
+    exit 1
+  fi
+}
+
+# The sandbox ran every command as an unprivileged user (rb-625cee8f), not as root.
+if [ "$(id -u)" -eq 0 ] && [ -z "$AS_ROOT" ]; then
+  echo "refusing to run as root: the sandbox ran these commands as an unprivileged user (rb-625cee8f). Run as the user that should own what this deploys, or pass --as-root." >&2
+  exit 2
+fi
+
+# The sandbox gave commands a clean environment: variables like these were not set there.
+warn_environment() {
+  local name found=()
+  for name in $(compgen -e); do
+    case "$name" in
+      PGDATA|PGHOST|PGPORT|APP_DB|APP_USER|PG_SUPERUSER_PASSWORD|APP_PASSWORD) ;;
+      PG*) found+=("$name") ;;
+    esac
+  done
+  if [ "${#found[@]}" -gt 0 ]; then
+    echo "WARNING: these variables are set here, change how the runbook's tools behave, and were not set in the sandbox: ${found[*]}. Unset them unless they are intended." >&2
+  fi
+}
+
+# Step 1/3: Initialize the database cluster (passed in the sandbox (attempt 1))
+rollback_init_cluster() {
+run_step 'init-cluster' '[1/3] Roll back: Initialize the database cluster' 600 '.' "$(cat <<'RUNBOOK_CMD'
+rm -rf "$PGDATA"
 RUNBOOK_CMD
-)" || fail 'create-app-db'
+)" || fail 'init-cluster'
+check 'data directory is gone' 'exit code 0, stdout equals "absent"' 0 1000 0 equals 'absent' none '' "$(cat <<'RUNBOOK_CMD'
+test ! -e "$PGDATA" && echo absent
+RUNBOOK_CMD
+)" || fail 'init-cluster'
 }
 
-# Step 2/3: Start the server
+# Step 2/3: Start the server (passed in the sandbox (attempt 1))
 rollback_start_server() {
 run_step 'start-server' '[2/3] Roll back: Start the server' 600 '.' "$(cat <<'RUNBOOK_CMD'
 pg_ctl --pgdata="$PGDATA" --mode=fast --wait stop
@@ -126,23 +230,71 @@ RUNBOOK_CMD
 )" || fail 'start-server'
 }
 
-# Step 3/3: Initialize the database cluster
-rollback_init_cluster() {
-run_step 'init-cluster' '[3/3] Roll back: Initialize the database cluster' 600 '.' "$(cat <<'RUNBOOK_CMD'
-rm -rf "$PGDATA"
+# Step 3/3: Create the application role and database (passed in the sandbox (attempt 2))
+rollback_create_app_db() {
+run_step 'create-app-db' '[3/3] Roll back: Create the application role and database' 600 '.' "$(cat <<'RUNBOOK_CMD'
+PGPASSWORD="$PG_SUPERUSER_PASSWORD" psql --host="$PGHOST" --port="$PGPORT" --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 -v app_user="$APP_USER" -v app_db="$APP_DB" <<'SQL'
+DROP DATABASE IF EXISTS :"app_db";
+DROP ROLE IF EXISTS :"app_user";
+SQL
 RUNBOOK_CMD
-)" || fail 'init-cluster'
-check 'data directory is gone' 'exit code 0, stdout equals "absent"' 0 1000 0 equals 'absent' none '' "$(cat <<'RUNBOOK_CMD'
-test ! -e "$PGDATA" && echo absent
-RUNBOOK_CMD
-)" || fail 'init-cluster'
+)" || fail 'create-app-db'
+  UNVERIFIED=$((UNVERIFIED + 1))
 }
 
-STARTED=""
-[ -z "$FROM" ] && STARTED=1
-for step in "${STEPS[@]}"; do
-  [ "$step" = "$FROM" ] && STARTED=1
-  [ -n "$STARTED" ] || continue
-  "rollback_${step//-/_}"
+fail() {
+  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1 (or undo what ran with scripts/rollback.sh)" >&2
+  exit 1
+}
+[ -n "$NO_PREFLIGHT" ] || preflight
+warn_environment
+load_journal
+PLAN=() INCOMPLETE=()
+for (( i=${#STEPS[@]}-1; i>=0; i-- )); do
+  step=${STEPS[$i]}
+  if [ -n "$ALL" ] || [ -n "${COMPLETED[$step]:-}" ]; then
+    PLAN+=("$step")
+  elif [ -n "${STARTED[$step]:-}" ]; then
+    if [ -n "$INCLUDE_INCOMPLETE" ]; then PLAN+=("$step"); else INCOMPLETE+=("$step"); fi
+  fi
 done
-echo "Rolled back: every step passed its checks."
+if [ "${#INCOMPLETE[@]}" -gt 0 ]; then
+  echo "Not rolled back: ${INCOMPLETE[*]} started but did not complete, so its rollback could undo what was there before this deploy. Inspect it, then add --include-incomplete if its rollback is right." >&2
+fi
+if [ -n "$TO" ]; then
+  if [[ " ${PLAN[*]} " != *" $TO "* ]]; then
+    echo "step '$TO' is not among the steps to roll back (${PLAN[*]:-none})" >&2
+    exit 2
+  fi
+  CUT=()
+  for step in "${PLAN[@]}"; do CUT+=("$step"); [ "$step" = "$TO" ] && break; done
+  PLAN=("${CUT[@]}")
+fi
+if [ "${#PLAN[@]}" -eq 0 ]; then
+  echo "Nothing to roll back: the journal ($JOURNAL) shows no deployed step. --all reverts every step regardless."
+  exit 0
+fi
+echo "This rolls back, in this order: ${PLAN[*]}"
+if [ -z "$YES" ]; then
+  if [ ! -t 0 ]; then
+    echo "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes." >&2
+    exit 2
+  fi
+  read -r -p "Proceed? [y/N] " answer
+  case "$answer" in y|Y|yes|YES) ;; *) echo "Nothing was changed."; exit 1 ;; esac
+fi
+UNVERIFIED=0
+for step in "${PLAN[@]}"; do
+  "rollback_${step//-/_}"
+  if [ -f "$JOURNAL" ]; then
+    while read -r what id path; do
+      if [ "$what" = file ] && [ "$id" = "$step" ]; then rm -f -- "${WORK_DIR:?}/$path"; fi
+    done < "$JOURNAL"
+    journal rolledback "$step"
+  fi
+done
+if [ "$UNVERIFIED" -gt 0 ]; then
+  echo "Rolled back: ${PLAN[*]}. $UNVERIFIED rollback(s) have no checks: confirm those by hand."
+else
+  echo "Rolled back: ${PLAN[*]}; every rollback passed its checks."
+fi

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design
 # Verify: Deploy PostgreSQL 15 for myapp
-# Generated from runbook.yaml. The commands and checks are the ones tested in the sandbox,
-# byte for byte. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
-# Usage: RUNBOOK_WORK_DIR=DIR (default: ../work) scripts/verify.sh [--from STEP]
+# Tested in a sandbox: passed (rollbacks exercised: passed).
+# Generated from runbook.yaml: each command and check is the runbook's, byte for byte;
+# the comment above each step says whether it ran in the sandbox. Steps and rollbacks
+# run under `bash -e -o pipefail` (a step fails at its first failing line), checks as
+# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
+# Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) scripts/verify.sh [--from STEP] [--no-preflight]
 set -euo pipefail
+# The locale the sandbox gave every command.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
-FROM=""
+FROM="" NO_PREFLIGHT=""
+usage() { echo "usage: $0 [--from STEP] [--no-preflight]"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --from) FROM="${2:?--from needs a step id}"; shift 2 ;;
-    -h|--help) echo "usage: $0 [--from STEP]"; exit 0 ;;
-    *) echo "usage: $0 [--from STEP]" >&2; exit 2 ;;
+    --no-preflight) NO_PREFLIGHT=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
   esac
 done
 STEPS=('init-cluster' 'start-server' 'create-app-db')
@@ -52,7 +59,8 @@ match_text() {
 }
 
 # check NAME EXPECTED WITHIN_MS INTERVAL_MS EXIT OUT_MODE OUT_WANT ERR_MODE ERR_WANT COMMAND
-# Runs COMMAND until its exit code and output satisfy the expectation or WITHIN_MS passes.
+# Runs COMMAND (as written: no errexit) until its exit code and output satisfy the
+# expectation or WITHIN_MS passes.
 check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
@@ -85,12 +93,13 @@ check() {
   return 1
 }
 
-# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with bash -c.
+# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with
+# bash -e -o pipefail -c: it fails at its first failing line.
 run_step() {
   local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0
   echo "==> $title ($id)"
   start=$(now_ms)
-  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -c "$command") || code=$?
+  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") || code=$?
   if [ "$code" -ne 0 ]; then
     echo "    FAILED: the command exited with code $code" >&2
     return 1
@@ -98,12 +107,76 @@ run_step() {
   echo "    ok: command ($(( $(now_ms) - start )) ms)"
 }
 
-fail() {
-  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1" >&2
-  exit 1
+# version_satisfies VERSION "OP MAJOR MINOR PATCH"...: every bound holds.
+version_key() { printf '%09d%09d%09d' "$((10#${1:-0}))" "$((10#${2:-0}))" "$((10#${3:-0}))"; }
+version_satisfies() {
+  local version=${1#v} bound op major minor patch have want
+  shift
+  version=${version%%[-+]*}
+  IFS=. read -r major minor patch _ <<< "$version.."
+  have=$(version_key "$major" "$minor" "$patch")
+  for bound in "$@"; do
+    read -r op major minor patch <<< "$bound"
+    want=$(version_key "$major" "$minor" "$patch")
+    case "$op" in
+      '>=') [[ ! "$have" < "$want" ]] ;;
+      '>') [[ "$have" > "$want" ]] ;;
+      '<') [[ "$have" < "$want" ]] ;;
+      '<=') [[ ! "$have" > "$want" ]] ;;
+      '=') [ "$have" = "$want" ] ;;
+    esac || return 1
+  done
 }
 
-# Step 1/3: Initialize the database cluster
+# need_tool TOOL REQUIREMENT DETECT_COMMAND ERE BOUND...: the tool is there, in a version
+# that satisfies the requirement, read the way the sandbox read it.
+need_tool() {
+  local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
+  shift 4
+  if ! out=$(bash -c "$detect" 2>&1); then
+    echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
+    return 1
+  fi
+  if [[ "$out" =~ $pattern ]]; then
+    version=${BASH_REMATCH[1]:-${BASH_REMATCH[0]}}
+  else
+    echo "    FAILED: $tool: cannot read a version from \`$detect\`: $out" >&2
+    return 1
+  fi
+  if ! version_satisfies "$version" "$@"; then
+    echo "    FAILED: $tool $version does not satisfy $requirement" >&2
+    return 1
+  fi
+  echo "    ok: $tool $version ($(command -v "$tool" || echo "$detect"))"
+}
+
+preflight() {
+  local failed=0
+  echo "==> Pre-flight: the tools this runbook was tested with"
+  need_tool 'initdb' '>=15, <16' 'initdb --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
+  if [ "$failed" -ne 0 ]; then
+    echo "Pre-flight failed: nothing was changed. Install what is missing (or pass --no-preflight at your own risk)." >&2
+    exit 1
+  fi
+}
+
+# The sandbox gave commands a clean environment: variables like these were not set there.
+warn_environment() {
+  local name found=()
+  for name in $(compgen -e); do
+    case "$name" in
+      PGDATA|PGHOST|PGPORT|APP_DB|APP_USER|PG_SUPERUSER_PASSWORD|APP_PASSWORD) ;;
+      PG*) found+=("$name") ;;
+    esac
+  done
+  if [ "${#found[@]}" -gt 0 ]; then
+    echo "WARNING: these variables are set here, change how the runbook's tools behave, and were not set in the sandbox: ${found[*]}. Unset them unless they are intended." >&2
+  fi
+}
+
+# Step 1/3: Initialize the database cluster (passed in the sandbox (attempt 1))
 verify_init_cluster() {
 echo '==> [1/3] Initialize the database cluster (init-cluster)'
 check 'cluster is PostgreSQL 15' 'exit code 0, stdout equals "15"' 0 1000 0 equals '15' none '' "$(cat <<'RUNBOOK_CMD'
@@ -112,7 +185,7 @@ RUNBOOK_CMD
 )" || return 1
 }
 
-# Step 2/3: Start the server
+# Step 2/3: Start the server (passed in the sandbox (attempt 1))
 verify_start_server() {
 echo '==> [2/3] Start the server (start-server)'
 check 'server accepts connections' 'exit code 0, stdout contains "accepting connections"' 30000 500 0 contains 'accepting connections' none '' "$(cat <<'RUNBOOK_CMD'
@@ -121,7 +194,7 @@ RUNBOOK_CMD
 )" || return 1
 }
 
-# Step 3/3: Create the application role and database
+# Step 3/3: Create the application role and database (passed in the sandbox (attempt 2))
 verify_create_app_db() {
 echo '==> [3/3] Create the application role and database (create-app-db)'
 check 'app user can connect' 'exit code 0, stdout equals "1"' 0 1000 0 equals '1' none '' "$(cat <<'RUNBOOK_CMD'
@@ -134,12 +207,13 @@ RUNBOOK_CMD
 )" || return 1
 }
 
-STARTED=""
-[ -z "$FROM" ] && STARTED=1
+[ -n "$NO_PREFLIGHT" ] || preflight
+STARTED_AT=""
+[ -z "$FROM" ] && STARTED_AT=1
 FAILED=0
 for step in "${STEPS[@]}"; do
-  [ "$step" = "$FROM" ] && STARTED=1
-  [ -n "$STARTED" ] || continue
+  [ "$step" = "$FROM" ] && STARTED_AT=1
+  [ -n "$STARTED_AT" ] || continue
   "verify_${step//-/_}" || FAILED=$((FAILED + 1))
 done
 if [ "$FAILED" -gt 0 ]; then
