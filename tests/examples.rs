@@ -178,6 +178,7 @@ fn notification_stack() {
     let summary = read(dir.path(), "handoff-package/test-results/test-summary.yaml");
     assert!(summary.contains("verdict: passed"));
     let readme = read(dir.path(), "handoff-package/README.md");
+    assert!(readme.contains("(rollbacks exercised: passed)"), "{readme}");
     assert!(readme.contains("RabbitMQ replaced by Redis Streams"));
     assert!(readme.contains("**Credentials** (`REDIS_PASSWORD`)"));
     assert_sandboxes_gone(dir.path());

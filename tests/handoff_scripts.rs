@@ -66,6 +66,12 @@ async fn tested_package(runbook: Runbook, vars: BTreeMap<String, String>, dir: &
     .await
     .unwrap();
     assert!(outcome.passed(), "{:#?}", outcome.report);
+    let rollback = outcome.report.rollback.as_ref().unwrap();
+    assert_eq!(
+        rollback.verdict,
+        runbook::report::Verdict::Passed,
+        "{rollback:#?}"
+    );
     let package = dir.join("handoff-package");
     runbook::write_package(&outcome, &package, false).unwrap();
     package
@@ -534,5 +540,61 @@ steps:
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to run as root"));
+    }
+}
+
+/// The notification stack (PostgreSQL, two Redis, the app) deployed by its own scripts on
+/// other ports, names and passwords than the sandbox's, checked twice, rolled back.
+#[tokio::test]
+async fn notification_stack_scripts_work_with_production_like_values() {
+    let dir = open_dir();
+    let sandbox_vars = BTreeMap::from([
+        ("DB_PORT".to_owned(), free_port().to_string()),
+        ("CACHE_PORT".to_owned(), free_port().to_string()),
+        ("QUEUE_PORT".to_owned(), free_port().to_string()),
+    ]);
+    let package = tested_package(example("notification-stack"), sandbox_vars, dir.path()).await;
+    let work = work_dir(dir.path());
+    let vars = BTreeMap::from([
+        (
+            "PGDATA".to_owned(),
+            work.join("pg-prod").to_string_lossy().into_owned(),
+        ),
+        ("DB_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("DB_PORT".to_owned(), free_port().to_string()),
+        ("CACHE_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("CACHE_PORT".to_owned(), free_port().to_string()),
+        ("QUEUE_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("QUEUE_PORT".to_owned(), free_port().to_string()),
+        ("APP_DB".to_owned(), "notify_prod".to_owned()),
+        ("APP_USER".to_owned(), "notify_prod_app".to_owned()),
+        (
+            "PG_SUPERUSER_PASSWORD".to_owned(),
+            "prod super pw with spaces".to_owned(),
+        ),
+        ("APP_PASSWORD".to_owned(), "prod-app-pw'quote".to_owned()),
+        ("REDIS_PASSWORD".to_owned(), "prod-redis-pw".to_owned()),
+    ]);
+    assert_ok("deploy.sh", &script(&package, "deploy.sh", &work, &vars));
+    assert_ok("verify.sh", &script(&package, "verify.sh", &work, &vars));
+    assert_ok(
+        "verify.sh again",
+        &script(&package, "verify.sh", &work, &vars),
+    );
+    let rollback = script_with(
+        &package,
+        "rollback.sh",
+        &["--yes"],
+        &work,
+        &vars,
+        &path_env(),
+    );
+    assert_ok("rollback.sh", &rollback);
+    assert!(!work.join("pg-prod").exists(), "the data directory is gone");
+    for port in [&vars["CACHE_PORT"], &vars["QUEUE_PORT"], &vars["DB_PORT"]] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err(),
+            "something still listens on {port}"
+        );
     }
 }

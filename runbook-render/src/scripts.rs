@@ -834,6 +834,12 @@ const FAIL: &str = r#"fail() {
 }
 "#;
 
+const ROLLBACK_FAIL: &str = r#"fail() {
+  echo "FAILED rolling back step $1. Fix the cause, then run $0 again: it goes on with what the journal shows is still deployed." >&2
+  exit 1
+}
+"#;
+
 fn main(out: &mut String, runbook: &Runbook, kind: Kind) {
     let prefix = kind_prefix(kind);
     let has_env_warning = !env_prefixes(runbook).is_empty();
@@ -886,7 +892,7 @@ for step in "${STEPS[@]}"; do
             out.push_str("  journal completed \"$step\"\ndone\necho \"Deployed: every step passed its checks.\"\n");
         }
         Kind::Rollback => {
-            out.push_str(FAIL);
+            out.push_str(ROLLBACK_FAIL);
             out.push_str("[ -n \"$NO_PREFLIGHT\" ] || preflight\n");
             if has_env_warning {
                 out.push_str("warn_environment\n");

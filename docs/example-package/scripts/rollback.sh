@@ -243,7 +243,7 @@ RUNBOOK_CMD
 }
 
 fail() {
-  echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1 (or undo what ran with scripts/rollback.sh)" >&2
+  echo "FAILED rolling back step $1. Fix the cause, then run $0 again: it goes on with what the journal shows is still deployed." >&2
   exit 1
 }
 [ -n "$NO_PREFLIGHT" ] || preflight
