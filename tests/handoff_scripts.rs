@@ -598,3 +598,135 @@ async fn notification_stack_scripts_work_with_production_like_values() {
         );
     }
 }
+
+/// The upgrade path on a target: the v1 package, then the v2 upgrade package, each with
+/// other values than the sandbox's; the upgrade verifies twice (its checks change
+/// nothing), rolls back to v1 exactly, and v1 rolls back to nothing.
+#[tokio::test]
+async fn upgrade_scripts_upgrade_and_roll_back_to_v1_exactly() {
+    use runbook::exec::Session;
+    let dir = open_dir();
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("state"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let provider = LocalProvider::with_root(dir.path().join("state")).path(path_env());
+    let load = |file: &str| {
+        runbook::load(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/upgrade")
+                .join(file),
+        )
+        .unwrap()
+        .0
+    };
+    let options = |lifetime| RunOptions {
+        lifetime,
+        vars: BTreeMap::from([("DB_PORT".to_owned(), free_port().to_string())]),
+        ..RunOptions::default()
+    };
+    // v1 in a persistent sandbox, then the upgrade in the same sandbox.
+    let v1 = run_all(
+        &provider,
+        load("v1.yaml"),
+        options(Some(Lifetime::Persistent)),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    assert!(v1.passed(), "{:#?}", v1.report);
+    let id = v1.report.sandbox.id.clone();
+    let mut session = Session::resume(
+        &provider,
+        &id,
+        Some(load("runbook.yaml")),
+        RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(session.run_remaining().await.unwrap());
+    assert_eq!(
+        session.rollback().await.unwrap().verdict,
+        runbook::report::Verdict::Passed
+    );
+    let v2 = session.finish().await.unwrap();
+    runbook::write_package(&v1, &dir.path().join("v1-package"), false).unwrap();
+    runbook::write_package(&v2, &dir.path().join("v2-package"), false).unwrap();
+    runbook::exec::Provider::destroy(&provider, &id)
+        .await
+        .unwrap();
+
+    let work = work_dir(dir.path());
+    let vars = BTreeMap::from([
+        (
+            "PGDATA".to_owned(),
+            work.join("orders-prod").to_string_lossy().into_owned(),
+        ),
+        ("DB_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("DB_PORT".to_owned(), free_port().to_string()),
+        (
+            "PG_SUPERUSER_PASSWORD".to_owned(),
+            "prod-orders-super".to_owned(),
+        ),
+    ]);
+    let (v1_pkg, v2_pkg) = (dir.path().join("v1-package"), dir.path().join("v2-package"));
+    // Each package keeps its own journal: separate work directories for the scripts'
+    // relative paths, the same data directory (absolute) and server.
+    let v2_work = work.join("upgrade");
+    std::fs::create_dir(&v2_work).unwrap();
+    if is_root() {
+        let nobody = nix_user("nobody");
+        std::os::unix::fs::chown(&v2_work, Some(nobody.0), Some(nobody.1)).unwrap();
+    }
+    assert_ok("v1 deploy.sh", &script(&v1_pkg, "deploy.sh", &work, &vars));
+    assert_ok(
+        "v2 deploy.sh",
+        &script(&v2_pkg, "deploy.sh", &v2_work, &vars),
+    );
+    assert_ok(
+        "v2 verify.sh",
+        &script(&v2_pkg, "verify.sh", &v2_work, &vars),
+    );
+    assert_ok(
+        "v2 verify.sh again",
+        &script(&v2_pkg, "verify.sh", &v2_work, &vars),
+    );
+    let rollback = script_with(
+        &v2_pkg,
+        "rollback.sh",
+        &["--yes"],
+        &v2_work,
+        &vars,
+        &path_env(),
+    );
+    assert_ok("v2 rollback.sh", &rollback);
+    // Back to v1 exactly: v1's own checks pass again, the v2 columns and rows are gone.
+    assert_ok(
+        "v1 verify.sh after the v2 rollback",
+        &script(&v1_pkg, "verify.sh", &work, &vars),
+    );
+    let columns = Command::new(format!("{PG_BIN}/psql"))
+        .args(["--host=127.0.0.1", &format!("--port={}", vars["DB_PORT"]), "--username=postgres", "-tAc"])
+        .arg("SELECT string_agg(column_name, ',' ORDER BY ordinal_position) || ' ' || (SELECT count(*) FROM orders) FROM information_schema.columns WHERE table_name = 'orders'")
+        .env("PGPASSWORD", &vars["PG_SUPERUSER_PASSWORD"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&columns.stdout).trim(),
+        "id,customer,amount_cents 10000"
+    );
+    assert_ok(
+        "v1 rollback.sh",
+        &script_with(
+            &v1_pkg,
+            "rollback.sh",
+            &["--yes"],
+            &work,
+            &vars,
+            &path_env(),
+        ),
+    );
+    assert!(!work.join("orders-prod").exists());
+}
