@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use common::{needs_root, processes_with, provider, wait_for};
+use common::{needs_root, processes_with, provider, run_ephemeral, wait_for};
 use runbook_core::{Category, Check, ConfigFile, Lifetime, Runbook, Step, Variable};
 use runbook_exec::{ExecError, Provider, ProvisionRequest, RunMode, RunOptions, Session, run_all};
 
@@ -63,14 +63,7 @@ mod links {
                 .runbook
         };
         // The link as the last component: replaced in the sandbox, its target untouched.
-        let outcome = run_all(
-            &provider,
-            runbook("config/app.conf"),
-            options(Lifetime::Ephemeral),
-            RunMode::default(),
-        )
-        .await
-        .unwrap();
+        let outcome = run_ephemeral(&provider, runbook("config/app.conf")).await;
         assert!(outcome.passed(), "{:#?}", outcome.report);
         // The link as a directory on the way: refused, nothing written there.
         let err = run_all(
@@ -99,14 +92,7 @@ mod links {
             .build()
             .unwrap()
             .runbook;
-        let outcome = run_all(
-            &provider,
-            runbook,
-            options(Lifetime::Ephemeral),
-            RunMode::default(),
-        )
-        .await
-        .unwrap();
+        let outcome = run_ephemeral(&provider, runbook).await;
         assert!(outcome.log().contains("hello"));
         let id = &outcome.report.sandbox.id;
         let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
@@ -166,14 +152,7 @@ mod isolation {
                 .read_only();
             let mut rb = b.runbook().clone();
             rb.steps = vec![b_step];
-            let outcome = run_all(
-                &provider,
-                rb,
-                options(Lifetime::Ephemeral),
-                RunMode::default(),
-            )
-            .await
-            .unwrap();
+            let outcome = run_ephemeral(&provider, rb).await;
             let out = &outcome.report.steps[0].attempts[0].output;
             assert_ne!(
                 out.exit_code,
@@ -229,14 +208,7 @@ mod containment {
             .build()
             .unwrap()
             .runbook;
-        let outcome = run_all(
-            &provider,
-            runbook,
-            options(Lifetime::Ephemeral),
-            RunMode::default(),
-        )
-        .await
-        .unwrap();
+        let outcome = run_ephemeral(&provider, runbook).await;
         assert!(outcome.passed(), "{:#?}", outcome.report);
     }
 
@@ -254,14 +226,7 @@ mod containment {
             .build()
             .unwrap()
             .runbook;
-        let outcome = run_all(
-            &provider,
-            runbook,
-            options(Lifetime::Ephemeral),
-            RunMode::default(),
-        )
-        .await
-        .unwrap();
+        let outcome = run_ephemeral(&provider, runbook).await;
         assert!(outcome.passed(), "{:#?}", outcome.report);
         assert!(
             processes_with("sleep 7791").is_empty(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{processes_with, provider, wait_for};
+use common::{processes_with, provider, run_ephemeral, wait_for};
 use runbook_core::report::{StepStatus, Verdict};
 use runbook_core::{
     Category, Check, ConfigFile, KnownIssue, KubeCheck, Lifetime, Prerequisite, Rollback, Runbook,
@@ -21,21 +21,6 @@ fn options(lifetime: Lifetime) -> RunOptions {
         lifetime: Some(lifetime),
         ..RunOptions::default()
     }
-}
-
-/// Runs `runbook` in a new ephemeral sandbox with the default options.
-async fn run_ephemeral(
-    provider: &runbook_exec::LocalProvider,
-    runbook: Runbook,
-) -> runbook_exec::Outcome {
-    run_all(
-        provider,
-        runbook,
-        options(Lifetime::Ephemeral),
-        RunMode::default(),
-    )
-    .await
-    .unwrap()
 }
 
 fn step(id: &str, run: &str, check: Check) -> Step {

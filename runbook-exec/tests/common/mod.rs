@@ -57,6 +57,20 @@ impl Drop for TestRoot {
     }
 }
 
+/// Runs `runbook` in a new ephemeral sandbox with the default options.
+pub async fn run_ephemeral(
+    provider: &LocalProvider,
+    runbook: runbook_core::Runbook,
+) -> runbook_exec::Outcome {
+    let options = runbook_exec::RunOptions {
+        lifetime: Some(runbook_core::Lifetime::Ephemeral),
+        ..runbook_exec::RunOptions::default()
+    };
+    runbook_exec::run_all(provider, runbook, options, runbook_exec::RunMode::default())
+        .await
+        .unwrap()
+}
+
 /// Waits for `condition` with a deadline; never sleeps to hope.
 pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
