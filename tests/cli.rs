@@ -132,9 +132,12 @@ fn bad_input_gets_a_clear_error() {
         (vec!["validate", "binary.yaml"], "binary.yaml"),
         (
             vec!["run", "missing.yaml"],
-            "error: missing.yaml: cannot read the file",
+            "missing.yaml: error[parse]: cannot read the file",
         ),
-        (vec!["run", "broken.yaml"], "unknown field `titel`"),
+        (
+            vec!["run", "broken.yaml"],
+            "unknown key `titel`\n    help: did you mean `title`?",
+        ),
         (vec!["frobnicate"], "unrecognized subcommand"),
         (
             vec!["run", "broken.yaml", "--no-such-flag"],
@@ -158,7 +161,7 @@ fn bad_input_gets_a_clear_error() {
         ),
         (
             vec!["run", "broken.yaml", "--provider", "kube"],
-            "unknown field",
+            "unknown key",
         ),
     ];
     for (args, want) in cases {
@@ -876,4 +879,80 @@ fn destroy_all_goes_past_a_busy_sandbox() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(sandboxes(dir.path()), 0);
     assert_eq!(sleepers(979790) + sleepers(979791), 0);
+}
+
+/// Ten typical mistakes, one fixture each (tests/fixtures/errors/), as `validate` and
+/// `run` print them: the place, what is wrong in plain words, and what to change.
+#[test]
+fn typical_mistakes_read_in_plain_words() {
+    let fixtures = repo().join("tests/fixtures/errors");
+    for name in [
+        "misspelled-key",
+        "bad-indentation",
+        "tab",
+        "unclosed-quote",
+        "wrong-enum-value",
+        "wrong-type",
+        "missing-required-key",
+        "undeclared-variable",
+        "missing-file",
+        "empty-file",
+    ] {
+        let file = format!("{name}.yaml");
+        let out = runbook(&fixtures, &["validate", &file]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let (stdout, _) = text(&out);
+        assert_no_rust_leak(&stdout);
+        insta::assert_snapshot!(name, stdout);
+        // `run` refuses with the very same lines, before any sandbox exists.
+        let run = runbook(&fixtures, &["run", &file]);
+        let (_, stderr) = text(&run);
+        assert_eq!(run.status.code(), Some(1), "{name}");
+        assert!(stderr.contains(stdout.trim_end()), "{name}: {stderr}");
+    }
+}
+
+/// docs/cli.md carries every command's `--help`, so the doc cannot drift from the binary.
+/// `UPDATE_CLI_DOC=1 cargo test --test cli` rewrites those blocks.
+#[test]
+fn docs_cli_md_holds_every_commands_help() {
+    let doc_path = repo().join("docs/cli.md");
+    let mut doc = std::fs::read_to_string(&doc_path).unwrap();
+    let mut stale = Vec::new();
+    for sub in [
+        "", "validate", "run", "resume", "sandbox", "render", "schema", "new",
+    ] {
+        let mut args: Vec<&str> = sub.split_whitespace().collect();
+        args.push("--help");
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).trim_end().to_owned();
+        let name = if sub.is_empty() { "runbook" } else { sub };
+        let start = format!("<!-- help:{name} -->\n```text\n");
+        let end = "\n```\n<!-- /help -->";
+        let block = format!("{start}{help}{end}");
+        match doc.find(&start) {
+            Some(a) => {
+                let b = doc[a..].find(end).map(|e| a + e + end.len()).unwrap();
+                if doc[a..b] != block {
+                    stale.push(name);
+                    doc.replace_range(a..b, &block);
+                }
+            }
+            None => {
+                stale.push(name);
+                doc.push_str(&format!("\n### `runbook {sub}`\n\n{block}\n"));
+            }
+        }
+    }
+    if std::env::var_os("UPDATE_CLI_DOC").is_some() {
+        std::fs::write(&doc_path, &doc).unwrap();
+    } else {
+        assert!(
+            stale.is_empty(),
+            "docs/cli.md is stale for {stale:?}: run `UPDATE_CLI_DOC=1 cargo test --test cli`"
+        );
+    }
 }

@@ -15,8 +15,10 @@ pub struct ParseError {
     pub line: Option<u64>,
     /// 1-based column, when known.
     pub column: Option<u64>,
-    /// What is wrong, naming the field.
+    /// What is wrong, naming the field, in plain words.
     pub message: String,
+    /// What to change (a "did you mean" for a misspelled key or value).
+    pub help: String,
 }
 
 impl fmt::Display for ParseError {
@@ -34,6 +36,18 @@ impl fmt::Display for ParseError {
 }
 
 impl ParseError {
+    /// An error at a place, its message put in plain words with a help line.
+    fn at(line: Option<u64>, column: Option<u64>, raw: &str) -> Self {
+        let (message, help) = crate::plain::explain(&without_values(raw));
+        ParseError {
+            file: None,
+            line,
+            column,
+            message,
+            help,
+        }
+    }
+
     /// Attaches the file name.
     pub fn in_file(mut self, file: impl Into<PathBuf>) -> Self {
         self.file = Some(file.into());
@@ -109,13 +123,11 @@ fn yaml_error(e: &serde_saphyr::Error) -> ParseError {
     if let Some(cut) = message.rfind(" at line ") {
         message.truncate(cut);
     }
-    let message = without_values(&message);
-    ParseError {
-        file: None,
-        line: location.map(|l| l.line()),
-        column: location.map(|l| l.column()),
-        message,
-    }
+    ParseError::at(
+        location.map(|l| l.line()),
+        location.map(|l| l.column()),
+        &message,
+    )
 }
 
 /// A parser message without the value it quotes: "invalid type: integer `987654321`,
@@ -147,13 +159,11 @@ pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
         if let Some(cut) = message.rfind(" at line ") {
             message.truncate(cut);
         }
-        let message = without_values(&message);
-        ParseError {
-            file: None,
-            line: (e.line() > 0).then_some(e.line() as u64),
-            column: (e.column() > 0).then_some(e.column() as u64),
-            message,
-        }
+        ParseError::at(
+            (e.line() > 0).then_some(e.line() as u64),
+            (e.column() > 0).then_some(e.column() as u64),
+            &message,
+        )
     })
 }
 
@@ -165,6 +175,13 @@ pub fn load(path: impl AsRef<Path>) -> Result<(Runbook, String), ParseError> {
         line: None,
         column: None,
         message: format!("cannot read the file: {e}"),
+        help: match e.kind() {
+            std::io::ErrorKind::NotFound => "check the path: no file by that name exists".into(),
+            std::io::ErrorKind::PermissionDenied => {
+                "check the file's permissions: this user may not read it".into()
+            }
+            _ => "check that the path names a readable text file".into(),
+        },
     })?;
     let parsed = if path.extension().is_some_and(|e| e == "json") {
         from_json_str(&text)

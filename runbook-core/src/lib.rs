@@ -47,6 +47,7 @@ mod format;
 mod lifetime;
 mod limitation;
 pub mod lint;
+mod plain;
 pub mod prerequisite;
 pub mod report;
 mod runbook;

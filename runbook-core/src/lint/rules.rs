@@ -254,7 +254,12 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 Rule::MissingVerification,
                 format!("steps[{i}].verify"),
                 format!("step `{}` has no verification", s.id),
-                "add a check that positively confirms the result (e.g. the pod phase is `Running`)",
+                if s.run.contains("kubectl") || s.run.contains("helm") {
+                    "add a check that positively confirms the result (e.g. the pod phase is `Running`)"
+                } else {
+                    "add a check that positively confirms the result (e.g. `run: cat app.conf` with \
+                     `expect: {stdout: {contains: port=8080}}`)"
+                },
             ));
         }
         if s.rollback.is_none() && !s.read_only {

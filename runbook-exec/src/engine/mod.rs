@@ -757,7 +757,7 @@ impl Session {
         let mut failure = String::new();
         if exit.timed_out {
             failure = format!(
-                "the command timed out after {}",
+                "the command timed out after {} (raise the step's `timeout:` if it needs longer)",
                 runbook_core::HumanDuration(timeout)
             );
         } else if exit.code != Some(0) {

@@ -20,9 +20,6 @@ use runbook::{Diagnostic, Lifetime, ParseError, Runbook, SourceMap};
     about = "Tested infrastructure runbooks: validate, test in a sandbox, hand off a verified package."
 )]
 struct Cli {
-    /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
-    #[arg(long, global = true, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +62,9 @@ enum Command {
         /// Sandbox provider.
         #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
         provider: ProviderArg,
+        /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
         /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
         #[arg(long = "allow-context", value_name = "PATTERN")]
         allow_contexts: Vec<String>,
@@ -102,6 +102,9 @@ struct RunArgs {
     /// Sandbox provider.
     #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
     provider: ProviderArg,
+    /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Override a variable's sandbox value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
@@ -241,10 +244,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         } => render(&file, report.as_deref(), &out, force),
         Command::Sandbox {
             provider: which,
+            state_dir,
             allow_contexts,
             command,
         } => {
-            let p = provider(cli.state_dir.as_deref(), which, false, &allow_contexts).await?;
+            let p = provider(state_dir.as_deref(), which, false, &allow_contexts).await?;
             sandbox(p.as_ref(), command).await
         }
         Command::Run {
@@ -265,7 +269,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 (l, false) => l,
             };
             let provider = provider(
-                cli.state_dir.as_deref(),
+                run.state_dir.as_deref(),
                 run.provider,
                 run.isolate_network,
                 &run.allow_contexts,
@@ -277,7 +281,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let runbook = file.as_deref().map(load_clean).transpose()?;
             runbook::render::check_target(&run.out, run.force)?;
             let provider = provider(
-                cli.state_dir.as_deref(),
+                run.state_dir.as_deref(),
                 run.provider,
                 run.isolate_network,
                 &run.allow_contexts,
@@ -309,61 +313,97 @@ async fn provider(
 
 // ---- validate -----------------------------------------------------------------
 
-fn validate(files: &[PathBuf], format: Format) -> ExitCode {
-    #[derive(serde::Serialize)]
-    struct Finding<'a> {
-        file: String,
-        line: Option<u64>,
-        column: Option<u64>,
-        severity: &'a str,
-        code: String,
-        path: String,
-        message: String,
-        help: String,
-    }
-    let mut findings = Vec::new();
-    for file in files {
-        let name = file.display().to_string();
-        match runbook::load(file) {
-            Err(e) => findings.push(Finding {
-                file: name,
-                line: e.line,
-                column: e.column,
-                severity: "error",
-                code: "parse".into(),
-                path: String::new(),
-                message: e.message,
-                help: "fix the file so it matches the format (docs/format.md, `runbook schema`)"
-                    .into(),
-            }),
-            Ok((rb, text)) => {
-                let diags = rb.lint();
-                let map = if diags.is_empty() {
-                    SourceMap::default()
-                } else {
-                    SourceMap::new(&text)
-                };
-                for d in diags {
-                    let (line, column) = map
-                        .locate(&d.path)
-                        .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-                    findings.push(Finding {
-                        file: name.clone(),
-                        line,
-                        column,
-                        severity: if d.is_error() { "error" } else { "warning" },
-                        code: d.rule.code().to_owned(),
-                        path: d.path,
-                        message: d.message,
-                        help: d.help,
-                    });
-                }
-            }
+/// One finding, parse error or lint, in the one format `validate`, `run`, `resume` and
+/// `render` all print.
+#[derive(serde::Serialize)]
+struct Finding {
+    file: String,
+    line: Option<u64>,
+    column: Option<u64>,
+    severity: &'static str,
+    code: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    path: String,
+    message: String,
+    help: String,
+}
+
+impl Finding {
+    fn parse(e: &ParseError, file: &Path) -> Finding {
+        Finding {
+            file: file.display().to_string(),
+            line: e.line,
+            column: e.column,
+            severity: "error",
+            code: "parse".into(),
+            path: String::new(),
+            message: e.message.clone(),
+            help: e.help.clone(),
         }
     }
-    // In file order, so the output reads top to bottom.
-    findings.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-    let errors = findings.iter().filter(|f| f.severity == "error").count();
+
+    fn lint(d: Diagnostic, file: &Path, map: &SourceMap) -> Finding {
+        let (line, column) = map
+            .locate(&d.path)
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        Finding {
+            file: file.display().to_string(),
+            line,
+            column,
+            severity: if d.is_error() { "error" } else { "warning" },
+            code: d.rule.code().to_owned(),
+            path: d.path,
+            message: d.message,
+            help: d.help,
+        }
+    }
+
+    fn is_error(&self) -> bool {
+        self.severity == "error"
+    }
+
+    /// `FILE:LINE:COL: severity[code] path: message`, then `    help: …`.
+    fn text(&self) -> String {
+        let pos = match (self.line, self.column) {
+            (Some(l), Some(c)) => format!(":{l}:{c}"),
+            _ => String::new(),
+        };
+        let path = if self.path.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.path)
+        };
+        format!(
+            "{}{pos}: {}[{}]{path}: {}\n    help: {}",
+            self.file, self.severity, self.code, self.message, self.help
+        )
+    }
+}
+
+/// Parses and lints a file: the runbook (when it parses) and every finding, in file order.
+fn check_file(file: &Path) -> (Option<Runbook>, Vec<Finding>) {
+    match runbook::load(file) {
+        Err(e) => (None, vec![Finding::parse(&e, file)]),
+        Ok((rb, text)) => {
+            let diags = rb.lint();
+            let map = if diags.is_empty() {
+                SourceMap::default()
+            } else {
+                SourceMap::new(&text)
+            };
+            let mut findings: Vec<Finding> = diags
+                .into_iter()
+                .map(|d| Finding::lint(d, file, &map))
+                .collect();
+            findings.sort_by_key(|f| (f.line, f.column));
+            (Some(rb), findings)
+        }
+    }
+}
+
+fn validate(files: &[PathBuf], format: Format) -> ExitCode {
+    let findings: Vec<Finding> = files.iter().flat_map(|f| check_file(f).1).collect();
+    let errors = findings.iter().filter(|f| f.is_error()).count();
     match format {
         Format::Json => println!(
             "{}",
@@ -371,20 +411,7 @@ fn validate(files: &[PathBuf], format: Format) -> ExitCode {
         ),
         Format::Text => {
             for f in &findings {
-                let pos = match (f.line, f.column) {
-                    (Some(l), Some(c)) => format!(":{l}:{c}"),
-                    _ => String::new(),
-                };
-                let path = if f.path.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {}", f.path)
-                };
-                println!(
-                    "{}{pos}: {}[{}]{path}: {}",
-                    f.file, f.severity, f.code, f.message
-                );
-                println!("    help: {}", f.help);
+                println!("{}", f.text());
             }
             let warnings = findings.len() - errors;
             eprintln!(
@@ -400,35 +427,26 @@ fn validate(files: &[PathBuf], format: Format) -> ExitCode {
     }
 }
 
-/// Loads a runbook and refuses it when it has lint errors, printing them like `validate`.
+/// Loads a runbook and refuses it when it does not parse or has lint errors, printing
+/// them as `validate` does.
 fn load_clean(file: &Path) -> Result<Runbook, Failure> {
-    let (rb, text) = runbook::load(file).map_err(|e: ParseError| Failure(e.to_string()))?;
-    let errors: Vec<Diagnostic> = rb.lint().into_iter().filter(Diagnostic::is_error).collect();
-    if !errors.is_empty() {
-        let map = SourceMap::new(&text);
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|d| {
-                let pos = map
-                    .locate(&d.path)
-                    .map(|(l, c)| format!(":{l}:{c}"))
-                    .unwrap_or_default();
-                format!(
-                    "{}{pos}: error[{}] {}: {}\n    help: {}",
-                    file.display(),
-                    d.rule,
-                    d.path,
-                    d.message,
-                    d.help
-                )
-            })
-            .collect();
-        return Err(Failure(format!(
+    let (rb, findings) = check_file(file);
+    let errors: Vec<String> = findings
+        .iter()
+        .filter(|f| f.is_error())
+        .map(Finding::text)
+        .collect();
+    match rb {
+        Some(rb) if errors.is_empty() => Ok(rb),
+        Some(_) => Err(Failure(format!(
             "the runbook has lint errors; nothing was run:\n{}",
-            lines.join("\n")
-        )));
+            errors.join("\n")
+        ))),
+        None => Err(Failure(format!(
+            "the runbook cannot be read; nothing was run:\n{}",
+            errors.join("\n")
+        ))),
     }
-    Ok(rb)
 }
 
 // ---- run / resume -------------------------------------------------------------
