@@ -107,6 +107,30 @@ pub struct Expect {
 }
 
 impl Expect {
+    /// The expectation with the `${NAME}` placeholders of its `equals` and `contains`
+    /// texts filled from `values` (a `matches` pattern is taken as written).
+    ///
+    /// ```
+    /// use runbook_core::{Expect, TextMatch};
+    /// let e = Expect { stdout: Some(TextMatch::Equals("port=${APP_PORT}".into())), ..Expect::default() };
+    /// let values = [("APP_PORT".to_owned(), "9191".to_owned())].into();
+    /// assert_eq!(e.filled(&values).stdout, Some(TextMatch::Equals("port=9191".into())));
+    /// ```
+    pub fn filled(&self, values: &std::collections::BTreeMap<String, String>) -> Expect {
+        let fill = |m: &Option<TextMatch>| match m {
+            Some(TextMatch::Equals(s)) => Some(TextMatch::Equals(crate::template::fill_template(s, values))),
+            Some(TextMatch::Contains(s)) => {
+                Some(TextMatch::Contains(crate::template::fill_template(s, values)))
+            }
+            other => other.clone(),
+        };
+        Expect {
+            exit_code: self.exit_code,
+            stdout: fill(&self.stdout),
+            stderr: fill(&self.stderr),
+        }
+    }
+
     /// The exit code the command must return (0 unless set).
     pub fn expected_exit_code(&self) -> i32 {
         self.exit_code.unwrap_or(0)

@@ -140,6 +140,28 @@ fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
     }
 }
 
+/// An expected text as one bash word: its `${NAME}` placeholders expand from the
+/// environment (the target's values), everything else is literal. A `matches` pattern
+/// stays literal.
+fn expected_word(mode: &str, text: &str) -> String {
+    if mode == "matches" {
+        return sh_quote(text);
+    }
+    let mut out = String::new();
+    let mut last = 0;
+    for r in runbook_core::template::template_references(text) {
+        if r.offset > last {
+            out.push_str(&sh_quote(&text[last..r.offset]));
+        }
+        let _ = write!(out, "\"${{{}}}\"", r.name);
+        last = r.offset + r.name.len() + 3;
+    }
+    if last < text.len() || out.is_empty() {
+        out.push_str(&sh_quote(&text[last..]));
+    }
+    out
+}
+
 fn check_call(out: &mut String, runbook: &Runbook, check: &Check, on_fail: &str) {
     let (command, expect) = check_command(runbook, check);
     let (out_mode, out_want) = mode(&expect.stdout);
@@ -160,8 +182,8 @@ fn check_call(out: &mut String, runbook: &Runbook, check: &Check, on_fail: &str)
         sh_quote(&check.label()),
         sh_quote(&describe),
         expect.expected_exit_code(),
-        sh_quote(out_want),
-        sh_quote(err_want),
+        expected_word(out_mode, out_want),
+        expected_word(err_mode, err_want),
         literal(&command),
     );
 }
@@ -980,6 +1002,14 @@ fn kind_prefix(kind: Kind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_texts_expand_only_their_placeholders() {
+        assert_eq!(expected_word("equals", "port=${APP_PORT}"), r#"'port='"${APP_PORT}""#);
+        assert_eq!(expected_word("equals", "${A}-$HOME"), r#""${A}"'-$HOME'"#);
+        assert_eq!(expected_word("matches", "^${A}$"), "'^${A}$'");
+        assert_eq!(expected_word("none", ""), "''");
+    }
 
     /// Evaluates the rendered bounds the way the script does, in Rust.
     fn satisfied(bounds: &[String], v: &semver::Version) -> bool {

@@ -85,6 +85,7 @@ rules! {
     UnusedVariable "unused-variable" Warning "A declared variable is never used.";
     NoRollback "no-rollback" Warning "A step changes something but has no rollback.";
     UnverifiedRollback "unverified-rollback" Warning "A rollback has no check: nothing confirms that it undid the step.";
+    SandboxValueInCheck "sandbox-value-in-check" Warning "A check expects a variable's sandbox value literally: it fails wherever the value differs.";
     HardcodedEndpoint "hardcoded-endpoint" Warning "A command hard-codes a sandbox endpoint instead of using a variable.";
     HelmWithoutWait "helm-without-wait" Warning "`helm install`/`upgrade` without `--wait`: the next step may start before the release is ready.";
     ExitCodeOnly "exit-code-only" Warning "A verification only repeats the step's own command and exit code.";

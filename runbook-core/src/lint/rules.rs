@@ -334,6 +334,8 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
         }
     }
 
+    sandbox_values_in_checks(&mut out, runbook);
+
     // One pass over every text: references, secrets, endpoints, helm.
     let secrets: Vec<(usize, &str)> = runbook
         .variables
@@ -451,6 +453,39 @@ fn duration_limit(out: &mut Vec<Diagnostic>, path: &str, value: Option<crate::Hu
 
 fn first_line(s: &str) -> &str {
     s.lines().last().unwrap_or(s).trim()
+}
+
+/// Checks whose expected text holds a variable's sandbox value literally.
+fn sandbox_values_in_checks(out: &mut Vec<Diagnostic>, runbook: &Runbook) {
+    let values: Vec<(&str, &str)> = runbook
+        .variables
+        .iter()
+        .filter(|v| !v.is_secret())
+        .filter_map(|v| v.sandbox.as_deref().map(|s| (v.name.as_str(), s)))
+        // Short values ("1", "app") match by accident far more often than they leak.
+        .filter(|(_, s)| s.len() >= 4)
+        .collect();
+    let mut visit = |base: String, checks: &[Check]| {
+        for (j, c) in checks.iter().enumerate() {
+            for (stream, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
+                let Some(m) = m else { continue };
+                if let Some((name, value)) = values.iter().find(|(_, v)| m.operand().contains(v)) {
+                    out.push(Diagnostic::new(
+                        Rule::SandboxValueInCheck,
+                        format!("{base}[{j}].expect.{stream}"),
+                        format!("the check expects `{value}`, the sandbox value of `{name}`"),
+                        format!("write `${{{name}}}` instead: it is filled with the value in force, in the sandbox and on the target"),
+                    ));
+                }
+            }
+        }
+    };
+    for (i, s) in runbook.steps.iter().enumerate() {
+        visit(format!("steps[{i}].verify"), &s.verify);
+        if let Some(r) = &s.rollback {
+            visit(format!("steps[{i}].rollback.verify"), &r.verify);
+        }
+    }
 }
 
 fn check_list(out: &mut Vec<Diagnostic>, base: &str, checks: &[Check], step_command: Option<&str>) {

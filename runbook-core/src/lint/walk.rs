@@ -1,6 +1,7 @@
 //! Visits every text of a runbook with its path and what kind of text it is.
 
 use super::path::Segment::{self, Index, Key};
+use crate::TextMatch;
 use crate::{Check, Probe, Runbook};
 
 /// What a text is, which decides how variables are referenced in it.
@@ -52,8 +53,12 @@ impl<'r> Walker<'_, 'r> {
             }
             self.path.push(Key("expect"));
             for (k, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
-                if let Some(m) = m {
-                    self.text(k, TextKind::Other, m.operand());
+                // `equals` and `contains` may name variables as `${NAME}`, filled with the
+                // values in force (the sandbox's, or the target's in the scripts).
+                match m {
+                    Some(TextMatch::Matches(p)) => self.text(k, TextKind::Other, p),
+                    Some(m) => self.text(k, TextKind::Template, m.operand()),
+                    None => {}
                 }
             }
             self.path.pop();

@@ -47,7 +47,7 @@ impl Session {
                     let exit = self.sandbox.run(&spec, &mut sink).await?;
                     let out = sink.finish();
                     judge(
-                        &check.expect,
+                        &check.expect.filled(&self.values),
                         exit.code,
                         exit.timed_out,
                         &out.stdout,
