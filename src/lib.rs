@@ -47,6 +47,9 @@ pub mod render {
 
 use std::path::Path;
 
+mod rehearsal;
+pub use rehearsal::{RehearsalOptions, rehearse};
+
 /// The README's code compiles (it is checked as a doctest).
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
@@ -62,11 +65,16 @@ pub fn write_package(
     dir: &Path,
     replace: bool,
 ) -> Result<(), render::RenderError> {
-    let log = outcome.log();
+    render_package(outcome)?.write_to(dir, replace)
+}
+
+/// Renders the handoff package of a finished sandbox run in memory (see
+/// [`write_package`]): to rehearse it, or to write it yourself.
+pub fn render_package(outcome: &exec::Outcome) -> Result<render::Package, render::RenderError> {
     let secrets: Vec<&str> = outcome.redactor.secrets().collect();
     let evidence = render::Evidence {
         report: &outcome.report,
-        log: Some(log),
+        log: Some(outcome.log()),
     };
-    render::Package::render(&outcome.runbook, Some(evidence), &secrets)?.write_to(dir, replace)
+    render::Package::render(&outcome.runbook, Some(evidence), &secrets)
 }

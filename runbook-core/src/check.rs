@@ -118,10 +118,12 @@ impl Expect {
     /// ```
     pub fn filled(&self, values: &std::collections::BTreeMap<String, String>) -> Expect {
         let fill = |m: &Option<TextMatch>| match m {
-            Some(TextMatch::Equals(s)) => Some(TextMatch::Equals(crate::template::fill_template(s, values))),
-            Some(TextMatch::Contains(s)) => {
-                Some(TextMatch::Contains(crate::template::fill_template(s, values)))
+            Some(TextMatch::Equals(s)) => {
+                Some(TextMatch::Equals(crate::template::fill_template(s, values)))
             }
+            Some(TextMatch::Contains(s)) => Some(TextMatch::Contains(
+                crate::template::fill_template(s, values),
+            )),
             other => other.clone(),
         };
         Expect {

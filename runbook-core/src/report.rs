@@ -32,6 +32,9 @@ pub struct Report {
     /// The rollback exercise, when one was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackExercise>,
+    /// The rehearsal of the package in a second sandbox, when one was run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<Rehearsal>,
 }
 
 /// Pass or fail.
@@ -237,4 +240,61 @@ pub struct RollbackExercise {
     pub verdict: Verdict,
     /// One record per rolled-back step, in the order they ran (reverse step order).
     pub steps: Vec<StepRecord>,
+}
+
+/// The package proving itself: its own scripts, run as a human would in a second, fresh
+/// sandbox, with values other than the sandbox run's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rehearsal {
+    /// Passed when every phase did what it must.
+    pub verdict: Verdict,
+    /// The rehearsal sandbox.
+    pub sandbox: String,
+    /// What failed, naming the phase (and the step the script named), when it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failure: String,
+    /// Every variable's value in the rehearsal, next to the sandbox run's (secrets masked).
+    pub values: Vec<RehearsalValue>,
+    /// Each script run, in order.
+    pub runs: Vec<ScriptRun>,
+    /// What was still there after the rollback (processes, files): must be nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftovers: Vec<String>,
+}
+
+/// A variable in the rehearsal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RehearsalValue {
+    /// The variable.
+    pub name: String,
+    /// Its value in the sandbox run (`***` for a secret).
+    pub sandbox: String,
+    /// Its value in the rehearsal (`***` for a secret).
+    pub rehearsal: String,
+    /// How the rehearsal value was chosen, or why it could not change.
+    pub how: String,
+}
+
+/// One run of a package script in the rehearsal.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScriptRun {
+    /// What the run proves (`deploy`, `verify`, `verify again`, `deploy again`, `rollback`,
+    /// `verify after rollback`).
+    pub phase: String,
+    /// The command, as a human types it.
+    pub command: String,
+    /// What it had to do (`exit 0`, `fail`, `exit 0 or 3`).
+    pub expected: String,
+    /// Its exit code; `None` when killed.
+    pub exit_code: Option<i32>,
+    /// Whether it did what it had to.
+    pub passed: bool,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// The last lines it printed (redacted), when it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output: String,
 }

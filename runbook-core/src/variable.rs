@@ -42,6 +42,11 @@ pub struct Variable {
     /// Where the production value of a secret comes from. Its presence makes the variable a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretRef>,
+    /// The value to use when the package is rehearsed in a second sandbox (by default one
+    /// is derived from the category: another free port, a suffixed name or directory, a
+    /// new random secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<String>,
 }
 
 impl Variable {
@@ -55,7 +60,15 @@ impl Variable {
             generate: false,
             production: String::new(),
             secret: None,
+            rehearsal: None,
         }
+    }
+
+    /// Sets the value the rehearsal uses instead of the sandbox value. By
+    /// default, one is derived from the category.
+    pub fn rehearsal(mut self, value: impl Into<String>) -> Self {
+        self.rehearsal = Some(value.into());
+        self
     }
 
     /// Sets the description.

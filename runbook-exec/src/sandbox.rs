@@ -220,6 +220,12 @@ pub trait Sandbox: Send + Sync {
         None
     }
 
+    /// The processes still running in the sandbox, when the provider can tell (the local
+    /// provider: everything in its cgroup, or marked with its id). By default, unknown.
+    async fn processes(&self) -> Option<Vec<i32>> {
+        None
+    }
+
     /// Destroys the sandbox and everything running in it.
     async fn teardown(&mut self) -> Result<()>;
 

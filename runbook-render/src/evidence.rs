@@ -25,12 +25,17 @@ pub fn junit(runbook: &Runbook, report: &Report) -> String {
                 .map(|r| ("rollback", r.steps.as_slice())),
         )
         .collect();
-    let total: usize = suites.iter().map(|(_, s)| s.len()).sum();
+    let runs = report
+        .rehearsal
+        .as_ref()
+        .map_or(&[][..], |r| r.runs.as_slice());
+    let total: usize = suites.iter().map(|(_, s)| s.len()).sum::<usize>() + runs.len();
     let failures: usize = suites
         .iter()
         .flat_map(|(_, s)| s.iter())
         .filter(|s| s.status == StepStatus::Failed)
-        .count();
+        .count()
+        + runs.iter().filter(|r| !r.passed).count();
     let _ = writeln!(
         out,
         "<testsuites name=\"{}\" tests=\"{total}\" failures=\"{failures}\" time=\"{:.3}\">",
@@ -94,8 +99,45 @@ pub fn junit(runbook: &Runbook, report: &Report) -> String {
         }
         out.push_str("  </testsuite>\n");
     }
+    if let Some(r) = &report.rehearsal {
+        rehearsal_suite(&mut out, &runbook.metadata.name, r);
+    }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// The rehearsal as a JUnit suite: one test case per script run.
+fn rehearsal_suite(out: &mut String, name: &str, r: &runbook_core::report::Rehearsal) {
+    let time: u64 = r.runs.iter().map(|x| x.duration_ms).sum();
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"{}.rehearsal\" tests=\"{}\" failures=\"{}\" time=\"{:.3}\">",
+        xml_escape(name),
+        r.runs.len(),
+        r.runs.iter().filter(|x| !x.passed).count(),
+        time as f64 / 1000.0
+    );
+    for run in &r.runs {
+        let _ = write!(
+            out,
+            "    <testcase classname=\"{}.rehearsal\" name=\"{}: {}\" time=\"{:.3}\"",
+            xml_escape(name),
+            xml_escape(&run.phase),
+            xml_escape(&run.command),
+            run.duration_ms as f64 / 1000.0
+        );
+        if run.passed {
+            out.push_str("/>\n");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            ">\n      <failure message=\"{}\"/>\n      <system-out>{}</system-out>\n    </testcase>",
+            xml_escape(&r.failure),
+            xml_escape(&run.output)
+        );
+    }
+    out.push_str("  </testsuite>\n");
 }
 
 #[derive(Serialize)]

@@ -365,6 +365,9 @@ impl Package {
                 evidence::test_summary(e.report),
             );
             add("test-results/junit.xml", evidence::junit(runbook, e.report));
+            if let Some(r) = &e.report.rehearsal {
+                add("test-results/rehearsal.yaml", runbook_core::to_yaml(r));
+            }
             add(
                 "test-results/sandbox-log.txt",
                 e.log.unwrap_or("(no sandbox log was kept)\n").to_owned(),

@@ -46,8 +46,23 @@ pub fn verify_script(runbook: &Runbook, report: Option<&Report>) -> String {
     script(runbook, report, Kind::Verify)
 }
 
-/// The one-line verdict every part of the package opens with.
+/// The one-line verdict every part of the package opens with: the sandbox run, the
+/// rollback exercise and the rehearsal.
 pub fn verdict_line(report: Option<&Report>) -> String {
+    let run = run_verdict(report);
+    match report.and_then(|r| r.rehearsal.as_ref()) {
+        None => run,
+        Some(h) if h.verdict == Verdict::Passed => format!(
+            "{run} Rehearsed: the scripts in this package ran end to end in a fresh sandbox with other values."
+        ),
+        Some(h) => format!(
+            "{run} REHEARSAL FAILED: {}.",
+            h.failure.trim_end_matches('.')
+        ),
+    }
+}
+
+fn run_verdict(report: Option<&Report>) -> String {
     let Some(r) = report else {
         return "NOT TESTED: nothing in this package has run in a sandbox.".into();
     };
@@ -240,6 +255,8 @@ check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
   local deadline attempt=0 code out err seen errfile
+  # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
+  [ -z "${RUNBOOK_CHECK_ONCE:-}" ] || within=0
   deadline=$(( $(now_ms) + within ))
   errfile=$(mktemp)
   while :; do
@@ -490,7 +507,7 @@ fn header(out: &mut String, runbook: &Runbook, report: Option<&Report>, kind: Ki
         Kind::Rollback => {
             "scripts/rollback.sh [--all] [--to STEP] [--include-incomplete] [--yes] [--no-preflight] [--as-root]"
         }
-        Kind::Verify => "scripts/verify.sh [--from STEP] [--no-preflight]",
+        Kind::Verify => "scripts/verify.sh [--from STEP] [--once] [--no-preflight]",
     };
     let _ = writeln!(
         out,
@@ -519,7 +536,7 @@ fn arguments(out: &mut String, kind: Kind, ids: &[&str], as_root: bool) {
         ),
         Kind::Verify => (
             "FROM NO_PREFLIGHT",
-            "[--from STEP] [--no-preflight]".to_owned(),
+            "[--from STEP] [--once] [--no-preflight]".to_owned(),
         ),
     };
     let mut vars: Vec<&str> = vars.split(' ').collect();
@@ -552,6 +569,7 @@ fn arguments(out: &mut String, kind: Kind, ids: &[&str], as_root: bool) {
         }
         Kind::Verify => {
             out.push_str("    --from) FROM=\"${2:?--from needs a step id}\"; shift 2 ;;\n");
+            out.push_str("    --once) export RUNBOOK_CHECK_ONCE=1; shift ;;\n");
         }
     }
     if as_root {
@@ -1005,7 +1023,10 @@ mod tests {
 
     #[test]
     fn expected_texts_expand_only_their_placeholders() {
-        assert_eq!(expected_word("equals", "port=${APP_PORT}"), r#"'port='"${APP_PORT}""#);
+        assert_eq!(
+            expected_word("equals", "port=${APP_PORT}"),
+            r#"'port='"${APP_PORT}""#
+        );
         assert_eq!(expected_word("equals", "${A}-$HOME"), r#""${A}"'-$HOME'"#);
         assert_eq!(expected_word("matches", "^${A}$"), "'^${A}$'");
         assert_eq!(expected_word("none", ""), "''");

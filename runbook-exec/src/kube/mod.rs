@@ -493,6 +493,10 @@ impl Sandbox for KubeSandbox {
         checks::observe(&self.client, &self.namespace, check).await
     }
 
+    async fn processes(&self) -> Option<Vec<i32>> {
+        self.local.processes().await
+    }
+
     async fn diagnostics(&self) -> Option<String> {
         Some(diagnostics::collect(&self.client, &self.namespace).await)
     }

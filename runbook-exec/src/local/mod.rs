@@ -997,6 +997,22 @@ impl Sandbox for LocalSandbox {
         Ok(description)
     }
 
+    async fn processes(&self) -> Option<Vec<i32>> {
+        let mut pids = self
+            .cgroup
+            .as_deref()
+            .map(contain::processes)
+            .unwrap_or_default();
+        pids.extend(process::sandbox_processes(
+            &format!("{MARKER_VAR}={}", self.id),
+            &self.dir,
+            std::process::id(),
+        ));
+        pids.sort_unstable();
+        pids.dedup();
+        Some(pids)
+    }
+
     async fn teardown(&mut self) -> Result<()> {
         self.alive = false;
         let (id, dir, meta) = (self.id.clone(), self.dir.clone(), self.meta.clone());

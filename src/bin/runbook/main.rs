@@ -117,6 +117,9 @@ struct RunArgs {
     /// After a successful run, run every rollback in reverse order and verify it.
     #[arg(long)]
     exercise_rollback: bool,
+    /// Skip the rehearsal (`run` rehearses the package in a fresh sandbox with other values by default).
+    #[arg(long)]
+    no_rehearsal: bool,
     /// Stream the engine's events on stdout.
     #[arg(long, value_enum)]
     events: Option<EventsFormat>,
@@ -476,6 +479,9 @@ async fn run_session(
             sandbox: sandbox_id.clone(),
         }),
     };
+    // An upgrade continues the state an earlier package left: it cannot be rehearsed from
+    // scratch, so `resume` does not rehearse.
+    let rehearse = !args.no_rehearsal && matches!(start, Start::New(..));
     let lifetime_hint = match &start {
         Start::New(rb, l) => l.unwrap_or_else(|| runbook::recommend_lifetime(rb).lifetime),
         Start::Resume(..) => Lifetime::Persistent,
@@ -542,6 +548,7 @@ async fn run_session(
         }
     };
     let out = &args.out;
+    let mut outcome = outcome;
     runbook::write_package(&outcome, out, args.force)?;
     let verdict = outcome.report.verdict.as_str();
     eprintln!("handoff package ({verdict}): {}", out.display());
@@ -550,7 +557,55 @@ async fn run_session(
             "sandbox {id} is kept: `runbook resume {id} [FILE]` continues it, `runbook sandbox destroy {id}` removes it"
         );
     }
-    Ok(if outcome.passed() {
+    if !outcome.passed() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if !rehearse {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("rehearsing the package: its own scripts, in a fresh sandbox, with other values");
+    let package = runbook::render_package(&outcome)?;
+    let values: BTreeMap<String, String> = outcome
+        .runbook
+        .variables
+        .iter()
+        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
+        .collect();
+    let options = runbook::RehearsalOptions::default();
+    let rehearsal = runbook::rehearse(provider, &outcome.runbook, &package, &values, &options);
+    // The rehearsal sandbox dies with the rehearsal when a signal wins.
+    let rehearsal = tokio::select! {
+        r = rehearsal => r?,
+        n = signals.next() => {
+            eprintln!("\n{}: the rehearsal sandbox was torn down; {} holds the sandbox run's package, not rehearsed", signal_name(n), out.display());
+            return Ok(ExitCode::from(128 + n));
+        }
+    };
+    for run in &rehearsal.runs {
+        eprintln!(
+            "  {} {}: {}",
+            if run.passed { "ok" } else { "FAILED" },
+            run.phase,
+            run.command
+        );
+    }
+    let passed = rehearsal.verdict == runbook::report::Verdict::Passed;
+    if !passed {
+        eprintln!("rehearsal FAILED: {}", rehearsal.failure);
+    }
+    outcome.report.rehearsal = Some(rehearsal);
+    // The package is ours and unchanged since a moment ago: it gains its evidence.
+    runbook::write_package(&outcome, out, true)?;
+    eprintln!(
+        "handoff package ({}): {}",
+        if passed {
+            "passed, rehearsed"
+        } else {
+            "rehearsal FAILED"
+        },
+        out.display()
+    );
+    Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
