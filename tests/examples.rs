@@ -93,9 +93,14 @@ fn quickstart() {
     );
     let readme = read(dir.path(), "handoff-package/README.md");
     assert!(
-        readme.contains("**Tested in a sandbox: passed (rollbacks exercised: passed).**"),
+        readme.contains(
+            "**Tested in a sandbox: passed (rollbacks exercised: passed). Rehearsed: the scripts \
+             in this package ran end to end in a fresh sandbox with other values.**"
+        ),
         "{readme}"
     );
+    let rehearsal = read(dir.path(), "handoff-package/test-results/rehearsal.yaml");
+    assert!(rehearsal.starts_with("verdict: passed"), "{rehearsal}");
     assert!(readme.contains("**Rollback tested:**"));
     assert!(
         !read(dir.path(), "handoff-package/test-results/sandbox-log.txt").contains("token=0"),

@@ -104,6 +104,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
             verdict: Verdict::Passed,
             steps: Vec::new(),
         }),
+        rehearsal: None,
     }
 }
 
@@ -423,5 +424,67 @@ fn a_secret_in_the_log_or_report_stops_the_package() {
     assert!(
         matches!(&err, RenderError::SecretInPackage { file, .. } if file == "test-results/sandbox-log.txt"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_failed_rehearsal_is_said_everywhere() {
+    use runbook_core::report::{Rehearsal, ScriptRun};
+    let (_, runbook) = examples().remove(0);
+    let mut report = fixed_report(&runbook);
+    report.rehearsal = Some(Rehearsal {
+        verdict: Verdict::Failed,
+        sandbox: "quickstart-rh".into(),
+        failure: "phase `verify again`: `scripts/verify.sh` exited 1, expected exit 0".into(),
+        runs: vec![ScriptRun {
+            phase: "verify again".into(),
+            command: "scripts/verify.sh".into(),
+            expected: "exit 0".into(),
+            exit_code: Some(1),
+            passed: false,
+            duration_ms: 12,
+            output: "    FAILED: rows: expected 1; saw 2".into(),
+        }],
+        ..Rehearsal::default()
+    });
+    let package = Package::render(
+        &runbook,
+        Some(Evidence {
+            report: &report,
+            log: Some("log\n"),
+        }),
+        &[],
+    )
+    .unwrap();
+    for file in [
+        "README.md",
+        "adaptation-checklist.md",
+        "scripts/deploy.sh",
+        "scripts/rollback.sh",
+    ] {
+        assert!(
+            package
+                .text(file)
+                .unwrap()
+                .contains("REHEARSAL FAILED: phase `verify again`"),
+            "{file}"
+        );
+    }
+    assert!(
+        package
+            .text("test-results/rehearsal.yaml")
+            .unwrap()
+            .contains("verify again")
+    );
+    let junit = package.text("test-results/junit.xml").unwrap();
+    assert!(
+        junit.contains(".rehearsal\" tests=\"1\" failures=\"1\""),
+        "{junit}"
+    );
+    assert!(
+        package
+            .text("SHA256SUMS")
+            .unwrap()
+            .contains("test-results/rehearsal.yaml")
     );
 }

@@ -70,6 +70,8 @@ check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
   local deadline attempt=0 code out err seen errfile
+  # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
+  [ -z "${RUNBOOK_CHECK_ONCE:-}" ] || within=0
   deadline=$(( $(now_ms) + within ))
   errfile=$(mktemp)
   while :; do

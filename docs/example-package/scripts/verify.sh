@@ -6,16 +6,17 @@
 # the comment above each step says whether it ran in the sandbox. Steps and rollbacks
 # run under `bash -e -o pipefail` (a step fails at its first failing line), checks as
 # written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
-# Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) scripts/verify.sh [--from STEP] [--no-preflight]
+# Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) scripts/verify.sh [--from STEP] [--once] [--no-preflight]
 set -euo pipefail
 # The locale the sandbox gave every command.
 export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
 FROM="" NO_PREFLIGHT=""
-usage() { echo "usage: $0 [--from STEP] [--no-preflight]"; }
+usage() { echo "usage: $0 [--from STEP] [--once] [--no-preflight]"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --from) FROM="${2:?--from needs a step id}"; shift 2 ;;
+    --once) export RUNBOOK_CHECK_ONCE=1; shift ;;
     --no-preflight) NO_PREFLIGHT=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -65,6 +66,8 @@ check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
   local deadline attempt=0 code out err seen errfile
+  # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
+  [ -z "${RUNBOOK_CHECK_ONCE:-}" ] || within=0
   deadline=$(( $(now_ms) + within ))
   errfile=$(mktemp)
   while :; do
