@@ -324,10 +324,20 @@ fn describe_failure(
         "phase `{}`: `{}` {code}, expected {}",
         run.phase, run.command, run.expected
     );
-    let failed_line = run
+    // The scripts name the step they stopped at, and the check or command that failed.
+    if let Some(step) = run
         .output
         .lines()
-        .find(|l| l.contains("FAILED") || l.contains("refusing") || l.contains("Already"));
+        .find_map(|l| l.split("FAILED at step ").nth(1))
+        .and_then(|rest| rest.split(['.', ' ']).next())
+    {
+        text.push_str(&format!(", at step `{step}`"));
+    }
+    let failed_line = run.output.lines().find(|l| {
+        (l.contains("FAILED") && !l.contains("FAILED at step"))
+            || l.contains("refusing")
+            || l.contains("Already")
+    });
     if let Some(line) = failed_line {
         text.push_str(&format!(": {}", line.trim()));
     }

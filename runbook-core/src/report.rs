@@ -261,6 +261,10 @@ pub struct Rehearsal {
     /// What was still there after the rollback (processes, files): must be nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftovers: Vec<String>,
+    /// Package files a human changed since it was written, rehearsed as changed
+    /// (`runbook rehearse --allow-edits`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edited: Vec<String>,
 }
 
 /// A variable in the rehearsal.

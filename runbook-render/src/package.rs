@@ -287,6 +287,44 @@ pub fn check_target(target: &Path, replace: bool) -> Result<(), RenderError> {
     }
 }
 
+/// Reads a package this writer wrote back from `dir`: every file `SHA256SUMS` lists, as it
+/// is on disk now, and the files whose content changed since (a human edited a config
+/// file, say). Files the package did not write are not read.
+pub fn read_package(dir: &Path) -> Result<(Package, Vec<String>), RenderError> {
+    let not = |why: String| RenderError::NotAPackage {
+        path: dir.to_owned(),
+        why,
+    };
+    let sums = std::fs::read(dir.join(SUMS)).map_err(|_| not(format!("it has no `{SUMS}`")))?;
+    let marker = std::fs::read_to_string(dir.join(MARKER))
+        .map_err(|_| not(format!("it has no `{MARKER}` marker")))?;
+    if !marker.contains(&format!("id: {}", sha256_hex(&sums))) {
+        return Err(not(format!("its `{MARKER}` does not match its `{SUMS}`")));
+    }
+    let mut files = BTreeMap::new();
+    let mut edited = Vec::new();
+    for line in String::from_utf8_lossy(&sums).lines() {
+        let Some((hash, path)) = line.split_once("  ") else {
+            continue;
+        };
+        if !safe_relative(path) {
+            return Err(RenderError::BadPath(path.to_owned()));
+        }
+        let bytes = std::fs::read(dir.join(path)).map_err(|source| RenderError::Io {
+            action: "read",
+            path: dir.join(path),
+            source,
+        })?;
+        if sha256_hex(&bytes) != hash {
+            edited.push(path.to_owned());
+        }
+        files.insert(path.to_owned(), bytes);
+    }
+    files.insert(SUMS.to_owned(), sums);
+    files.insert(MARKER.to_owned(), marker.into_bytes());
+    Ok((Package { files }, edited))
+}
+
 /// Files that are written executable.
 fn is_script(path: &str) -> bool {
     path.starts_with("scripts/") && path.ends_with(".sh")

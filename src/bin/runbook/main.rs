@@ -71,6 +71,26 @@ enum Command {
         #[command(subcommand)]
         command: SandboxCommand,
     },
+    /// Re-prove an existing package: rehearse its scripts in a fresh sandbox with other values.
+    Rehearse {
+        /// The package directory.
+        package: PathBuf,
+        /// Rehearse files a human changed since the package was written (they are recorded).
+        #[arg(long)]
+        allow_edits: bool,
+        /// Use this value instead of a derived one (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Sandbox provider.
+        #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
+        provider: ProviderArg,
+        /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
+        #[arg(long = "allow-context", value_name = "PATTERN")]
+        allow_contexts: Vec<String>,
+    },
     /// Write a handoff package without running anything.
     Render {
         /// The runbook file.
@@ -245,6 +265,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             out,
             force,
         } => render(&file, report.as_deref(), &out, force),
+        Command::Rehearse {
+            package,
+            allow_edits,
+            vars,
+            provider: which,
+            state_dir,
+            allow_contexts,
+        } => {
+            let p = provider(state_dir.as_deref(), which, false, &allow_contexts).await?;
+            let options = runbook::RehearsalOptions {
+                vars: vars.into_iter().collect(),
+                ..runbook::RehearsalOptions::default()
+            };
+            rehearse_package(p.as_ref(), &package, allow_edits, &options).await
+        }
         Command::Sandbox {
             provider: which,
             state_dir,
@@ -684,6 +719,76 @@ fn signal_name(n: u8) -> &'static str {
         2 => "interrupted (SIGINT)",
         15 => "terminated (SIGTERM)",
         _ => "hung up (SIGHUP)",
+    }
+}
+
+// ---- rehearse -----------------------------------------------------------------
+
+/// `runbook rehearse PACKAGE`: the package's scripts, as they are on disk, in a fresh
+/// sandbox; the evidence goes next to the package (`PACKAGE.rehearsal.yaml`), never into it.
+async fn rehearse_package(
+    provider: &dyn Provider,
+    dir: &Path,
+    allow_edits: bool,
+    options: &runbook::RehearsalOptions,
+) -> Result<ExitCode, Failure> {
+    let (package, edited) = runbook::render::read_package(dir)?;
+    if !edited.is_empty() && !allow_edits {
+        return Err(Failure(format!(
+            "`{}` was changed since it was written ({}): its SHA256SUMS no longer hold. \
+             Rehearse the changed package with --allow-edits (the changed files are recorded)",
+            dir.display(),
+            edited.join(", ")
+        )));
+    }
+    let text = package
+        .text("runbook.yaml")
+        .ok_or_else(|| Failure(format!("`{}` has no runbook.yaml", dir.display())))?;
+    let runbook = runbook::from_yaml_str(text)
+        .map_err(|e| Failure(e.in_file(dir.join("runbook.yaml")).to_string()))?;
+    let values: BTreeMap<String, String> = runbook
+        .variables
+        .iter()
+        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
+        .collect();
+    let mut signals = Signals::listen()?;
+    eprintln!(
+        "rehearsing `{}`: its own scripts, in a fresh sandbox, with other values",
+        dir.display()
+    );
+    let mut rehearsal = tokio::select! {
+        r = runbook::rehearse(provider, &runbook, &package, &values, options) => r?,
+        n = signals.next() => {
+            eprintln!("\n{}: the rehearsal sandbox was torn down", signal_name(n));
+            return Ok(ExitCode::from(128 + n));
+        }
+    };
+    rehearsal.edited = edited;
+    for run in &rehearsal.runs {
+        eprintln!(
+            "  {} {}: {}",
+            if run.passed { "ok" } else { "FAILED" },
+            run.phase,
+            run.command
+        );
+    }
+    let name = dir
+        .file_name()
+        .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
+    let evidence = dir.with_file_name(format!("{name}.rehearsal.yaml"));
+    std::fs::write(&evidence, runbook::to_yaml(&rehearsal))
+        .map_err(|e| Failure(format!("cannot write `{}`: {e}", evidence.display())))?;
+    let passed = rehearsal.verdict == runbook::report::Verdict::Passed;
+    if passed {
+        eprintln!("rehearsal passed: {}", evidence.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "rehearsal FAILED: {}\nevidence: {}",
+            rehearsal.failure,
+            evidence.display()
+        );
+        Ok(ExitCode::FAILURE)
     }
 }
 

@@ -1,0 +1,176 @@
+//! The rehearsal: runbooks that pass the sandbox run but whose package would fail the
+//! human fail `runbook run`, naming the phase and the step; `runbook rehearse` re-proves
+//! a package as it is on disk.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn workdir() -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix("runbook-rehearsal-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(d.path().join("state")).unwrap();
+    std::fs::set_permissions(
+        d.path().join("state"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    d
+}
+
+fn runbook(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a one-step runbook whose sandbox run passes; returns the failed rehearsal's words.
+fn failing_rehearsal(dir: &Path, name: &str, body: &str) -> String {
+    std::fs::write(
+        dir.join(format!("{name}.yaml")),
+        format!("apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: {name} }}\n{body}"),
+    )
+    .unwrap();
+    let file = format!("{name}.yaml");
+    let out = runbook(dir, &["run", &file, "--out", name, "--exercise-rollback"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+    assert!(
+        err.contains("handoff package (passed)"),
+        "{name}: the sandbox run itself failed: {err}"
+    );
+    assert!(
+        err.contains("handoff package (rehearsal FAILED)"),
+        "{name}: {err}"
+    );
+    // The package is still written, and says so everywhere.
+    let readme = std::fs::read_to_string(dir.join(name).join("README.md")).unwrap();
+    let deploy = std::fs::read_to_string(dir.join(name).join("scripts/deploy.sh")).unwrap();
+    assert!(readme.contains("REHEARSAL FAILED") && deploy.contains("REHEARSAL FAILED"));
+    err
+}
+
+#[test]
+fn a_step_that_hard_codes_the_sandbox_value_fails_the_rehearsal() {
+    let dir = workdir();
+    let err = failing_rehearsal(
+        dir.path(),
+        "hardcoded",
+        r#"variables:
+  - { name: APP_PORT, category: endpoint, sandbox: "8080", production: your port }
+steps:
+  - id: write-config
+    title: Write the config
+    run: echo "port=8080" > app.conf
+    verify: [{ run: cat app.conf, expect: { stdout: { equals: "port=${APP_PORT}" } } }]
+    rollback:
+      run: rm -f app.conf
+      verify: [{ run: test ! -e app.conf, expect: { exitCode: 0 } }]
+"#,
+    );
+    assert!(
+        err.contains("phase `deploy`")
+            && err.contains("at step `write-config`")
+            && err.contains("APP_PORT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_check_that_is_not_repeatable_fails_the_rehearsal() {
+    let dir = workdir();
+    let err = failing_rehearsal(
+        dir.path(),
+        "counter",
+        r#"steps:
+  - id: count
+    title: Start a counter
+    run: echo 1 > counter
+    verify:
+      - name: the counter moves on
+        run: n=$(cat counter); echo $((n + 1)) > counter; cat counter
+        expect: { stdout: { equals: "2" } }
+    rollback:
+      run: rm -f counter
+      verify: [{ run: test ! -e counter, expect: { exitCode: 0 } }]
+"#,
+    );
+    assert!(
+        err.contains("phase `verify`") && err.contains("the counter moves on"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rollback_that_leaves_a_process_running_fails_the_rehearsal() {
+    let dir = workdir();
+    let err = failing_rehearsal(
+        dir.path(),
+        "daemon",
+        r#"steps:
+  - id: start
+    title: Start a daemon
+    run: (setsid sleep 4242 > /dev/null 2>&1 &) && touch started
+    verify: [{ run: test -e started, expect: { exitCode: 0 } }]
+    rollback:
+      run: rm -f started
+      verify: [{ run: test ! -e started, expect: { exitCode: 0 } }]
+"#,
+    );
+    assert!(
+        err.contains("after rollback.sh, something is left") && err.contains("sleep 4242"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rehearse_reproves_a_package_and_refuses_an_edited_one_unless_asked() {
+    let dir = workdir();
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/runbook.yaml");
+    let out = runbook(
+        dir.path(),
+        &[
+            "run",
+            quickstart.to_str().unwrap(),
+            "--out",
+            "pkg",
+            "--no-rehearsal",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!dir.path().join("pkg/test-results/rehearsal.yaml").exists());
+    let out = runbook(dir.path(), &["rehearse", "pkg"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let evidence = std::fs::read_to_string(dir.path().join("pkg.rehearsal.yaml")).unwrap();
+    assert!(evidence.starts_with("verdict: passed"), "{evidence}");
+    // A human edits a config file: refused, then rehearsed as edited with --allow-edits.
+    let conf = dir.path().join("pkg/config/app.conf");
+    let edited = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("interval_ms=200", "interval_ms=500");
+    std::fs::write(&conf, edited).unwrap();
+    let out = runbook(dir.path(), &["rehearse", "pkg"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("config/app.conf") && stderr(&out).contains("--allow-edits"),
+        "{}",
+        stderr(&out)
+    );
+    let out = runbook(dir.path(), &["rehearse", "pkg", "--allow-edits"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let evidence = std::fs::read_to_string(dir.path().join("pkg.rehearsal.yaml")).unwrap();
+    assert!(
+        evidence.contains("edited:\n- config/app.conf"),
+        "{evidence}"
+    );
+}
