@@ -47,9 +47,10 @@ fn main() {
     std::fs::create_dir(&state).unwrap();
     std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
     // `runbook run` in an ephemeral sandbox, replacing the package of the last run.
-    let run_ephemeral = |file: &std::path::Path, out: &str| {
+    let run_ephemeral = |file: &std::path::Path, out: &str, extra: &[&str]| {
         let status = Command::new(exe)
             .args(["run", file.to_str().unwrap(), "--lifetime", "ephemeral"])
+            .args(extra)
             .args(["--force", "--out"])
             .arg(dir.path().join(out))
             .env("RUNBOOK_STATE_DIR", &state)
@@ -61,7 +62,8 @@ fn main() {
             String::from_utf8_lossy(&status.stderr)
         );
     };
-    let run = support::median(5, || run_ephemeral(&trivial, "pkg"));
+    // Without the rehearsal: this compares running the steps with ansible running them.
+    let run = support::median(5, || run_ephemeral(&trivial, "pkg", &["--no-rehearsal"]));
     println!(
         "cli: runbook run, 50 trivial steps with one check each: {:.0} ms",
         run.as_secs_f64() * 1e3
@@ -80,7 +82,7 @@ fn main() {
         )
         .unwrap();
         let t = std::time::Instant::now();
-        run_ephemeral(&loud, "loud-pkg");
+        run_ephemeral(&loud, "loud-pkg", &[]);
         let peak_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
             .unwrap()
             .max_rss();
@@ -94,6 +96,52 @@ fn main() {
             t.elapsed().as_secs_f64()
         );
     }
+
+    // The rehearsal's cost against the sandbox run's step time, on the quickstart example
+    // (issue: at most 2.5x): the sum of the rehearsal's script runs (deploy, verify twice,
+    // deploy again, rollback, verify) over the sum of the sandbox run's step attempts.
+    let quickstart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/runbook.yaml");
+    let mut ratios = Vec::new();
+    for _ in 0..5 {
+        let status = Command::new(exe)
+            .args([
+                "run",
+                quickstart.to_str().unwrap(),
+                "--lifetime",
+                "ephemeral",
+                "--force",
+                "--out",
+            ])
+            .arg(dir.path().join("rehearsed"))
+            .env("RUNBOOK_STATE_DIR", &state)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.path().join("rehearsed/test-results").join(f)).unwrap()
+        };
+        let report = runbook::report_from_yaml_str(&read("test-summary.yaml")).unwrap();
+        let steps: u64 = report
+            .steps
+            .iter()
+            .flat_map(|s| &s.attempts)
+            .map(|a| a.duration_ms)
+            .sum();
+        let rehearsal: runbook::report::Rehearsal =
+            serde_saphyr::from_str(&read("rehearsal.yaml")).unwrap();
+        let scripts: u64 = rehearsal.runs.iter().map(|r| r.duration_ms).sum();
+        ratios.push((scripts as f64 / steps.max(1) as f64, scripts, steps));
+    }
+    ratios.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (ratio, scripts, steps) = ratios[ratios.len() / 2];
+    println!(
+        "ratio: rehearsal scripts {scripts} ms / sandbox steps {steps} ms = {ratio:.2}x (quickstart, median of 5)"
+    );
 
     let ansible = std::env::var("ANSIBLE_PLAYBOOK").unwrap_or_else(|_| "ansible-playbook".into());
     if Command::new(&ansible)

@@ -35,6 +35,10 @@ impl Default for RehearsalOptions {
     }
 }
 
+/// A phase: its name, the script command, what it must do (in words, and as a test of
+/// the exit code).
+type Phase = (&'static str, &'static str, &'static str, fn(Option<i32>) -> bool);
+
 /// Where the rehearsal puts the package and the scripts' work directory, relative to the
 /// rehearsal sandbox's own work directory.
 const PACKAGE: &str = "package";
@@ -90,7 +94,7 @@ async fn rehearse_in(
         ..Rehearsal::default()
     };
     let has_rollback = runbook.steps.iter().any(|s| s.rollback.is_some());
-    let phases: Vec<(&str, &str, &str, fn(Option<i32>) -> bool)> = vec![
+    let phases: Vec<Phase> = vec![
         ("deploy", "scripts/deploy.sh", "exit 0", |c| c == Some(0)),
         ("verify", "scripts/verify.sh", "exit 0", |c| c == Some(0)),
         ("verify again", "scripts/verify.sh", "exit 0", |c| {

@@ -920,7 +920,7 @@ fn docs_cli_md_holds_every_commands_help() {
     let mut doc = std::fs::read_to_string(&doc_path).unwrap();
     let mut stale = Vec::new();
     for sub in [
-        "", "validate", "run", "resume", "sandbox", "render", "schema", "new",
+        "", "validate", "run", "resume", "rehearse", "sandbox", "render", "schema", "new",
     ] {
         let mut args: Vec<&str> = sub.split_whitespace().collect();
         args.push("--help");

@@ -48,7 +48,17 @@ mkdir -p "$WORK_DIR"
 WORK_DIR="$(cd "$WORK_DIR" && pwd)"
 JOURNAL="$WORK_DIR/.runbook-journal"
 
-now_ms() { date +%s%3N; }
+# Milliseconds since the epoch, without a process where bash has EPOCHREALTIME (5+).
+now_ms() {
+  if [ -n "${EPOCHREALTIME:-}" ]; then
+    local t=${EPOCHREALTIME/[.,]/}
+    echo "$(( 10#$t / 1000 ))"
+  else
+    date +%s%3N
+  fi
+}
+ERRFILE=$(mktemp)
+trap 'rm -f "$ERRFILE"' EXIT
 
 # match MODE WANT TEXT: whether TEXT (without trailing whitespace) satisfies MODE WANT.
 match_text() {
@@ -69,16 +79,15 @@ match_text() {
 check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
-  local deadline attempt=0 code out err seen errfile
+  local deadline attempt=0 code out err seen errfile=$ERRFILE
   # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
   [ -z "${RUNBOOK_CHECK_ONCE:-}" ] || within=0
   deadline=$(( $(now_ms) + within ))
-  errfile=$(mktemp)
   while :; do
     attempt=$((attempt + 1))
     code=0
     out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile") || code=$?
-    err=$(cat "$errfile")
+    err=$(<"$errfile")
     if [ "$code" -ne "$want_exit" ]; then
       seen="exit code $code${err:+ ($err)}"
     elif ! match_text "$out_mode" "$out_want" "$out"; then
@@ -87,7 +96,6 @@ check() {
       seen="stderr \"$err\""
     else
       echo "    ok: $name (attempt $attempt)"
-      rm -f "$errfile"
       return 0
     fi
     if [ "$(( $(now_ms) + interval ))" -ge "$deadline" ]; then
@@ -95,7 +103,6 @@ check() {
     fi
     sleep "$((interval / 1000)).$(printf '%03d' $((interval % 1000)))"
   done
-  rm -f "$errfile"
   echo "    FAILED: $name: expected $expected; saw $seen (after $attempt attempt(s))" >&2
   return 1
 }
