@@ -165,13 +165,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let rollback = session.rollback().await?;
     println!("rollback exercised: {}", rollback.verdict.as_str());
-    let outcome = session.finish().await?;
+    let mut outcome = session.finish().await?;
+    // The package proves itself: its own scripts, in a fresh sandbox, with other values
+    // (another port, another data directory, new passwords).
+    let package = runbook::render_package(&outcome)?;
+    let values = outcome
+        .runbook
+        .variables
+        .iter()
+        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
+        .collect();
+    let rehearsal = runbook::rehearse(
+        &provider,
+        &outcome.runbook,
+        &package,
+        &values,
+        &runbook::RehearsalOptions::default(),
+    )
+    .await?;
+    for run in &rehearsal.runs {
+        let mark = if run.passed { "ok" } else { "FAILED" };
+        println!("rehearsal {mark}: {} ({})", run.phase, run.command);
+    }
+    let rehearsed = rehearsal.verdict == runbook::report::Verdict::Passed;
+    outcome.report.rehearsal = Some(rehearsal);
     let out = std::path::Path::new("handoff-package");
     runbook::write_package(&outcome, out, true)?;
     println!(
-        "handoff package ({}): {}",
+        "handoff package ({}, {}): {}",
         outcome.report.verdict.as_str(),
+        if rehearsed {
+            "rehearsed"
+        } else {
+            "rehearsal FAILED"
+        },
         out.display()
     );
+    if !rehearsed {
+        return Err("the rehearsal failed: see handoff-package/test-results/rehearsal.yaml".into());
+    }
     Ok(())
 }
