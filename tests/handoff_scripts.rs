@@ -325,12 +325,42 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
         "verify.sh again",
         &script(&package, "verify.sh", &work, &vars),
     );
-    assert_ok(
+    // Re-running everything fails at the first step (initdb will not touch a cluster);
+    // the journal still knows every step that is deployed.
+    let again = script_with(
+        &package,
+        "deploy.sh",
+        &["--again"],
+        &work,
+        &vars,
+        &path_env(),
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("FAILED at step init-cluster"));
+    let rollback = script_with(
+        &package,
         "rollback.sh",
+        &["--yes"],
+        &work,
+        &vars,
+        &path_env(),
+    );
+    assert_ok("rollback.sh", &rollback);
+    assert!(
+        String::from_utf8_lossy(&rollback.stderr).contains("Not rolled back: init-cluster"),
+        "{}",
+        String::from_utf8_lossy(&rollback.stderr)
+    );
+    assert!(
+        work.join("data-prod").exists(),
+        "an incomplete step is left as it is"
+    );
+    assert_ok(
+        "rollback.sh --include-incomplete",
         &script_with(
             &package,
             "rollback.sh",
-            &["--yes"],
+            &["--yes", "--include-incomplete"],
             &work,
             &vars,
             &path_env(),

@@ -174,10 +174,11 @@ load_journal() {
   local what id rest
   while read -r what id rest; do
     case "$what" in
-      started) STARTED[$id]=1 ;;
+      # A step started again is incomplete until it completes again; `--again` forgets
+      # nothing, so a re-run that fails still leaves every deployed step to roll back.
+      started) STARTED[$id]=1; unset "COMPLETED[$id]" ;;
       completed) COMPLETED[$id]=1 ;;
       rolledback) unset "STARTED[$id]" "COMPLETED[$id]" ;;
-      again) STARTED=(); COMPLETED=() ;;
     esac
   done < "$JOURNAL"
 }
