@@ -176,7 +176,7 @@ fn rehearsal_values(
     let mut shown = Vec::new();
     let mut secrets = Vec::new();
     for v in &runbook.variables {
-        let secret = v.is_secret() || v.generate;
+        let secret = v.hides_value();
         let before = sandbox_values
             .get(&v.name)
             .or(v.sandbox.as_ref())

@@ -1,5 +1,9 @@
 //! Verifications: a probe (a command, or a typed Kubernetes query) and a positive expectation.
 
+/// The timeout of one check attempt without a `within` deadline: 60 seconds, in the
+/// sandbox and in the package's scripts alike.
+pub const DEFAULT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 use std::borrow::Cow;
 use std::time::Duration;
 

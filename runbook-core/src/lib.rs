@@ -56,7 +56,9 @@ mod step;
 pub mod template;
 mod variable;
 
-pub use check::{Check, Expect, KubeCheck, KubeObjectRef, Probe, Retry, TextMatch};
+pub use check::{
+    Check, DEFAULT_CHECK_TIMEOUT, Expect, KubeCheck, KubeObjectRef, Probe, Retry, TextMatch,
+};
 pub use duration::{DurationError, HumanDuration};
 pub use format::{
     ParseError, SourceMap, careful_from_yaml_str, from_json_str, from_yaml_str, load,
@@ -70,5 +72,5 @@ pub use runbook::{
     ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints, Target,
 };
 pub use schema::json_schema;
-pub use step::{KnownIssue, Rollback, Step};
+pub use step::{DEFAULT_STEP_TIMEOUT, KnownIssue, Rollback, Step};
 pub use variable::{Category, ConfigFile, SecretRef, SecretSource, Variable};

@@ -1,5 +1,9 @@
 //! Steps: the command exactly as the human will run it, its checks, its rollback.
 
+/// The timeout of a step (and of a rollback) that sets none: 10 minutes, in the sandbox
+/// and in the package's scripts alike.
+pub const DEFAULT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 use std::time::Duration;
 
 use schemars::JsonSchema;

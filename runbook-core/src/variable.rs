@@ -64,6 +64,12 @@ impl Variable {
         }
     }
 
+    /// Whether its value must never be shown or shipped: a secret, or a generated
+    /// (throwaway) value. The one test of it, for the engine and the renderer alike.
+    pub fn hides_value(&self) -> bool {
+        self.is_secret() || self.generate
+    }
+
     /// Sets the value the rehearsal uses instead of the sandbox value. By
     /// default, one is derived from the category.
     pub fn rehearsal(mut self, value: impl Into<String>) -> Self {

@@ -46,11 +46,10 @@ pub mod local;
 mod lock;
 mod redact;
 mod sandbox;
+mod state;
+mod time;
 
-pub use engine::{
-    Amendment, Outcome, RunMode, RunOptions, Session, SessionState, log_path, now_rfc3339, rfc3339,
-    run_all,
-};
+pub use engine::{Amendment, Outcome, RunMode, RunOptions, Session, log_path, run_all};
 pub use error::{ExecError, Result};
 pub use events::{Event, NoObserver, Observer, Recorder};
 #[cfg(feature = "kube")]
@@ -63,6 +62,8 @@ pub use sandbox::{
     CommandSpec, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Reaped, Sandbox,
     SandboxInfo, Stream,
 };
+pub use state::SessionState;
+pub use time::{now_rfc3339, rfc3339};
 
 /// Reads the saved state of a persistent sandbox from its control directory.
-pub use engine::state::load as load_state;
+pub use state::load as load_state;

@@ -33,7 +33,7 @@ impl SandboxLock {
                     "process {} on {} since {}",
                     std::process::id(),
                     hostname(),
-                    crate::engine::now_rfc3339()
+                    crate::time::now_rfc3339()
                 );
                 let _ = lock.set_len(0);
                 let _ = lock.rewind();

@@ -907,3 +907,32 @@ async fn the_outcome_reports_the_values_the_sandbox_used() {
     assert_eq!(port.sandbox.as_deref(), Some("55442"));
     assert_eq!(outcome.runbook.variable("TOKEN").unwrap().sandbox, None);
 }
+
+#[tokio::test]
+async fn a_refused_amendment_changes_nothing() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("amend")
+        .step(step("fails", "false", Check::command("true").exit_code(0)))
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Ephemeral))
+        .await
+        .unwrap();
+    session.run_next().await.unwrap();
+    let before = session.runbook().clone();
+    // An empty command is a lint error: the amendment is refused, whole.
+    let err = session
+        .amend(
+            "fails",
+            Amendment::run(""),
+            KnownIssue::new("it failed", "no reason", "an empty command"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, ExecError::Lint(_)), "{err}");
+    assert_eq!(
+        session.runbook(),
+        &before,
+        "a refused amendment was applied"
+    );
+}

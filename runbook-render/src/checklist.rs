@@ -10,7 +10,7 @@ use crate::text::code;
 /// One checklist line for a variable, in the seed's form:
 /// `**Namespace** (`NAMESPACE`): change from `sandbox-test` to your target namespace.`
 pub fn checklist_item(v: &Variable) -> String {
-    let sandbox = if v.is_secret() || v.generate {
+    let sandbox = if v.hides_value() {
         None
     } else {
         v.sandbox.as_deref()

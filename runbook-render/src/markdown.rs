@@ -222,7 +222,7 @@ fn variables(out: &mut String, runbook: &Runbook) {
     out.push_str("## Variables\n\nEvery command reads these from the environment; set them for production first.\n\n");
     out.push_str("| Name | Sandbox value | Production |\n|---|---|---|\n");
     for v in &runbook.variables {
-        let sandbox = if v.is_secret() || v.generate {
+        let sandbox = if v.hides_value() {
             "secret".to_owned()
         } else {
             v.sandbox

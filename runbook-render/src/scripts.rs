@@ -215,7 +215,10 @@ fn run_step_call(
     checks: &[Check],
     on_fail: &str,
 ) {
-    let timeout = timeout.map_or(600, |t| t.as_duration().as_secs().max(1));
+    let timeout = timeout
+        .map_or(runbook_core::DEFAULT_STEP_TIMEOUT, |t| t.as_duration())
+        .as_secs()
+        .max(1);
     let _ = writeln!(
         out,
         "run_step {} {} {timeout} {} {} || {on_fail}",
@@ -721,7 +724,11 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
     }
     out.push_str("PACKAGE_DIR=\"$(cd \"$(dirname \"${BASH_SOURCE[0]}\")/..\" && pwd)\"\n");
     out.push_str("WORK_DIR=\"${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}\"\n");
-    out.push_str("CHECK_TIMEOUT=\"${RUNBOOK_CHECK_TIMEOUT:-60}\"\n");
+    let _ = writeln!(
+        out,
+        "CHECK_TIMEOUT=\"${{RUNBOOK_CHECK_TIMEOUT:-{}}}\"",
+        runbook_core::DEFAULT_CHECK_TIMEOUT.as_secs()
+    );
     out.push_str("mkdir -p \"$WORK_DIR\"\n");
     out.push_str("WORK_DIR=\"$(cd \"$WORK_DIR\" && pwd)\"\n");
     if kind != Kind::Verify {
@@ -740,7 +747,7 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
     let secret_names: Vec<&str> = runbook
         .variables
         .iter()
-        .filter(|v| v.is_secret() || v.generate)
+        .filter(|v| v.hides_value())
         .map(|v| v.name.as_str())
         .collect();
     if kind == Kind::Deploy && !runbook.config_files.is_empty() {

@@ -9,13 +9,12 @@
 mod capture;
 mod checks;
 mod log;
-pub(crate) mod state;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use runbook_core::report::{
     Attempt, CommandOutput, Report, RollbackExercise, StepRecord, StepStatus, ToolVersion, Verdict,
@@ -25,9 +24,11 @@ use runbook_core::{Check, KnownIssue, Lifetime, Runbook, Severity, Step};
 
 use self::capture::Capture;
 use self::log::SandboxLog;
-pub use self::state::SessionState;
 use crate::events::{Event, NoObserver, Observer};
 use crate::redact::Redactor;
+use crate::state;
+pub use crate::state::SessionState;
+use crate::time::now_rfc3339;
 use crate::{CommandSpec, ExecError, Provider, ProvisionRequest, Result, Sandbox};
 
 /// How a session runs.
@@ -53,8 +54,8 @@ impl Default for RunOptions {
         RunOptions {
             lifetime: None,
             vars: BTreeMap::new(),
-            step_timeout: Duration::from_secs(600),
-            check_timeout: Duration::from_secs(60),
+            step_timeout: runbook_core::DEFAULT_STEP_TIMEOUT,
+            check_timeout: runbook_core::DEFAULT_CHECK_TIMEOUT,
             output_cap: 1024 * 1024,
             observer: Arc::new(NoObserver),
         }
@@ -494,8 +495,9 @@ impl Session {
                 "step `{step_id}` already passed; amend a step that has not"
             )));
         }
-        let step = self
-            .runbook
+        // Amend a copy and lint it first: a refused amendment changes nothing.
+        let mut amended = self.runbook.clone();
+        let step = amended
             .steps
             .iter_mut()
             .find(|s| s.id == step_id)
@@ -512,7 +514,8 @@ impl Session {
             self.redactor.redact(&issue.cause),
             self.redactor.redact(&issue.fix),
         ));
-        refuse_lint_errors(&self.runbook)?;
+        refuse_lint_errors(&amended)?;
+        self.runbook = amended;
         let note = format!(
             "### step {step_id} amended: {}\n",
             self.redactor.redact(&issue.fix)
@@ -868,7 +871,7 @@ fn resolve_values(
         } else {
             return Err(ExecError::MissingValue(v.name.clone()));
         };
-        if v.is_secret() || v.generate {
+        if v.hides_value() {
             secrets.push(v.name.clone());
         }
         values.insert(v.name.clone(), value);
@@ -920,36 +923,6 @@ pub struct RunMode {
 
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The current time as RFC 3339 UTC, to the second.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    rfc3339(secs)
-}
-
-/// Formats seconds since the Unix epoch as RFC 3339 UTC.
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Where the complete sandbox log of a control directory is.

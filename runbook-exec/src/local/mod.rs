@@ -39,8 +39,8 @@ use runbook_core::report::SandboxDescription;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
-use crate::engine::state;
 use crate::lock::SandboxLock;
+use crate::state;
 use crate::{
     CommandSpec, ExecError, Exit, OutputSink, Provider, ProvisionRequest, Reaped, Result, Sandbox,
     SandboxInfo,
