@@ -35,6 +35,19 @@ pub struct Report {
     /// The rehearsal of the package in a second sandbox, when one was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<Rehearsal>,
+    /// The run options in force, so that the package's scripts use what was tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<RunSettings>,
+}
+
+/// The engine's defaults as they were for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSettings {
+    /// The timeout of a step without its own, in milliseconds.
+    pub step_timeout_ms: u64,
+    /// The timeout of one check attempt without a deadline, in milliseconds.
+    pub check_timeout_ms: u64,
 }
 
 /// Pass or fail.

@@ -203,6 +203,21 @@ fn check_call(out: &mut String, runbook: &Runbook, check: &Check, on_fail: &str)
     );
 }
 
+/// The step and check timeouts the sandbox run used (the engine's defaults when the
+/// package is untested), so that the scripts time out as the tested run did.
+fn timeouts(report: Option<&Report>) -> (std::time::Duration, std::time::Duration) {
+    match report.and_then(|r| r.settings) {
+        Some(s) => (
+            std::time::Duration::from_millis(s.step_timeout_ms),
+            std::time::Duration::from_millis(s.check_timeout_ms),
+        ),
+        None => (
+            runbook_core::DEFAULT_STEP_TIMEOUT,
+            runbook_core::DEFAULT_CHECK_TIMEOUT,
+        ),
+    }
+}
+
 /// `run_step …` for a command (a step's or its rollback's), then its checks.
 #[allow(clippy::too_many_arguments)]
 fn run_step_call(
@@ -211,12 +226,12 @@ fn run_step_call(
     step: &Step,
     label: &str,
     command: &str,
-    timeout: Option<runbook_core::HumanDuration>,
+    (timeout, default): (Option<runbook_core::HumanDuration>, std::time::Duration),
     checks: &[Check],
     on_fail: &str,
 ) {
     let timeout = timeout
-        .map_or(runbook_core::DEFAULT_STEP_TIMEOUT, |t| t.as_duration())
+        .map_or(default, |t| t.as_duration())
         .as_secs()
         .max(1);
     let _ = writeln!(
@@ -724,10 +739,11 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
     }
     out.push_str("PACKAGE_DIR=\"$(cd \"$(dirname \"${BASH_SOURCE[0]}\")/..\" && pwd)\"\n");
     out.push_str("WORK_DIR=\"${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}\"\n");
+    let (step_default, check_default) = timeouts(report);
     let _ = writeln!(
         out,
         "CHECK_TIMEOUT=\"${{RUNBOOK_CHECK_TIMEOUT:-{}}}\"",
-        runbook_core::DEFAULT_CHECK_TIMEOUT.as_secs()
+        check_default.as_secs().max(1)
     );
     out.push_str("mkdir -p \"$WORK_DIR\"\n");
     out.push_str("WORK_DIR=\"$(cd \"$WORK_DIR\" && pwd)\"\n");
@@ -809,7 +825,7 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
                     step,
                     &label,
                     &step.run,
-                    step.timeout,
+                    (step.timeout, step_default),
                     &step.verify,
                     &on_fail,
                 );
@@ -823,7 +839,7 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
                         step,
                         &label,
                         &rollback.run,
-                        rollback.timeout,
+                        (rollback.timeout, step_default),
                         &rollback.verify,
                         &on_fail,
                     );

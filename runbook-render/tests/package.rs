@@ -105,6 +105,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
             steps: Vec::new(),
         }),
         rehearsal: None,
+        settings: None,
     }
 }
 
@@ -486,5 +487,28 @@ fn a_failed_rehearsal_is_said_everywhere() {
             .text("SHA256SUMS")
             .unwrap()
             .contains("test-results/rehearsal.yaml")
+    );
+}
+
+#[test]
+fn the_scripts_time_out_as_the_tested_run_did() {
+    let (_, runbook) = examples().remove(0);
+    let mut report = fixed_report(&runbook);
+    report.settings = Some(runbook_core::report::RunSettings {
+        step_timeout_ms: 42_000,
+        check_timeout_ms: 7_000,
+    });
+    let evidence = Evidence {
+        report: &report,
+        log: None,
+    };
+    let package = Package::render(&runbook, Some(evidence), &[]).unwrap();
+    let deploy = package.text("scripts/deploy.sh").unwrap();
+    assert!(deploy.contains("CHECK_TIMEOUT=\"${RUNBOOK_CHECK_TIMEOUT:-7}\""), "{deploy}");
+    let untimed = runbook.steps.iter().find(|s| s.timeout.is_none()).unwrap();
+    assert!(
+        deploy.contains(&format!("run_step '{}' ", untimed.id))
+            && deploy.contains(" 42 '"),
+        "{deploy}"
     );
 }

@@ -62,6 +62,16 @@ impl Default for RunOptions {
     }
 }
 
+impl RunOptions {
+    /// The defaults in force, as the report records them for the scripts.
+    fn settings(&self) -> runbook_core::report::RunSettings {
+        runbook_core::report::RunSettings {
+            step_timeout_ms: millis(self.step_timeout),
+            check_timeout_ms: millis(self.check_timeout),
+        }
+    }
+}
+
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
@@ -179,6 +189,7 @@ impl Session {
             started_at: now_rfc3339(),
             ..Report::default()
         };
+        report.settings = Some(options.settings());
         report.sandbox = sandbox.describe().await?;
         report.sandbox.lifetime = Some(lifetime);
         let session = Session::assemble(
@@ -222,6 +233,7 @@ impl Session {
         secret_names.sort();
         secret_names.dedup();
         let mut report = state.report;
+        report.settings = Some(options.settings());
         report.runbook = runbook.metadata.name.clone();
         report.verdict = Verdict::Incomplete;
         report.sandbox = sandbox.describe().await?;
