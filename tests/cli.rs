@@ -956,3 +956,25 @@ fn docs_cli_md_holds_every_commands_help() {
         );
     }
 }
+
+#[test]
+fn an_error_prints_its_cause_once() {
+    let dir = workdir();
+    let quickstart = repo().join("examples/quickstart/runbook.yaml");
+    let out = runbook(
+        dir.path(),
+        &[
+            "render",
+            quickstart.to_str().unwrap(),
+            "--out",
+            "/proc/sys/nope/pkg",
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot create `/proc/sys/nope`: No such file or directory"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}

@@ -41,7 +41,7 @@ pub enum ExecError {
     #[error("{0}")]
     Usage(String),
     /// A file or directory operation failed.
-    #[error("cannot {action} `{}`: {source}", path.display())]
+    #[error("cannot {action} `{}`", path.display())]
     Io {
         /// What was being done.
         action: &'static str,

@@ -41,7 +41,7 @@ pub enum RenderError {
         why: String,
     },
     /// Writing failed.
-    #[error("cannot {action} `{}`: {source}", path.display())]
+    #[error("cannot {action} `{}`", path.display())]
     Io {
         /// What was being done.
         action: &'static str,

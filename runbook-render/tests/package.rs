@@ -504,11 +504,13 @@ fn the_scripts_time_out_as_the_tested_run_did() {
     };
     let package = Package::render(&runbook, Some(evidence), &[]).unwrap();
     let deploy = package.text("scripts/deploy.sh").unwrap();
-    assert!(deploy.contains("CHECK_TIMEOUT=\"${RUNBOOK_CHECK_TIMEOUT:-7}\""), "{deploy}");
+    assert!(
+        deploy.contains("CHECK_TIMEOUT=\"${RUNBOOK_CHECK_TIMEOUT:-7}\""),
+        "{deploy}"
+    );
     let untimed = runbook.steps.iter().find(|s| s.timeout.is_none()).unwrap();
     assert!(
-        deploy.contains(&format!("run_step '{}' ", untimed.id))
-            && deploy.contains(" 42 '"),
+        deploy.contains(&format!("run_step '{}' ", untimed.id)) && deploy.contains(" 42 '"),
         "{deploy}"
     );
 }

@@ -215,9 +215,16 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 /// An error for the user: what went wrong and what to do. Never a panic, never Debug.
 struct Failure(String);
 
-impl<E: std::fmt::Display> From<E> for Failure {
+/// The error and its causes, each once: `cannot write `x`: Permission denied (os error 13)`.
+impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
-        Failure(e.to_string())
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        Failure(text)
     }
 }
 
