@@ -1,0 +1,123 @@
+//! Ending a session: the verdict, the state, teardown or keep, and what is handed over.
+
+use runbook_core::report::{Report, Verdict};
+use runbook_core::{Lifetime, Runbook};
+
+use super::{Session, millis};
+use crate::Result;
+use crate::events::Event;
+use crate::redact::Redactor;
+use crate::state::{self, SessionState};
+
+/// What a finished session hands over: the amended runbook, the report, the log.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The runbook as amended during the session (known issues included).
+    pub runbook: Runbook,
+    /// The evidence.
+    pub report: Report,
+    /// The redacted sandbox log as it ships: each command's output keeps its first and
+    /// last MiB, with the full size and SHA-256 of what was left out (the complete log
+    /// stays in the sandbox's control directory, [`log_path`](super::log_path), while the sandbox exists).
+    pub log: String,
+    /// The session's secrets, for checking that nothing about to be shipped holds one.
+    pub redactor: Redactor,
+}
+
+impl Outcome {
+    /// The sandbox log as text.
+    pub fn log(&self) -> &str {
+        &self.log
+    }
+
+    /// Whether every step passed.
+    pub fn passed(&self) -> bool {
+        self.report.verdict == Verdict::Passed
+    }
+}
+
+impl Session {
+    /// Ends the session: ephemeral and session sandboxes are destroyed, persistent ones
+    /// kept (and resumable). Returns the amended runbook, the report and the log.
+    pub async fn finish(mut self) -> Result<Outcome> {
+        if self.report.verdict == Verdict::Incomplete && self.next >= self.runbook.steps.len() {
+            self.finish_verdict();
+        }
+        if self.report.verdict == Verdict::Incomplete && self.failure().is_some() {
+            self.report.verdict = Verdict::Failed;
+        }
+        self.report.duration_ms += millis(self.started.elapsed());
+        self.save()?;
+        let destroy = self.lifetime != Lifetime::Persistent;
+        self.log_line(&format!(
+            "### sandbox {} {}\n",
+            self.sandbox.id(),
+            if destroy {
+                "destroyed"
+            } else {
+                "kept (persistent)"
+            }
+        ));
+        // Read before teardown removes it: bounded, so it is held in memory, never copied
+        // to a shared directory.
+        let log = self.log.read_excerpt(self.sandbox.control_dir())?;
+        if destroy {
+            self.sandbox.teardown().await?;
+        } else {
+            self.sandbox.keep();
+        }
+        self.options.observer.event(&Event::Teardown {
+            id: self.sandbox.id().to_owned(),
+            destroyed: destroy,
+        });
+        // The package reports the values the sandbox used (after `--var`, the provider's
+        // fixed values and values chosen at run time), never a secret's.
+        let mut runbook = self.runbook;
+        for v in &mut runbook.variables {
+            if !self.secret_names.contains(&v.name)
+                && let Some(used) = self.values.get(&v.name)
+            {
+                v.sandbox = Some(used.clone());
+            }
+        }
+        Ok(Outcome {
+            runbook,
+            report: self.report,
+            log,
+            redactor: self.redactor,
+        })
+    }
+
+    pub(super) fn finish_verdict(&mut self) {
+        let all = self
+            .runbook
+            .steps
+            .iter()
+            .all(|s| self.completed.contains(&s.id));
+        self.report.verdict = if all {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        };
+    }
+
+    pub(super) fn save(&self) -> Result<()> {
+        if self.lifetime != Lifetime::Persistent {
+            return Ok(());
+        }
+        state::save(
+            self.sandbox.control_dir(),
+            &SessionState {
+                format: 1,
+                id: self.sandbox.id().to_owned(),
+                provider: self.provider.clone(),
+                lifetime: self.lifetime,
+                runbook: self.runbook.clone(),
+                values: self.values.clone(),
+                secrets: self.secret_names.clone(),
+                completed: self.completed.clone(),
+                report: self.report.clone(),
+            },
+        )
+    }
+}

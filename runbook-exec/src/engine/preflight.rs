@@ -1,0 +1,103 @@
+//! Pre-flight: every prerequisite present, in a version that satisfies its requirement.
+
+use runbook_core::report::{ToolVersion, Verdict};
+
+use super::Session;
+use super::capture::Capture;
+use crate::events::{Event, NoObserver};
+use crate::{ExecError, Result};
+
+impl Session {
+    /// Checks that every prerequisite is present in a satisfying version; the detected
+    /// versions become the report's version metadata.
+    pub async fn preflight(&mut self) -> Result<Vec<ToolVersion>> {
+        let mut found = Vec::new();
+        let mut problems = Vec::new();
+        for p in self.runbook.prerequisites.clone() {
+            let spec = self.spec(p.detect_command(), None, self.options.check_timeout);
+            let mut sink = Capture::new(
+                "preflight",
+                64 * 1024,
+                &self.redactor,
+                &mut self.log,
+                &NoObserver,
+            );
+            let exit = self.sandbox.run(&spec, &mut sink).await?;
+            let out = sink.finish();
+            let detected = if exit.code == Some(0) {
+                p.parse_version(&format!("{}\n{}", out.stdout, out.stderr))
+            } else {
+                None
+            };
+            let satisfied = match (&detected, p.requirement()) {
+                (Some(v), Ok(req)) => req.matches(v),
+                _ => false,
+            };
+            if !satisfied {
+                problems.push(match &detected {
+                    None if exit.code == Some(127) => format!(
+                        "- {} is not installed (`{}`: command not found)",
+                        p.tool,
+                        p.detect_command()
+                    ),
+                    None => format!(
+                        "- {}: could not read its version from `{}`",
+                        p.tool,
+                        p.detect_command()
+                    ),
+                    Some(v) => format!("- {} {v} does not satisfy `{}`", p.tool, p.version),
+                });
+            }
+            self.options.observer.event(&Event::Preflight {
+                tool: p.tool.clone(),
+                detected: detected.as_ref().map(ToString::to_string),
+                satisfied,
+            });
+            let location = self.locate(&p.tool).await?;
+            found.push(ToolVersion {
+                tool: p.tool.clone(),
+                required: p.version.clone(),
+                detected: detected.map(|v| v.to_string()),
+                satisfied,
+                location,
+            });
+        }
+        self.report.preflight = found.clone();
+        self.log_line(&format!(
+            "### pre-flight: {}\n",
+            found
+                .iter()
+                .map(|t| format!("{} {}", t.tool, t.detected.as_deref().unwrap_or("missing")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        if problems.is_empty() {
+            Ok(found)
+        } else {
+            self.report.verdict = Verdict::Failed;
+            Err(ExecError::Preflight(problems))
+        }
+    }
+
+    /// Where the sandbox finds `tool` (`command -v`), so the package can say it.
+    async fn locate(&mut self, tool: &str) -> Result<Option<String>> {
+        let quoted = format!("'{}'", tool.replace('\'', r"'\''"));
+        let spec = self.spec(
+            format!("command -v -- {quoted}"),
+            None,
+            self.options.check_timeout,
+        );
+        let mut sink = Capture::new(
+            "preflight",
+            4096,
+            &self.redactor,
+            &mut self.log,
+            &NoObserver,
+        );
+        let exit = self.sandbox.run(&spec, &mut sink).await?;
+        let out = sink.finish();
+        Ok((exit.code == Some(0))
+            .then(|| out.stdout.trim().to_owned())
+            .filter(|l| !l.is_empty()))
+    }
+}

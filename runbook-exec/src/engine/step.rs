@@ -1,0 +1,263 @@
+//! Steps: running the next one (with its files and checks), retrying it after an
+//! amendment, running the rest.
+
+use std::time::Instant;
+
+use runbook_core::report::{Attempt, CommandOutput, StepRecord, StepStatus, Verdict};
+use runbook_core::template::fill_template;
+use runbook_core::{KnownIssue, Step};
+
+use super::capture::Capture;
+use super::{Amendment, Session, millis, refuse_lint_errors};
+use crate::events::Event;
+use crate::{CommandSpec, ExecError, Result};
+
+impl Session {
+    /// Runs the next step (or re-runs the step that failed). Returns its record, or
+    /// `None` when every step has passed.
+    pub async fn run_next(&mut self) -> Result<Option<&StepRecord>> {
+        let Some(step) = self.runbook.steps.get(self.next).cloned() else {
+            self.finish_verdict();
+            return Ok(None);
+        };
+        let attempt_no = self.record(&step.id).map_or(0, |r| r.attempts.len()) as u32 + 1;
+        let attempt = self.run_step(&step, attempt_no, false).await?;
+        let passed = attempt.passed();
+        let idx = match self.report.steps.iter().position(|r| r.id == step.id) {
+            Some(i) => i,
+            None => {
+                self.report.steps.push(StepRecord {
+                    id: step.id.clone(),
+                    title: step.title.clone(),
+                    status: StepStatus::Failed,
+                    attempts: Vec::new(),
+                });
+                self.report.steps.len() - 1
+            }
+        };
+        let record = &mut self.report.steps[idx];
+        record.title = step.title.clone();
+        record.attempts.push(attempt);
+        record.status = if passed {
+            StepStatus::Passed
+        } else {
+            StepStatus::Failed
+        };
+        if passed {
+            self.completed.push(step.id.clone());
+            self.next += 1;
+        }
+        self.save()?;
+        Ok(Some(&self.report.steps[idx]))
+    }
+
+    /// Re-runs the failing step (after [`Session::amend`]).
+    pub async fn retry(&mut self) -> Result<&StepRecord> {
+        if self.failure().is_none() {
+            return Err(ExecError::Usage("there is no failing step to retry".into()));
+        }
+        self.run_next()
+            .await?
+            .ok_or_else(|| ExecError::Usage("there is no step to retry".into()))
+    }
+
+    /// Changes a step that has not passed yet and records why: the error seen, its root
+    /// cause and the fix. The known issue goes into the runbook, so the human learns it.
+    pub fn amend(&mut self, step_id: &str, amendment: Amendment, issue: KnownIssue) -> Result<()> {
+        if self.completed.iter().any(|c| c == step_id) {
+            return Err(ExecError::Usage(format!(
+                "step `{step_id}` already passed; amend a step that has not"
+            )));
+        }
+        // Amend a copy and lint it first: a refused amendment changes nothing.
+        let mut amended = self.runbook.clone();
+        let step = amended
+            .steps
+            .iter_mut()
+            .find(|s| s.id == step_id)
+            .ok_or_else(|| ExecError::Usage(format!("no step `{step_id}` in the runbook")))?;
+        if let Some(run) = amendment.run {
+            step.run = run;
+        }
+        if let Some(verify) = amendment.verify {
+            step.verify = verify;
+        }
+        // A known issue must not carry a secret into the package.
+        step.known_issues.push(KnownIssue::new(
+            self.redactor.redact(&issue.error),
+            self.redactor.redact(&issue.cause),
+            self.redactor.redact(&issue.fix),
+        ));
+        refuse_lint_errors(&amended)?;
+        self.runbook = amended;
+        let note = format!(
+            "### step {step_id} amended: {}\n",
+            self.redactor.redact(&issue.fix)
+        );
+        self.log_line(&note);
+        self.save()
+    }
+
+    /// Runs every remaining step; stops at the first failure. Returns whether all passed.
+    pub async fn run_remaining(&mut self) -> Result<bool> {
+        while self.next < self.runbook.steps.len() {
+            let passed = self
+                .run_next()
+                .await?
+                .is_some_and(|r| r.status == StepStatus::Passed);
+            if !passed {
+                self.report.verdict = Verdict::Failed;
+                return Ok(false);
+            }
+        }
+        self.finish_verdict();
+        Ok(true)
+    }
+
+    async fn write_files(&mut self, step: &Step) -> Result<()> {
+        // Files no step names are written before the first step; a step's own files are
+        // (re)written before it runs, so an amended template takes effect.
+        let mut paths: Vec<&str> = step.files.iter().map(String::as_str).collect();
+        if self.next == 0 && self.completed.is_empty() {
+            paths.extend(
+                self.runbook
+                    .config_files
+                    .iter()
+                    .filter(|f| !self.runbook.steps.iter().any(|s| s.files.contains(&f.path)))
+                    .map(|f| f.path.as_str()),
+            );
+        }
+        for path in paths {
+            if let Some(file) = self.runbook.config_file(path) {
+                let content = fill_template(&file.content, &self.values);
+                self.sandbox.write_file(path, content.as_bytes()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run_step(
+        &mut self,
+        step: &Step,
+        attempt_no: u32,
+        rollback: bool,
+    ) -> Result<Attempt> {
+        let observer = self.options.observer.clone();
+        observer.event(&Event::StepStarted {
+            step: step.id.clone(),
+            title: step.title.clone(),
+            attempt: attempt_no,
+            rollback,
+        });
+        if !rollback {
+            self.write_files(step).await?;
+        }
+        let started = Instant::now();
+        let kind = if rollback { "rollback" } else { "step" };
+        self.log_line(&format!(
+            "\n=== {kind} {} (attempt {attempt_no}): {}\n$ {}\n",
+            step.id, step.title, step.run
+        ));
+        let timeout = step
+            .timeout
+            .map_or(self.options.step_timeout, |t| t.as_duration());
+        let spec = CommandSpec {
+            errexit: true,
+            ..self.spec(step.run.clone(), step.workdir.clone(), timeout)
+        };
+        let mut sink = Capture::new(
+            &step.id,
+            self.options.output_cap,
+            &self.redactor,
+            &mut self.log,
+            observer.as_ref(),
+        );
+        let exit = self.sandbox.run(&spec, &mut sink).await?;
+        let out = sink.finish();
+        let output = CommandOutput {
+            exit_code: exit.code,
+            timed_out: exit.timed_out,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            stdout_dropped: out.stdout_dropped,
+            stderr_dropped: out.stderr_dropped,
+            duration_ms: millis(exit.duration),
+        };
+        let mut failure = String::new();
+        if exit.timed_out {
+            failure = format!(
+                "the command timed out after {} (raise the step's `timeout:` if it needs longer)",
+                runbook_core::HumanDuration(timeout)
+            );
+        } else if exit.code != Some(0) {
+            failure = match exit.code {
+                Some(c) => format!("the command exited with code {c}"),
+                None => "the command was killed by a signal".into(),
+            };
+        }
+        self.log_line(&format!(
+            "--- {} in {:.2}s\n",
+            match exit.code {
+                Some(c) => format!("exit {c}"),
+                None if exit.timed_out => "timed out".into(),
+                None => "killed".into(),
+            },
+            exit.duration.as_secs_f64()
+        ));
+        let mut check_records = Vec::new();
+        if failure.is_empty() {
+            for check in &step.verify {
+                let record = self.run_check(step, check).await?;
+                let passed = record.passed;
+                if passed {
+                    observer.event(&Event::CheckPassed {
+                        step: step.id.clone(),
+                        check: record.name.clone(),
+                        attempts: record.attempts,
+                    });
+                } else {
+                    observer.event(&Event::CheckFailed {
+                        step: step.id.clone(),
+                        check: record.name.clone(),
+                        attempts: record.attempts,
+                        expected: record.expected.clone(),
+                        actual: record.actual.clone(),
+                    });
+                    failure = format!(
+                        "check `{}` failed: expected {}; saw {}",
+                        record.name, record.expected, record.actual
+                    );
+                }
+                check_records.push(record);
+                if !passed {
+                    break;
+                }
+            }
+        }
+        let diagnostics = if failure.is_empty() {
+            String::new()
+        } else {
+            let d = self.sandbox.diagnostics().await.unwrap_or_default();
+            if !d.is_empty() {
+                self.log_line(&format!("--- diagnostics\n{d}\n"));
+            }
+            self.redactor.redact(&d)
+        };
+        let duration_ms = millis(started.elapsed());
+        observer.event(&Event::StepFinished {
+            step: step.id.clone(),
+            passed: failure.is_empty(),
+            duration_ms,
+            failure: failure.clone(),
+            rollback,
+        });
+        Ok(Attempt {
+            command: step.run.clone(),
+            output,
+            duration_ms,
+            checks: check_records,
+            failure,
+            diagnostics,
+        })
+    }
+}
