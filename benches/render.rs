@@ -47,6 +47,7 @@ fn report(rb: &runbook::Runbook) -> Report {
                         })
                         .collect(),
                     failure: String::new(),
+                    failure_kind: None,
                     diagnostics: String::new(),
                 }],
             })

@@ -978,3 +978,23 @@ fn an_error_prints_its_cause_once() {
     );
     assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
+
+#[test]
+fn deny_promotes_warnings_to_errors() {
+    let dir = workdir();
+    let fixture = repo().join("runbook-core/tests/fixtures/lint/no-rollback/triggers.yaml");
+    let file = fixture.to_str().unwrap();
+    assert!(runbook(dir.path(), &["validate", file]).status.success());
+    for deny in ["no-rollback", "warnings"] {
+        let out = runbook(dir.path(), &["validate", file, "--deny", deny]);
+        assert_eq!(out.status.code(), Some(1), "{deny}");
+        assert!(
+            text(&out).0.contains("error[no-rollback]"),
+            "{:?}",
+            text(&out)
+        );
+    }
+    let out = runbook(dir.path(), &["validate", file, "--deny", "no-rolback"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("is not a rule"), "{:?}", text(&out));
+}

@@ -175,6 +175,9 @@ pub struct Attempt {
     /// Why the attempt failed, in one line; empty when it passed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub failure: String,
+    /// Why the attempt failed, for a program to match on; `None` when it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
     /// What the sandbox showed when the attempt failed (pod status, events, logs).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub diagnostics: String,
@@ -185,6 +188,28 @@ impl Attempt {
     pub fn passed(&self) -> bool {
         self.failure.is_empty()
     }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum FailureKind {
+    /// The command exited with a non-zero code.
+    ExitCode {
+        /// The code.
+        code: i32,
+    },
+    /// The command was killed by a signal (not by the timeout).
+    Killed,
+    /// The command ran past its timeout and was killed.
+    TimedOut,
+    /// The command succeeded but a check did not confirm the result.
+    Check {
+        /// The check's index in the step's `verify` (or the rollback's).
+        index: usize,
+        /// The check's name.
+        name: String,
+    },
 }
 
 /// What a command did, with its output (redacted and capped).

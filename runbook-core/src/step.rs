@@ -148,6 +148,21 @@ impl Step {
         self.known_issues.push(issue);
         self
     }
+
+    /// Every check of the step: its own, then its rollback's.
+    ///
+    /// ```
+    /// use runbook_core::{Check, Rollback, Step};
+    /// let step = Step::new("s", "S").run("true")
+    ///     .verify(Check::command("true"))
+    ///     .rollback_with(Rollback::new("true").verify(Check::command("true")));
+    /// assert_eq!(step.all_checks().count(), 2);
+    /// ```
+    pub fn all_checks(&self) -> impl Iterator<Item = &Check> {
+        self.verify
+            .iter()
+            .chain(self.rollback.iter().flat_map(|r| r.verify.iter()))
+    }
 }
 
 /// How to undo a step, with its own verifications.

@@ -37,7 +37,16 @@ pub enum ExecError {
         /// What it cannot do.
         what: String,
     },
-    /// The stepwise API was used out of order.
+    /// A step that already passed cannot be amended.
+    #[error("step `{0}` already passed; amend a step that has not")]
+    StepPassed(String),
+    /// The runbook has no step by that id.
+    #[error("no step `{0}` in the runbook")]
+    NoSuchStep(String),
+    /// `retry` was called with no failing step.
+    #[error("there is no failing step to retry")]
+    NothingToRetry,
+    /// The API was used in a way it does not support (another kind of mistake).
     #[error("{0}")]
     Usage(String),
     /// A file or directory operation failed.

@@ -936,3 +936,68 @@ async fn a_refused_amendment_changes_nothing() {
         "a refused amendment was applied"
     );
 }
+
+/// The loop an agent writes: read the record, amend by its id, retry; failures are typed,
+/// mistakes are their own errors.
+#[tokio::test]
+async fn an_agent_matches_on_failure_kinds_and_amends_by_the_record_id() {
+    use runbook_core::report::FailureKind;
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("agent")
+        .step(step(
+            "write",
+            "echo wrong > out",
+            Check::command("cat out")
+                .named("the output")
+                .stdout_equals("right"),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Ephemeral))
+        .await
+        .unwrap();
+    assert!(matches!(
+        session.retry().await.unwrap_err(),
+        ExecError::NothingToRetry
+    ));
+    let record = session.run_next().await.unwrap().unwrap();
+    let attempt = record.attempts.last().unwrap();
+    assert_eq!(
+        attempt.failure_kind,
+        Some(FailureKind::Check {
+            index: 0,
+            name: "the output".into()
+        })
+    );
+    // The record is the caller's: amending by its id needs no second borrow.
+    session
+        .amend(
+            &record.id,
+            Amendment::run("echo right > out").timeout(Some(Duration::from_secs(30))),
+            KnownIssue::new("wrong output", "a typo", "write `right`"),
+        )
+        .unwrap();
+    assert_eq!(
+        session.runbook().steps[0].timeout.map(|t| t.as_duration()),
+        Some(Duration::from_secs(30))
+    );
+    assert!(
+        session
+            .retry()
+            .await
+            .unwrap()
+            .attempts
+            .last()
+            .unwrap()
+            .passed()
+    );
+    assert!(matches!(
+        session.amend("write", Amendment::run("true"), KnownIssue::new("", "", "")),
+        Err(ExecError::StepPassed(_))
+    ));
+    assert!(matches!(
+        session.amend("nope", Amendment::run("true"), KnownIssue::new("", "", "")),
+        Err(ExecError::NoSuchStep(_))
+    ));
+}

@@ -68,6 +68,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
                     })
                     .collect(),
                 failure: String::new(),
+                failure_kind: None,
                 diagnostics: String::new(),
             }],
         })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runbook_core::Check;
+use runbook_core::{Check, Rollback};
 
 use runbook_core::Lifetime;
 
@@ -72,6 +72,12 @@ pub struct Amendment {
     pub run: Option<String>,
     /// New checks (replacing the old ones).
     pub verify: Option<Vec<Check>>,
+    /// A new rollback (`Some(None)` removes it).
+    pub rollback: Option<Option<Rollback>>,
+    /// New config files for the step (replacing its list).
+    pub files: Option<Vec<String>>,
+    /// A new timeout (`Some(None)` returns to the default).
+    pub timeout: Option<Option<Duration>>,
 }
 
 impl Amendment {
@@ -79,13 +85,31 @@ impl Amendment {
     pub fn run(command: impl Into<String>) -> Self {
         Amendment {
             run: Some(command.into()),
-            verify: None,
+            ..Amendment::default()
         }
     }
 
-    /// Replaces the checks too.
+    /// Replaces the checks too. By default, the checks stay.
     pub fn verify(mut self, checks: Vec<Check>) -> Self {
         self.verify = Some(checks);
+        self
+    }
+
+    /// Replaces (or with `None`, removes) the rollback. By default, it stays.
+    pub fn rollback(mut self, rollback: Option<Rollback>) -> Self {
+        self.rollback = Some(rollback);
+        self
+    }
+
+    /// Replaces the step's config files. By default, they stay.
+    pub fn files(mut self, files: Vec<String>) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// Sets (or with `None`, clears) the step's timeout. By default, it stays.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 }

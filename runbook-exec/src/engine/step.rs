@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use runbook_core::report::{Attempt, CommandOutput, StepRecord, StepStatus, Verdict};
+use runbook_core::report::{Attempt, CommandOutput, FailureKind, StepRecord, StepStatus, Verdict};
 use runbook_core::template::fill_template;
 use runbook_core::{KnownIssue, Step};
 
@@ -15,7 +15,10 @@ use crate::{CommandSpec, ExecError, Result};
 impl Session {
     /// Runs the next step (or re-runs the step that failed). Returns its record, or
     /// `None` when every step has passed.
-    pub async fn run_next(&mut self) -> Result<Option<&StepRecord>> {
+    ///
+    /// The record is a copy, so the session stays free for the natural next call
+    /// (`session.amend(&record.id, …)`).
+    pub async fn run_next(&mut self) -> Result<Option<StepRecord>> {
         let Some(step) = self.runbook.steps.get(self.next).cloned() else {
             self.finish_verdict();
             return Ok(None);
@@ -48,26 +51,22 @@ impl Session {
             self.next += 1;
         }
         self.save()?;
-        Ok(Some(&self.report.steps[idx]))
+        Ok(Some(self.report.steps[idx].clone()))
     }
 
     /// Re-runs the failing step (after [`Session::amend`]).
-    pub async fn retry(&mut self) -> Result<&StepRecord> {
+    pub async fn retry(&mut self) -> Result<StepRecord> {
         if self.failure().is_none() {
-            return Err(ExecError::Usage("there is no failing step to retry".into()));
+            return Err(ExecError::NothingToRetry);
         }
-        self.run_next()
-            .await?
-            .ok_or_else(|| ExecError::Usage("there is no step to retry".into()))
+        self.run_next().await?.ok_or(ExecError::NothingToRetry)
     }
 
     /// Changes a step that has not passed yet and records why: the error seen, its root
     /// cause and the fix. The known issue goes into the runbook, so the human learns it.
     pub fn amend(&mut self, step_id: &str, amendment: Amendment, issue: KnownIssue) -> Result<()> {
         if self.completed.iter().any(|c| c == step_id) {
-            return Err(ExecError::Usage(format!(
-                "step `{step_id}` already passed; amend a step that has not"
-            )));
+            return Err(ExecError::StepPassed(step_id.to_owned()));
         }
         // Amend a copy and lint it first: a refused amendment changes nothing.
         let mut amended = self.runbook.clone();
@@ -75,12 +74,21 @@ impl Session {
             .steps
             .iter_mut()
             .find(|s| s.id == step_id)
-            .ok_or_else(|| ExecError::Usage(format!("no step `{step_id}` in the runbook")))?;
+            .ok_or_else(|| ExecError::NoSuchStep(step_id.to_owned()))?;
         if let Some(run) = amendment.run {
             step.run = run;
         }
         if let Some(verify) = amendment.verify {
             step.verify = verify;
+        }
+        if let Some(rollback) = amendment.rollback {
+            step.rollback = rollback;
+        }
+        if let Some(files) = amendment.files {
+            step.files = files;
+        }
+        if let Some(timeout) = amendment.timeout {
+            step.timeout = timeout.map(runbook_core::HumanDuration);
         }
         // A known issue must not carry a secret into the package.
         step.known_issues.push(KnownIssue::new(
@@ -184,15 +192,23 @@ impl Session {
             duration_ms: millis(exit.duration),
         };
         let mut failure = String::new();
+        let mut failure_kind = None;
         if exit.timed_out {
             failure = format!(
                 "the command timed out after {} (raise the step's `timeout:` if it needs longer)",
                 runbook_core::HumanDuration(timeout)
             );
+            failure_kind = Some(FailureKind::TimedOut);
         } else if exit.code != Some(0) {
-            failure = match exit.code {
-                Some(c) => format!("the command exited with code {c}"),
-                None => "the command was killed by a signal".into(),
+            (failure, failure_kind) = match exit.code {
+                Some(c) => (
+                    format!("the command exited with code {c}"),
+                    Some(FailureKind::ExitCode { code: c }),
+                ),
+                None => (
+                    "the command was killed by a signal".into(),
+                    Some(FailureKind::Killed),
+                ),
             };
         }
         self.log_line(&format!(
@@ -206,7 +222,7 @@ impl Session {
         ));
         let mut check_records = Vec::new();
         if failure.is_empty() {
-            for check in &step.verify {
+            for (index, check) in step.verify.iter().enumerate() {
                 let record = self.run_check(step, check).await?;
                 let passed = record.passed;
                 if passed {
@@ -227,6 +243,10 @@ impl Session {
                         "check `{}` failed: expected {}; saw {}",
                         record.name, record.expected, record.actual
                     );
+                    failure_kind = Some(FailureKind::Check {
+                        index,
+                        name: record.name.clone(),
+                    });
                 }
                 check_records.push(record);
                 if !passed {
@@ -257,6 +277,7 @@ impl Session {
             duration_ms,
             checks: check_records,
             failure,
+            failure_kind,
             diagnostics,
         })
     }

@@ -34,6 +34,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Treat these warnings as errors: a rule code (`no-rollback`), or `warnings` for all (repeatable).
+        #[arg(long, value_name = "RULE")]
+        deny: Vec<String>,
     },
     /// Test a runbook in a new sandbox and write its handoff package.
     Run {
@@ -260,7 +263,11 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Validate { files, format } => Ok(validate(&files, format)),
+        Command::Validate {
+            files,
+            format,
+            deny,
+        } => validate(&files, format, &deny),
         Command::Schema => {
             print!("{}", runbook::json_schema());
             Ok(ExitCode::SUCCESS)
@@ -446,8 +453,23 @@ fn check_file(file: &Path) -> (Option<Runbook>, Vec<Finding>) {
     }
 }
 
-fn validate(files: &[PathBuf], format: Format) -> ExitCode {
-    let findings: Vec<Finding> = files.iter().flat_map(|f| check_file(f).1).collect();
+fn validate(files: &[PathBuf], format: Format, deny: &[String]) -> Result<ExitCode, Failure> {
+    if let Some(bad) = deny
+        .iter()
+        .find(|d| *d != "warnings" && !runbook::Rule::ALL.iter().any(|r| r.code() == d.as_str()))
+    {
+        let codes: Vec<&str> = runbook::Rule::ALL.iter().map(|r| r.code()).collect();
+        return Err(Failure(format!(
+            "--deny `{bad}` is not a rule: use `warnings` or one of {}",
+            codes.join(", ")
+        )));
+    }
+    let mut findings: Vec<Finding> = files.iter().flat_map(|f| check_file(f).1).collect();
+    for f in &mut findings {
+        if !f.is_error() && deny.iter().any(|d| d == "warnings" || *d == f.code) {
+            f.severity = "error";
+        }
+    }
     let errors = findings.iter().filter(|f| f.is_error()).count();
     match format {
         Format::Json => println!(
@@ -465,11 +487,11 @@ fn validate(files: &[PathBuf], format: Format) -> ExitCode {
             );
         }
     }
-    if errors > 0 {
+    Ok(if errors > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 /// Loads a runbook and refuses it when it does not parse or has lint errors, printing
