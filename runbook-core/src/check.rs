@@ -318,58 +318,6 @@ impl Check {
     }
 }
 
-impl KubeCheck {
-    /// The same check as a `kubectl` command and what its output must be, for the
-    /// scripts a human runs (in the namespace of the current kubectl context).
-    pub fn kubectl_equivalent(&self) -> (String, Expect) {
-        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let ok = |stdout: Option<TextMatch>| Expect {
-            exit_code: None,
-            stdout,
-            stderr: None,
-        };
-        match self {
-            KubeCheck::PodsReady { selector, count } => (
-                format!(
-                    "kubectl get pods -l {} -o jsonpath='{{range .items[*]}}{{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' | grep -c '^True$'",
-                    q(selector)
-                ),
-                ok(Some(TextMatch::Equals(count.to_string()))),
-            ),
-            KubeCheck::RolloutComplete { kind, name } => (
-                format!(
-                    "kubectl rollout status {} --timeout=10s",
-                    q(&format!("{}/{name}", kind.to_lowercase()))
-                ),
-                ok(Some(TextMatch::Contains("successfully rolled out".into()))),
-            ),
-            KubeCheck::ServiceEndpoints { name } => (
-                format!(
-                    "kubectl get endpoints {} -o jsonpath='{{.subsets[*].addresses[*].ip}}'",
-                    q(name)
-                ),
-                ok(Some(TextMatch::Matches(r"\S".into()))),
-            ),
-            KubeCheck::Exists(r) => (
-                format!(
-                    "kubectl get {} {} -o name",
-                    q(&r.kind.to_lowercase()),
-                    q(&r.name)
-                ),
-                ok(None),
-            ),
-            KubeCheck::Absent(r) => (
-                format!(
-                    "kubectl get {} {} --ignore-not-found -o name",
-                    q(&r.kind.to_lowercase()),
-                    q(&r.name)
-                ),
-                ok(Some(TextMatch::Equals(String::new()))),
-            ),
-        }
-    }
-}
-
 fn kube_expectation(k: &KubeCheck) -> String {
     match k {
         KubeCheck::PodsReady { selector, count } => {

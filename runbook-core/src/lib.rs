@@ -65,7 +65,7 @@ pub use format::{
     report_from_yaml_str, to_json_string, to_yaml, to_yaml_string,
 };
 pub use lifetime::{Lifetime, LifetimeRecommendation, Scenario, recommend_lifetime};
-pub use limitation::{Limitation, LimitationKind};
+pub use limitation::{Limitation, LimitationKind, limitations};
 pub use lint::{Diagnostic, Rule, Severity};
 pub use prerequisite::Prerequisite;
 pub use runbook::{

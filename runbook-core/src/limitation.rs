@@ -3,6 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::Runbook;
+use crate::report::Report;
+
 /// A limitation of sandbox testing: what was not tested, and what to do about it
 /// before production.
 ///
@@ -186,4 +189,63 @@ impl Limitation {
     pub fn headline(&self) -> &str {
         self.title.as_deref().unwrap_or(self.kind.title())
     }
+}
+
+/// The runbook's limitations, plus those the sandbox itself implies (one node, no real
+/// traffic, network isolation), each kind once, the runbook's own wording first.
+pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation> {
+    let kubernetes = targets_kubernetes(runbook, report);
+    // A limitation declared by kind alone gets the seed's standard wording, for the
+    // platform the runbook targets.
+    let mut out: Vec<Limitation> = runbook
+        .limitations
+        .iter()
+        .map(|l| {
+            let standard = Limitation::standard_for(l.kind, kubernetes);
+            Limitation {
+                untested: if l.untested.is_empty() {
+                    standard.untested
+                } else {
+                    l.untested.clone()
+                },
+                production: if l.production.is_empty() {
+                    standard.production
+                } else {
+                    l.production.clone()
+                },
+                ..l.clone()
+            }
+        })
+        .collect();
+    if let Some(report) = report {
+        let mut implied = vec![LimitationKind::NoRealTraffic];
+        // 0 means the provider could not count the nodes: no claim either way. One host
+        // only limits a runbook meant for a cluster.
+        if report.sandbox.nodes == 1 && kubernetes {
+            implied.push(LimitationKind::SingleNode);
+        }
+        if report.sandbox.network_isolated {
+            implied.push(LimitationKind::NetworkIsolated);
+        }
+        for kind in implied {
+            if !out.iter().any(|l| l.kind == kind) {
+                out.push(Limitation::standard_for(kind, kubernetes));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the runbook is about Kubernetes: a target version, a typed Kubernetes check,
+/// `kubectl`/`helm` in its commands, or a run on the kube provider.
+fn targets_kubernetes(runbook: &Runbook, report: Option<&Report>) -> bool {
+    runbook.target.kubernetes_version.is_some()
+        || report.is_some_and(|r| r.sandbox.provider == "kube")
+        || runbook.steps.iter().any(|s| {
+            s.run.contains("kubectl ")
+                || s.run.contains("helm ")
+                || s.verify
+                    .iter()
+                    .any(|c| matches!(c.probe, crate::Probe::Kube(_)))
+        })
 }

@@ -20,7 +20,7 @@
 use std::fmt::Write;
 
 use runbook_core::report::{Report, StepStatus, Verdict};
-use runbook_core::{Check, Expect, Probe, Runbook, Step, TextMatch};
+use runbook_core::{Check, Expect, KubeCheck, Probe, Runbook, Step, TextMatch};
 
 use crate::text::sh_quote;
 
@@ -135,7 +135,7 @@ fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
     match &check.probe {
         Probe::Command(c) => (c.clone(), check.expect.clone()),
         Probe::Kube(k) => {
-            let (command, expect) = k.kubectl_equivalent();
+            let (command, expect) = kubectl_equivalent(k);
             let command = match (
                 runbook.variable("NAMESPACE"),
                 command.strip_prefix("kubectl "),
@@ -175,6 +175,56 @@ fn expected_word(mode: &str, text: &str) -> String {
         out.push_str(&sh_quote(&text[last..]));
     }
     out
+}
+
+/// The same check as a `kubectl` command and what its output must be, for the
+/// scripts a human runs (in the namespace of the current kubectl context).
+fn kubectl_equivalent(check: &KubeCheck) -> (String, Expect) {
+    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let ok = |stdout: Option<TextMatch>| Expect {
+        exit_code: None,
+        stdout,
+        stderr: None,
+    };
+    match check {
+        KubeCheck::PodsReady { selector, count } => (
+            format!(
+                "kubectl get pods -l {} -o jsonpath='{{range .items[*]}}{{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' | grep -c '^True$'",
+                q(selector)
+            ),
+            ok(Some(TextMatch::Equals(count.to_string()))),
+        ),
+        KubeCheck::RolloutComplete { kind, name } => (
+            format!(
+                "kubectl rollout status {} --timeout=10s",
+                q(&format!("{}/{name}", kind.to_lowercase()))
+            ),
+            ok(Some(TextMatch::Contains("successfully rolled out".into()))),
+        ),
+        KubeCheck::ServiceEndpoints { name } => (
+            format!(
+                "kubectl get endpoints {} -o jsonpath='{{.subsets[*].addresses[*].ip}}'",
+                q(name)
+            ),
+            ok(Some(TextMatch::Matches(r"\S".into()))),
+        ),
+        KubeCheck::Exists(r) => (
+            format!(
+                "kubectl get {} {} -o name",
+                q(&r.kind.to_lowercase()),
+                q(&r.name)
+            ),
+            ok(None),
+        ),
+        KubeCheck::Absent(r) => (
+            format!(
+                "kubectl get {} {} --ignore-not-found -o name",
+                q(&r.kind.to_lowercase()),
+                q(&r.name)
+            ),
+            ok(Some(TextMatch::Equals(String::new()))),
+        ),
+    }
 }
 
 fn check_call(out: &mut String, runbook: &Runbook, check: &Check, on_fail: &str) {

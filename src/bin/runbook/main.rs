@@ -357,8 +357,17 @@ async fn provider(
     .isolate_network(isolate_network);
     Ok(match which {
         ProviderArg::Local => Box::new(local),
+        #[cfg(feature = "kube")]
         ProviderArg::Kube => {
             Box::new(runbook::exec::KubeProvider::from_kubeconfig(local, allow_contexts).await?)
+        }
+        #[cfg(not(feature = "kube"))]
+        ProviderArg::Kube => {
+            let _ = allow_contexts;
+            return Err(Failure(
+                "this build has no Kubernetes provider: build runbook with its `kube` feature"
+                    .into(),
+            ));
         }
     })
 }
