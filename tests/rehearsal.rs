@@ -174,3 +174,50 @@ fn rehearse_reproves_a_package_and_refuses_an_edited_one_unless_asked() {
         "{evidence}"
     );
 }
+
+/// A `file` check is evaluated in-process in the sandbox and as `test`/`grep`/`stat` by the
+/// scripts: the rehearsal runs the scripts with another port, so both must agree.
+#[test]
+fn file_checks_hold_in_the_sandbox_and_in_the_scripts() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("files.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: files }
+variables:
+  - { name: APP_PORT, category: endpoint, sandbox: "8080", production: your port }
+configFiles:
+  - path: config/app.conf
+    content: "port=${APP_PORT}\n"
+steps:
+  - id: install
+    title: Install the config
+    run: mkdir -p app && cp config/app.conf app/app.conf && chmod 600 app/app.conf
+    files: [config/app.conf]
+    verify:
+      - name: the config names the port
+        file: { path: app/app.conf, contains: "port=${APP_PORT}", matches: '^port=\d+\n$', mode: "0600" }
+    rollback:
+      run: rm -rf app
+      verify:
+        - name: the app is gone
+          file: { path: app, exists: false }
+"#,
+    )
+    .unwrap();
+    let out = runbook(dir.path(), &["run", "files.yaml", "--exercise-rollback"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deploy =
+        std::fs::read_to_string(dir.path().join("handoff-package/scripts/deploy.sh")).unwrap();
+    assert!(
+        deploy.contains(r#"grep -qF -- 'port='"${APP_PORT}" 'app/app.conf'"#),
+        "{deploy}"
+    );
+    let rehearsal = std::fs::read_to_string(
+        dir.path()
+            .join("handoff-package/test-results/rehearsal.yaml"),
+    )
+    .unwrap();
+    assert!(rehearsal.starts_with("verdict: passed"), "{rehearsal}");
+}

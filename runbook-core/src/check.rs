@@ -41,12 +41,14 @@ pub struct Check {
 
 /// What a check observes.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub enum Probe {
     /// A shell command, run like a step command (same environment, same working dir).
     Command(String),
     /// A typed Kubernetes query, run through the API by a provider that supports it.
     Kube(KubeCheck),
+    /// A file in the sandbox's work directory, looked at without a process: present (or
+    /// absent), holding a text, matching a pattern, with a mode.
+    File(FileProbe),
 }
 
 /// Typed Kubernetes verifications (data only; the `kube` provider runs them).
@@ -77,6 +79,84 @@ pub enum KubeCheck {
     Exists(KubeObjectRef),
     /// A resource does not exist.
     Absent(KubeObjectRef),
+}
+
+/// What a `file` probe expects of a file (paths relative to the work directory; `${NAME}`
+/// placeholders in `path` and `contains` are filled with the values in force).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileProbe {
+    /// The file, relative to the work directory.
+    pub path: String,
+    /// Whether it must exist (default) or must not.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub exists: bool,
+    /// A text the file must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// A regular expression (Rust `regex` syntax) the content must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// Its permission bits in octal (`"0600"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+}
+
+impl FileProbe {
+    /// A probe that the file at `path` exists.
+    pub fn exists(path: impl Into<String>) -> Self {
+        FileProbe {
+            path: path.into(),
+            exists: true,
+            contains: None,
+            matches: None,
+            mode: None,
+        }
+    }
+
+    /// The probe with its `${NAME}` placeholders filled from `values`.
+    pub fn filled(&self, values: &std::collections::BTreeMap<String, String>) -> FileProbe {
+        let fill = |t: &str| crate::template::fill_template(t, values);
+        FileProbe {
+            path: fill(&self.path),
+            contains: self.contains.as_deref().map(fill),
+            ..self.clone()
+        }
+    }
+
+    /// The mode as a number, when it is valid octal.
+    pub fn mode_bits(&self) -> Option<u32> {
+        self.mode
+            .as_deref()
+            .and_then(|m| u32::from_str_radix(m.trim_start_matches("0o"), 8).ok())
+    }
+
+    /// What it expects, in words.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!(
+            "`{}` {}",
+            self.path,
+            if self.exists { "exists" } else { "is absent" }
+        )];
+        if let Some(c) = &self.contains {
+            parts.push(format!("contains {c:?}"));
+        }
+        if let Some(m) = &self.matches {
+            parts.push(format!("matches /{m}/"));
+        }
+        if let Some(m) = &self.mode {
+            parts.push(format!("has mode {m}"));
+        }
+        parts.join(", ")
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn one() -> u32 {
@@ -220,6 +300,23 @@ impl Check {
         }
     }
 
+    /// A typed file check: evaluated without a process in the sandbox, as `test`/`grep`/
+    /// `stat` in the scripts.
+    ///
+    /// ```
+    /// use runbook_core::{Check, FileProbe};
+    /// let check = Check::file(FileProbe { contains: Some("port=${APP_PORT}".into()), ..FileProbe::exists("app/app.conf") });
+    /// assert_eq!(check.label(), "file app/app.conf");
+    /// ```
+    pub fn file(probe: FileProbe) -> Self {
+        Check {
+            name: None,
+            probe: Probe::File(probe),
+            expect: Expect::default(),
+            retry: Retry::default(),
+        }
+    }
+
     /// Gives the check a human name.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -284,7 +381,7 @@ impl Check {
     pub fn command_text(&self) -> Option<&str> {
         match &self.probe {
             Probe::Command(c) => Some(c),
-            Probe::Kube(_) => None,
+            Probe::Kube(_) | Probe::File(_) => None,
         }
     }
 
@@ -296,6 +393,7 @@ impl Check {
         match &self.probe {
             Probe::Command(c) => c.lines().next().unwrap_or_default().to_owned(),
             Probe::Kube(k) => format!("{k:?}"),
+            Probe::File(f) => format!("file {}", f.path),
         }
     }
 
@@ -307,6 +405,7 @@ impl Check {
                 parts.push(format!("exit code {}", self.expect.expected_exit_code()))
             }
             Probe::Kube(k) => parts.push(kube_expectation(k)),
+            Probe::File(f) => parts.push(f.describe()),
         }
         if let Some(m) = &self.expect.stdout {
             parts.push(format!("stdout {}", m.describe()));
@@ -342,9 +441,12 @@ struct CheckFile {
     /// The command to run (exactly one of `run` and `kube`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run: Option<String>,
-    /// A typed Kubernetes check (exactly one of `run` and `kube`).
+    /// A typed Kubernetes check (exactly one of `run`, `kube` and `file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kube: Option<KubeCheck>,
+    /// A typed file check (exactly one of `run`, `kube` and `file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<FileProbe>,
     /// What must be observed. Without it: exit code 0.
     #[serde(default, skip_serializing_if = "is_default_expect")]
     expect: Expect,
@@ -364,14 +466,19 @@ impl TryFrom<CheckFile> for Check {
     type Error = String;
 
     fn try_from(f: CheckFile) -> Result<Self, String> {
-        let probe = match (f.run, f.kube) {
-            (Some(run), None) => Probe::Command(run),
-            (None, Some(kube)) => Probe::Kube(kube),
-            (Some(_), Some(_)) => {
-                return Err("a check has both `run` and `kube`; give exactly one".into());
+        let probe = match (f.run, f.kube, f.file) {
+            (Some(run), None, None) => Probe::Command(run),
+            (None, Some(kube), None) => Probe::Kube(kube),
+            (None, None, Some(file)) => Probe::File(file),
+            (None, None, None) => {
+                return Err(
+                    "a check needs a probe: `run: <command>`, `kube: {…}` or `file: {…}`".into(),
+                );
             }
-            (None, None) => {
-                return Err("a check needs a probe: `run: <command>` or `kube: {…}`".into());
+            _ => {
+                return Err(
+                    "a check has several of `run`, `kube` and `file`; give exactly one".into(),
+                );
             }
         };
         Ok(Check {
@@ -388,14 +495,16 @@ impl TryFrom<CheckFile> for Check {
 
 impl From<&Check> for CheckFile {
     fn from(c: &Check) -> Self {
-        let (run, kube) = match &c.probe {
-            Probe::Command(run) => (Some(run.clone()), None),
-            Probe::Kube(k) => (None, Some(k.clone())),
+        let (run, kube, file) = match &c.probe {
+            Probe::Command(run) => (Some(run.clone()), None, None),
+            Probe::Kube(k) => (None, Some(k.clone()), None),
+            Probe::File(f) => (None, None, Some(f.clone())),
         };
         CheckFile {
             name: c.name.clone(),
             run,
             kube,
+            file,
             expect: c.expect.clone(),
             within: c.retry.within,
             interval: c.retry.interval,
@@ -427,7 +536,11 @@ impl JsonSchema for Check {
         // Exactly one probe key.
         schema.insert(
             "oneOf".into(),
-            serde_json::json!([{ "required": ["run"] }, { "required": ["kube"] }]),
+            serde_json::json!([
+                { "required": ["run"] },
+                { "required": ["kube"] },
+                { "required": ["file"] }
+            ]),
         );
         schema
     }

@@ -59,7 +59,7 @@ pub use local::{LocalProvider, LocalSandbox, RunAs};
 pub use lock::SandboxLock;
 pub use redact::{MASK, Redactor, StreamRedactor};
 pub use sandbox::{
-    CommandSpec, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Reaped, Sandbox,
+    CommandSpec, Exit, Observation, OutputSink, Provider, ProvisionRequest, Reaped, Sandbox,
     SandboxInfo, Stream,
 };
 pub use state::SessionState;

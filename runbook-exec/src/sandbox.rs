@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runbook_core::report::SandboxDescription;
-use runbook_core::{KubeCheck, Lifetime};
+use runbook_core::{Lifetime, Probe};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -195,15 +195,17 @@ pub trait Sandbox: Send + Sync {
     /// Provider, OS, versions, node count.
     async fn describe(&self) -> Result<SandboxDescription>;
 
-    /// Runs a typed Kubernetes check. By default: unsupported (never "passed").
-    async fn kube_check(&self, check: &KubeCheck) -> Result<KubeObservation> {
+    /// Evaluates a typed probe (every kind but a command, which [`Sandbox::run`] runs),
+    /// its `${NAME}` placeholders already filled. By default: unsupported (never
+    /// "passed"); a provider implements the kinds it can observe.
+    async fn probe(&self, probe: &Probe) -> Result<Observation> {
         Err(crate::ExecError::Unsupported {
             provider: self
                 .describe()
                 .await
                 .map(|d| d.provider)
                 .unwrap_or_default(),
-            what: format!("Kubernetes checks ({check:?}) need the kube provider"),
+            what: format!("this kind of check ({})", probe_kind(probe)),
         })
     }
 
@@ -233,9 +235,18 @@ pub trait Sandbox: Send + Sync {
     fn keep(&mut self) {}
 }
 
-/// What a typed Kubernetes check observed.
+/// The kind of a probe, in words, for errors.
+pub(crate) fn probe_kind(probe: &Probe) -> &'static str {
+    match probe {
+        Probe::Command(_) => "a command",
+        Probe::Kube(_) => "a Kubernetes check, which needs the kube provider",
+        Probe::File(_) => "a file check",
+    }
+}
+
+/// What a typed probe observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KubeObservation {
+pub struct Observation {
     /// Whether the expectation holds.
     pub satisfied: bool,
     /// What was seen, in words.

@@ -347,14 +347,20 @@ async fn typed_pod_checks_go_through_the_api() {
         selector: "app=db".into(),
         count: 1,
     };
-    let pending = sandbox.kube_check(&check).await.unwrap();
+    let pending = sandbox
+        .probe(&runbook_core::Probe::Kube(check.clone()))
+        .await
+        .unwrap();
     assert!(!pending.satisfied);
     assert!(
         pending.actual.contains("0 of 1 pod(s)") && pending.actual.contains("Pending"),
         "{}",
         pending.actual
     );
-    let ready = sandbox.kube_check(&check).await.unwrap();
+    let ready = sandbox
+        .probe(&runbook_core::Probe::Kube(check.clone()))
+        .await
+        .unwrap();
     assert!(ready.satisfied, "{}", ready.actual);
     sandbox.keep();
     let seen = server.await.unwrap();

@@ -1001,3 +1001,57 @@ async fn an_agent_matches_on_failure_kinds_and_amends_by_the_record_id() {
         Err(ExecError::NoSuchStep(_))
     ));
 }
+
+/// `file` checks are looked at in-process: no process, and no link out of the work
+/// directory is followed.
+#[tokio::test]
+async fn file_checks_see_files_without_a_process_and_never_leave_the_work_dir() {
+    use runbook_core::FileProbe;
+    let (_root, provider) = provider();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "port=8080").unwrap();
+    let runbook = Runbook::builder("files")
+        .variable(
+            Variable::new("APP_PORT", Category::Endpoint)
+                .sandbox("8080")
+                .production("yours"),
+        )
+        .step(
+            Step::new("write", "Write the config")
+                .run(format!(
+                    "mkdir -p app && echo \"port=$APP_PORT\" > app/app.conf && chmod 640 app/app.conf \
+                     && ln -s {} app/escape",
+                    outside.path().join("secret").display()
+                ))
+                .verify(Check::file(FileProbe {
+                    contains: Some("port=${APP_PORT}".into()),
+                    matches: Some(r"^port=\d+\n$".into()),
+                    mode: Some("0640".into()),
+                    ..FileProbe::exists("app/app.conf")
+                }))
+                .verify(Check::file(FileProbe {
+                    exists: false,
+                    ..FileProbe::exists("app/missing")
+                }))
+                .rollback("rm -rf app"),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let outcome = run_ephemeral(&provider, runbook.clone()).await;
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    // The same checks fail when the file says otherwise, and a link out is not followed.
+    let mut wrong = runbook;
+    wrong.steps[0].verify = vec![Check::file(FileProbe {
+        contains: Some("port=8080".into()),
+        ..FileProbe::exists("app/escape")
+    })];
+    wrong.steps[0].run = wrong.steps[0].run.replace("chmod 640", "chmod 600");
+    let outcome = run_ephemeral(&provider, wrong).await;
+    assert!(!outcome.passed());
+    let actual = &outcome.report.steps[0].attempts[0].checks[0].actual;
+    assert!(
+        actual.contains("leads out of the work directory"),
+        "{actual}"
+    );
+}

@@ -145,14 +145,28 @@ fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
             };
             (command, expect)
         }
-        other => (
-            format!(
-                "echo {} >&2; false",
-                sh_quote(&format!("unsupported check: {other:?}"))
-            ),
-            Expect::default(),
-        ),
+        Probe::File(f) => (file_command(f), Expect::default()),
     }
+}
+
+/// A `file` probe as portable shell: `test`, `grep` and `stat`, relative to the work
+/// directory, its `${NAME}` placeholders expanded from the environment.
+fn file_command(f: &runbook_core::FileProbe) -> String {
+    let path = expected_word("equals", &f.path);
+    if !f.exists {
+        return format!("test ! -e {path}");
+    }
+    let mut parts = vec![format!("test -e {path}")];
+    if let Some(bits) = f.mode_bits() {
+        parts.push(format!("test \"$(stat -c %a {path})\" = '{bits:o}'"));
+    }
+    if let Some(c) = &f.contains {
+        parts.push(format!("grep -qF -- {} {path}", expected_word("equals", c)));
+    }
+    if let Some(m) = &f.matches {
+        parts.push(format!("grep -qzP -- {} {path}", sh_quote(m)));
+    }
+    parts.join(" && ")
 }
 
 /// An expected text as one bash word: its `${NAME}` placeholders expand from the

@@ -513,6 +513,27 @@ fn check_list(out: &mut Vec<Diagnostic>, base: &str, checks: &[Check], step_comm
         }
         duration_limit(out, &format!("{base}[{j}].within"), c.retry.within);
         duration_limit(out, &format!("{base}[{j}].interval"), c.retry.interval);
+        if let Probe::File(f) = &c.probe {
+            if let Some(e) = f.matches.as_deref().and_then(regex_error) {
+                out.push(Diagnostic::new(
+                    Rule::InvalidRegex,
+                    format!("{base}[{j}].file.matches"),
+                    format!("invalid regex: {}", first_line(&e.to_string())),
+                    "fix the pattern (Rust regex syntax), or use `contains`",
+                ));
+            }
+            if f.mode.is_some() && f.mode_bits().is_none() {
+                out.push(Diagnostic::new(
+                    Rule::InvalidRegex,
+                    format!("{base}[{j}].file.mode"),
+                    format!(
+                        "`{}` is not an octal mode",
+                        f.mode.as_deref().unwrap_or_default()
+                    ),
+                    "write the mode in octal, quoted: `mode: \"0600\"`",
+                ));
+            }
+        }
         for (stream, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
             if let Some(TextMatch::Matches(p)) = m
                 && let Some(e) = regex_error(p)

@@ -48,8 +48,17 @@ impl<'r> Walker<'_, 'r> {
         for (i, c) in checks.iter().enumerate() {
             self.path.push(Index(i));
             self.opt("name", &c.name);
-            if let Probe::Command(run) = &c.probe {
-                self.text("run", TextKind::Command, run);
+            match &c.probe {
+                Probe::Command(run) => self.text("run", TextKind::Command, run),
+                Probe::File(f) => {
+                    self.path.push(Key("file"));
+                    self.text("path", TextKind::Template, &f.path);
+                    if let Some(c) = &f.contains {
+                        self.text("contains", TextKind::Template, c);
+                    }
+                    self.path.pop();
+                }
+                Probe::Kube(_) => {}
             }
             self.path.push(Key("expect"));
             for (k, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {

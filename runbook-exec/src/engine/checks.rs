@@ -54,30 +54,22 @@ impl Session {
                         &out.stderr,
                     )
                 }
-                Probe::Kube(k) => match self.sandbox.kube_check(k).await {
-                    Ok(obs) if obs.satisfied => Ok(()),
-                    Ok(obs) => Err(obs.actual),
-                    // Unsupported is final: retrying cannot make it pass.
-                    Err(e @ ExecError::Unsupported { .. }) => {
-                        return Ok(self.check_record(
-                            check,
-                            false,
-                            attempts,
-                            e.to_string(),
-                            started,
-                        ));
+                typed @ (Probe::Kube(_) | Probe::File(_)) => {
+                    match self.sandbox.probe(&filled_probe(typed, &self.values)).await {
+                        Ok(obs) if obs.satisfied => Ok(()),
+                        Ok(obs) => Err(obs.actual),
+                        // Unsupported is final: retrying cannot make it pass.
+                        Err(e @ ExecError::Unsupported { .. }) => {
+                            return Ok(self.check_record(
+                                check,
+                                false,
+                                attempts,
+                                e.to_string(),
+                                started,
+                            ));
+                        }
+                        Err(e) => Err(e.to_string()),
                     }
-                    Err(e) => Err(e.to_string()),
-                },
-                other => {
-                    let what = format!("this kind of check ({other:?})");
-                    return Ok(self.check_record(
-                        check,
-                        false,
-                        attempts,
-                        format!("unsupported: {what}"),
-                        started,
-                    ));
                 }
             };
             let actual = match verdict {
@@ -133,6 +125,14 @@ impl Session {
 }
 
 /// Compares an observation with an expectation; on mismatch, says what was seen.
+/// A typed probe with its `${NAME}` placeholders filled.
+fn filled_probe(probe: &Probe, values: &std::collections::BTreeMap<String, String>) -> Probe {
+    match probe {
+        Probe::File(f) => Probe::File(f.filled(values)),
+        other => other.clone(),
+    }
+}
+
 pub(crate) fn judge(
     expect: &Expect,
     code: Option<i32>,

@@ -8,10 +8,10 @@ use kube::{Api, Client};
 use runbook_core::{KubeCheck, KubeObjectRef};
 
 use super::api_error;
-use crate::{KubeObservation, Result};
+use crate::{Observation, Result};
 
-fn seen(satisfied: bool, actual: impl Into<String>) -> KubeObservation {
-    KubeObservation {
+fn seen(satisfied: bool, actual: impl Into<String>) -> Observation {
+    Observation {
         satisfied,
         actual: actual.into(),
     }
@@ -56,7 +56,7 @@ pub(super) async fn observe(
     client: &Client,
     namespace: &str,
     check: &KubeCheck,
-) -> Result<KubeObservation> {
+) -> Result<Observation> {
     Ok(match check {
         KubeCheck::PodsReady { selector, count } => {
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);

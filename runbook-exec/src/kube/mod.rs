@@ -23,11 +23,11 @@ use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use runbook_core::report::SandboxDescription;
-use runbook_core::{KubeCheck, Lifetime};
+use runbook_core::{Lifetime, Probe};
 
 use crate::local::{LocalProvider, LocalSandbox};
 use crate::{
-    CommandSpec, ExecError, Exit, KubeObservation, OutputSink, Provider, ProvisionRequest, Reaped,
+    CommandSpec, ExecError, Exit, Observation, OutputSink, Provider, ProvisionRequest, Reaped,
     Result, Sandbox, SandboxInfo,
 };
 
@@ -489,8 +489,12 @@ impl Sandbox for KubeSandbox {
         BTreeMap::from([("NAMESPACE".to_owned(), self.namespace.clone())])
     }
 
-    async fn kube_check(&self, check: &KubeCheck) -> Result<KubeObservation> {
-        checks::observe(&self.client, &self.namespace, check).await
+    async fn probe(&self, probe: &Probe) -> Result<Observation> {
+        match probe {
+            Probe::Kube(check) => checks::observe(&self.client, &self.namespace, check).await,
+            // The rest is local: the step commands' side of the sandbox.
+            other => self.local.probe(other).await,
+        }
     }
 
     async fn processes(&self) -> Option<Vec<i32>> {

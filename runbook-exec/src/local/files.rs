@@ -111,3 +111,94 @@ pub(super) fn write_beneath(
     }
     result
 }
+
+/// The most of a file a `file` probe reads to look for a text.
+const MAX_PROBE_READ: u64 = 16 * 1024 * 1024;
+
+/// Looks at a file under `root` for a `file` probe, in-process: no link may lead out of
+/// `root` (`openat2` with `RESOLVE_BENEATH`), so root never reads a path the sandbox
+/// pointed elsewhere.
+pub(super) fn observe_file(
+    root: &Path,
+    probe: &runbook_core::FileProbe,
+) -> Result<crate::Observation> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    use nix::fcntl::{OpenHow, ResolveFlag, openat2};
+
+    let seen = |satisfied: bool, actual: String| Ok(crate::Observation { satisfied, actual });
+    let dir: OwnedFd = nix::fcntl::open(
+        root,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| refused(root, e))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match openat2(&dir, probe.path.as_str(), how) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => {
+            return seen(!probe.exists, format!("`{}` is absent", probe.path));
+        }
+        Err(Errno::EXDEV) => {
+            return seen(
+                false,
+                format!(
+                    "`{}` leads out of the work directory; a file check looks only inside it (use a command check)",
+                    probe.path
+                ),
+            );
+        }
+        Err(Errno::ENOSYS) => {
+            return Err(ExecError::Unsupported {
+                provider: "local".into(),
+                what: "file checks on a kernel without openat2 (Linux 5.6+)".into(),
+            });
+        }
+        Err(e) => {
+            return seen(
+                false,
+                format!("`{}` cannot be opened: {}", probe.path, e.desc()),
+            );
+        }
+    };
+    if !probe.exists {
+        return seen(false, format!("`{}` exists", probe.path));
+    }
+    let file = std::fs::File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(ExecError::io("inspect", root.join(&probe.path)))?;
+    if let Some(want) = probe.mode_bits() {
+        let have = meta.permissions().mode() & 0o7777;
+        if have != want {
+            return seen(false, format!("`{}` has mode {have:o}", probe.path));
+        }
+    }
+    if probe.contains.is_none() && probe.matches.is_none() {
+        return seen(true, format!("`{}` exists", probe.path));
+    }
+    if meta.is_dir() {
+        return seen(false, format!("`{}` is a directory", probe.path));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PROBE_READ)
+        .read_to_end(&mut bytes)
+        .map_err(ExecError::io("read", root.join(&probe.path)))?;
+    let text = String::from_utf8_lossy(&bytes);
+    if let Some(c) = &probe.contains
+        && !text.contains(c.as_str())
+    {
+        return seen(false, format!("`{}` does not contain it", probe.path));
+    }
+    if let Some(p) = &probe.matches {
+        let re = regex::Regex::new(p)
+            .map_err(|e| ExecError::Usage(format!("invalid pattern /{p}/: {e}")))?;
+        if !re.is_match(&text) {
+            return seen(false, format!("`{}` does not match /{p}/", probe.path));
+        }
+    }
+    seen(true, format!("`{}` as expected", probe.path))
+}

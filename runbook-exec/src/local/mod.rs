@@ -997,6 +997,21 @@ impl Sandbox for LocalSandbox {
         Ok(description)
     }
 
+    async fn probe(&self, probe: &runbook_core::Probe) -> Result<crate::Observation> {
+        match probe {
+            runbook_core::Probe::File(f) => {
+                let (root, f) = (self.work_dir(), f.clone());
+                tokio::task::spawn_blocking(move || files::observe_file(&root, &f))
+                    .await
+                    .map_err(|e| ExecError::Provider(format!("a file check failed: {e}")))?
+            }
+            other => Err(ExecError::Unsupported {
+                provider: "local".into(),
+                what: format!("this kind of check ({})", crate::sandbox::probe_kind(other)),
+            }),
+        }
+    }
+
     async fn processes(&self) -> Option<Vec<i32>> {
         let mut pids = self
             .cgroup
