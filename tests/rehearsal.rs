@@ -221,3 +221,61 @@ steps:
     .unwrap();
     assert!(rehearsal.starts_with("verdict: passed"), "{rehearsal}");
 }
+
+/// `tcp`, `http` and `process` checks, in-process in the sandbox and as bash `/dev/tcp`,
+/// `curl` and `/proc/*/comm` in the scripts: the rehearsal (another port) proves both.
+#[test]
+fn tcp_http_and_process_checks_hold_in_the_sandbox_and_in_the_scripts() {
+    let dir = workdir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("serve.yaml"),
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: serve }}
+variables:
+  - {{ name: APP_PORT, category: endpoint, sandbox: "{port}", production: your port }}
+steps:
+  - id: serve
+    title: Serve the site
+    run: |
+      mkdir -p site && echo ok > site/health
+      (cd site && exec setsid nohup python3 -m http.server "$APP_PORT" --bind 127.0.0.1 > /dev/null 2>&1) &
+      echo $! > server.pid
+    verify:
+      - tcp: {{ host: 127.0.0.1, port: "${{APP_PORT}}" }}
+        within: 20s
+        interval: 100ms
+      - http: {{ url: "http://127.0.0.1:${{APP_PORT}}/health", bodyContains: ok }}
+        within: 10s
+        interval: 100ms
+      - process: {{ name: python3 }}
+    rollback:
+      run: kill "$(cat server.pid)" && rm -rf site server.pid
+      verify:
+        - file: {{ path: site, exists: false }}
+"#
+        ),
+    )
+    .unwrap();
+    let out = runbook(dir.path(), &["run", "serve.yaml", "--exercise-rollback"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rehearsal = std::fs::read_to_string(
+        dir.path()
+            .join("handoff-package/test-results/rehearsal.yaml"),
+    )
+    .unwrap();
+    assert!(rehearsal.starts_with("verdict: passed"), "{rehearsal}");
+    let deploy =
+        std::fs::read_to_string(dir.path().join("handoff-package/scripts/deploy.sh")).unwrap();
+    assert!(
+        deploy.contains("/dev/tcp/$0/$1")
+            && deploy.contains("curl -sS")
+            && deploy.contains("/proc/[0-9]*/comm")
+    );
+}

@@ -49,6 +49,12 @@ pub enum Probe {
     /// A file in the sandbox's work directory, looked at without a process: present (or
     /// absent), holding a text, matching a pattern, with a mode.
     File(FileProbe),
+    /// A TCP port that accepts a connection.
+    Tcp(TcpProbe),
+    /// An HTTP URL that answers with a status (and a body holding a text).
+    Http(HttpProbe),
+    /// A process of the sandbox running, by name.
+    Process(ProcessProbe),
 }
 
 /// Typed Kubernetes verifications (data only; the `kube` provider runs them).
@@ -153,6 +159,99 @@ impl FileProbe {
 
 fn yes() -> bool {
     true
+}
+
+/// What a `tcp` probe expects: `host:port` accepts a connection. `${NAME}` placeholders
+/// in both are filled with the values in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpProbe {
+    /// The host (`127.0.0.1`, `${DB_HOST}`).
+    pub host: String,
+    /// The port (`5432`, `"${DB_PORT}"`).
+    #[serde(deserialize_with = "string_or_number")]
+    #[schemars(with = "StringOrNumber")]
+    pub port: String,
+}
+
+/// What an `http` probe expects of a plain `http://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpProbe {
+    /// The URL (`http://127.0.0.1:${APP_PORT}/health`).
+    pub url: String,
+    /// The status it must answer (default 200).
+    #[serde(default = "ok_status", skip_serializing_if = "is_ok_status")]
+    pub status: u16,
+    /// A text the body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// The longest one request may take (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// What a `process` probe expects: a process of the sandbox runs under this name (its
+/// command name, as `ps` shows it, at most 15 characters compared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessProbe {
+    /// The process name (`postgres`, `redis-server`).
+    pub name: String,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+fn is_ok_status(s: &u16) -> bool {
+    *s == 200
+}
+
+/// A port written as a number or as a string (`"${DB_PORT}"`).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+enum StringOrNumber {
+    Number(u16),
+    Text(String),
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Number(n) => n.to_string(),
+        Either::Text(t) => t,
+    })
+}
+
+impl Probe {
+    /// The probe with the `${NAME}` placeholders of its texts filled from `values` (a
+    /// command probe is taken as written: its variables come from the environment).
+    pub fn filled(&self, values: &std::collections::BTreeMap<String, String>) -> Probe {
+        let fill = |t: &str| crate::template::fill_template(t, values);
+        match self {
+            Probe::File(f) => Probe::File(f.filled(values)),
+            Probe::Tcp(t) => Probe::Tcp(TcpProbe {
+                host: fill(&t.host),
+                port: fill(&t.port),
+            }),
+            Probe::Http(h) => Probe::Http(HttpProbe {
+                url: fill(&h.url),
+                body_contains: h.body_contains.as_deref().map(fill),
+                ..h.clone()
+            }),
+            Probe::Process(p) => Probe::Process(ProcessProbe {
+                name: fill(&p.name),
+            }),
+            other => other.clone(),
+        }
+    }
 }
 
 fn is_true(b: &bool) -> bool {
@@ -317,6 +416,30 @@ impl Check {
         }
     }
 
+    /// A typed TCP check: the port accepts a connection.
+    pub fn tcp(probe: TcpProbe) -> Self {
+        Check::typed(Probe::Tcp(probe))
+    }
+
+    /// A typed HTTP check: the URL answers its status (and body text).
+    pub fn http(probe: HttpProbe) -> Self {
+        Check::typed(Probe::Http(probe))
+    }
+
+    /// A typed process check: a process of the sandbox runs under the name.
+    pub fn process(probe: ProcessProbe) -> Self {
+        Check::typed(Probe::Process(probe))
+    }
+
+    fn typed(probe: Probe) -> Self {
+        Check {
+            name: None,
+            probe,
+            expect: Expect::default(),
+            retry: Retry::default(),
+        }
+    }
+
     /// Gives the check a human name.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
@@ -381,7 +504,7 @@ impl Check {
     pub fn command_text(&self) -> Option<&str> {
         match &self.probe {
             Probe::Command(c) => Some(c),
-            Probe::Kube(_) | Probe::File(_) => None,
+            _ => None,
         }
     }
 
@@ -394,6 +517,9 @@ impl Check {
             Probe::Command(c) => c.lines().next().unwrap_or_default().to_owned(),
             Probe::Kube(k) => format!("{k:?}"),
             Probe::File(f) => format!("file {}", f.path),
+            Probe::Tcp(t) => format!("tcp {}:{}", t.host, t.port),
+            Probe::Http(h) => format!("http {}", h.url),
+            Probe::Process(p) => format!("process {}", p.name),
         }
     }
 
@@ -406,6 +532,15 @@ impl Check {
             }
             Probe::Kube(k) => parts.push(kube_expectation(k)),
             Probe::File(f) => parts.push(f.describe()),
+            Probe::Tcp(t) => parts.push(format!("{}:{} accepts a connection", t.host, t.port)),
+            Probe::Http(h) => parts.push(match &h.body_contains {
+                Some(b) => format!(
+                    "{} answers {} with a body containing {b:?}",
+                    h.url, h.status
+                ),
+                None => format!("{} answers {}", h.url, h.status),
+            }),
+            Probe::Process(p) => parts.push(format!("a process named `{}` runs", p.name)),
         }
         if let Some(m) = &self.expect.stdout {
             parts.push(format!("stdout {}", m.describe()));
@@ -444,9 +579,18 @@ struct CheckFile {
     /// A typed Kubernetes check (exactly one of `run`, `kube` and `file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kube: Option<KubeCheck>,
-    /// A typed file check (exactly one of `run`, `kube` and `file`).
+    /// A typed file check (exactly one probe key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<FileProbe>,
+    /// A typed TCP check (exactly one probe key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<TcpProbe>,
+    /// A typed HTTP check (exactly one probe key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    http: Option<HttpProbe>,
+    /// A typed process check (exactly one probe key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    process: Option<ProcessProbe>,
     /// What must be observed. Without it: exit code 0.
     #[serde(default, skip_serializing_if = "is_default_expect")]
     expect: Expect,
@@ -466,20 +610,18 @@ impl TryFrom<CheckFile> for Check {
     type Error = String;
 
     fn try_from(f: CheckFile) -> Result<Self, String> {
-        let probe = match (f.run, f.kube, f.file) {
-            (Some(run), None, None) => Probe::Command(run),
-            (None, Some(kube), None) => Probe::Kube(kube),
-            (None, None, Some(file)) => Probe::File(file),
-            (None, None, None) => {
-                return Err(
-                    "a check needs a probe: `run: <command>`, `kube: {…}` or `file: {…}`".into(),
-                );
-            }
-            _ => {
-                return Err(
-                    "a check has several of `run`, `kube` and `file`; give exactly one".into(),
-                );
-            }
+        let mut probes: Vec<Probe> = Vec::new();
+        probes.extend(f.run.map(Probe::Command));
+        probes.extend(f.kube.map(Probe::Kube));
+        probes.extend(f.file.map(Probe::File));
+        probes.extend(f.tcp.map(Probe::Tcp));
+        probes.extend(f.http.map(Probe::Http));
+        probes.extend(f.process.map(Probe::Process));
+        if probes.len() > 1 {
+            return Err("a check has several probes (`run`, `kube`, `file`, `tcp`, `http`, `process`); give exactly one".into());
+        }
+        let Some(probe) = probes.pop() else {
+            return Err("a check needs a probe: `run: <command>`, or one of `kube`, `file`, `tcp`, `http`, `process`".into());
         };
         Ok(Check {
             name: f.name,
@@ -495,20 +637,27 @@ impl TryFrom<CheckFile> for Check {
 
 impl From<&Check> for CheckFile {
     fn from(c: &Check) -> Self {
-        let (run, kube, file) = match &c.probe {
-            Probe::Command(run) => (Some(run.clone()), None, None),
-            Probe::Kube(k) => (None, Some(k.clone()), None),
-            Probe::File(f) => (None, None, Some(f.clone())),
-        };
-        CheckFile {
+        let mut file = CheckFile {
             name: c.name.clone(),
-            run,
-            kube,
-            file,
+            run: None,
+            kube: None,
+            file: None,
+            tcp: None,
+            http: None,
+            process: None,
             expect: c.expect.clone(),
             within: c.retry.within,
             interval: c.retry.interval,
+        };
+        match &c.probe {
+            Probe::Command(run) => file.run = Some(run.clone()),
+            Probe::Kube(k) => file.kube = Some(k.clone()),
+            Probe::File(f) => file.file = Some(f.clone()),
+            Probe::Tcp(t) => file.tcp = Some(t.clone()),
+            Probe::Http(h) => file.http = Some(h.clone()),
+            Probe::Process(p) => file.process = Some(p.clone()),
         }
+        file
     }
 }
 
@@ -539,7 +688,10 @@ impl JsonSchema for Check {
             serde_json::json!([
                 { "required": ["run"] },
                 { "required": ["kube"] },
-                { "required": ["file"] }
+                { "required": ["file"] },
+                { "required": ["tcp"] },
+                { "required": ["http"] },
+                { "required": ["process"] }
             ]),
         );
         schema

@@ -57,8 +57,8 @@ pub mod template;
 mod variable;
 
 pub use check::{
-    Check, DEFAULT_CHECK_TIMEOUT, Expect, FileProbe, KubeCheck, KubeObjectRef, Probe, Retry,
-    TextMatch,
+    Check, DEFAULT_CHECK_TIMEOUT, Expect, FileProbe, HttpProbe, KubeCheck, KubeObjectRef, Probe,
+    ProcessProbe, Retry, TcpProbe, TextMatch,
 };
 pub use duration::{DurationError, HumanDuration};
 pub use format::{

@@ -241,6 +241,9 @@ pub(crate) fn probe_kind(probe: &Probe) -> &'static str {
         Probe::Command(_) => "a command",
         Probe::Kube(_) => "a Kubernetes check, which needs the kube provider",
         Probe::File(_) => "a file check",
+        Probe::Tcp(_) => "a TCP check",
+        Probe::Http(_) => "an HTTP check",
+        Probe::Process(_) => "a process check",
     }
 }
 

@@ -1055,3 +1055,77 @@ async fn file_checks_see_files_without_a_process_and_never_leave_the_work_dir() 
         "{actual}"
     );
 }
+
+/// `tcp`, `http` and `process` checks, in-process: a port that listens, a URL that answers,
+/// a process of the sandbox by name; and each fails when the thing is not there.
+#[tokio::test]
+async fn tcp_http_and_process_checks_see_what_runs() {
+    use runbook_core::{HttpProbe, ProcessProbe, TcpProbe};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A one-route HTTP server for the test: /health answers 200 "ok".
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let reply = if req.starts_with("GET /health ") {
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+            };
+            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+        }
+    });
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_root, provider) = provider();
+    let checks = |port: u16, path: &str, name: &str| {
+        vec![
+            Check::tcp(TcpProbe {
+                host: "127.0.0.1".into(),
+                port: "${PORT}".into(),
+            })
+            .named("port"),
+            Check::http(HttpProbe {
+                url: format!("http://127.0.0.1:{port}{path}"),
+                status: 200,
+                body_contains: Some("ok".into()),
+                timeout: None,
+            }),
+            Check::process(ProcessProbe { name: name.into() }),
+        ]
+    };
+    let runbook = |port: u16, path: &str, name: &str| {
+        let mut step = Step::new("start", "Start a daemon")
+            .run("(setsid sleep 4545 > /dev/null 2>&1 &)")
+            .rollback("true");
+        step.verify = checks(port, path, name);
+        Runbook::builder("probes")
+            .variable(
+                Variable::new("PORT", Category::Endpoint)
+                    .sandbox(port.to_string())
+                    .production("yours"),
+            )
+            .step(step)
+            .build()
+            .unwrap()
+            .runbook
+    };
+    let outcome = run_ephemeral(&provider, runbook(port, "/health", "sleep")).await;
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    for (port, path, name, failing) in [
+        (closed, "/health", "sleep", 0),
+        (port, "/missing", "sleep", 1),
+        (port, "/health", "no-such-daemon", 2),
+    ] {
+        let outcome = run_ephemeral(&provider, runbook(port, path, name)).await;
+        assert!(!outcome.passed());
+        let checks = &outcome.report.steps[0].attempts[0].checks;
+        assert!(!checks[failing].passed, "{checks:#?}");
+    }
+}

@@ -36,4 +36,4 @@ pub use checklist::{adaptation_checklist, checklist_item, limitations};
 pub use evidence::{junit, test_summary, versions};
 pub use markdown::readme;
 pub use package::{Evidence, MARKER, Package, RenderError, check_target, read_package};
-pub use scripts::{deploy_script, rollback_script, verdict_line, verify_script};
+pub use scripts::{deploy_script, probe_shell, rollback_script, verdict_line, verify_script};

@@ -145,8 +145,36 @@ fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
             };
             (command, expect)
         }
-        Probe::File(f) => (file_command(f), Expect::default()),
+        typed => (probe_shell(typed).unwrap_or_default(), Expect::default()),
     }
+}
+
+/// The shell form of a typed probe, as the scripts run it (exit 0 when it holds): `test`,
+/// `grep` and `stat` for a file, bash's `/dev/tcp` for a port, `curl` for a URL,
+/// `/proc/*/comm` for a process. `None` for a command (it is its own shell) and for a
+/// Kubernetes check (it needs the runbook's namespace: see the scripts).
+///
+/// ```
+/// use runbook_core::{FileProbe, Probe};
+/// let shell = runbook_render::probe_shell(&Probe::File(FileProbe::exists("app/${NAME}.conf")));
+/// assert_eq!(shell.as_deref(), Some(r#"test -e 'app/'"${NAME}"'.conf'"#));
+/// ```
+pub fn probe_shell(probe: &Probe) -> Option<String> {
+    Some(match probe {
+        Probe::Command(_) | Probe::Kube(_) => return None,
+        Probe::File(f) => file_command(f),
+        Probe::Tcp(t) => format!(
+            "timeout 5 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"' {} {}",
+            expected_word("equals", &t.host),
+            expected_word("equals", &t.port)
+        ),
+        Probe::Http(h) => http_command(h),
+        // The kernel's command name, at most 15 characters, as the sandbox compares it.
+        Probe::Process(p) => format!(
+            "grep -qsxF -- {} /proc/[0-9]*/comm",
+            expected_word("equals", &p.name.chars().take(15).collect::<String>())
+        ),
+    })
 }
 
 /// A `file` probe as portable shell: `test`, `grep` and `stat`, relative to the work
@@ -167,6 +195,24 @@ fn file_command(f: &runbook_core::FileProbe) -> String {
         parts.push(format!("grep -qzP -- {} {path}", sh_quote(m)));
     }
     parts.join(" && ")
+}
+
+/// An `http` probe as `curl` (needed on the target for these checks only).
+fn http_command(h: &runbook_core::HttpProbe) -> String {
+    let secs = h.timeout.map_or(10, |t| t.as_duration().as_secs().max(1));
+    let mut text = format!(
+        "body=$(mktemp) && code=$(curl -sS -o \"$body\" -w '%{{http_code}}' --max-time {secs} -- {}) && test \"$code\" = '{}'",
+        expected_word("equals", &h.url),
+        h.status
+    );
+    if let Some(b) = &h.body_contains {
+        text.push_str(&format!(
+            " && grep -qF -- {} \"$body\"",
+            expected_word("equals", b)
+        ));
+    }
+    text.push_str("; rc=$?; rm -f \"$body\"; exit \"$rc\"");
+    text
 }
 
 /// An expected text as one bash word: its `${NAME}` placeholders expand from the

@@ -58,6 +58,25 @@ impl<'r> Walker<'_, 'r> {
                     }
                     self.path.pop();
                 }
+                Probe::Tcp(t) => {
+                    self.path.push(Key("tcp"));
+                    self.text("host", TextKind::Template, &t.host);
+                    self.text("port", TextKind::Template, &t.port);
+                    self.path.pop();
+                }
+                Probe::Http(h) => {
+                    self.path.push(Key("http"));
+                    self.text("url", TextKind::Template, &h.url);
+                    if let Some(b) = &h.body_contains {
+                        self.text("bodyContains", TextKind::Template, b);
+                    }
+                    self.path.pop();
+                }
+                Probe::Process(p) => {
+                    self.path.push(Key("process"));
+                    self.text("name", TextKind::Template, &p.name);
+                    self.path.pop();
+                }
                 Probe::Kube(_) => {}
             }
             self.path.push(Key("expect"));

@@ -54,8 +54,8 @@ impl Session {
                         &out.stderr,
                     )
                 }
-                typed @ (Probe::Kube(_) | Probe::File(_)) => {
-                    match self.sandbox.probe(&filled_probe(typed, &self.values)).await {
+                typed => {
+                    match self.sandbox.probe(&typed.filled(&self.values)).await {
                         Ok(obs) if obs.satisfied => Ok(()),
                         Ok(obs) => Err(obs.actual),
                         // Unsupported is final: retrying cannot make it pass.
@@ -125,14 +125,6 @@ impl Session {
 }
 
 /// Compares an observation with an expectation; on mismatch, says what was seen.
-/// A typed probe with its `${NAME}` placeholders filled.
-fn filled_probe(probe: &Probe, values: &std::collections::BTreeMap<String, String>) -> Probe {
-    match probe {
-        Probe::File(f) => Probe::File(f.filled(values)),
-        other => other.clone(),
-    }
-}
-
 pub(crate) fn judge(
     expect: &Expect,
     code: Option<i32>,

@@ -492,8 +492,16 @@ impl Sandbox for KubeSandbox {
     async fn probe(&self, probe: &Probe) -> Result<Observation> {
         match probe {
             Probe::Kube(check) => checks::observe(&self.client, &self.namespace, check).await,
-            // The rest is local: the step commands' side of the sandbox.
-            other => self.local.probe(other).await,
+            // Files and processes are local: the step commands' side of the sandbox.
+            Probe::File(_) | Probe::Process(_) => self.local.probe(probe).await,
+            // A port or URL of the cluster is not reachable from here as it is from a pod.
+            Probe::Tcp(_) | Probe::Http(_) | Probe::Command(_) => Err(ExecError::Unsupported {
+                provider: "kube".into(),
+                what: format!(
+                    "{} (use a command check: `kubectl exec` or `kubectl port-forward`)",
+                    crate::sandbox::probe_kind(probe)
+                ),
+            }),
         }
     }
 

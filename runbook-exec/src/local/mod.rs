@@ -24,6 +24,7 @@
 mod contain;
 mod files;
 mod identity;
+mod probes;
 mod process;
 
 use std::collections::BTreeMap;
@@ -880,6 +881,31 @@ impl LocalSandbox {
             .is_some_and(|n| n == "bash")
     }
 
+    /// A typed probe evaluated by a shell command in the sandbox (where in-process cannot
+    /// see what the sandbox sees): satisfied when it exits 0.
+    async fn probe_by_command(&self, command: String) -> Result<crate::Observation> {
+        struct Discard;
+        impl OutputSink for Discard {
+            fn output(&mut self, _: crate::Stream, _: &[u8]) {}
+        }
+        let spec = CommandSpec {
+            command: command.clone(),
+            env: BTreeMap::new(),
+            workdir: None,
+            timeout: Duration::from_secs(15),
+            errexit: false,
+        };
+        let exit = Sandbox::run(self, &spec, &mut Discard).await?;
+        Ok(crate::Observation {
+            satisfied: exit.code == Some(0),
+            actual: match exit.code {
+                Some(0) => "as expected".into(),
+                Some(c) => format!("`{command}` exited {c}"),
+                None => format!("`{command}` was killed"),
+            },
+        })
+    }
+
     /// A fresh cgroup for one command, recorded as in flight.
     fn start_leaf(&self) -> Result<Option<PathBuf>> {
         let Some(cg) = &self.cgroup else {
@@ -1004,6 +1030,42 @@ impl Sandbox for LocalSandbox {
                 tokio::task::spawn_blocking(move || files::observe_file(&root, &f))
                     .await
                     .map_err(|e| ExecError::Provider(format!("a file check failed: {e}")))?
+            }
+            // Inside a network namespace, ports and URLs are only reachable from a process
+            // in it: the same shell the scripts use, run there.
+            runbook_core::Probe::Tcp(t) if self.meta.netns.is_some() => {
+                self.probe_by_command(format!(
+                    "timeout 5 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"' '{}' '{}'",
+                    t.host.replace('\'', ""),
+                    t.port.replace('\'', "")
+                ))
+                .await
+            }
+            runbook_core::Probe::Http(h) if self.meta.netns.is_some() => {
+                self.probe_by_command(format!(
+                    "curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 -- '{}' | grep -qx '{}'",
+                    h.url.replace('\'', ""),
+                    h.status
+                ))
+                .await
+            }
+            runbook_core::Probe::Tcp(t) => {
+                let (host, port) = (t.host.clone(), t.port.clone());
+                tokio::task::spawn_blocking(move || {
+                    Ok(probes::tcp(&host, &port, Duration::from_secs(5)))
+                })
+                .await
+                .map_err(|e| ExecError::Provider(format!("a TCP check failed: {e}")))?
+            }
+            runbook_core::Probe::Http(h) => {
+                let h = h.clone();
+                tokio::task::spawn_blocking(move || Ok(probes::http(&h)))
+                    .await
+                    .map_err(|e| ExecError::Provider(format!("an HTTP check failed: {e}")))?
+            }
+            runbook_core::Probe::Process(p) => {
+                let pids = self.processes().await.unwrap_or_default();
+                Ok(probes::process_named(&pids, &p.name))
             }
             other => Err(ExecError::Unsupported {
                 provider: "local".into(),
