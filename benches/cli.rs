@@ -97,6 +97,44 @@ fn main() {
         );
     }
 
+    // Typed probes against bash: 200 steps `echo vN > fN.txt`, each verified by a `file`
+    // check (no process), through `runbook run --no-rehearsal`, against a bash script
+    // running the same 400 commands as `bash -c` (issue: at most 0.8x).
+    let mut yaml =
+        String::from("apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: files }\nsteps:\n");
+    let mut script = String::from("set -e\n");
+    for n in 0..200 {
+        yaml.push_str(&format!(
+            "  - id: s{n}\n    title: Step {n}\n    run: echo v{n} > f{n}.txt\n    readOnly: true\n    verify: [{{ file: {{ path: f{n}.txt, contains: v{n} }} }}]\n"
+        ));
+        script.push_str(&format!(
+            "bash -c 'echo v{n} > f{n}.txt'\nbash -c 'grep -qF v{n} f{n}.txt'\n"
+        ));
+    }
+    let files = dir.path().join("files.yaml");
+    std::fs::write(&files, yaml).unwrap();
+    let bash_dir = dir.path().join("bash-files");
+    std::fs::create_dir(&bash_dir).unwrap();
+    std::fs::write(bash_dir.join("baseline.sh"), script).unwrap();
+    let baseline = support::median(5, || {
+        let ok = Command::new("bash")
+            .arg("baseline.sh")
+            .current_dir(&bash_dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    });
+    let typed = support::median(5, || {
+        run_ephemeral(&files, "files-pkg", &["--no-rehearsal"])
+    });
+    println!(
+        "ratio: runbook run, 200 steps with file checks {:.0} ms / bash script, 400 commands {:.0} ms = {:.2}x",
+        typed.as_secs_f64() * 1e3,
+        baseline.as_secs_f64() * 1e3,
+        typed.as_secs_f64() / baseline.as_secs_f64()
+    );
+
     // The rehearsal's cost against the sandbox run's step time, on the quickstart example
     // (issue: at most 2.5x): the sum of the rehearsal's script runs (deploy, verify twice,
     // deploy again, rollback, verify) over the sum of the sandbox run's step attempts.
