@@ -59,12 +59,40 @@ pub enum ExecError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The provider failed.
+    /// The provider failed, in its own words.
     #[error("{0}")]
     Provider(String),
+    /// The provider failed because something under it failed (the Kubernetes API, a
+    /// kubeconfig, a state file): the cause is kept, typed, as the source.
+    #[error("{what}")]
+    Failed {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ExecError {
+    /// The error and each of its causes, once: for a report line or a log.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
+    }
+
+    /// A failure of `what`, caused by `source`.
+    pub(crate) fn failed(
+        what: impl Into<String>,
+    ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> ExecError {
+        let what = what.into();
+        move |source| ExecError::Failed { what, source }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
@@ -80,3 +108,18 @@ impl ExecError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = ExecError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_keeps_its_cause_typed_and_prints_it_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "no way");
+        let e = ExecError::failed("cannot read the kubeconfig")(Box::new(io));
+        assert_eq!(e.to_string(), "cannot read the kubeconfig");
+        let cause = std::error::Error::source(&e).unwrap();
+        assert!(cause.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(e.chain(), "cannot read the kubeconfig: no way");
+    }
+}

@@ -42,7 +42,8 @@ const STATE_FILE: &str = "state.json";
 pub(crate) fn save(dir: &Path, state: &SessionState) -> Result<()> {
     let path = dir.join(STATE_FILE);
     let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| ExecError::Provider(e.to_string()))?;
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|e| ExecError::failed("cannot encode the sandbox state")(Box::new(e)))?;
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);

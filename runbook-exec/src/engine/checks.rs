@@ -68,7 +68,7 @@ impl Session {
                                 started,
                             ));
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e.chain()),
                     }
                 }
             };

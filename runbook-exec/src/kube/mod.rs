@@ -82,7 +82,7 @@ pub fn check_context(context: &str, allowed: &[String]) -> Result<()> {
 }
 
 fn api_error(what: &str, e: kube::Error) -> ExecError {
-    ExecError::Provider(format!("{what}: {e}"))
+    ExecError::failed(what)(Box::new(e))
 }
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
@@ -114,7 +114,7 @@ impl KubeProvider {
     /// context is allowed as a sandbox, and connects. Step commands run through `local`.
     pub async fn from_kubeconfig(local: LocalProvider, allowed: &[String]) -> Result<Self> {
         let kubeconfig = Kubeconfig::read()
-            .map_err(|e| ExecError::Provider(format!("cannot read the kubeconfig: {e}")))?;
+            .map_err(|e| ExecError::failed("cannot read the kubeconfig")(Box::new(e)))?;
         let context = kubeconfig
             .current_context
             .clone()
@@ -126,7 +126,7 @@ impl KubeProvider {
         };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
-            .map_err(|e| ExecError::Provider(format!("kube context `{context}`: {e}")))?;
+            .map_err(|e| ExecError::failed(format!("kube context `{context}`"))(Box::new(e)))?;
         let client = Client::try_from(config)
             .map_err(|e| api_error("cannot build the Kubernetes client", e))?;
         Ok(Self::new(client, &context, allowed, local)?.kubeconfig(kubeconfig))
@@ -333,8 +333,8 @@ impl Provider for KubeProvider {
                 Ok(ns) => return Ok(Box::new(self.open(local, ns).await?)),
                 Err(e) => {
                     drop(local);
-                    let conflict =
-                        e.to_string().contains("409") || e.to_string().contains("AlreadyExists");
+                    let text = e.chain();
+                    let conflict = text.contains("409") || text.contains("AlreadyExists");
                     last = Some(e);
                     if !conflict {
                         break;

@@ -596,7 +596,7 @@ impl LocalProvider {
                 contain::kill(&cg, KILL_LIMIT);
             }
             if let Err(e) = identity::remove(&user, &id) {
-                reaped.skipped.push((id, e.to_string()));
+                reaped.skipped.push((id, e.chain()));
             }
         }
         contain::remove_empty();
@@ -617,7 +617,7 @@ impl LocalProvider {
             match self.destroy_local(&s.id) {
                 Ok(()) => reaped.destroyed.push(s.id),
                 Err(ExecError::NotFound(_)) => {}
-                Err(e) => reaped.skipped.push((s.id, e.to_string())),
+                Err(e) => reaped.skipped.push((s.id, e.chain())),
             }
         }
         Ok(reaped)
