@@ -22,6 +22,8 @@ pub struct Outcome {
     pub log: String,
     /// The session's secrets, for checking that nothing about to be shipped holds one.
     pub redactor: Redactor,
+    /// What the pre-flight found missing or too old (then no step ran); empty when it passed.
+    pub preflight_problems: Vec<String>,
 }
 
 impl Outcome {
@@ -85,6 +87,7 @@ impl Session {
             report: self.report,
             log,
             redactor: self.redactor,
+            preflight_problems: Vec::new(),
         })
     }
 

@@ -289,8 +289,32 @@ fn refuse_lint_errors(runbook: &Runbook) -> Result<()> {
     }
 }
 
+/// Drives a started (or resumed) session through the whole cycle: pre-flight, every
+/// remaining step, the rollbacks `mode` asks for, and the end its lifetime decides. This
+/// is the one place the cycle is written; [`run_all`] and the CLI use it.
+///
+/// Neither a failing step nor a failed pre-flight is an error: the outcome says `Failed`,
+/// holds the evidence, and names what the pre-flight found missing
+/// ([`Outcome::preflight_problems`]).
+pub async fn drive(mut session: Session, mode: RunMode) -> Result<Outcome> {
+    let problems = match session.preflight().await {
+        Ok(_) => Vec::new(),
+        Err(ExecError::Preflight(problems)) => problems,
+        Err(e) => return Err(e),
+    };
+    if problems.is_empty() {
+        let passed = session.run_remaining().await?;
+        if (passed && mode.exercise_rollback) || (!passed && mode.rollback_on_failure) {
+            session.rollback().await?;
+        }
+    }
+    let mut outcome = session.finish().await?;
+    outcome.preflight_problems = problems;
+    Ok(outcome)
+}
+
 /// Lints, provisions, runs pre-flight and every step, optionally rolls back, and
-/// finishes the session according to its lifetime.
+/// finishes the session according to its lifetime ([`drive`] on a new session).
 ///
 /// A failing step is not an error: the returned [`Outcome`] says `Failed` and holds
 /// the evidence. Errors are failures of the machinery (lint errors, a provider that
@@ -301,17 +325,12 @@ pub async fn run_all(
     options: RunOptions,
     mode: RunMode,
 ) -> Result<Outcome> {
-    let mut session = Session::start(provider, runbook, options).await?;
-    if let Err(e) = session.preflight().await {
-        // The evidence of what was missing still comes out, in the error.
-        let _ = session.finish().await;
-        return Err(e);
+    let outcome = drive(Session::start(provider, runbook, options).await?, mode).await?;
+    if outcome.preflight_problems.is_empty() {
+        Ok(outcome)
+    } else {
+        Err(ExecError::Preflight(outcome.preflight_problems.clone()))
     }
-    let passed = session.run_remaining().await?;
-    if (passed && mode.exercise_rollback) || (!passed && mode.rollback_on_failure) {
-        session.rollback().await?;
-    }
-    session.finish().await
 }
 
 /// Where the complete sandbox log of a control directory is.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use runbook::exec::{ExecError, LocalProvider, Observer, Provider, RunOptions, Session};
+use runbook::exec::{LocalProvider, Observer, Provider, RunOptions, Session};
 use runbook::render::{Evidence, Package};
 use runbook::{Diagnostic, Lifetime, ParseError, Runbook, SourceMap};
 
@@ -568,32 +568,16 @@ async fn run_session(
         observer,
         ..RunOptions::default()
     };
+    let mode = runbook::exec::RunMode {
+        exercise_rollback: args.exercise_rollback,
+        ..runbook::exec::RunMode::default()
+    };
     let work = async {
-        let mut session = match start {
+        let session = match start {
             Start::New(rb, _) => Session::start(provider, rb, options).await?,
             Start::Resume(id, rb) => Session::resume(provider, &id, rb, options).await?,
         };
-        let preflight = session.preflight().await;
-        let passed = match &preflight {
-            Ok(_) => session.run_remaining().await?,
-            Err(e) => {
-                eprintln!("{e}");
-                false
-            }
-        };
-        if !passed && preflight.is_ok() {
-            print_failure(&session);
-        }
-        if passed && args.exercise_rollback {
-            let r = session.rollback().await?;
-            if r.verdict != runbook::report::Verdict::Passed {
-                eprintln!("the rollback exercise FAILED: see test-results/test-summary.yaml");
-            }
-        }
-        let keep_hint =
-            (session.lifetime() == Lifetime::Persistent).then(|| session.id().to_owned());
-        let outcome = session.finish().await?;
-        Ok::<_, ExecError>((outcome, keep_hint))
+        runbook::exec::drive(session, mode).await
     };
     // The work is dropped when a signal wins, before anything is printed: dropping the
     // session kills the command in flight and tears down (or keeps) the sandbox.
@@ -601,7 +585,7 @@ async fn run_session(
         r = work => Ok(r),
         n = signals.next() => Err(n),
     };
-    let (outcome, kept) = match finished {
+    let outcome = match finished {
         Ok(r) => r?,
         Err(n) => {
             let id = sandbox_id
@@ -620,6 +604,24 @@ async fn run_session(
             return Ok(ExitCode::from(128 + n));
         }
     };
+    if !outcome.preflight_problems.is_empty() {
+        eprintln!(
+            "pre-flight failed:\n{}",
+            outcome.preflight_problems.join("\n")
+        );
+    } else if !outcome.passed() {
+        print_failure(&outcome.report);
+    }
+    if outcome
+        .report
+        .rollback
+        .as_ref()
+        .is_some_and(|r| r.verdict != runbook::report::Verdict::Passed)
+    {
+        eprintln!("the rollback exercise FAILED: see test-results/test-summary.yaml");
+    }
+    let kept = (outcome.report.sandbox.lifetime == Some(Lifetime::Persistent))
+        .then(|| outcome.report.sandbox.id.clone());
     let out = &args.out;
     let mut outcome = outcome;
     runbook::write_package(&outcome, out, args.force)?;
@@ -685,8 +687,12 @@ async fn run_session(
     })
 }
 
-fn print_failure(session: &Session) {
-    let Some(record) = session.failure() else {
+fn print_failure(report: &runbook::report::Report) {
+    let Some(record) = report
+        .steps
+        .iter()
+        .rfind(|r| r.status == runbook::report::StepStatus::Failed)
+    else {
         return;
     };
     let Some(attempt) = record.attempts.last() else {
