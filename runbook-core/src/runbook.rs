@@ -159,6 +159,15 @@ impl Runbook {
         lint::lint(self)
     }
 
+    /// Runs every lint rule, then the caller's own rules (see [`lint::LintRule`]).
+    pub fn lint_with(&self, rules: &[&dyn lint::LintRule]) -> Vec<Diagnostic> {
+        let mut out = self.lint();
+        for rule in rules {
+            out.extend(rule.check(self));
+        }
+        out
+    }
+
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)

@@ -91,6 +91,7 @@ rules! {
     ExitCodeOnly "exit-code-only" Warning "A verification only repeats the step's own command and exit code.";
     NoSandboxValue "no-sandbox-value" Warning "A variable has no sandbox value and is not generated: every run must pass it.";
     NoProductionGuidance "no-production-guidance" Warning "A variable says nothing about its production value.";
+    Custom "custom" Warning "A rule of the caller's own (a `LintRule`); the finding carries its code.";
 }
 
 impl fmt::Display for Rule {
@@ -106,11 +107,12 @@ impl Serialize for Rule {
 }
 
 /// One lint finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// The rule that fired.
-    #[serde(rename = "code")]
+    /// The rule that fired ([`Rule::Custom`] for a caller's own rule).
     pub rule: Rule,
+    /// The code of a caller's own rule (see [`LintRule`]).
+    pub custom_code: Option<&'static str>,
     /// Its severity.
     pub severity: Severity,
     /// Where in the runbook: `steps[2].verify[0].run`.
@@ -125,11 +127,36 @@ impl Diagnostic {
     pub(crate) fn new(rule: Rule, path: String, message: String, help: impl Into<String>) -> Self {
         Diagnostic {
             rule,
+            custom_code: None,
             severity: rule.severity(),
             path,
             message,
             help: help.into(),
         }
+    }
+
+    /// A finding of a caller's own rule: its code (`team-naming`), severity, the path in
+    /// the runbook (`steps[2]`), what is wrong and how to fix it.
+    pub fn custom(
+        code: &'static str,
+        severity: Severity,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            rule: Rule::Custom,
+            custom_code: Some(code),
+            severity,
+            path: path.into(),
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    /// The rule's code: a built-in rule's, or a caller's own.
+    pub fn code(&self) -> &str {
+        self.custom_code.unwrap_or(self.rule.code())
     }
 
     /// Whether the finding is an error.
@@ -143,7 +170,56 @@ impl fmt::Display for Diagnostic {
         write!(
             f,
             "{}[{}] {}: {} (fix: {})",
-            self.severity, self.rule, self.path, self.message, self.help
+            self.severity,
+            self.code(),
+            self.path,
+            self.message,
+            self.help
         )
     }
+}
+
+impl Serialize for Diagnostic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Diagnostic", 5)?;
+        st.serialize_field("code", self.code())?;
+        st.serialize_field("severity", &self.severity)?;
+        st.serialize_field("path", &self.path)?;
+        st.serialize_field("message", &self.message)?;
+        st.serialize_field("help", &self.help)?;
+        st.end()
+    }
+}
+
+/// A rule of the caller's own, run beside the built-in ones by
+/// [`Runbook::lint_with`](crate::Runbook::lint_with): a test suite's house rules.
+///
+/// ```
+/// use runbook_core::lint::{Diagnostic, LintRule, Severity};
+/// use runbook_core::{Check, Runbook, Step};
+///
+/// /// Every step id starts with a team prefix.
+/// struct TeamPrefix;
+/// impl LintRule for TeamPrefix {
+///     fn check(&self, runbook: &Runbook) -> Vec<Diagnostic> {
+///         runbook.steps.iter().enumerate()
+///             .filter(|(_, s)| !s.id.starts_with("pay-"))
+///             .map(|(i, s)| Diagnostic::custom("team-prefix", Severity::Error, format!("steps[{i}].id"),
+///                 format!("step `{}` lacks the `pay-` prefix", s.id), "rename it `pay-…`"))
+///             .collect()
+///     }
+/// }
+/// let rb = Runbook::builder("demo")
+///     .step(Step::new("deploy", "Deploy").run("true").read_only()
+///         .verify(Check::command("echo ok").stdout_equals("ok")))
+///     .build()?.runbook;
+/// let findings = rb.lint_with(&[&TeamPrefix]);
+/// assert_eq!(findings[0].code(), "team-prefix");
+/// assert!(findings[0].is_error());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait LintRule {
+    /// The findings on `runbook` (build them with [`Diagnostic::custom`]).
+    fn check(&self, runbook: &crate::Runbook) -> Vec<Diagnostic>;
 }

@@ -412,7 +412,7 @@ impl Finding {
             line,
             column,
             severity: if d.is_error() { "error" } else { "warning" },
-            code: d.rule.code().to_owned(),
+            code: d.code().to_owned(),
             path: d.path,
             message: d.message,
             help: d.help,
@@ -463,11 +463,17 @@ fn check_file(file: &Path) -> (Option<Runbook>, Vec<Finding>) {
 }
 
 fn validate(files: &[PathBuf], format: Format, deny: &[String]) -> Result<ExitCode, Failure> {
-    if let Some(bad) = deny
-        .iter()
-        .find(|d| *d != "warnings" && !runbook::Rule::ALL.iter().any(|r| r.code() == d.as_str()))
-    {
-        let codes: Vec<&str> = runbook::Rule::ALL.iter().map(|r| r.code()).collect();
+    if let Some(bad) = deny.iter().find(|d| {
+        *d != "warnings"
+            && !runbook::Rule::ALL
+                .iter()
+                .any(|r| *r != runbook::Rule::Custom && r.code() == d.as_str())
+    }) {
+        let codes: Vec<&str> = runbook::Rule::ALL
+            .iter()
+            .filter(|r| **r != runbook::Rule::Custom)
+            .map(|r| r.code())
+            .collect();
         return Err(Failure(format!(
             "--deny `{bad}` is not a rule: use `warnings` or one of {}",
             codes.join(", ")
