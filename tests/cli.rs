@@ -1,7 +1,8 @@
 //! The `runbook` binary: every error says what was wrong and what to do; no panic or
 //! debug output reaches the user.
 
-use std::os::unix::fs::PermissionsExt;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -33,18 +34,7 @@ fn text(o: &Output) -> (String, String) {
 }
 
 fn workdir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("runbook-cli-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir(d.path().join("state")).unwrap();
-    std::fs::set_permissions(
-        d.path().join("state"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    d
+    common::workdir("runbook-cli-")
 }
 
 fn assert_no_rust_leak(s: &str) {

@@ -1,6 +1,7 @@
 //! Every example runs end to end and produces a handoff package that says what happened.
 
-use std::os::unix::fs::PermissionsExt;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -17,18 +18,7 @@ fn example(name: &str) -> String {
 }
 
 fn workdir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("runbook-example-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir(d.path().join("state")).unwrap();
-    std::fs::set_permissions(
-        d.path().join("state"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    d
+    common::workdir("runbook-example-")
 }
 
 fn env_path() -> String {

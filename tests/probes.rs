@@ -11,6 +11,24 @@ use runbook::exec::{
 };
 use runbook::{FileProbe, Lifetime, Probe};
 
+/// A fresh local sandbox, and a runtime to drive it from a synchronous test.
+fn sandbox(name: &str) -> (tempfile::TempDir, tokio::runtime::Runtime, Box<dyn Sandbox>) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let provider = LocalProvider::with_root(root.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sandbox = rt
+        .block_on(provider.provision(&ProvisionRequest {
+            runbook: name.into(),
+            lifetime: Lifetime::Ephemeral,
+        }))
+        .unwrap();
+    (root, rt, sandbox)
+}
+
 struct Discard;
 impl OutputSink for Discard {
     fn output(&mut self, _: Stream, _: &[u8]) {}
@@ -89,19 +107,7 @@ fn case() -> impl Strategy<Value = (String, u32, FileProbe)> {
 
 #[test]
 fn file_checks_agree_in_process_and_in_the_scripts() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let provider = LocalProvider::with_root(root.path());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut sandbox = rt
-        .block_on(provider.provision(&ProvisionRequest {
-            runbook: "probes".into(),
-            lifetime: Lifetime::Ephemeral,
-        }))
-        .unwrap();
+    let (_root, rt, mut sandbox) = sandbox("probes");
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(200));
     runner
         .run(&case(), |(content, mode, probe)| {
@@ -123,19 +129,7 @@ fn file_checks_agree_in_process_and_in_the_scripts() {
 
 #[test]
 fn a_pattern_anchored_at_the_end_means_the_same_in_both() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let provider = LocalProvider::with_root(root.path());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut sandbox = rt
-        .block_on(provider.provision(&ProvisionRequest {
-            runbook: "anchored".into(),
-            lifetime: Lifetime::Ephemeral,
-        }))
-        .unwrap();
+    let (_root, rt, mut sandbox) = sandbox("anchored");
     for (content, pattern) in [("abc\n", "c$"), ("abc", "c$"), ("a\nb\n", "^b")] {
         let probe = FileProbe {
             matches: Some(pattern.into()),

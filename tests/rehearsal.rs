@@ -2,23 +2,13 @@
 //! human fail `runbook run`, naming the phase and the step; `runbook rehearse` re-proves
 //! a package as it is on disk.
 
-use std::os::unix::fs::PermissionsExt;
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 fn workdir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("runbook-rehearsal-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::create_dir(d.path().join("state")).unwrap();
-    std::fs::set_permissions(
-        d.path().join("state"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    d
+    common::workdir("runbook-rehearsal-")
 }
 
 fn runbook(dir: &Path, args: &[&str]) -> Output {

@@ -62,15 +62,8 @@ enum Command {
     },
     /// Sandboxes: list, destroy, reap.
     Sandbox {
-        /// Sandbox provider.
-        #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
-        provider: ProviderArg,
-        /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
-        /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
-        #[arg(long = "allow-context", value_name = "PATTERN")]
-        allow_contexts: Vec<String>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
         #[command(subcommand)]
         command: SandboxCommand,
     },
@@ -84,15 +77,8 @@ enum Command {
         /// Use this value instead of a derived one (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
-        /// Sandbox provider.
-        #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
-        provider: ProviderArg,
-        /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
-        /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
-        #[arg(long = "allow-context", value_name = "PATTERN")]
-        allow_contexts: Vec<String>,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
     },
     /// Write a handoff package without running anything.
     Render {
@@ -122,12 +108,8 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Sandbox provider.
-    #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
-    provider: ProviderArg,
-    /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
-    #[arg(long, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Override a variable's sandbox value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
@@ -149,6 +131,17 @@ struct RunArgs {
     /// Run the sandbox in a network namespace with loopback only (needs root).
     #[arg(long)]
     isolate_network: bool,
+}
+
+/// Which provider, where its state lives, which kube contexts it may use.
+#[derive(Args)]
+struct SandboxArgs {
+    /// Sandbox provider.
+    #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
+    provider: ProviderArg,
+    /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
     #[arg(long = "allow-context", value_name = "PATTERN")]
     allow_contexts: Vec<String>,
@@ -283,11 +276,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             package,
             allow_edits,
             vars,
-            provider: which,
-            state_dir,
-            allow_contexts,
+            sandbox: which,
         } => {
-            let p = provider(state_dir.as_deref(), which, false, &allow_contexts).await?;
+            let p = provider(&which, false).await?;
             let options = runbook::RehearsalOptions {
                 vars: vars.into_iter().collect(),
                 ..runbook::RehearsalOptions::default()
@@ -295,12 +286,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             rehearse_package(p.as_ref(), &package, allow_edits, &options).await
         }
         Command::Sandbox {
-            provider: which,
-            state_dir,
-            allow_contexts,
+            sandbox: which,
             command,
         } => {
-            let p = provider(state_dir.as_deref(), which, false, &allow_contexts).await?;
+            let p = provider(&which, false).await?;
             sandbox(p.as_ref(), command).await
         }
         Command::Run {
@@ -320,37 +309,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 (_, true) => Some(Lifetime::Persistent),
                 (l, false) => l,
             };
-            let provider = provider(
-                run.state_dir.as_deref(),
-                run.provider,
-                run.isolate_network,
-                &run.allow_contexts,
-            )
-            .await?;
+            let provider = provider(&run.sandbox, run.isolate_network).await?;
             run_session(provider.as_ref(), Start::New(runbook, lifetime), &run).await
         }
         Command::Resume { id, file, run } => {
             let runbook = file.as_deref().map(load_clean).transpose()?;
             runbook::render::check_target(&run.out, run.force)?;
-            let provider = provider(
-                run.state_dir.as_deref(),
-                run.provider,
-                run.isolate_network,
-                &run.allow_contexts,
-            )
-            .await?;
+            let provider = provider(&run.sandbox, run.isolate_network).await?;
             run_session(provider.as_ref(), Start::Resume(id, runbook), &run).await
         }
     }
 }
 
-async fn provider(
-    state_dir: Option<&Path>,
-    which: ProviderArg,
-    isolate_network: bool,
-    allow_contexts: &[String],
-) -> Result<Box<dyn Provider>, Failure> {
-    let local = match state_dir {
+async fn provider(args: &SandboxArgs, isolate_network: bool) -> Result<Box<dyn Provider>, Failure> {
+    let (which, allow_contexts) = (args.provider, &args.allow_contexts);
+    let local = match args.state_dir.as_deref() {
         Some(dir) => LocalProvider::with_root(dir),
         None => LocalProvider::new()?,
     }

@@ -1,0 +1,17 @@
+//! Helpers shared by the `runbook` binary's test files.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+
+/// A working directory with a `state/` root, both reachable by unprivileged sandbox users.
+pub fn workdir(prefix: &str) -> tempfile::TempDir {
+    let d = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(d.path().join("state")).unwrap();
+    std::fs::set_permissions(
+        d.path().join("state"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    d
+}
