@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design
 # Roll back: Deploy PostgreSQL 15 for myapp
-# Tested in a sandbox: passed (rollbacks exercised: passed).
+# Tested in a sandbox: passed (rollbacks exercised: passed). Rehearsed: the scripts in this package ran end to end in a fresh sandbox with other values.
 # Generated from runbook.yaml: each command and check is the runbook's, byte for byte;
 # the comment above each step says whether it ran in the sandbox. Steps and rollbacks
 # run under `bash -e -o pipefail` (a step fails at its first failing line), checks as
@@ -196,9 +196,9 @@ preflight() {
   fi
 }
 
-# The sandbox ran every command as an unprivileged user (rb-625cee8f), not as root.
+# The sandbox ran every command as an unprivileged user (rb-e41d9e83), not as root.
 if [ "$(id -u)" -eq 0 ] && [ -z "$AS_ROOT" ]; then
-  echo "refusing to run as root: the sandbox ran these commands as an unprivileged user (rb-625cee8f). Run as the user that should own what this deploys, or pass --as-root." >&2
+  echo "refusing to run as root: the sandbox ran these commands as an unprivileged user (rb-e41d9e83). Run as the user that should own what this deploys, or pass --as-root." >&2
   exit 2
 fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # single-quoted commands, checks and titles are literal by design
 # Verify: Deploy PostgreSQL 15 for myapp
-# Tested in a sandbox: passed (rollbacks exercised: passed).
+# Tested in a sandbox: passed (rollbacks exercised: passed). Rehearsed: the scripts in this package ran end to end in a fresh sandbox with other values.
 # Generated from runbook.yaml: each command and check is the runbook's, byte for byte;
 # the comment above each step says whether it ran in the sandbox. Steps and rollbacks
 # run under `bash -e -o pipefail` (a step fails at its first failing line), checks as
