@@ -7,7 +7,12 @@
 //!   [`Check`], [`Rollback`], [`Variable`], [`Limitation`], [`Prerequisite`],
 //!   [`Lifetime`], the lint rules and the file format;
 //! - [`exec`]: providers, sandboxes and the deploy -> validate -> document [`exec::Session`];
-//! - [`render`]: the handoff [`render::Package`].
+//! - [`render`]: the handoff [`render::Package`];
+//! - the rehearsal ([`rehearse`]): the package's own scripts, run in a fresh sandbox with
+//!   other values, before it is handed over.
+//!
+//! Features: `kube` (default) adds the Kubernetes provider; without it nothing of kube
+//! is built.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

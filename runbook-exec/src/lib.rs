@@ -6,12 +6,15 @@
 //!   step in one sandbox, lets an agent [amend](Session::amend) a failing step and
 //!   [retry](Session::retry) it while recording the known issue, exercises rollbacks,
 //!   and hands back the amended runbook with its [`report`](runbook_core::report::Report).
-//!   [`run_all`] does the whole run in one call.
+//!   [`drive`] runs the whole cycle on a session; [`run_all`] does it in one call.
+//! - Typed checks (`file`, `tcp`, `http`, `process`, Kubernetes) go through one
+//!   [`Sandbox::probe`] entry, evaluated without a process where the provider can.
 //! - Lifetimes: ephemeral sandboxes are destroyed when the run ends (also on error,
 //!   panic or cancellation), session sandboxes when the [`Session`] ends or is dropped,
 //!   persistent ones survive the process and are [resumed](Session::resume) by id.
 //! - [`LocalProvider`] (feature `local`, default) runs sandboxes as directories on this
-//!   machine with a clean environment and process-tree cleanup.
+//!   machine with a clean environment; as root, each with a user and a cgroup of its own,
+//!   so nothing a step starts outlives the sandbox and sandboxes cannot touch each other.
 //! - Secrets are replaced by `***` in everything recorded or emitted ([`Redactor`]).
 //!
 //! ```
