@@ -988,3 +988,27 @@ fn deny_promotes_warnings_to_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("is not a rule"), "{:?}", text(&out));
 }
+
+#[test]
+fn network_isolation_is_refused_for_the_kube_provider() {
+    let dir = workdir();
+    let quickstart = repo().join("examples/quickstart/runbook.yaml");
+    let out = runbook(
+        dir.path(),
+        &[
+            "run",
+            quickstart.to_str().unwrap(),
+            "--provider",
+            "kube",
+            "--isolate-network",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out)
+            .1
+            .contains("cuts the steps off from the Kubernetes API server"),
+        "{:?}",
+        text(&out)
+    );
+}

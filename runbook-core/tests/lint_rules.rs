@@ -102,3 +102,18 @@ fn the_removal_table_covers_the_issue_list() {
     );
     assert!(removed_api("apps/v1", "Deployment", 40).is_none());
 }
+
+#[test]
+fn a_runbook_name_too_long_for_a_namespace_is_refused() {
+    let name = "a".repeat(41);
+    let rb = runbook_core::Runbook::builder(name).build_unchecked();
+    assert!(
+        rb.lint()
+            .iter()
+            .any(|d| d.rule == Rule::InvalidName && d.message.contains("at most 40")),
+        "{:?}",
+        rb.lint()
+    );
+    let rb = runbook_core::Runbook::builder("a".repeat(40)).build_unchecked();
+    assert!(!rb.lint().iter().any(|d| d.rule == Rule::InvalidName));
+}

@@ -48,6 +48,9 @@ const SHELL_ENVIRONMENT: &[&str] = &[
 
 const SANDBOX_ENDPOINTS: &[&str] = &[".svc.cluster.local", "localhost", "127.0.0.1"];
 
+/// The longest runbook name: `rb-<name>-<8 hex>` must stay a DNS label and a label value.
+const MAX_NAME: usize = 40;
+
 fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
@@ -102,6 +105,17 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 runbook.metadata.name
             ),
             "use lowercase letters, digits and dashes, e.g. `postgres-upgrade`",
+        ));
+    } else if runbook.metadata.name.len() > MAX_NAME {
+        out.push(d(
+            Rule::InvalidName,
+            "metadata.name".into(),
+            format!(
+                "runbook name `{}` is {} characters long; at most {MAX_NAME}",
+                runbook.metadata.name,
+                runbook.metadata.name.len()
+            ),
+            "shorten it: it becomes part of sandbox ids, Kubernetes namespace and label values (63 characters at most) and users",
         ));
     }
 

@@ -322,6 +322,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
 }
 
 async fn provider(args: &SandboxArgs, isolate_network: bool) -> Result<Box<dyn Provider>, Failure> {
+    if isolate_network && args.provider == ProviderArg::Kube {
+        return Err(Failure(
+            "--isolate-network cuts the steps off from the Kubernetes API server: the kube provider's \
+             sandbox is its namespace; drop the flag"
+                .into(),
+        ));
+    }
     let (which, allow_contexts) = (args.provider, &args.allow_contexts);
     let local = match args.state_dir.as_deref() {
         Some(dir) => LocalProvider::with_root(dir),
