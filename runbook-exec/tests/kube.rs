@@ -328,6 +328,40 @@ async fn a_namespace_stuck_terminating_is_reported_not_hung_on() {
 }
 
 #[tokio::test]
+async fn a_namespace_already_terminating_is_waited_for_not_an_error() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let _server = serve(
+        handle,
+        vec![
+            created(),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/",
+                409,
+                status(
+                    409,
+                    "Conflict",
+                    "the system is ensuring all content is removed",
+                ),
+            ),
+            ex(
+                "GET",
+                "/api/v1/namespaces/",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex("GET", "/api/v1/namespaces/", 404, not_found("rb-x")),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Ephemeral))
+        .await
+        .unwrap();
+    sandbox.teardown().await.unwrap();
+}
+
+#[tokio::test]
 async fn typed_pod_checks_go_through_the_api() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
@@ -405,6 +439,13 @@ async fn forbidden_node_listing_leaves_the_node_count_unknown() {
     sandbox.keep();
 }
 
+fn terminating(name: &str) -> Value {
+    json!({"metadata": {"name": name, "deletionTimestamp": "2026-01-01T00:00:00Z",
+           "labels": {MANAGED_BY: "runbook", "runbook.dev/sandbox": name},
+           "annotations": {"runbook.dev/expires-at": "2020-01-01T00:00:00Z"}},
+           "status": {"phase": "Terminating"}})
+}
+
 #[tokio::test]
 async fn the_reaper_deletes_only_expired_sandbox_namespaces() {
     let (client, handle) = client();
@@ -421,7 +462,9 @@ async fn the_reaper_deletes_only_expired_sandbox_namespaces() {
                 "/api/v1/namespaces?",
                 200,
                 json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
-            "items": [ns("rb-old", "2020-01-01T00:00:00Z"), ns("rb-new", "2999-01-01T00:00:00Z")]}),
+            "items": [ns("rb-old", "2020-01-01T00:00:00Z"), ns("rb-new", "2999-01-01T00:00:00Z"),
+                      terminating("rb-going"), ns("rb-busy", "2020-01-01T00:00:00Z"),
+                      ns("rb-broken", "2020-01-01T00:00:00Z")]}),
             ),
             ex(
                 "DELETE",
@@ -429,9 +472,34 @@ async fn the_reaper_deletes_only_expired_sandbox_namespaces() {
                 200,
                 namespace("rb-old", "Terminating"),
             ),
+            // Deleting one already terminating answers 409: not an error, and not the end.
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-busy",
+                409,
+                status(
+                    409,
+                    "Conflict",
+                    "the system is ensuring all content is removed",
+                ),
+            ),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-broken",
+                500,
+                status(500, "InternalError", "etcd is sad"),
+            ),
         ],
     );
-    assert_eq!(provider.reap_namespaces().await.unwrap(), ["rb-old"]);
+    let reaped = provider.reap_namespaces().await.unwrap();
+    assert_eq!(reaped.destroyed, ["rb-old"]);
+    assert!(
+        reaped
+            .skipped
+            .iter()
+            .any(|(n, why)| n == "rb-broken" && why.contains("etcd is sad")),
+        "{reaped:?}"
+    );
     let seen = server.await.unwrap();
     assert!(
         seen[0]
@@ -440,7 +508,11 @@ async fn the_reaper_deletes_only_expired_sandbox_namespaces() {
         "{}",
         seen[0].uri
     );
-    assert_eq!(seen.len(), 2, "rb-new is left alone");
+    assert_eq!(
+        seen.len(),
+        4,
+        "rb-new (not expired) and rb-going (already deleting) are left alone"
+    );
 }
 
 #[tokio::test]

@@ -249,16 +249,17 @@ impl KubeProvider {
         })
     }
 
-    /// Deletes every sandbox namespace whose expiry has passed; returns their names. A
-    /// crashed run leaves nothing behind for long.
-    pub async fn reap_namespaces(&self) -> Result<Vec<String>> {
+    /// Deletes every sandbox namespace whose expiry has passed, going on past any it
+    /// cannot delete (reported); one already being deleted is left to finish. A crashed
+    /// run leaves nothing behind for long.
+    pub async fn reap_namespaces(&self) -> Result<Reaped> {
         let now = crate::now_rfc3339();
         let list = self
             .namespaces()
             .list(&ListParams::default().labels(&format!("{MANAGED_BY}=runbook")))
             .await
             .map_err(|e| api_error("cannot list sandbox namespaces", e))?;
-        let mut reaped = Vec::new();
+        let mut reaped = Reaped::default();
         for ns in list.items {
             let expired = ns
                 .metadata
@@ -269,18 +270,21 @@ impl KubeProvider {
             let Some(name) = ns.metadata.name.clone() else {
                 continue;
             };
-            if expired {
-                match self
-                    .namespaces()
-                    .delete(&name, &DeleteParams::default())
-                    .await
-                {
-                    Ok(_) => reaped.push(name),
-                    Err(e) if is_status(&e, 404) => {}
-                    Err(e) => {
-                        return Err(api_error(&format!("cannot delete namespace `{name}`"), e));
-                    }
-                }
+            if !expired || ns.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            match self
+                .namespaces()
+                .delete(&name, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => reaped.destroyed.push(name),
+                // Gone, or already terminating ("the system is ensuring all content is removed").
+                Err(e) if is_status(&e, 404) || is_status(&e, 409) => {}
+                Err(e) => reaped.skipped.push((
+                    name.clone(),
+                    api_error(&format!("cannot delete namespace `{name}`"), e).chain(),
+                )),
             }
         }
         Ok(reaped)
@@ -298,6 +302,8 @@ async fn delete_namespace(
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => {}
         Err(e) if is_status(&e, 404) => return Ok(()),
+        // Already terminating: wait for it as for our own delete.
+        Err(e) if is_status(&e, 409) => {}
         Err(e) => return Err(api_error(&format!("cannot delete namespace `{name}`"), e)),
     }
     let deadline = tokio::time::Instant::now() + limit;
@@ -399,7 +405,9 @@ impl Provider for KubeProvider {
 
     async fn reap(&self) -> Result<Reaped> {
         let mut reaped = self.local.reap().await?;
-        reaped.destroyed.extend(self.reap_namespaces().await?);
+        let namespaces = self.reap_namespaces().await?;
+        reaped.destroyed.extend(namespaces.destroyed);
+        reaped.skipped.extend(namespaces.skipped);
         Ok(reaped)
     }
 
