@@ -55,7 +55,26 @@ impl Session {
                     )
                 }
                 typed => {
-                    match self.sandbox.probe(&typed.filled(&self.values)).await {
+                    // A typed probe is held to the same deadline as a command check.
+                    let limit = match deadline {
+                        Some(d) => d
+                            .saturating_duration_since(Instant::now())
+                            .max(Duration::from_secs(1)),
+                        None => self.options.check_timeout,
+                    };
+                    let probe = typed.filled(&self.values);
+                    let observed =
+                        match tokio::time::timeout(limit, self.sandbox.probe(&probe)).await {
+                            Ok(result) => result,
+                            Err(_) => Ok(crate::Observation {
+                                satisfied: false,
+                                actual: format!(
+                                    "no answer within {}",
+                                    runbook_core::HumanDuration(limit)
+                                ),
+                            }),
+                        };
+                    match observed {
                         Ok(obs) if obs.satisfied => Ok(()),
                         Ok(obs) => Err(obs.actual),
                         // Unsupported is final: retrying cannot make it pass.

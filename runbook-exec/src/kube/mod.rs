@@ -124,9 +124,14 @@ impl KubeProvider {
             context: Some(context.clone()),
             ..KubeConfigOptions::default()
         };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
             .map_err(|e| ExecError::failed(format!("kube context `{context}`"))(Box::new(e)))?;
+        // Every call is bounded: a stalled API server cannot hold a check past its
+        // deadline or a teardown past its bound.
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(Duration::from_secs(30));
+        config.write_timeout = Some(Duration::from_secs(30));
         let client = Client::try_from(config)
             .map_err(|e| api_error("cannot build the Kubernetes client", e))?;
         Ok(Self::new(client, &context, allowed, local)?.kubeconfig(kubeconfig))
