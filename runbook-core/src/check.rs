@@ -69,9 +69,10 @@ pub enum KubeCheck {
         #[serde(default = "one")]
         count: u32,
     },
-    /// A Deployment or StatefulSet finished rolling out.
+    /// A Deployment, StatefulSet or DaemonSet finished rolling out, judged as
+    /// `kubectl rollout status` judges it.
     RolloutComplete {
-        /// `Deployment` or `StatefulSet`.
+        /// `Deployment`, `StatefulSet` or `DaemonSet`.
         kind: String,
         /// Object name.
         name: String,

@@ -721,3 +721,117 @@ async fn a_persistent_sandbox_keeps_its_namespace_and_is_found_again_by_label() 
         seen[1].uri
     );
 }
+
+/// A response body kept in `tests/fixtures/kube` (Kubernetes 1.31 shapes).
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/kube/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn rollouts_and_endpoints_are_judged_as_kubectl_and_the_api_define_them() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let apps = "/apis/apps/v1/namespaces/rb-postgres-";
+    let cases: Vec<(KubeCheck, &str, bool, &str)> = vec![
+        (
+            KubeCheck::RolloutComplete {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            },
+            "deployment-mid-surge.json",
+            false,
+            "1 old replicas are pending termination",
+        ),
+        (
+            KubeCheck::RolloutComplete {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            },
+            "deployment-deadline-exceeded.json",
+            false,
+            "deployment \"web\" exceeded its progress deadline",
+        ),
+        (
+            KubeCheck::RolloutComplete {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            },
+            "deployment-complete.json",
+            true,
+            "deployment \"web\" successfully rolled out",
+        ),
+        (
+            KubeCheck::RolloutComplete {
+                kind: "StatefulSet".into(),
+                name: "db".into(),
+            },
+            "statefulset-stale-status.json",
+            false,
+            "Waiting for statefulset spec update to be observed",
+        ),
+        (
+            KubeCheck::RolloutComplete {
+                kind: "StatefulSet".into(),
+                name: "db".into(),
+            },
+            "statefulset-complete.json",
+            true,
+            "statefulset rolling update complete 3 pods at revision db-84f6c9d7b",
+        ),
+        (
+            KubeCheck::RolloutComplete {
+                kind: "DaemonSet".into(),
+                name: "agent".into(),
+            },
+            "daemonset-one-unavailable.json",
+            false,
+            "1 of 2 updated pods are available",
+        ),
+        (
+            KubeCheck::ServiceEndpoints { name: "web".into() },
+            "endpointslices-ready-null.json",
+            true,
+            "1 ready endpoint(s)",
+        ),
+    ];
+    let mut script = vec![created()];
+    for (_, body, ..) in &cases {
+        let prefix = if body.starts_with("endpointslices") {
+            "/apis/discovery.k8s.io/v1/namespaces/rb-postgres-"
+        } else {
+            apps
+        };
+        script.push(ex("GET", prefix, 200, fixture(body)));
+    }
+    let server = serve(handle, script);
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Session))
+        .await
+        .unwrap();
+    for (check, body, satisfied, says) in &cases {
+        let seen = sandbox
+            .probe(&runbook_core::Probe::Kube(check.clone()))
+            .await
+            .unwrap();
+        assert_eq!(seen.satisfied, *satisfied, "{body}: {}", seen.actual);
+        assert!(seen.actual.contains(says), "{body}: {}", seen.actual);
+    }
+    sandbox.keep();
+    let ns = format!("rb-{}", sandbox.id());
+    let uris: Vec<String> = server.await.unwrap().into_iter().map(|s| s.uri).collect();
+    assert_eq!(
+        uris[1..],
+        [
+            format!("/apis/apps/v1/namespaces/{ns}/deployments/web"),
+            format!("/apis/apps/v1/namespaces/{ns}/deployments/web"),
+            format!("/apis/apps/v1/namespaces/{ns}/deployments/web"),
+            format!("/apis/apps/v1/namespaces/{ns}/statefulsets/db"),
+            format!("/apis/apps/v1/namespaces/{ns}/statefulsets/db"),
+            format!("/apis/apps/v1/namespaces/{ns}/daemonsets/agent"),
+            format!(
+                "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Dweb"
+            ),
+        ]
+    );
+}

@@ -247,26 +247,33 @@ fn kubectl_equivalent(check: &KubeCheck) -> (String, Expect) {
         stderr: None,
     };
     match check {
+        // At least `count` pods Running with Ready=True, as the in-process check counts.
         KubeCheck::PodsReady { selector, count } => (
             format!(
-                "kubectl get pods -l {} -o jsonpath='{{range .items[*]}}{{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' | grep -c '^True$'",
+                "kubectl get pods -l {} -o jsonpath='{{range .items[*]}}{{.status.phase}}/{{.status.conditions[?(@.type==\"Ready\")].status}}{{\"\\n\"}}{{end}}' | grep -c '^Running/True$' | {{ read -r n; echo \"$n pod(s) Running and Ready\"; [ \"$n\" -ge {count} ]; }}",
                 q(selector)
             ),
-            ok(Some(TextMatch::Equals(count.to_string()))),
+            ok(None),
         ),
+        // What `kubectl rollout status` prints when it is done, kind by kind.
         KubeCheck::RolloutComplete { kind, name } => (
             format!(
                 "kubectl rollout status {} --timeout=10s",
                 q(&format!("{}/{name}", kind.to_lowercase()))
             ),
-            ok(Some(TextMatch::Contains("successfully rolled out".into()))),
+            ok(Some(if kind == "StatefulSet" {
+                TextMatch::Matches("rolling update complete|partitioned roll out complete".into())
+            } else {
+                TextMatch::Contains("successfully rolled out".into())
+            })),
         ),
+        // EndpointSlices (v1 Endpoints is deprecated); a null `ready` means ready.
         KubeCheck::ServiceEndpoints { name } => (
             format!(
-                "kubectl get endpoints {} -o jsonpath='{{.subsets[*].addresses[*].ip}}'",
-                q(name)
+                "kubectl get endpointslices -l {} -o jsonpath='{{range .items[*].endpoints[*]}}{{.conditions.ready}}{{\"\\n\"}}{{end}}' | grep -cv '^false$'",
+                q(&format!("kubernetes.io/service-name={name}"))
             ),
-            ok(Some(TextMatch::Matches(r"\S".into()))),
+            ok(Some(TextMatch::Matches("^[1-9]".into()))),
         ),
         KubeCheck::Exists(r) => (
             format!(
@@ -1161,6 +1168,55 @@ fn kind_prefix(kind: Kind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a rendered `kubectl` command with `kubectl` replaced by a shell function
+    /// that prints `output` (what the real kubectl prints for that jsonpath): the
+    /// exit code and stdout.
+    fn with_fake_kubectl(command: &str, output: &str) -> (i32, String) {
+        let script = format!(
+            "kubectl() {{ printf '%s' {}; }}\n{command}",
+            sh_quote(output)
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn rendered_kube_checks_judge_as_the_provider_does() {
+        // At least `count` pods Running and Ready (a Ready Pending pod does not count).
+        let pods = |count| {
+            kubectl_equivalent(&KubeCheck::PodsReady {
+                selector: "app=db".into(),
+                count,
+            })
+            .0
+        };
+        let listing = "Running/True\nPending/True\nRunning/False\nRunning/True\n";
+        assert_eq!(with_fake_kubectl(&pods(2), listing).0, 0);
+        assert_eq!(with_fake_kubectl(&pods(1), listing).0, 0);
+        assert_ne!(with_fake_kubectl(&pods(3), listing).0, 0);
+        assert_ne!(with_fake_kubectl(&pods(1), "").0, 0);
+
+        // An endpoint whose `ready` is null (printed empty) is ready; `false` is not.
+        let (endpoints, expect) =
+            kubectl_equivalent(&KubeCheck::ServiceEndpoints { name: "web".into() });
+        assert_eq!(
+            expect.stdout,
+            Some(TextMatch::Matches("^[1-9]".into())),
+            "the test below reads the output as this pattern does"
+        );
+        let ready = |out: &str| out.starts_with(|c: char| ('1'..='9').contains(&c));
+        assert!(ready(&with_fake_kubectl(&endpoints, "\n").1));
+        assert!(ready(&with_fake_kubectl(&endpoints, "false\ntrue\n").1));
+        assert!(!ready(&with_fake_kubectl(&endpoints, "false\n").1));
+        assert!(!ready(&with_fake_kubectl(&endpoints, "").1));
+    }
 
     #[test]
     fn expected_texts_expand_only_their_placeholders() {

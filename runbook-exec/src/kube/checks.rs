@@ -1,8 +1,8 @@
 //! Typed Kubernetes checks, observed through the API.
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
 use runbook_core::{KubeCheck, KubeObjectRef};
@@ -51,6 +51,186 @@ fn dynamic_api(client: &Client, namespace: &str, r: &KubeObjectRef) -> Api<Dynam
     Api::namespaced_with(client.clone(), namespace, &resource)
 }
 
+fn missing(kind: &str, name: &str) -> Observation {
+    seen(false, format!("{kind}/{name} does not exist"))
+}
+
+/// An EndpointSlice endpoint is ready unless its `ready` condition says `false`: the
+/// API defines a null `ready` as "unknown, treat as ready".
+fn endpoint_ready(endpoint: &Endpoint) -> bool {
+    endpoint
+        .conditions
+        .as_ref()
+        .and_then(|c| c.ready)
+        .unwrap_or(true)
+}
+
+// The three rollout verdicts follow `kubectl rollout status` (kubectl's
+// `polymorphichelpers/rollout_status.go`) test for test and message for message, so
+// the in-process check and the rendered `kubectl rollout status` agree.
+
+/// Whether a Deployment finished rolling out, judged as `kubectl rollout status` does.
+fn deployment_rollout(name: &str, d: &Deployment) -> Observation {
+    let st = d.status.clone().unwrap_or_default();
+    if d.metadata.generation.unwrap_or(0) > st.observed_generation.unwrap_or(0) {
+        return seen(
+            false,
+            "Waiting for deployment spec update to be observed...",
+        );
+    }
+    let timed_out = st.conditions.iter().flatten().any(|c| {
+        c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+    });
+    if timed_out {
+        return seen(
+            false,
+            format!("deployment \"{name}\" exceeded its progress deadline"),
+        );
+    }
+    let updated = st.updated_replicas.unwrap_or(0);
+    let replicas = st.replicas.unwrap_or(0);
+    let available = st.available_replicas.unwrap_or(0);
+    let wait = |what: String| {
+        seen(
+            false,
+            format!("Waiting for deployment \"{name}\" rollout to finish: {what}..."),
+        )
+    };
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas);
+    if let Some(want) = wanted.filter(|&want| updated < want) {
+        return wait(format!(
+            "{updated} out of {want} new replicas have been updated"
+        ));
+    }
+    if replicas > updated {
+        return wait(format!(
+            "{} old replicas are pending termination",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return wait(format!(
+            "{available} of {updated} updated replicas are available"
+        ));
+    }
+    seen(
+        true,
+        format!("deployment \"{name}\" successfully rolled out"),
+    )
+}
+
+/// Whether a StatefulSet finished rolling out, judged as `kubectl rollout status` does.
+fn statefulset_rollout(s: &StatefulSet) -> Observation {
+    let spec = s.spec.clone().unwrap_or_default();
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    if strategy
+        .type_
+        .as_deref()
+        .is_some_and(|t| t != "RollingUpdate")
+    {
+        return seen(
+            false,
+            "rollout status is only available for RollingUpdate strategy type",
+        );
+    }
+    let st = s.status.clone().unwrap_or_default();
+    let observed = st.observed_generation.unwrap_or(0);
+    if observed == 0 || s.metadata.generation.unwrap_or(0) > observed {
+        return seen(
+            false,
+            "Waiting for statefulset spec update to be observed...",
+        );
+    }
+    let replicas = spec.replicas.unwrap_or(1);
+    let ready = st.ready_replicas.unwrap_or(0);
+    if ready < replicas {
+        return seen(
+            false,
+            format!("Waiting for {} pods to be ready...", replicas - ready),
+        );
+    }
+    let partition = strategy
+        .rolling_update
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    let updated = st.updated_replicas.unwrap_or(0);
+    if partition > 0 {
+        let want = replicas - partition;
+        if updated < want {
+            return seen(
+                false,
+                format!(
+                    "Waiting for partitioned roll out to finish: {updated} out of {want} new pods have been updated..."
+                ),
+            );
+        }
+        return seen(
+            true,
+            format!("partitioned roll out complete: {updated} new pods have been updated..."),
+        );
+    }
+    let revision = st.update_revision.clone().unwrap_or_default();
+    if st.update_revision != st.current_revision {
+        return seen(
+            false,
+            format!(
+                "waiting for statefulset rolling update to complete {updated} pods at revision {revision}..."
+            ),
+        );
+    }
+    seen(
+        true,
+        format!(
+            "statefulset rolling update complete {} pods at revision {revision}...",
+            st.current_replicas.unwrap_or(0)
+        ),
+    )
+}
+
+/// Whether a DaemonSet finished rolling out, judged as `kubectl rollout status` does.
+fn daemonset_rollout(name: &str, d: &DaemonSet) -> Observation {
+    let strategy = d.spec.as_ref().and_then(|s| s.update_strategy.clone());
+    if strategy
+        .and_then(|s| s.type_)
+        .is_some_and(|t| t != "RollingUpdate")
+    {
+        return seen(
+            false,
+            "rollout status is only available for RollingUpdate strategy type",
+        );
+    }
+    let st = d.status.clone().unwrap_or_default();
+    if d.metadata.generation.unwrap_or(0) > st.observed_generation.unwrap_or(0) {
+        return seen(
+            false,
+            "Waiting for daemon set spec update to be observed...",
+        );
+    }
+    let desired = st.desired_number_scheduled;
+    let updated = st.updated_number_scheduled.unwrap_or(0);
+    let available = st.number_available.unwrap_or(0);
+    let wait = |what: String| {
+        seen(
+            false,
+            format!("Waiting for daemon set \"{name}\" rollout to finish: {what}..."),
+        )
+    };
+    if updated < desired {
+        return wait(format!(
+            "{updated} out of {desired} new pods have been updated"
+        ));
+    }
+    if available < desired {
+        return wait(format!(
+            "{available} of {desired} updated pods are available"
+        ));
+    }
+    seen(
+        true,
+        format!("daemon set \"{name}\" successfully rolled out"),
+    )
+}
+
 /// Observes `check` in `namespace` once; the engine retries it with its policy.
 pub(super) async fn observe(
     client: &Client,
@@ -93,52 +273,32 @@ pub(super) async fn observe(
         KubeCheck::RolloutComplete { kind, name } => match kind.as_str() {
             "Deployment" => {
                 let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-                match api
+                let found = api
                     .get_opt(name)
                     .await
-                    .map_err(|e| api_error("cannot read the Deployment", e))?
-                {
-                    None => seen(false, format!("Deployment/{name} does not exist")),
-                    Some(d) => {
-                        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                        let st = d.status.unwrap_or_default();
-                        let current = st.observed_generation.unwrap_or(0)
-                            >= d.metadata.generation.unwrap_or(0);
-                        let updated = st.updated_replicas.unwrap_or(0);
-                        let available = st.available_replicas.unwrap_or(0);
-                        seen(
-                            current && updated == want && available == want,
-                            format!(
-                                "Deployment/{name}: {updated} updated, {available} available of {want}"
-                            ),
-                        )
-                    }
-                }
+                    .map_err(|e| api_error("cannot read the Deployment", e))?;
+                found.map_or_else(|| missing(kind, name), |d| deployment_rollout(name, &d))
             }
             "StatefulSet" => {
                 let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-                match api
+                let found = api
                     .get_opt(name)
                     .await
-                    .map_err(|e| api_error("cannot read the StatefulSet", e))?
-                {
-                    None => seen(false, format!("StatefulSet/{name} does not exist")),
-                    Some(s) => {
-                        let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                        let st = s.status.unwrap_or_default();
-                        let ready = st.ready_replicas.unwrap_or(0);
-                        let same_revision = st.current_revision == st.update_revision;
-                        seen(
-                            ready == want && same_revision,
-                            format!("StatefulSet/{name}: {ready} ready of {want}"),
-                        )
-                    }
-                }
+                    .map_err(|e| api_error("cannot read the StatefulSet", e))?;
+                found.map_or_else(|| missing(kind, name), |s| statefulset_rollout(&s))
+            }
+            "DaemonSet" => {
+                let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+                let found = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| api_error("cannot read the DaemonSet", e))?;
+                found.map_or_else(|| missing(kind, name), |d| daemonset_rollout(name, &d))
             }
             other => seen(
                 false,
                 format!(
-                    "rollout of kind `{other}` is not supported (use Deployment or StatefulSet)"
+                    "rollout of kind `{other}` is not supported (use Deployment, StatefulSet or DaemonSet)"
                 ),
             ),
         },
@@ -152,7 +312,7 @@ pub(super) async fn observe(
                 .items
                 .iter()
                 .flat_map(|s| s.endpoints.iter())
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+                .filter(|e| endpoint_ready(e))
                 .count();
             seen(
                 ready > 0,
