@@ -64,10 +64,15 @@ fn serve(mut handle: Handle, script: Vec<Exchange>) -> tokio::task::JoinHandle<V
             let bytes = request.into_body().collect_bytes().await.unwrap();
             let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             seen.push(Seen { uri, body });
+            // A string body is plain text, as a real server sends pod logs.
+            let (kind, bytes) = match &step.body {
+                Value::String(text) => ("text/plain", text.clone().into_bytes()),
+                json => ("application/json", serde_json::to_vec(json).unwrap()),
+            };
             let response = Response::builder()
                 .status(step.status)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&step.body).unwrap()))
+                .header("content-type", kind)
+                .body(Body::from(bytes))
                 .unwrap();
             send.send_response(response);
         }
@@ -606,10 +611,41 @@ async fn the_kubernetes_example_runs_on_a_real_cluster() {
 async fn a_failing_step_records_pods_events_and_logs() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
-    let events = json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": [{
-        "metadata": {"name": "e1"}, "type": "Warning", "reason": "FailedScheduling",
-        "message": "0/1 nodes are available: insufficient memory.",
-        "involvedObject": {"kind": "Pod", "name": "db-postgresql-0"}
+    // 25 kubelet events with `lastTimestamp`, then the scheduler's, which has only
+    // `eventTime` (its `lastTimestamp` is null) and is the latest of all.
+    let mut items: Vec<Value> = (0..25)
+        .map(|i| {
+            json!({
+                "metadata": {"name": format!("e{i}")}, "type": "Normal", "reason": "Pulled",
+                "message": format!("image pulled ({i})"),
+                "involvedObject": {"kind": "Pod", "name": "db-postgresql-0"},
+                "lastTimestamp": format!("2026-11-27T10:00:{i:02}Z"),
+                "firstTimestamp": format!("2026-11-27T10:00:{i:02}Z")
+            })
+        })
+        .collect();
+    items.insert(
+        0,
+        json!({
+            "metadata": {"name": "sched"}, "type": "Warning", "reason": "FailedScheduling",
+            "message": "0/1 nodes are available: insufficient memory.",
+            "involvedObject": {"kind": "Pod", "name": "db-postgresql-0"},
+            "eventTime": "2026-11-27T10:01:00.123456Z", "lastTimestamp": null,
+            "reportingComponent": "default-scheduler"
+        }),
+    );
+    let events = json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items});
+    // A crash loop in one container of two: its previous instance's log holds the cause.
+    let crashing = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+        "metadata": {"name": "db-postgresql-0", "labels": {"app": "db"}},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [
+                {"name": "postgresql", "ready": false, "restartCount": 3, "image": "postgres:17",
+                 "imageID": "", "started": false,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}},
+                {"name": "metrics", "ready": true, "restartCount": 0, "image": "exporter:0.15",
+                 "imageID": "", "started": true, "state": {"running": {}}}
+            ]}
     }]});
     let server = serve(
         handle,
@@ -618,9 +654,16 @@ async fn a_failing_step_records_pods_events_and_logs() {
             ex("GET", "/version", 200, version()),
             ex("GET", "/api/v1/nodes", 200, nodes(1)),
             ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
-            // Diagnostics: every pod, the events, the logs of the pod that is not ready.
-            ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)),
+            // Diagnostics: every pod, the events, the logs of the container that is
+            // not ready: its previous instance, then the current one.
+            ex("GET", "/api/v1/namespaces/rb-", 200, crashing),
             ex("GET", "/api/v1/namespaces/rb-", 200, events),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-",
+                200,
+                json!("FATAL: could not map anonymous shared memory"),
+            ),
             ex(
                 "GET",
                 "/api/v1/namespaces/rb-",
@@ -656,18 +699,48 @@ async fn a_failing_step_records_pods_events_and_logs() {
         .unwrap();
     assert_eq!(outcome.report.verdict, Verdict::Failed);
     let d = &outcome.report.steps[0].attempts[0].diagnostics;
-    assert!(d.contains("db-postgresql-0: Pending"), "{d}");
     assert!(
-        d.contains("Warning FailedScheduling Pod/db-postgresql-0: 0/1 nodes are available"),
+        d.contains("db-postgresql-0: Running ready 1/2 restarts 3 (CrashLoopBackOff)"),
         "{d}"
     );
-    assert!(d.contains("still waiting"), "{d}");
+    // Ordered by the latest of each event's timestamps: the scheduler's event is last
+    // and kept; the oldest kubelet events are dropped past 20.
+    assert!(
+        d.trim_end().contains(
+            "Warning FailedScheduling Pod/db-postgresql-0: 0/1 nodes are available: insufficient memory.\nlast 20 log lines"
+        ),
+        "{d}"
+    );
+    assert!(
+        !d.contains("image pulled (5)") && d.contains("image pulled (6)"),
+        "{d}"
+    );
+    assert!(
+        d.contains("previous instance of db-postgresql-0/postgresql:\n  FATAL: could not map"),
+        "{d}"
+    );
+    assert!(
+        d.contains("of db-postgresql-0/postgresql:\n  waiting for the volume"),
+        "{d}"
+    );
+    assert!(
+        !d.contains("/metrics:"),
+        "a ready container's log is not fetched: {d}"
+    );
     let seen = server.await.unwrap();
     assert!(seen[5].uri.contains("/events"), "{}", seen[5].uri);
+    let log = "/pods/db-postgresql-0/log?&container=postgresql&limitBytes=16384";
     assert!(
-        seen[6].uri.contains("/pods/db-postgresql-0/log") && seen[6].uri.contains("tailLines=20"),
+        seen[6]
+            .uri
+            .ends_with(&format!("{log}&previous=true&tailLines=20")),
         "{}",
         seen[6].uri
+    );
+    assert!(
+        seen[7].uri.ends_with(&format!("{log}&tailLines=20")),
+        "{}",
+        seen[7].uri
     );
 }
 

@@ -1,9 +1,11 @@
 //! What a failing step leaves behind in the namespace: pod states, recent events, the
-//! last lines of the logs of pods that are not ready.
+//! last lines of the logs of the containers that are not ready (and of their previous
+//! instance when they restarted: a crash loop's cause is in the log of the one that died).
 
 use std::fmt::Write;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 
@@ -12,6 +14,26 @@ use super::checks::pod_ready;
 const MAX_EVENTS: usize = 20;
 const MAX_LOGGED_PODS: usize = 3;
 const LOG_LINES: i64 = 20;
+/// Bytes of log per container instance: a pod logging one huge line stays bounded.
+const LOG_BYTES: i64 = 16 * 1024;
+
+/// When an event last happened: the latest of its timestamps. Scheduler events carry
+/// only `eventTime` (their `lastTimestamp` is null), repeated ones a `series`.
+fn last_seen(e: &Event) -> Option<Timestamp> {
+    [
+        e.last_timestamp.as_ref().map(|t| t.0),
+        e.event_time.as_ref().map(|t| t.0),
+        e.series
+            .as_ref()
+            .and_then(|s| s.last_observed_time.as_ref())
+            .map(|t| t.0),
+        e.first_timestamp.as_ref().map(|t| t.0),
+        e.metadata.creation_timestamp.as_ref().map(|t| t.0),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+}
 
 /// Collects what it can; an API error becomes a line of the text, never a failure.
 pub(super) async fn collect(client: &Client, namespace: &str) -> String {
@@ -46,7 +68,13 @@ pub(super) async fn collect(client: &Client, namespace: &str) -> String {
                     }
                 );
                 if !pod_ready(p) {
-                    unready.push(name);
+                    // Its containers not ready (a pod not scheduled yet has none, and no logs).
+                    let containers: Vec<(String, i32)> = statuses
+                        .iter()
+                        .filter(|c| !c.ready)
+                        .map(|c| (c.name.clone(), c.restart_count))
+                        .collect();
+                    unready.push((name, containers));
                 }
             }
         }
@@ -58,15 +86,7 @@ pub(super) async fn collect(client: &Client, namespace: &str) -> String {
     match events.list(&ListParams::default()).await {
         Ok(list) => {
             let mut items = list.items;
-            items.sort_by(|a, b| {
-                let t = |e: &Event| {
-                    e.last_timestamp
-                        .as_ref()
-                        .map(|t| t.0.to_string())
-                        .unwrap_or_default()
-                };
-                t(a).cmp(&t(b))
-            });
+            items.sort_by_key(last_seen);
             let _ = writeln!(out, "recent events:");
             for e in items.iter().rev().take(MAX_EVENTS).rev() {
                 let _ = writeln!(
@@ -84,20 +104,40 @@ pub(super) async fn collect(client: &Client, namespace: &str) -> String {
             let _ = writeln!(out, "events: cannot list them: {e}");
         }
     }
-    for name in unready.iter().take(MAX_LOGGED_PODS) {
-        let params = LogParams {
-            tail_lines: Some(LOG_LINES),
-            ..LogParams::default()
-        };
-        match pods.logs(name, &params).await {
-            Ok(log) => {
-                let _ = writeln!(out, "last {LOG_LINES} log lines of {name}:");
-                for line in log.lines() {
-                    let _ = writeln!(out, "  {line}");
+    for (pod, containers) in unready.iter().take(MAX_LOGGED_PODS) {
+        for (container, restarts) in containers {
+            let instances: &[bool] = if *restarts > 0 {
+                &[true, false]
+            } else {
+                &[false]
+            };
+            for &previous in instances {
+                let params = LogParams {
+                    container: Some(container.clone()),
+                    tail_lines: Some(LOG_LINES),
+                    limit_bytes: Some(LOG_BYTES),
+                    previous,
+                    ..LogParams::default()
+                };
+                let which = if previous {
+                    "previous instance of "
+                } else {
+                    ""
+                };
+                match pods.logs(pod, &params).await {
+                    Ok(log) => {
+                        let _ = writeln!(
+                            out,
+                            "last {LOG_LINES} log lines of {which}{pod}/{container}:"
+                        );
+                        for line in log.lines() {
+                            let _ = writeln!(out, "  {line}");
+                        }
+                    }
+                    Err(e) => {
+                        let _ = writeln!(out, "logs of {which}{pod}/{container}: {e}");
+                    }
                 }
-            }
-            Err(e) => {
-                let _ = writeln!(out, "logs of {name}: {e}");
             }
         }
     }
