@@ -572,6 +572,34 @@ fn the_kube_provider_refuses_a_context_that_is_not_a_sandbox() {
     );
     assert_no_rust_leak(&stderr);
     assert!(!dir.path().join("handoff-package").exists(), "nothing ran");
+
+    // The environment may widen the list, but the run says so (the server is this
+    // machine's, where nothing listens: provisioning then fails, cleanly).
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "run",
+            quickstart.to_str().unwrap(),
+            "--provider",
+            "kube",
+            "--allow-context",
+            "kind-*",
+        ])
+        .current_dir(dir.path())
+        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUNBOOK_KUBE_CONTEXTS", "prod-*")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains(
+            "kube context `prod-eks` (server https://127.0.0.1:1/) allowed by `prod-*` from \
+             RUNBOOK_KUBE_CONTEXTS in the environment, not by the caller's list"
+        ),
+        "{stderr}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_no_rust_leak(&stderr);
 }
 
 #[test]

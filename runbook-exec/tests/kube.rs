@@ -87,9 +87,15 @@ fn client() -> (kube::Client, Handle) {
 
 fn provider(client: kube::Client) -> (common::TestRoot, KubeProvider) {
     let (dir, local) = common::provider();
-    let p = KubeProvider::new(client, "kind-sandbox", &["kind-*".to_owned()], local)
-        .unwrap()
-        .teardown_wait(Duration::from_millis(400), Duration::from_millis(50));
+    let p = KubeProvider::new(
+        client,
+        "kind-sandbox",
+        "https://127.0.0.1:41234",
+        &["kind-*".to_owned()],
+        local,
+    )
+    .unwrap()
+    .teardown_wait(Duration::from_millis(400), Duration::from_millis(50));
     (dir, p)
 }
 
@@ -157,10 +163,11 @@ async fn a_context_not_allowed_as_a_sandbox_is_refused() {
     let (client, _handle) = client();
     let (_dir, local) = common::provider();
     let err = KubeProvider::new(
-        client,
+        client.clone(),
         "prod-eks",
+        "https://ABCD.gr7.eu-west-1.eks.amazonaws.com",
         &["kind-*".to_owned(), "k3d-*".to_owned()],
-        local,
+        local.clone(),
     )
     .unwrap_err();
     let text = err.to_string();
@@ -169,21 +176,60 @@ async fn a_context_not_allowed_as_a_sandbox_is_refused() {
         "{text}"
     );
     assert!(
-        text.contains("RUNBOOK_KUBE_CONTEXTS=prod-eks"),
-        "the refusal says how to allow it: {text}"
+        text.contains(
+            "RUNBOOK_KUBE_CONTEXTS='prod-eks@https://ABCD.gr7.eu-west-1.eks.amazonaws.com'"
+        ),
+        "the refusal says how to allow it, server included: {text}"
     );
-    assert!(runbook_exec::kube::context_allowed(
+    // A sandbox-looking name is not enough when the server is remote.
+    let err = KubeProvider::new(
+        client.clone(),
         "kind-ci",
-        &["kind-*".to_owned()]
-    ));
-    assert!(!runbook_exec::kube::context_allowed(
-        "kind",
-        &["kind-*".to_owned()]
-    ));
-    assert!(runbook_exec::kube::context_allowed(
-        "dev-sandbox",
-        &["*-sandbox".to_owned()]
-    ));
+        "https://prod.example.com:6443/",
+        &["kind-*".to_owned()],
+        local.clone(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("(server https://prod.example.com:6443/)"),
+        "{err}"
+    );
+    let allowed = KubeProvider::new(
+        client,
+        "dev",
+        "https://sandbox.example.com:6443/",
+        &[
+            "kind-*".to_owned(),
+            "dev@https://sandbox.example.com:*".to_owned(),
+        ],
+        local,
+    )
+    .unwrap();
+    assert!(
+        allowed
+            .allowed_by()
+            .ends_with("allowed by `dev@https://sandbox.example.com:*`"),
+        "{}",
+        allowed.allowed_by()
+    );
+    let local = "https://127.0.0.1:41234";
+    let kind = ["kind-*".to_owned()];
+    assert!(runbook_exec::kube::context_allowed("kind-ci", local, &kind).is_some());
+    assert!(runbook_exec::kube::context_allowed("kind-ci", "https://[::1]:6443", &kind).is_some());
+    assert!(
+        runbook_exec::kube::context_allowed("kind-ci", "https://localhost:6443", &kind).is_some()
+    );
+    assert!(runbook_exec::kube::context_allowed("kind", local, &kind).is_none());
+    assert!(
+        runbook_exec::kube::context_allowed("dev-sandbox", local, &["*-sandbox".to_owned()])
+            .is_some()
+    );
+    // `127.0.0.1.example.com` is not loopback.
+    assert!(
+        runbook_exec::kube::context_allowed("kind-ci", "https://127.0.0.1.example.com", &kind)
+            .is_none()
+    );
 }
 
 #[tokio::test]

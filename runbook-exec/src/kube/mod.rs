@@ -7,8 +7,10 @@
 //! steps act on the sandbox and nowhere else.
 //!
 //! **Safety:** the provider refuses to start unless the kubeconfig context is explicitly
-//! allowed as a sandbox, by name or pattern (`kind-*`, `k3d-*`), given by the caller or in
-//! `RUNBOOK_KUBE_CONTEXTS`. The agent never touches production.
+//! allowed as a sandbox, by name or pattern (`kind-*`, `k3d-*`) and, for a cluster not
+//! served on this machine, by server URL too (`dev@https://sandbox.example.com:*`), given
+//! by the caller or in `RUNBOOK_KUBE_CONTEXTS` (an entry from there is reported as such).
+//! The agent never touches production.
 
 mod checks;
 mod diagnostics;
@@ -41,43 +43,91 @@ pub const LABEL_LIFETIME: &str = "runbook.dev/lifetime";
 pub const LABEL_SANDBOX: &str = "runbook.dev/sandbox";
 /// The annotation with the time (RFC 3339) after which the reaper may delete the namespace.
 pub const EXPIRES_AT: &str = "runbook.dev/expires-at";
-/// Comma-separated context names or patterns allowed as sandboxes.
+/// Comma-separated allow-list entries (see [`context_allowed`]) added from the environment.
 pub const CONTEXTS_ENV: &str = "RUNBOOK_KUBE_CONTEXTS";
 
-/// Whether `context` matches one of `patterns` (`kind-*`, `*-sandbox`, `k3d-dev`, `*`).
-pub fn context_allowed(context: &str, patterns: &[String]) -> bool {
-    patterns
-        .iter()
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty())
-        .any(|p| match p.split_once('*') {
-            None => p == context,
-            Some((prefix, suffix)) => {
-                context.len() >= prefix.len() + suffix.len()
-                    && context.starts_with(prefix)
-                    && context.ends_with(suffix)
-            }
-        })
+/// Whether `text` matches `pattern`, where one `*` stands for any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((prefix, suffix)) => {
+            text.len() >= prefix.len() + suffix.len()
+                && text.starts_with(prefix)
+                && text.ends_with(suffix)
+        }
+    }
 }
 
-/// The allowed patterns: the caller's plus those in `RUNBOOK_KUBE_CONTEXTS`.
-fn allowed_patterns(allowed: &[String]) -> Vec<String> {
-    let mut all = allowed.to_vec();
-    if let Ok(env) = std::env::var(CONTEXTS_ENV) {
-        all.extend(env.split(',').map(str::to_owned));
-    }
-    all
+/// Whether an API server URL names this machine (kind and k3d clusters serve there).
+fn is_loopback(server: &str) -> bool {
+    let rest = server.split_once("://").map_or(server, |(_, rest)| rest);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => rest.split([':', '/']).next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Refuses a context that is not explicitly allowed as a sandbox.
-pub fn check_context(context: &str, allowed: &[String]) -> Result<()> {
-    if context_allowed(context, &allowed_patterns(allowed)) {
-        return Ok(());
+/// The allow-list entry that lets `context`, whose API server is `server`, be used as a
+/// sandbox, if any. An entry is `CONTEXT` or `CONTEXT@SERVER`, each a name or a pattern
+/// with one `*` (`kind-*`, `*-sandbox`, `dev@https://sandbox.example.com:*`). An entry
+/// without a server allows the context only on a server of this machine (loopback, as
+/// kind and k3d serve): a context named like a sandbox that points at a remote cluster
+/// must be allowed with its server spelled out.
+///
+/// ```
+/// use runbook_exec::kube::context_allowed;
+/// let allow = ["kind-*".to_owned(), "dev@https://sandbox.example.com:*".to_owned()];
+/// assert!(context_allowed("kind-ci", "https://127.0.0.1:41234", &allow).is_some());
+/// assert!(context_allowed("kind-ci", "https://prod.example.com:6443", &allow).is_none());
+/// assert!(context_allowed("dev", "https://sandbox.example.com:6443", &allow).is_some());
+/// ```
+pub fn context_allowed<'a>(context: &str, server: &str, entries: &'a [String]) -> Option<&'a str> {
+    let server = server.trim_end_matches('/');
+    entries.iter().map(|e| e.trim()).find(|entry| {
+        if entry.is_empty() {
+            return false;
+        }
+        match entry.split_once('@') {
+            Some((name, url)) => glob(name, context) && glob(url.trim_end_matches('/'), server),
+            None => glob(entry, context) && is_loopback(server),
+        }
+    })
+}
+
+/// Refuses a context that is not explicitly allowed as a sandbox; says which entry allowed
+/// it, and when that entry came from the environment ([`CONTEXTS_ENV`]) rather than the
+/// caller, says so: the environment can widen the caller's list, never silently.
+pub fn check_context(context: &str, server: &str, allowed: &[String]) -> Result<String> {
+    if let Some(entry) = context_allowed(context, server, allowed) {
+        return Ok(format!(
+            "kube context `{context}` (server {server}) allowed by `{entry}`"
+        ));
     }
+    let from_env: Vec<String> = std::env::var(CONTEXTS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    if let Some(entry) = context_allowed(context, server, &from_env) {
+        return Ok(format!(
+            "kube context `{context}` (server {server}) allowed by `{entry}` from {CONTEXTS_ENV} \
+             in the environment, not by the caller's list"
+        ));
+    }
+    let hint = if is_loopback(server) {
+        context.to_owned()
+    } else {
+        format!("{context}@{}", server.trim_end_matches('/'))
+    };
     Err(ExecError::Provider(format!(
-        "refusing to use kube context `{context}`: it is not allowed as a sandbox. A runbook is tested in a \
-         sandbox cluster, never production; if `{context}` is a sandbox, allow it with {CONTEXTS_ENV}={context} \
-         (or a pattern such as kind-*)"
+        "refusing to use kube context `{context}` (server {server}): it is not allowed as a sandbox. A \
+         runbook is tested in a sandbox cluster, never production; if it is a sandbox, allow it with \
+         --allow-context '{hint}' or {CONTEXTS_ENV}='{hint}' (an entry without `@SERVER` allows only \
+         clusters served on this machine)"
     )))
 }
 
@@ -94,6 +144,7 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 pub struct KubeProvider {
     client: Client,
     context: String,
+    allowed_by: String,
     kubeconfig: Option<Kubeconfig>,
     local: LocalProvider,
     expire_after: Duration,
@@ -119,7 +170,6 @@ impl KubeProvider {
             .current_context
             .clone()
             .ok_or_else(|| ExecError::Provider("the kubeconfig has no current context".into()))?;
-        check_context(&context, allowed)?;
         let options = KubeConfigOptions {
             context: Some(context.clone()),
             ..KubeConfigOptions::default()
@@ -129,32 +179,41 @@ impl KubeProvider {
             .map_err(|e| ExecError::failed(format!("kube context `{context}`"))(Box::new(e)))?;
         // Every call is bounded: a stalled API server cannot hold a check past its
         // deadline or a teardown past its bound.
+        let server = config.cluster_url.to_string();
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(30));
         config.write_timeout = Some(Duration::from_secs(30));
         let client = Client::try_from(config)
             .map_err(|e| api_error("cannot build the Kubernetes client", e))?;
-        Ok(Self::new(client, &context, allowed, local)?.kubeconfig(kubeconfig))
+        Ok(Self::new(client, &context, &server, allowed, local)?.kubeconfig(kubeconfig))
     }
 
-    /// A provider over an existing client whose context is `context` (checked against
-    /// the allow-list like [`KubeProvider::from_kubeconfig`]).
+    /// A provider over an existing client whose context is `context` with its API server
+    /// at `server` (checked against the allow-list like [`KubeProvider::from_kubeconfig`]).
     pub fn new(
         client: Client,
         context: &str,
+        server: &str,
         allowed: &[String],
         local: LocalProvider,
     ) -> Result<Self> {
-        check_context(context, allowed)?;
+        let allowed_by = check_context(context, server, allowed)?;
         Ok(KubeProvider {
             client,
             context: context.to_owned(),
+            allowed_by,
             kubeconfig: None,
             local,
             expire_after: Duration::from_secs(24 * 3600),
             teardown_wait: Duration::from_secs(120),
             poll: Duration::from_secs(1),
         })
+    }
+
+    /// The context, its server and the allow-list entry that let it be used (and whether
+    /// that entry came from the environment), for the caller to show.
+    pub fn allowed_by(&self) -> &str {
+        &self.allowed_by
     }
 
     /// The kubeconfig whose current context the sandboxes' scoped kubeconfigs are cut from.

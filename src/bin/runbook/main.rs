@@ -142,7 +142,7 @@ struct SandboxArgs {
     /// Where sandboxes and their state live (default: $RUNBOOK_STATE_DIR, /var/lib/runbook as root, else ~/.local/state/runbook).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// A kube context (name or pattern such as `kind-*`) allowed as a sandbox (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
+    /// A kube context allowed as a sandbox: a name or pattern (`kind-*`, for a cluster on this machine) or `CONTEXT@SERVER` (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
     #[arg(long = "allow-context", value_name = "PATTERN")]
     allow_contexts: Vec<String>,
 }
@@ -339,7 +339,10 @@ async fn provider(args: &SandboxArgs, isolate_network: bool) -> Result<Box<dyn P
         ProviderArg::Local => Box::new(local),
         #[cfg(feature = "kube")]
         ProviderArg::Kube => {
-            Box::new(runbook::exec::KubeProvider::from_kubeconfig(local, allow_contexts).await?)
+            let provider =
+                runbook::exec::KubeProvider::from_kubeconfig(local, allow_contexts).await?;
+            eprintln!("{}", provider.allowed_by());
+            Box::new(provider)
         }
         #[cfg(not(feature = "kube"))]
         ProviderArg::Kube => {
