@@ -954,3 +954,110 @@ async fn rollouts_and_endpoints_are_judged_as_kubectl_and_the_api_define_them() 
         ]
     );
 }
+
+#[tokio::test]
+async fn exists_and_absent_resolve_kinds_through_api_discovery() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let sc = |name: &str| runbook_core::KubeObjectRef {
+        api_version: "storage.k8s.io/v1".into(),
+        kind: "StorageClass".into(),
+        name: name.into(),
+    };
+    let server = serve(
+        handle,
+        vec![
+            created(),
+            ex(
+                "GET",
+                "/apis/storage.k8s.io/v1",
+                200,
+                fixture("discovery-storage.k8s.io-v1.json"),
+            ),
+            ex(
+                "GET",
+                "/apis/storage.k8s.io/v1/storageclasses/standard",
+                200,
+                fixture("storageclass-standard.json"),
+            ),
+            // The kind is known now: no second discovery request.
+            ex(
+                "GET",
+                "/apis/storage.k8s.io/v1/storageclasses/fast",
+                404,
+                not_found("fast"),
+            ),
+            ex("GET", "/api/v1", 200, fixture("discovery-core-v1.json")),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-postgres-",
+                200,
+                json!({"kind": "Endpoints", "apiVersion": "v1", "metadata": {"name": "web"}}),
+            ),
+            ex(
+                "GET",
+                "/apis/gateway.networking.k8s.io/v1",
+                404,
+                status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
+            ),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Session))
+        .await
+        .unwrap();
+    let probe = |check| runbook_core::Probe::Kube(check);
+    let seen = sandbox
+        .probe(&probe(KubeCheck::Exists(sc("standard"))))
+        .await
+        .unwrap();
+    assert!(seen.satisfied, "{}", seen.actual);
+    let seen = sandbox
+        .probe(&probe(KubeCheck::Absent(sc("fast"))))
+        .await
+        .unwrap();
+    assert!(seen.satisfied, "{}", seen.actual);
+    let endpoints = runbook_core::KubeObjectRef {
+        api_version: "v1".into(),
+        kind: "Endpoints".into(),
+        name: "web".into(),
+    };
+    let seen = sandbox
+        .probe(&probe(KubeCheck::Exists(endpoints)))
+        .await
+        .unwrap();
+    assert!(seen.satisfied, "{}", seen.actual);
+    // A kind the cluster does not serve is an error, never "absent".
+    let gateway = runbook_core::KubeObjectRef {
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: "Gateway".into(),
+        name: "web".into(),
+    };
+    let err = sandbox
+        .probe(&probe(KubeCheck::Absent(gateway)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not serve kind `Gateway` in `gateway.networking.k8s.io/v1`"),
+        "{err}"
+    );
+    sandbox.keep();
+    let ns = format!("rb-{}", sandbox.id());
+    let uris: Vec<String> = server.await.unwrap().into_iter().map(|s| s.uri).collect();
+    assert_eq!(
+        uris[1..],
+        [
+            "/apis/storage.k8s.io/v1".to_owned(),
+            "/apis/storage.k8s.io/v1/storageclasses/standard".to_owned(),
+            "/apis/storage.k8s.io/v1/storageclasses/fast".to_owned(),
+            "/api/v1".to_owned(),
+            format!("/api/v1/namespaces/{ns}/endpoints/web"),
+            "/apis/gateway.networking.k8s.io/v1".to_owned(),
+        ]
+    );
+}

@@ -3,7 +3,11 @@
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::discovery::{self, Scope};
 use kube::{Api, Client};
 use runbook_core::{KubeCheck, KubeObjectRef};
 
@@ -29,26 +33,52 @@ pub(super) fn pod_ready(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The plural resource name of a kind (`NetworkPolicy` -> `networkpolicies`).
-fn plural(kind: &str) -> String {
-    let lower = kind.to_lowercase();
-    if let Some(stem) = lower.strip_suffix('y') {
-        format!("{stem}ies")
-    } else if lower.ends_with('s') || lower.ends_with("ch") || lower.ends_with('x') {
-        format!("{lower}es")
-    } else {
-        format!("{lower}s")
-    }
-}
+/// Kinds resolved through API discovery (plural, scope, group version), kept for the
+/// sandbox's life: one discovery request per kind, however often a check retries.
+#[derive(Default)]
+pub(super) struct Discovered(Mutex<HashMap<(String, String), (ApiResource, Scope)>>);
 
-fn dynamic_api(client: &Client, namespace: &str, r: &KubeObjectRef) -> Api<DynamicObject> {
-    let (group, version) = r
-        .api_version
-        .rsplit_once('/')
-        .unwrap_or(("", &r.api_version));
-    let gvk = GroupVersionKind::gvk(group, version, &r.kind);
-    let resource = ApiResource::from_gvk_with_plural(&gvk, &plural(&r.kind));
-    Api::namespaced_with(client.clone(), namespace, &resource)
+impl Discovered {
+    /// The API for `r`'s kind, cluster-wide for a cluster-scoped kind (StorageClass,
+    /// ClusterRole, a cluster-scoped CRD). A kind the server does not serve is an error:
+    /// reading it as "absent" would let `absent` pass by itself.
+    async fn api(
+        &self,
+        client: &Client,
+        namespace: &str,
+        r: &KubeObjectRef,
+    ) -> Result<Api<DynamicObject>> {
+        let key = (r.api_version.clone(), r.kind.clone());
+        let known = self.0.lock().ok().and_then(|m| m.get(&key).cloned());
+        let (resource, scope) = match known {
+            Some(found) => found,
+            None => {
+                let (group, version) = r
+                    .api_version
+                    .rsplit_once('/')
+                    .unwrap_or(("", &r.api_version));
+                let gvk = GroupVersionKind::gvk(group, version, &r.kind);
+                let (resource, caps) = discovery::pinned_kind(client, &gvk).await.map_err(|e| {
+                    api_error(
+                        &format!(
+                            "the cluster does not serve kind `{}` in `{}` (API discovery)",
+                            r.kind, r.api_version
+                        ),
+                        e,
+                    )
+                })?;
+                let found = (resource, caps.scope);
+                if let Ok(mut m) = self.0.lock() {
+                    m.insert(key, found.clone());
+                }
+                found
+            }
+        };
+        Ok(match scope {
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+            Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, &resource),
+        })
+    }
 }
 
 fn missing(kind: &str, name: &str) -> Observation {
@@ -235,6 +265,7 @@ fn daemonset_rollout(name: &str, d: &DaemonSet) -> Observation {
 pub(super) async fn observe(
     client: &Client,
     namespace: &str,
+    discovered: &Discovered,
     check: &KubeCheck,
 ) -> Result<Observation> {
     Ok(match check {
@@ -320,7 +351,9 @@ pub(super) async fn observe(
             )
         }
         KubeCheck::Exists(r) => {
-            let found = dynamic_api(client, namespace, r)
+            let found = discovered
+                .api(client, namespace, r)
+                .await?
                 .get_opt(&r.name)
                 .await
                 .map_err(|e| api_error(&format!("cannot read {}/{}", r.kind, r.name), e))?;
@@ -339,7 +372,9 @@ pub(super) async fn observe(
             )
         }
         KubeCheck::Absent(r) => {
-            let found = dynamic_api(client, namespace, r)
+            let found = discovered
+                .api(client, namespace, r)
+                .await?
                 .get_opt(&r.name)
                 .await
                 .map_err(|e| api_error(&format!("cannot read {}/{}", r.kind, r.name), e))?;
@@ -358,19 +393,4 @@ pub(super) async fn observe(
             )
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn plurals_of_common_kinds() {
-        for (kind, want) in [
-            ("Secret", "secrets"),
-            ("NetworkPolicy", "networkpolicies"),
-            ("Ingress", "ingresses"),
-            ("StatefulSet", "statefulsets"),
-        ] {
-            assert_eq!(super::plural(kind), want);
-        }
-    }
 }

@@ -308,6 +308,7 @@ impl KubeProvider {
             client: self.client.clone(),
             context: self.context.clone(),
             namespace,
+            discovered: checks::Discovered::default(),
             teardown_wait: self.teardown_wait,
             poll: self.poll,
         })
@@ -496,6 +497,7 @@ pub struct KubeSandbox {
     client: Client,
     context: String,
     namespace: String,
+    discovered: checks::Discovered,
     teardown_wait: Duration,
     poll: Duration,
 }
@@ -563,7 +565,9 @@ impl Sandbox for KubeSandbox {
 
     async fn probe(&self, probe: &Probe) -> Result<Observation> {
         match probe {
-            Probe::Kube(check) => checks::observe(&self.client, &self.namespace, check).await,
+            Probe::Kube(check) => {
+                checks::observe(&self.client, &self.namespace, &self.discovered, check).await
+            }
             // Files and processes are local: the step commands' side of the sandbox.
             Probe::File(_) | Probe::Process(_) => self.local.probe(probe).await,
             // A port or URL of the cluster is not reachable from here as it is from a pod.
