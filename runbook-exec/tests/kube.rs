@@ -1061,3 +1061,75 @@ async fn exists_and_absent_resolve_kinds_through_api_discovery() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_busy_api_server_is_retried_within_the_checks_budget() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let busy = || {
+        ex(
+            "GET",
+            "/api/v1/namespaces/rb-",
+            429,
+            status(
+                429,
+                "TooManyRequests",
+                "the server has received too many requests",
+            ),
+        )
+    };
+    let server = serve(
+        handle,
+        vec![
+            created(),
+            ex("GET", "/version", 200, version()),
+            ex("GET", "/api/v1/nodes", 200, nodes(1)),
+            busy(),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-",
+                503,
+                status(503, "ServiceUnavailable", "etcdserver: leader changed"),
+            ),
+            ex("GET", "/api/v1/namespaces/rb-", 200, pods(true)),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
+        ],
+    );
+    let runbook = Runbook::builder("postgres")
+        .step(
+            Step::new("deploy", "Deploy")
+                .run("true")
+                .read_only()
+                .verify(
+                    Check::kube(KubeCheck::PodsReady {
+                        selector: "app=db".into(),
+                        count: 1,
+                    })
+                    .within(Duration::from_secs(10))
+                    .every(Duration::from_millis(50)),
+                ),
+        )
+        .build_unchecked();
+    let options = RunOptions {
+        lifetime: Some(Lifetime::Ephemeral),
+        ..RunOptions::default()
+    };
+    let outcome = run_all(&provider, runbook, options, RunMode::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.report.verdict,
+        Verdict::Passed,
+        "{:#?}",
+        outcome.report
+    );
+    let check = &outcome.report.steps[0].attempts[0].checks[0];
+    assert_eq!(check.attempts, 3, "{check:#?}");
+    assert_eq!(server.await.unwrap().len(), 8);
+}

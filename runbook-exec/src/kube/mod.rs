@@ -178,11 +178,14 @@ impl KubeProvider {
             .await
             .map_err(|e| ExecError::failed(format!("kube context `{context}`"))(Box::new(e)))?;
         // Every call is bounded: a stalled API server cannot hold a check past its
-        // deadline or a teardown past its bound.
+        // deadline or a teardown past its bound. kube's own retry (429/503/504, up to 15
+        // times with backoff) is off: checks retry within their `within` budget and
+        // teardown within its bound, so no hidden loop outlives either.
         let server = config.cluster_url.to_string();
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(30));
         config.write_timeout = Some(Duration::from_secs(30));
+        config.default_retry = false;
         let client = Client::try_from(config)
             .map_err(|e| api_error("cannot build the Kubernetes client", e))?;
         Ok(Self::new(client, &context, &server, allowed, local)?.kubeconfig(kubeconfig))
