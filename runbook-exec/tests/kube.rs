@@ -1133,3 +1133,134 @@ async fn a_busy_api_server_is_retried_within_the_checks_budget() {
     assert_eq!(check.attempts, 3, "{check:#?}");
     assert_eq!(server.await.unwrap().len(), 8);
 }
+
+#[tokio::test]
+async fn steps_get_a_namespace_scoped_token_never_the_users_credentials() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (client, handle) = client();
+    let (dir, provider) = provider(client);
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-sandbox",
+        "clusters": [
+            {"name": "kind-sandbox", "cluster": {"server": "https://127.0.0.1:41234",
+                "certificate-authority": ca.to_str().unwrap()}},
+            {"name": "prod", "cluster": {"server": "https://prod.example.com"}}
+        ],
+        "contexts": [
+            {"name": "kind-sandbox", "context": {"cluster": "kind-sandbox", "user": "kind-admin"}},
+            {"name": "prod", "context": {"cluster": "prod", "user": "prod-admin"}}
+        ],
+        "users": [
+            {"name": "kind-admin", "user": {"client-certificate-data": "Q0VSVA==",
+                "client-key-data": "VVNFUi1LRVktU0VDUkVU"}},
+            {"name": "prod-admin", "user": {"token": "PROD-TOKEN-SECRET"}}
+        ]
+    }))
+    .unwrap();
+    let provider = provider.kubeconfig(kubeconfig);
+    let token = "eyJhbGciOiJSUzI1NiJ9.step-token.sig";
+    let server = serve(
+        handle,
+        vec![
+            created(),
+            ex(
+                "POST",
+                "/api/v1/namespaces/rb-postgres-",
+                201,
+                json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": {"name": "runbook-step"}}),
+            ),
+            ex(
+                "POST",
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/rb-postgres-",
+                201,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "runbook-step"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                   "kind": "ClusterRole", "name": "admin"}}),
+            ),
+            ex(
+                "POST",
+                "/api/v1/namespaces/rb-postgres-",
+                201,
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "metadata": {"name": "runbook-step"},
+                       "spec": {"audiences": ["https://kubernetes.default.svc.cluster.local"],
+                                "expirationSeconds": 86400},
+                       "status": {"token": token,
+                                  "expirationTimestamp": "2026-11-28T10:00:00Z"}}),
+            ),
+        ],
+    );
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Session))
+        .await
+        .unwrap();
+    sandbox.keep();
+    let ns = format!("rb-{}", sandbox.id());
+    let seen = server.await.unwrap();
+    assert_eq!(
+        seen[1].uri,
+        format!("/api/v1/namespaces/{ns}/serviceaccounts?")
+    );
+    assert_eq!(seen[1].body["metadata"]["name"], "runbook-step");
+    assert_eq!(
+        seen[2].uri,
+        format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings?")
+    );
+    assert_eq!(
+        seen[2].body["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"})
+    );
+    assert_eq!(
+        seen[2].body["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "runbook-step", "namespace": ns}])
+    );
+    assert_eq!(
+        seen[3].uri,
+        format!("/api/v1/namespaces/{ns}/serviceaccounts/runbook-step/token?")
+    );
+    assert_eq!(seen[3].body["spec"]["expirationSeconds"], 86400);
+
+    let path = dir
+        .path()
+        .join("local")
+        .join(sandbox.id())
+        .join("work/.kube/config");
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let work = std::fs::metadata(path.parent().unwrap().parent().unwrap()).unwrap();
+    assert_eq!(
+        meta.uid(),
+        work.uid(),
+        "the sandbox's user owns its kubeconfig"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    for secret in [
+        "VVNFUi1LRVktU0VDUkVU",
+        "Q0VSVA==",
+        "PROD-TOKEN-SECRET",
+        "prod.example.com",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "`{secret}` leaked into the step kubeconfig: {text}"
+        );
+    }
+    let config: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(config["users"][0]["user"], json!({"token": token}));
+    assert_eq!(config["contexts"][0]["context"]["namespace"], json!(ns));
+    assert_eq!(config["contexts"][0]["context"]["user"], "runbook-step");
+    assert_eq!(
+        config["clusters"][0]["cluster"],
+        json!({"server": "https://127.0.0.1:41234",
+               "certificate-authority-data":
+                   "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="})
+    );
+}

@@ -3,8 +3,10 @@
 //! Each sandbox is a namespace `rb-<runbook>-<id>` with labels (managed-by, runbook,
 //! lifetime, sandbox id) and an expiry annotation, plus a local directory (the local
 //! provider's) where the step commands run with `KUBECONFIG` pointing at a kubeconfig
-//! pinned to that namespace and `NAMESPACE` set to it, so `kubectl` and `helm` in the
-//! steps act on the sandbox and nowhere else.
+//! pinned to that namespace and `NAMESPACE` set to it. That kubeconfig holds a
+//! short-lived token of the ServiceAccount [`STEP_ACCOUNT`], `admin` in the namespace
+//! only, never the caller's credentials: `kubectl` and `helm` in the steps act on the
+//! sandbox and nowhere else.
 //!
 //! **Safety:** the provider refuses to start unless the kubeconfig context is explicitly
 //! allowed as a sandbox, by name or pattern (`kind-*`, `k3d-*`) and, for a cluster not
@@ -13,7 +15,10 @@
 //! The agent never touches production.
 
 mod checks;
+mod confine;
 mod diagnostics;
+
+pub use confine::STEP_ACCOUNT;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -286,22 +291,14 @@ impl KubeProvider {
         Ok(name)
     }
 
-    /// A kubeconfig with only the current context, pinned to `namespace`.
-    fn scoped_kubeconfig(&self, namespace: &str) -> Option<Vec<u8>> {
-        let mut k = self.kubeconfig.clone()?;
-        k.contexts.retain(|c| c.name == self.context);
-        let ctx = k.contexts.first_mut()?.context.as_mut()?;
-        ctx.namespace = Some(namespace.to_owned());
-        let (cluster, user) = (ctx.cluster.clone(), ctx.user.clone());
-        k.clusters.retain(|c| c.name == cluster);
-        k.auth_infos.retain(|u| Some(&u.name) == user.as_ref());
-        k.current_context = Some(self.context.clone());
-        serde_json::to_vec_pretty(&k).ok()
-    }
-
     async fn open(&self, mut local: LocalSandbox, namespace: String) -> Result<KubeSandbox> {
-        if let Some(config) = self.scoped_kubeconfig(&namespace) {
-            local.write_file(".kube/config", &config).await?;
+        // The steps act as the sandbox's ServiceAccount (admin in its namespace only),
+        // with a short-lived token in a kubeconfig only the sandbox user can read.
+        if let Some(base) = &self.kubeconfig {
+            let seconds = confine::token_lifetime(self.expire_after);
+            let token = confine::step_token(&self.client, &namespace, seconds).await?;
+            let config = confine::step_kubeconfig(base, &self.context, &namespace, &token)?;
+            local.write_private(".kube/config", &config).await?;
             let path = local.work_dir().join(".kube/config");
             local.set_env("KUBECONFIG", &path.to_string_lossy());
         }

@@ -756,6 +756,22 @@ pub struct LocalSandbox {
 }
 
 impl LocalSandbox {
+    /// Writes a file beneath the work directory that only the sandbox's user can read
+    /// (mode 0600), such as a credential the steps use.
+    pub async fn write_private(&self, path: &str, contents: &[u8]) -> Result<()> {
+        self.write_mode(path, contents, 0o600).await
+    }
+
+    async fn write_mode(&self, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        let rel = relative(path)?.to_owned();
+        let (root, contents, user) = (self.work_dir(), contents.to_vec(), self.user.clone());
+        tokio::task::spawn_blocking(move || {
+            files::write_beneath(&root, &rel, &contents, mode, user.as_ref())
+        })
+        .await
+        .map_err(|e| ExecError::Provider(format!("writing a file failed: {e}")))?
+    }
+
     /// Adds an environment variable to every command of this sandbox (it wins over the
     /// runbook's values).
     #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
@@ -967,13 +983,7 @@ impl Sandbox for LocalSandbox {
     }
 
     async fn write_file(&self, path: &str, contents: &[u8]) -> Result<()> {
-        let rel = relative(path)?.to_owned();
-        let (root, contents, user) = (self.work_dir(), contents.to_vec(), self.user.clone());
-        tokio::task::spawn_blocking(move || {
-            files::write_beneath(&root, &rel, &contents, 0o644, user.as_ref())
-        })
-        .await
-        .map_err(|e| ExecError::Provider(format!("writing a file failed: {e}")))?
+        self.write_mode(path, contents, 0o644).await
     }
 
     async fn describe(&self) -> Result<SandboxDescription> {
