@@ -1185,6 +1185,20 @@ async fn steps_get_a_namespace_scoped_token_never_the_users_credentials() {
                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
                                    "kind": "ClusterRole", "name": "admin"}}),
             ),
+            // The `default` ServiceAccount appears a moment after the namespace.
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-postgres-",
+                404,
+                not_found("default"),
+            ),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-postgres-",
+                200,
+                json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                       "metadata": {"name": "default"}}),
+            ),
             ex(
                 "POST",
                 "/api/v1/namespaces/rb-postgres-",
@@ -1224,9 +1238,13 @@ async fn steps_get_a_namespace_scoped_token_never_the_users_credentials() {
     );
     assert_eq!(
         seen[3].uri,
+        format!("/api/v1/namespaces/{ns}/serviceaccounts/default")
+    );
+    assert_eq!(
+        seen[5].uri,
         format!("/api/v1/namespaces/{ns}/serviceaccounts/runbook-step/token?")
     );
-    assert_eq!(seen[3].body["spec"]["expirationSeconds"], 86400);
+    assert_eq!(seen[5].body["spec"]["expirationSeconds"], 86400);
 
     let path = dir
         .path()
@@ -1262,5 +1280,74 @@ async fn steps_get_a_namespace_scoped_token_never_the_users_credentials() {
         json!({"server": "https://127.0.0.1:41234",
                "certificate-authority-data":
                    "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="})
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_the_steps_cannot_use_is_deleted_not_left_behind() {
+    let (client, handle) = client();
+    let (dir, provider) = provider(client);
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-sandbox",
+        "clusters": [{"name": "kind", "cluster": {"server": "https://127.0.0.1:41234"}}],
+        "contexts": [{"name": "kind-sandbox", "context": {"cluster": "kind", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]
+    }))
+    .unwrap();
+    let provider = provider.kubeconfig(kubeconfig);
+    let server = serve(
+        handle,
+        vec![
+            created(),
+            ex(
+                "POST",
+                "/api/v1/namespaces/rb-postgres-",
+                403,
+                status(
+                    403,
+                    "Forbidden",
+                    "serviceaccounts is forbidden: User \"dev\" cannot create resource",
+                ),
+            ),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-postgres-",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex(
+                "GET",
+                "/api/v1/namespaces/rb-postgres-",
+                404,
+                not_found("rb-x"),
+            ),
+        ],
+    );
+    let Err(err) = provider.provision(&request(Lifetime::Ephemeral)).await else {
+        panic!("provisioning succeeded without a step ServiceAccount");
+    };
+    assert!(
+        err.chain()
+            .contains("cannot create the step ServiceAccount"),
+        "{}",
+        err.chain()
+    );
+    let seen = server.await.unwrap();
+    assert_eq!(seen.len(), 4, "the namespace is deleted: {seen:?}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("local"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "no local state left: {left:?}");
+}
+
+#[test]
+fn a_long_runbook_name_is_shortened_never_its_random_suffix() {
+    let id = format!("{}-0a1b2c3d", "x".repeat(70));
+    let ns = KubeProvider::namespace_of(&id);
+    assert_eq!(ns.len(), 63);
+    assert!(ns.ends_with("x-0a1b2c3d"), "{ns}");
+    assert_eq!(
+        KubeProvider::namespace_of("web-0a1b2c3d"),
+        "rb-web-0a1b2c3d"
     );
 }

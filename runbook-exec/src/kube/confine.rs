@@ -77,6 +77,7 @@ pub(super) async fn step_token(client: &Client, namespace: &str, seconds: i64) -
             ));
         }
     }
+    wait_for_default_account(&accounts).await?;
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: Vec::new(),
@@ -94,6 +95,28 @@ pub(super) async fn step_token(client: &Client, namespace: &str, seconds: i64) -
         .map(|s| s.token)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ExecError::Provider("the API server returned no step token".into()))
+}
+
+/// Waits (bounded) for the namespace's `default` ServiceAccount, which a controller
+/// creates shortly after the namespace: a step's first pod is refused (403) without it.
+async fn wait_for_default_account(accounts: &Api<ServiceAccount>) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match accounts.get_opt("default").await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(None) => {
+                return Err(ExecError::Provider(
+                    "the namespace's `default` ServiceAccount did not appear within 20 s: is the \
+                     cluster's controller manager running?"
+                        .into(),
+                ));
+            }
+            Err(e) => return Err(api_error("cannot read the `default` ServiceAccount", e)),
+        }
+    }
 }
 
 /// A kubeconfig for the steps: the cluster of `context` (server, CA, TLS name; a CA

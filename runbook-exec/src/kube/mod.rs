@@ -46,6 +46,9 @@ pub const LABEL_RUNBOOK: &str = "runbook.dev/runbook";
 pub const LABEL_LIFETIME: &str = "runbook.dev/lifetime";
 /// The label with the sandbox id.
 pub const LABEL_SANDBOX: &str = "runbook.dev/sandbox";
+/// The longest runbook name the provider takes (the lint's limit too): with the
+/// `-` and the 8-hex-digit suffix, the sandbox id fits a label value.
+const MAX_RUNBOOK_NAME: usize = 40;
 /// The annotation with the time (RFC 3339) after which the reaper may delete the namespace.
 pub const EXPIRES_AT: &str = "runbook.dev/expires-at";
 /// Comma-separated allow-list entries (see [`context_allowed`]) added from the environment.
@@ -247,9 +250,16 @@ impl KubeProvider {
 
     /// The namespace of sandbox `id`.
     pub fn namespace_of(id: &str) -> String {
-        let mut name = format!("rb-{id}");
-        name.truncate(63);
-        name.trim_end_matches('-').to_owned()
+        // The random suffix keeps its full length: only the runbook part is shortened.
+        let (stem, suffix) = id.rsplit_once('-').unwrap_or((id, ""));
+        let room = 63 - "rb-".len() - suffix.len() - 1;
+        let stem: String = stem.chars().take(room).collect();
+        let stem = stem.trim_end_matches('-');
+        if suffix.is_empty() {
+            format!("rb-{stem}")
+        } else {
+            format!("rb-{stem}-{suffix}")
+        }
     }
 
     fn namespaces(&self) -> Api<Namespace> {
@@ -396,12 +406,31 @@ impl Provider for KubeProvider {
     }
 
     async fn provision(&self, request: &ProvisionRequest) -> Result<Box<dyn Sandbox>> {
+        // The sandbox id is a label value (at most 63 characters) and the namespace's name.
+        if request.runbook.len() > MAX_RUNBOOK_NAME {
+            return Err(ExecError::Provider(format!(
+                "runbook name `{}` is {} characters; the Kubernetes provider takes at most \
+                 {MAX_RUNBOOK_NAME} (it becomes namespace and label values)",
+                request.runbook,
+                request.runbook.len()
+            )));
+        }
         // A name conflict (409) gets a fresh id; anything else is an error.
         let mut last = None;
         for _ in 0..3 {
             let local = self.local.provision_local(request)?;
             match self.create_namespace(&local).await {
-                Ok(ns) => return Ok(Box::new(self.open(local, ns).await?)),
+                Ok(ns) => {
+                    return match self.open(local, ns.clone()).await {
+                        Ok(sandbox) => Ok(Box::new(sandbox)),
+                        Err(e) => {
+                            // A namespace the steps cannot use is not left behind.
+                            let _ = delete_namespace(&self.client, &ns, Duration::ZERO, self.poll)
+                                .await;
+                            Err(e)
+                        }
+                    };
+                }
                 Err(e) => {
                     drop(local);
                     let text = e.chain();
