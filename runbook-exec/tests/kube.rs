@@ -1351,3 +1351,21 @@ fn a_long_runbook_name_is_shortened_never_its_random_suffix() {
         "rb-web-0a1b2c3d"
     );
 }
+
+#[tokio::test]
+async fn a_runbook_name_too_long_for_labels_is_refused_before_any_request() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    // Nothing is served: a request would fail the test with "fewer requests" unmet.
+    let server = serve(handle, Vec::new());
+    let name = "a-runbook-name-of-fifty-six-characters-for-the-label-xx";
+    let request = ProvisionRequest {
+        runbook: name.into(),
+        lifetime: Lifetime::Ephemeral,
+    };
+    let Err(err) = provider.provision(&request).await else {
+        panic!("a {}-character name was accepted", name.len());
+    };
+    assert!(err.to_string().contains("takes at most 40"), "{err}");
+    assert!(server.await.unwrap().is_empty());
+}
