@@ -216,6 +216,12 @@ pub trait Sandbox: Send + Sync {
         BTreeMap::new()
     }
 
+    /// Secret values the sandbox itself holds (the kube provider's step token), masked
+    /// like the runbook's secrets wherever output is recorded. By default, none.
+    fn secret_values(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// What to record when a step fails, beyond its own output (pod status, events and
     /// logs, for the kube provider). By default, nothing. The engine redacts it.
     async fn diagnostics(&self) -> Option<String> {

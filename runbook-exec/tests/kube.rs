@@ -1369,3 +1369,80 @@ async fn a_runbook_name_too_long_for_labels_is_refused_before_any_request() {
     assert!(err.to_string().contains("takes at most 40"), "{err}");
     assert!(server.await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_step_token_is_masked_in_everything_recorded() {
+    let (client, handle) = client();
+    let (_dir, provider) = provider(client);
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-sandbox",
+        "clusters": [{"name": "kind", "cluster": {"server": "https://127.0.0.1:41234"}}],
+        "contexts": [{"name": "kind-sandbox", "context": {"cluster": "kind", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]
+    }))
+    .unwrap();
+    let provider = provider.kubeconfig(kubeconfig);
+    let token = "eyJhbGciOiJSUzI1NiJ9.step-token-5e3c.sig";
+    let ok = |kind: &str| json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}});
+    let server = serve(
+        handle,
+        vec![
+            created(),
+            ex("POST", "/api/v1/namespaces/rb-", 201, ok("ServiceAccount")),
+            ex(
+                "POST",
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/rb-",
+                201,
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "runbook-step"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                   "kind": "ClusterRole", "name": "admin"}}),
+            ),
+            ex("GET", "/api/v1/namespaces/rb-", 200, ok("ServiceAccount")),
+            ex(
+                "POST",
+                "/api/v1/namespaces/rb-",
+                201,
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"audiences": []}, "status": {"token": token,
+                       "expirationTimestamp": "2026-11-28T10:00:00Z"}}),
+            ),
+            ex("GET", "/version", 200, version()),
+            ex("GET", "/api/v1/nodes", 200, nodes(1)),
+            ex(
+                "DELETE",
+                "/api/v1/namespaces/rb-",
+                200,
+                namespace("rb-x", "Terminating"),
+            ),
+            ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
+        ],
+    );
+    let runbook = Runbook::builder("postgres")
+        .step(
+            Step::new("show", "A careless step prints its kubeconfig")
+                .run("cat \"$KUBECONFIG\"; cat \"$KUBECONFIG\" >&2")
+                .read_only()
+                .verify(Check::command("grep -c runbook-step \"$KUBECONFIG\"")),
+        )
+        .build_unchecked();
+    let options = RunOptions {
+        lifetime: Some(Lifetime::Ephemeral),
+        ..RunOptions::default()
+    };
+    let outcome = run_all(&provider, runbook, options, RunMode::default())
+        .await
+        .unwrap();
+    let output = &outcome.report.steps[0].attempts[0].output;
+    assert!(
+        output.stdout.contains("\"token\": \"***\""),
+        "{}",
+        output.stdout
+    );
+    let report = serde_json::to_string(&outcome.report).unwrap();
+    assert!(
+        !report.contains("step-token-5e3c"),
+        "the token leaked: {report}"
+    );
+    assert_eq!(server.await.unwrap().len(), 9);
+}

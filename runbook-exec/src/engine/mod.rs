@@ -169,7 +169,13 @@ impl Session {
                 values.insert(name, value);
             }
         }
-        let redactor = Redactor::new(secret_names.iter().filter_map(|n| values.get(n)));
+        let own = sandbox.secret_values();
+        let redactor = Redactor::new(
+            secret_names
+                .iter()
+                .filter_map(|n| values.get(n))
+                .chain(own.iter()),
+        );
         let log = SandboxLog::open(sandbox.control_dir(), sandbox.id())?;
         let next = runbook
             .steps

@@ -304,9 +304,11 @@ impl KubeProvider {
     async fn open(&self, mut local: LocalSandbox, namespace: String) -> Result<KubeSandbox> {
         // The steps act as the sandbox's ServiceAccount (admin in its namespace only),
         // with a short-lived token in a kubeconfig only the sandbox user can read.
+        let mut step_token = None;
         if let Some(base) = &self.kubeconfig {
             let seconds = confine::token_lifetime(self.expire_after);
             let token = confine::step_token(&self.client, &namespace, seconds).await?;
+            step_token = Some(token.clone());
             let config = confine::step_kubeconfig(base, &self.context, &namespace, &token)?;
             local.write_private(".kube/config", &config).await?;
             let path = local.work_dir().join(".kube/config");
@@ -318,6 +320,7 @@ impl KubeProvider {
             client: self.client.clone(),
             context: self.context.clone(),
             namespace,
+            step_token,
             discovered: checks::Discovered::default(),
             teardown_wait: self.teardown_wait,
             poll: self.poll,
@@ -526,6 +529,8 @@ pub struct KubeSandbox {
     client: Client,
     context: String,
     namespace: String,
+    /// The steps' token, masked in every recorded output.
+    step_token: Option<String>,
     discovered: checks::Discovered,
     teardown_wait: Duration,
     poll: Duration,
@@ -586,6 +591,10 @@ impl Sandbox for KubeSandbox {
             Err(e) => return Err(api_error("cannot list nodes", e)),
         };
         Ok(d)
+    }
+
+    fn secret_values(&self) -> Vec<String> {
+        self.step_token.iter().cloned().collect()
     }
 
     fn fixed_values(&self) -> BTreeMap<String, String> {
