@@ -809,6 +809,56 @@ steps:
     }
 }
 
+#[test]
+fn a_kept_environment_variable_reaches_the_steps_masked() {
+    let dir = workdir();
+    let key = "AKIA-kept-value-7f3e9c1d";
+    std::fs::write(
+        dir.path().join("keep.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: keep }
+steps:
+  - id: use-key
+    title: A cloud CLI reads its key from the environment
+    run: env | grep '^RB_TEST_CLOUD_KEY='
+    verify: [{ run: "env | grep -c '^RB_TEST_CLOUD_KEY=AKIA'", expect: { stdout: { equals: "1" } } }]
+    readOnly: true
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "run",
+            "keep.yaml",
+            "--keep-env",
+            "RB_TEST_CLOUD_KEY",
+            "--no-rehearsal",
+        ])
+        .current_dir(dir.path())
+        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+        .env("RB_TEST_CLOUD_KEY", key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join("handoff-package/test-results/sandbox-log.txt"),
+    )
+    .unwrap();
+    assert!(log.contains("RB_TEST_CLOUD_KEY=***"), "{log}");
+    let (stdout, stderr) = text(&out);
+    assert!(!stdout.contains(key) && !stderr.contains(key));
+    for entry in walk(&dir.path().join("handoff-package")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(key),
+            "{} holds the kept value",
+            entry.display()
+        );
+    }
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {

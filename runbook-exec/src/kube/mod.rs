@@ -594,7 +594,9 @@ impl Sandbox for KubeSandbox {
     }
 
     fn secret_values(&self) -> Vec<String> {
-        self.step_token.iter().cloned().collect()
+        let mut all = self.local.secret_values();
+        all.extend(self.step_token.iter().cloned());
+        all
     }
 
     fn fixed_values(&self) -> BTreeMap<String, String> {

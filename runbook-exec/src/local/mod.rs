@@ -92,6 +92,8 @@ pub struct LocalProvider {
     run_as: RunAs,
     path: String,
     env: BTreeMap<String, String>,
+    /// Values passed through from the caller's environment: masked in recorded output.
+    kept: Vec<String>,
     isolate_network: bool,
 }
 
@@ -117,6 +119,7 @@ impl LocalProvider {
             path: std::env::var("PATH")
                 .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into()),
             env: BTreeMap::new(),
+            kept: Vec::new(),
             isolate_network: false,
         }
     }
@@ -144,6 +147,20 @@ impl LocalProvider {
     /// Adds an environment variable to every command.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.insert(name.into(), value.into());
+        self
+    }
+
+    /// Passes `name` from this process's environment to every command, when it is set
+    /// (the commands' environment is otherwise cleared): what a cloud CLI or an exec
+    /// credential plugin needs (`AWS_PROFILE`, `AWS_ACCESS_KEY_ID`, `CLOUDSDK_CONFIG`…).
+    /// Its value is treated as a secret: masked wherever output is recorded.
+    pub fn keep_env(mut self, name: &str) -> Self {
+        if let Ok(value) = std::env::var(name) {
+            if !value.is_empty() {
+                self.kept.push(value.clone());
+            }
+            self.env.insert(name.to_owned(), value);
+        }
         self
     }
 
@@ -483,6 +500,7 @@ impl LocalProvider {
             shell: self.shell.clone(),
             path: self.path.clone(),
             env: self.env.clone(),
+            kept: self.kept.clone(),
             user,
             cgroup,
             meta,
@@ -742,6 +760,7 @@ pub struct LocalSandbox {
     shell: String,
     path: String,
     env: BTreeMap<String, String>,
+    kept: Vec<String>,
     user: Option<nix::unistd::User>,
     /// The sandbox's cgroup, when contained.
     cgroup: Option<PathBuf>,
@@ -984,6 +1003,10 @@ impl Sandbox for LocalSandbox {
 
     async fn write_file(&self, path: &str, contents: &[u8]) -> Result<()> {
         self.write_mode(path, contents, 0o644).await
+    }
+
+    fn secret_values(&self) -> Vec<String> {
+        self.kept.clone()
     }
 
     async fn describe(&self) -> Result<SandboxDescription> {

@@ -145,6 +145,9 @@ struct SandboxArgs {
     /// A kube context allowed as a sandbox: a name or pattern (`kind-*`, for a cluster on this machine) or `CONTEXT@SERVER` (repeatable; also $RUNBOOK_KUBE_CONTEXTS).
     #[arg(long = "allow-context", value_name = "PATTERN")]
     allow_contexts: Vec<String>,
+    /// Pass NAME from this environment to the steps (repeatable), e.g. what a cloud CLI needs; its value is masked like a secret.
+    #[arg(long = "keep-env", value_name = "NAME")]
+    keep_env: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -335,6 +338,10 @@ async fn provider(args: &SandboxArgs, isolate_network: bool) -> Result<Box<dyn P
         None => LocalProvider::new()?,
     }
     .isolate_network(isolate_network);
+    let local = args
+        .keep_env
+        .iter()
+        .fold(local, |local, name| local.keep_env(name));
     Ok(match which {
         ProviderArg::Local => Box::new(local),
         #[cfg(feature = "kube")]
