@@ -51,12 +51,7 @@ fn cli(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string()
+    common::free_port().to_string()
 }
 
 fn read(dir: &Path, file: &str) -> String {

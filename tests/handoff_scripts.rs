@@ -2,6 +2,8 @@
 //! sandbox run is deployed, verified and rolled back by its own scripts in a fresh
 //! directory, with the variables set as a human would set them.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -34,27 +36,6 @@ fn open_dir() -> tempfile::TempDir {
 
 fn path_env() -> String {
     format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default())
-}
-
-/// A port free now, below the kernel's ephemeral range (32768 and up by default) and
-/// never handed out twice in this process: an ephemeral port picked by the kernel can be
-/// taken by another test's outgoing connection before the daemon under test binds it.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(
-        0,
-        20000 + (std::process::id() % 5000) as u16,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 32000, "no free port left below the ephemeral range");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// Runs a real sandbox test of `runbook` and writes its package under `dir`.
@@ -312,7 +293,7 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
 #[tokio::test]
 async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_dir() {
     let dir = open_dir();
-    let sandbox_vars = BTreeMap::from([("PGPORT".to_owned(), free_port().to_string())]);
+    let sandbox_vars = BTreeMap::from([("PGPORT".to_owned(), common::free_port().to_string())]);
     let package = tested_package(example("postgres"), sandbox_vars, dir.path()).await;
     let work = work_dir(dir.path());
     let vars = BTreeMap::from([
@@ -321,7 +302,7 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
             work.join("data-prod").to_string_lossy().into_owned(),
         ),
         ("PGHOST".to_owned(), "127.0.0.1".to_owned()),
-        ("PGPORT".to_owned(), free_port().to_string()),
+        ("PGPORT".to_owned(), common::free_port().to_string()),
         ("APP_DB".to_owned(), "shop".to_owned()),
         ("APP_USER".to_owned(), "shop_app".to_owned()),
         (
@@ -592,9 +573,9 @@ steps:
 async fn notification_stack_scripts_work_with_production_like_values() {
     let dir = open_dir();
     let sandbox_vars = BTreeMap::from([
-        ("DB_PORT".to_owned(), free_port().to_string()),
-        ("CACHE_PORT".to_owned(), free_port().to_string()),
-        ("QUEUE_PORT".to_owned(), free_port().to_string()),
+        ("DB_PORT".to_owned(), common::free_port().to_string()),
+        ("CACHE_PORT".to_owned(), common::free_port().to_string()),
+        ("QUEUE_PORT".to_owned(), common::free_port().to_string()),
     ]);
     let package = tested_package(example("notification-stack"), sandbox_vars, dir.path()).await;
     let work = work_dir(dir.path());
@@ -604,11 +585,11 @@ async fn notification_stack_scripts_work_with_production_like_values() {
             work.join("pg-prod").to_string_lossy().into_owned(),
         ),
         ("DB_HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("DB_PORT".to_owned(), free_port().to_string()),
+        ("DB_PORT".to_owned(), common::free_port().to_string()),
         ("CACHE_HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("CACHE_PORT".to_owned(), free_port().to_string()),
+        ("CACHE_PORT".to_owned(), common::free_port().to_string()),
         ("QUEUE_HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("QUEUE_PORT".to_owned(), free_port().to_string()),
+        ("QUEUE_PORT".to_owned(), common::free_port().to_string()),
         ("APP_DB".to_owned(), "notify_prod".to_owned()),
         ("APP_USER".to_owned(), "notify_prod_app".to_owned()),
         (
@@ -667,7 +648,7 @@ async fn upgrade_scripts_upgrade_and_roll_back_to_v1_exactly() {
     };
     let options = |lifetime| RunOptions {
         lifetime,
-        vars: BTreeMap::from([("DB_PORT".to_owned(), free_port().to_string())]),
+        vars: BTreeMap::from([("DB_PORT".to_owned(), common::free_port().to_string())]),
         ..RunOptions::default()
     };
     // v1 in a persistent sandbox, then the upgrade in the same sandbox.
@@ -708,7 +689,7 @@ async fn upgrade_scripts_upgrade_and_roll_back_to_v1_exactly() {
             work.join("orders-prod").to_string_lossy().into_owned(),
         ),
         ("DB_HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("DB_PORT".to_owned(), free_port().to_string()),
+        ("DB_PORT".to_owned(), common::free_port().to_string()),
         (
             "PG_SUPERUSER_PASSWORD".to_owned(),
             "prod-orders-super".to_owned(),

@@ -217,11 +217,7 @@ steps:
 #[test]
 fn tcp_http_and_process_checks_hold_in_the_sandbox_and_in_the_scripts() {
     let dir = workdir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     std::fs::write(
         dir.path().join("serve.yaml"),
         format!(

@@ -21,14 +21,6 @@ fn example() -> Runbook {
     runbook_core::load(path).unwrap().0
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn with_pg_path(provider: LocalProvider) -> LocalProvider {
     let path = std::env::var("PATH").unwrap_or_default();
     provider.path(format!("{PG_BIN}:{path}"))
@@ -68,7 +60,7 @@ async fn the_postgres_15_story_runs_for_real() {
     let (_root, provider) = provider();
     let provider = with_pg_path(provider);
     let (runbook, fixed_command) = naive(example());
-    let mut session = Session::start(&provider, runbook, options(free_port()))
+    let mut session = Session::start(&provider, runbook, options(common::free_port()))
         .await
         .unwrap();
     let versions = session.preflight().await.unwrap();
@@ -146,7 +138,7 @@ async fn the_postgres_15_story_runs_for_real() {
 async fn teardown_stops_a_running_server() {
     let (_root, provider) = provider();
     let provider = with_pg_path(provider);
-    let mut session = Session::start(&provider, example(), options(free_port()))
+    let mut session = Session::start(&provider, example(), options(common::free_port()))
         .await
         .unwrap();
     for _ in 0..2 {
