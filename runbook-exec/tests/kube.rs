@@ -841,6 +841,17 @@ async fn a_persistent_sandbox_keeps_its_namespace_and_is_found_again_by_label() 
     );
 }
 
+/// A minimal kubeconfig of the `kind-sandbox` context, whose cluster is on this machine.
+fn kind_kubeconfig() -> kube::config::Kubeconfig {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-sandbox",
+        "clusters": [{"name": "kind", "cluster": {"server": "https://127.0.0.1:41234"}}],
+        "contexts": [{"name": "kind-sandbox", "context": {"cluster": "kind", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]
+    }))
+    .unwrap()
+}
+
 /// A response body kept in `tests/fixtures/kube` (Kubernetes 1.31 shapes).
 fn fixture(name: &str) -> Value {
     let path = format!("{}/tests/fixtures/kube/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -1287,14 +1298,7 @@ async fn steps_get_a_namespace_scoped_token_never_the_users_credentials() {
 async fn a_namespace_the_steps_cannot_use_is_deleted_not_left_behind() {
     let (client, handle) = client();
     let (dir, provider) = provider(client);
-    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Config", "current-context": "kind-sandbox",
-        "clusters": [{"name": "kind", "cluster": {"server": "https://127.0.0.1:41234"}}],
-        "contexts": [{"name": "kind-sandbox", "context": {"cluster": "kind", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}]
-    }))
-    .unwrap();
-    let provider = provider.kubeconfig(kubeconfig);
+    let provider = provider.kubeconfig(kind_kubeconfig());
     let server = serve(
         handle,
         vec![
@@ -1374,14 +1378,7 @@ async fn a_runbook_name_too_long_for_labels_is_refused_before_any_request() {
 async fn the_step_token_is_masked_in_everything_recorded() {
     let (client, handle) = client();
     let (_dir, provider) = provider(client);
-    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Config", "current-context": "kind-sandbox",
-        "clusters": [{"name": "kind", "cluster": {"server": "https://127.0.0.1:41234"}}],
-        "contexts": [{"name": "kind-sandbox", "context": {"cluster": "kind", "user": "u"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}]
-    }))
-    .unwrap();
-    let provider = provider.kubeconfig(kubeconfig);
+    let provider = provider.kubeconfig(kind_kubeconfig());
     let token = "eyJhbGciOiJSUzI1NiJ9.step-token-5e3c.sig";
     let ok = |kind: &str| json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}});
     let server = serve(
