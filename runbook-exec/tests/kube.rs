@@ -1380,41 +1380,20 @@ async fn the_step_token_is_masked_in_everything_recorded() {
     let (_dir, provider) = provider(client);
     let provider = provider.kubeconfig(kind_kubeconfig());
     let token = "eyJhbGciOiJSUzI1NiJ9.step-token-5e3c.sig";
-    let ok = |kind: &str| json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}});
-    let server = serve(
-        handle,
-        vec![
-            created(),
-            ex("POST", "/api/v1/namespaces/rb-", 201, ok("ServiceAccount")),
-            ex(
-                "POST",
-                "/apis/rbac.authorization.k8s.io/v1/namespaces/rb-",
-                201,
-                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                       "metadata": {"name": "runbook-step"},
-                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
-                                   "kind": "ClusterRole", "name": "admin"}}),
-            ),
-            ex("GET", "/api/v1/namespaces/rb-", 200, ok("ServiceAccount")),
-            ex(
-                "POST",
-                "/api/v1/namespaces/rb-",
-                201,
-                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                       "spec": {"audiences": []}, "status": {"token": token,
-                       "expirationTimestamp": "2026-11-28T10:00:00Z"}}),
-            ),
-            ex("GET", "/version", 200, version()),
-            ex("GET", "/api/v1/nodes", 200, nodes(1)),
-            ex(
-                "DELETE",
-                "/api/v1/namespaces/rb-",
-                200,
-                namespace("rb-x", "Terminating"),
-            ),
-            ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
-        ],
-    );
+    let mut script = vec![created()];
+    script.extend(step_credentials(false, token));
+    script.extend([
+        ex("GET", "/version", 200, version()),
+        ex("GET", "/api/v1/nodes", 200, nodes(1)),
+        ex(
+            "DELETE",
+            "/api/v1/namespaces/rb-",
+            200,
+            namespace("rb-x", "Terminating"),
+        ),
+        ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")),
+    ]);
+    let server = serve(handle, script);
     let runbook = Runbook::builder("postgres")
         .step(
             Step::new("show", "A careless step prints its kubeconfig")
@@ -1442,4 +1421,102 @@ async fn the_step_token_is_masked_in_everything_recorded() {
         "the token leaked: {report}"
     );
     assert_eq!(server.await.unwrap().len(), 9);
+}
+
+/// The exchanges that set up a sandbox's step credentials (an existing account and
+/// binding answer 409, as on a resume), ending with `token`.
+fn step_credentials(conflict: bool, token: &str) -> Vec<Exchange> {
+    let created = if conflict { 409 } else { 201 };
+    let body = |kind: &str| {
+        if conflict {
+            status(
+                409,
+                "AlreadyExists",
+                &format!("{kind} \"runbook-step\" already exists"),
+            )
+        } else {
+            json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "runbook-step"}})
+        }
+    };
+    vec![
+        ex(
+            "POST",
+            "/api/v1/namespaces/",
+            created,
+            body("ServiceAccount"),
+        ),
+        ex(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/",
+            created,
+            if conflict {
+                body("RoleBinding")
+            } else {
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "runbook-step"},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                   "kind": "ClusterRole", "name": "admin"}})
+            },
+        ),
+        ex(
+            "GET",
+            "/api/v1/namespaces/",
+            200,
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        ),
+        ex(
+            "POST",
+            "/api/v1/namespaces/",
+            201,
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"audiences": []}, "status": {"token": token,
+                   "expirationTimestamp": "2026-11-28T10:00:00Z"}}),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_link_planted_at_the_step_kubeconfig_is_replaced_on_resume_never_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let (client, handle) = client();
+    let (dir, provider) = provider(client);
+    let provider = provider.kubeconfig(kind_kubeconfig());
+    let mut script = vec![created()];
+    script.extend(step_credentials(false, "first-token"));
+    script.push(ex(
+        "GET",
+        "/api/v1/namespaces?",
+        200,
+        json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {},
+               "items": [{"metadata": {"name": "rb-found-by-label"}}]}),
+    ));
+    script.extend(step_credentials(true, "second-token"));
+    let server = serve(handle, script);
+    let mut sandbox = provider
+        .provision(&request(Lifetime::Persistent))
+        .await
+        .unwrap();
+    let id = sandbox.id().to_owned();
+    sandbox.keep();
+    drop(sandbox);
+    // A hostile step replaced its kubeconfig with a link to a file only root may write.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "root's data\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = dir.path().join("local").join(&id).join("work/.kube/config");
+    std::fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink(&victim, &config).unwrap();
+
+    let mut resumed = provider.resume(&id).await.unwrap();
+    resumed.keep();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's data\n");
+    let meta = std::fs::symlink_metadata(&config).unwrap();
+    assert!(meta.file_type().is_file(), "the link is replaced by a file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .contains("second-token")
+    );
+    assert_eq!(server.await.unwrap().len(), 10);
 }
