@@ -170,7 +170,18 @@ pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
 /// Reads a runbook file; `.json` files as JSON, anything else as YAML.
 pub fn load(path: impl AsRef<Path>) -> Result<(Runbook, String), ParseError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| ParseError {
+    let text = read_text(path)?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        from_json_str(&text)
+    } else {
+        from_yaml_str(&text)
+    };
+    parsed.map(|rb| (rb, text)).map_err(|e| e.in_file(path))
+}
+
+/// A text file, or an error that says why it cannot be read.
+fn read_text(path: &Path) -> Result<String, ParseError> {
+    std::fs::read_to_string(path).map_err(|e| ParseError {
         file: Some(path.to_owned()),
         line: None,
         column: None,
@@ -182,13 +193,74 @@ pub fn load(path: impl AsRef<Path>) -> Result<(Runbook, String), ParseError> {
             }
             _ => "check that the path names a readable text file".into(),
         },
-    })?;
-    let parsed = if path.extension().is_some_and(|e| e == "json") {
-        from_json_str(&text)
-    } else {
-        from_yaml_str(&text)
+    })
+}
+
+/// Reads a feedback file (`feedback/<time>-<step>.yaml`) from YAML text.
+pub fn feedback_from_yaml_str(text: &str) -> Result<crate::Feedback, ParseError> {
+    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| yaml_error(&e))
+}
+
+/// Reads a feedback file; errors name the file, line and column.
+pub fn load_feedback(path: impl AsRef<Path>) -> Result<crate::Feedback, ParseError> {
+    let path = path.as_ref();
+    feedback_from_yaml_str(&read_text(path)?).map_err(|e| e.in_file(path))
+}
+
+/// Reads a lesson from YAML text, and refuses an invalid one (see [`crate::Lesson::problems`]).
+pub fn lesson_from_yaml_str(text: &str) -> Result<crate::Lesson, ParseError> {
+    let lesson: crate::Lesson =
+        serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| yaml_error(&e))?;
+    match lesson.problems().into_iter().next() {
+        None => Ok(lesson),
+        Some(problem) => Err(ParseError {
+            file: None,
+            line: None,
+            column: None,
+            message: problem,
+            help: "fix the lesson file: see docs/feedback.md for its fields".into(),
+        }),
+    }
+}
+
+/// Reads a lessons library: every `*.yaml` / `*.yml` file of `dir`, sorted by name. A
+/// missing directory is an empty library; an unreadable or invalid lesson, or two lessons
+/// with one id, is an error naming the file.
+pub fn load_lessons(dir: impl AsRef<Path>) -> Result<Vec<crate::Lesson>, ParseError> {
+    let dir = dir.as_ref();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(ParseError {
+                file: Some(dir.to_owned()),
+                line: None,
+                column: None,
+                message: format!("cannot read the lessons directory: {e}"),
+                help: "check the path given to --lessons (or $RUNBOOK_LESSONS)".into(),
+            });
+        }
     };
-    parsed.map(|rb| (rb, text)).map_err(|e| e.in_file(path))
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    paths.sort();
+    let mut lessons: Vec<crate::Lesson> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let lesson = lesson_from_yaml_str(&read_text(&path)?).map_err(|e| e.in_file(&path))?;
+        if lessons.iter().any(|l| l.id == lesson.id) {
+            return Err(ParseError {
+                file: Some(path),
+                line: None,
+                column: None,
+                message: format!("a second lesson with id `{}`", lesson.id),
+                help: "give every lesson its own id (its file name)".into(),
+            });
+        }
+        lessons.push(lesson);
+    }
+    Ok(lessons)
 }
 
 /// Writes a runbook as YAML.

@@ -43,11 +43,14 @@
 mod check;
 mod duration;
 mod fast_yaml;
+pub mod feedback;
 mod format;
+mod lesson;
 mod lifetime;
 mod limitation;
 pub mod lint;
 mod plain;
+mod preflight;
 pub mod prerequisite;
 pub mod report;
 mod runbook;
@@ -61,17 +64,24 @@ pub use check::{
     ProcessProbe, Retry, TcpProbe, TextMatch,
 };
 pub use duration::{DurationError, HumanDuration};
+pub use feedback::Feedback;
 pub use format::{
-    ParseError, SourceMap, careful_from_yaml_str, from_json_str, from_yaml_str, load,
-    report_from_yaml_str, to_json_string, to_yaml, to_yaml_string,
+    ParseError, SourceMap, careful_from_yaml_str, feedback_from_yaml_str, from_json_str,
+    from_yaml_str, lesson_from_yaml_str, load, load_feedback, load_lessons, report_from_yaml_str,
+    to_json_string, to_yaml, to_yaml_string,
+};
+pub use lesson::{
+    Adoption, Applies, Lesson, LessonDraft, LessonError, LessonKind, LessonOrigin, ToolMatcher,
+    invoked_tools, slugify, unaddressed_lessons,
 };
 pub use lifetime::{Lifetime, LifetimeRecommendation, Scenario, recommend_lifetime};
 pub use limitation::{Limitation, LimitationKind, limitations};
 pub use lint::{Diagnostic, Rule, Severity};
+pub use preflight::PreflightCheck;
 pub use prerequisite::Prerequisite;
 pub use runbook::{
     ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints, Target,
 };
-pub use schema::json_schema;
+pub use schema::{feedback_json_schema, json_schema, lesson_json_schema};
 pub use step::{DEFAULT_STEP_TIMEOUT, KnownIssue, Rollback, Step};
 pub use variable::{Category, ConfigFile, SecretRef, SecretSource, Variable};

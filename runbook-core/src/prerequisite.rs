@@ -107,3 +107,100 @@ pub fn parse_lenient(text: &str) -> Option<semver::Version> {
     }
     Some(v)
 }
+
+/// One bound of a lowered semver requirement: an operator (`>=`, `>`, `<`, `<=`, `=`) and
+/// a `major.minor.patch` version.
+pub type Bound = (&'static str, (u64, u64, u64));
+
+/// The bounds of a semver requirement, with cargo's meaning of partial versions, tilde,
+/// caret and wildcards (pre-release tags ignored): what a shell script can compare.
+///
+/// ```
+/// let req = semver::VersionReq::parse("^1.2").unwrap();
+/// assert_eq!(runbook_core::prerequisite::bounds(&req), [(">=", (1, 2, 0)), ("<", (2, 0, 0))]);
+/// ```
+pub fn bounds(req: &semver::VersionReq) -> Vec<Bound> {
+    use semver::Op;
+    let mut out = Vec::new();
+    for c in &req.comparators {
+        let (i, j, k) = (c.major, c.minor, c.patch);
+        let lo = (i, j.unwrap_or(0), k.unwrap_or(0));
+        // The first version past the precision given: 1 -> 2.0.0, 1.2 -> 1.3.0.
+        let next = match (j, k) {
+            (None, _) => (i + 1, 0, 0),
+            (Some(j), None) => (i, j + 1, 0),
+            (Some(j), Some(k)) => (i, j, k + 1),
+        };
+        match c.op {
+            Op::Exact | Op::Wildcard => match k {
+                Some(_) if c.op == Op::Exact => out.push(("=", lo)),
+                _ => {
+                    out.push((">=", lo));
+                    out.push(("<", next));
+                }
+            },
+            Op::Greater => match k {
+                Some(_) => out.push((">", lo)),
+                None => out.push((">=", next)),
+            },
+            Op::GreaterEq => out.push((">=", lo)),
+            Op::Less => out.push(("<", lo)),
+            Op::LessEq => match k {
+                Some(_) => out.push(("<=", lo)),
+                None => out.push(("<", next)),
+            },
+            Op::Tilde => {
+                out.push((">=", lo));
+                out.push((
+                    "<",
+                    if j.is_some() {
+                        (i, lo.1 + 1, 0)
+                    } else {
+                        (i + 1, 0, 0)
+                    },
+                ));
+            }
+            Op::Caret => {
+                out.push((">=", lo));
+                let upper = match (i, j, k) {
+                    (0, Some(0), Some(k)) => (0, 0, k + 1),
+                    (0, Some(j), _) if j > 0 || k.is_none() => (0, j + 1, 0),
+                    (0, None, _) => (1, 0, 0),
+                    (i, _, _) => (i + 1, 0, 0),
+                };
+                out.push(("<", upper));
+            }
+            _ => out.push((">=", lo)),
+        }
+    }
+    out
+}
+
+/// Whether some version satisfies both requirements (pre-release tags ignored): a lesson
+/// learnt with `>=15, <16` applies to a runbook that needs `^15.4`, not to one that needs
+/// `>=16`.
+///
+/// ```
+/// use runbook_core::prerequisite::overlaps;
+/// let req = |s| semver::VersionReq::parse(s).unwrap();
+/// assert!(overlaps(&req(">=15, <16"), &req("^15.4")));
+/// assert!(!overlaps(&req(">=15, <16"), &req(">=16")));
+/// assert!(overlaps(&req("*"), &req("=1.2.3")));
+/// ```
+pub fn overlaps(a: &semver::VersionReq, b: &semver::VersionReq) -> bool {
+    let mut lo = (0, 0, 0);
+    let mut hi = (u64::MAX, 0, 0);
+    let past = |v: (u64, u64, u64)| (v.0, v.1, v.2.saturating_add(1));
+    for (op, v) in bounds(a).into_iter().chain(bounds(b)) {
+        let (l, h) = match op {
+            ">=" => (v, hi),
+            ">" => (past(v), hi),
+            "<" => (lo, v),
+            "<=" => (lo, past(v)),
+            _ => (v, past(v)),
+        };
+        lo = lo.max(l);
+        hi = hi.min(h);
+    }
+    lo < hi
+}

@@ -4,8 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ConfigFile, Diagnostic, Lifetime, Limitation, Prerequisite, Scenario, Severity, Step, Variable,
-    lint,
+    ConfigFile, Diagnostic, Lifetime, Limitation, PreflightCheck, Prerequisite, Scenario, Severity,
+    Step, Variable, lint,
 };
 
 /// The format version of a runbook file.
@@ -52,6 +52,10 @@ pub struct Runbook {
     /// Values that change between the sandbox and production.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<Variable>,
+    /// Checks run before step 1 changes anything: in the sandbox, and by `deploy.sh` on
+    /// the target. Lessons learnt from production failures land here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<PreflightCheck>,
     /// Config files shipped with the runbook (templates under `config/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_files: Vec<ConfigFile>,
@@ -145,6 +149,7 @@ impl Runbook {
                 success_criteria: Vec::new(),
                 prerequisites: Vec::new(),
                 variables: Vec::new(),
+                preflight: Vec::new(),
                 config_files: Vec::new(),
                 steps: Vec::new(),
                 limitations: Vec::new(),
@@ -299,6 +304,12 @@ impl RunbookBuilder {
     /// Adds an adaptation variable.
     pub fn variable(mut self, variable: Variable) -> Self {
         self.runbook.variables.push(variable);
+        self
+    }
+
+    /// Adds an item to the pre-flight checklist.
+    pub fn preflight(mut self, item: PreflightCheck) -> Self {
+        self.runbook.preflight.push(item);
         self
     }
 

@@ -1,4 +1,5 @@
-//! The JSON Schema of `runbook.yaml`, for editors and downstream tools.
+//! The JSON Schemas of `runbook.yaml`, feedback files and lessons, for editors and
+//! downstream tools.
 
 /// The JSON Schema (draft 2020-12) of the runbook format, pretty-printed.
 ///
@@ -7,9 +8,23 @@
 /// assert!(schema.contains("\"apiVersion\""));
 /// ```
 pub fn json_schema() -> String {
+    schema_of::<crate::Runbook>()
+}
+
+/// The JSON Schema of a feedback file (`feedback/<time>-<step>.yaml`).
+pub fn feedback_json_schema() -> String {
+    schema_of::<crate::Feedback>()
+}
+
+/// The JSON Schema of a lesson file.
+pub fn lesson_json_schema() -> String {
+    schema_of::<crate::Lesson>()
+}
+
+fn schema_of<T: schemars::JsonSchema>() -> String {
     let schema = schemars::generate::SchemaSettings::draft2020_12()
         .into_generator()
-        .into_root_schema_for::<crate::Runbook>();
+        .into_root_schema_for::<T>();
     let mut value = serde_json::to_value(&schema).unwrap_or_default();
     plain_descriptions(&mut value);
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();

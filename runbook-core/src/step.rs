@@ -206,6 +206,9 @@ pub struct KnownIssue {
     pub cause: String,
     /// What fixed it.
     pub fix: String,
+    /// The id of the lesson this issue came from, when it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lesson: Option<String>,
 }
 
 impl KnownIssue {
@@ -215,6 +218,7 @@ impl KnownIssue {
             error: error.into(),
             cause: cause.into(),
             fix: fix.into(),
+            lesson: None,
         }
     }
 }

@@ -35,17 +35,22 @@ fn example_runbooks() -> Vec<PathBuf> {
 }
 
 #[test]
-fn the_committed_schema_is_current() {
-    let path = repo().join("docs/runbook.schema.json");
-    let current = json_schema();
-    if std::env::var_os("UPDATE_SCHEMA").is_some() {
-        std::fs::write(&path, &current).unwrap();
+fn the_committed_schemas_are_current() {
+    for (file, current) in [
+        ("runbook.schema.json", json_schema()),
+        ("feedback.schema.json", runbook_core::feedback_json_schema()),
+        ("lesson.schema.json", runbook_core::lesson_json_schema()),
+    ] {
+        let path = repo().join("docs").join(file);
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &current).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == current,
+            "docs/{file} is stale: run `UPDATE_SCHEMA=1 cargo test -p runbook-core --test format`"
+        );
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == current,
-        "docs/runbook.schema.json is stale: run `UPDATE_SCHEMA=1 cargo test -p runbook-core --test format`"
-    );
 }
 
 #[test]

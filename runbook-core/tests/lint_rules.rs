@@ -5,18 +5,28 @@ use std::path::Path;
 use runbook_core::{Rule, SourceMap, load};
 
 fn fixture(rule: Rule, name: &str) -> (runbook_core::Runbook, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+    load(dir(rule).join(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn dir(rule: Rule) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/lint")
         .join(rule.code())
-        .join(name);
-    load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The lint findings, and those of the fixture's lessons library (`lessons/`) if it has one.
+fn findings(rule: Rule, runbook: &runbook_core::Runbook) -> Vec<runbook_core::Diagnostic> {
+    let lessons = runbook_core::load_lessons(dir(rule).join("lessons")).unwrap();
+    let mut out = runbook.lint();
+    out.extend(runbook_core::unaddressed_lessons(runbook, &lessons));
+    out
 }
 
 #[test]
 fn every_rule_triggers_on_its_fixture_with_a_locatable_path() {
     for &rule in Rule::ALL.iter().filter(|r| **r != Rule::Custom) {
         let (runbook, text) = fixture(rule, "triggers.yaml");
-        let findings = runbook.lint();
+        let findings = findings(rule, &runbook);
         let hit = findings
             .iter()
             .find(|d| d.rule == rule)
@@ -34,7 +44,7 @@ fn every_rule_triggers_on_its_fixture_with_a_locatable_path() {
 fn no_rule_fires_on_its_clean_fixture() {
     for &rule in Rule::ALL.iter().filter(|r| **r != Rule::Custom) {
         let (runbook, _) = fixture(rule, "clean.yaml");
-        let findings = runbook.lint();
+        let findings = findings(rule, &runbook);
         assert!(
             findings.iter().all(|d| d.rule != rule),
             "{rule} fired on its clean fixture: {findings:#?}"

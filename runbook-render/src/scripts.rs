@@ -563,64 +563,12 @@ fn to_ere(pattern: &str) -> String {
     pattern.replace(r"\d", "[0-9]").replace("(?:", "(")
 }
 
-/// The bounds of a semver requirement as `OP MAJOR MINOR PATCH` words, with cargo's
-/// meaning of partial versions, tilde, caret and wildcards (pre-release tags ignored).
+/// The bounds of a semver requirement as `OP MAJOR MINOR PATCH` words for `need_tool`.
 pub(crate) fn bounds(req: &semver::VersionReq) -> Vec<String> {
-    use semver::Op;
-    let mut out = Vec::new();
-    let mut push = |op: &str, v: (u64, u64, u64)| out.push(format!("{op} {} {} {}", v.0, v.1, v.2));
-    for c in &req.comparators {
-        let (i, j, k) = (c.major, c.minor, c.patch);
-        let lo = (i, j.unwrap_or(0), k.unwrap_or(0));
-        // The first version past the precision given: 1 -> 2.0.0, 1.2 -> 1.3.0.
-        let next = match (j, k) {
-            (None, _) => (i + 1, 0, 0),
-            (Some(j), None) => (i, j + 1, 0),
-            (Some(j), Some(k)) => (i, j, k + 1),
-        };
-        match c.op {
-            Op::Exact | Op::Wildcard => match k {
-                Some(_) if c.op == Op::Exact => push("=", lo),
-                _ => {
-                    push(">=", lo);
-                    push("<", next);
-                }
-            },
-            Op::Greater => match k {
-                Some(_) => push(">", lo),
-                None => push(">=", next),
-            },
-            Op::GreaterEq => push(">=", lo),
-            Op::Less => push("<", lo),
-            Op::LessEq => match k {
-                Some(_) => push("<=", lo),
-                None => push("<", next),
-            },
-            Op::Tilde => {
-                push(">=", lo);
-                push(
-                    "<",
-                    if j.is_some() {
-                        (i, lo.1 + 1, 0)
-                    } else {
-                        (i + 1, 0, 0)
-                    },
-                );
-            }
-            Op::Caret => {
-                push(">=", lo);
-                let upper = match (i, j, k) {
-                    (0, Some(0), Some(k)) => (0, 0, k + 1),
-                    (0, Some(j), _) if j > 0 || k.is_none() => (0, j + 1, 0),
-                    (0, None, _) => (1, 0, 0),
-                    (i, _, _) => (i + 1, 0, 0),
-                };
-                push("<", upper);
-            }
-            _ => push(">=", lo),
-        }
-    }
-    out
+    runbook_core::prerequisite::bounds(req)
+        .into_iter()
+        .map(|(op, v)| format!("{op} {} {} {}", v.0, v.1, v.2))
+        .collect()
 }
 
 fn header(out: &mut String, runbook: &Runbook, report: Option<&Report>, kind: Kind) {

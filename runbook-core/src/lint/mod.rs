@@ -15,6 +15,7 @@ use serde::Serialize;
 
 pub use path::{FieldPath, PathPart, Segment};
 pub use removed_apis::{REMOVED_APIS, RemovedApi, manifest_headers, removed_api};
+pub(crate) use rules::is_slug;
 pub use rules::lint;
 
 /// How bad a finding is.
@@ -91,6 +92,7 @@ rules! {
     ExitCodeOnly "exit-code-only" Warning "A verification only repeats the step's own command and exit code.";
     NoSandboxValue "no-sandbox-value" Warning "A variable has no sandbox value and is not generated: every run must pass it.";
     NoProductionGuidance "no-production-guidance" Warning "A variable says nothing about its production value.";
+    UnaddressedLesson "unaddressed-lesson" Warning "A lesson from the lessons library applies to the runbook, which does not carry its pre-flight check or known issue.";
     Custom "custom" Warning "A rule of the caller's own (a `LintRule`); the finding carries its code.";
 }
 

@@ -51,7 +51,7 @@ const SANDBOX_ENDPOINTS: &[&str] = &[".svc.cluster.local", "localhost", "127.0.0
 /// The longest runbook name: `rb-<name>-<8 hex>` must stay a DNS label and a label value.
 const MAX_NAME: usize = 40;
 
-fn is_slug(s: &str) -> bool {
+pub(crate) fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
@@ -348,6 +348,31 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
         }
     }
 
+    // The pre-flight checklist.
+    let mut preflight_ids: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in runbook.preflight.iter().enumerate() {
+        if !is_slug(&p.id) {
+            out.push(d(
+                Rule::InvalidName,
+                format!("preflight[{i}].id"),
+                format!("pre-flight id `{}` is not a lowercase slug", p.id),
+                "use lowercase letters, digits and dashes, e.g. `port-free`",
+            ));
+        }
+        if let Some(first) = preflight_ids.insert(&p.id, i) {
+            out.push(d(
+                Rule::DuplicateStepId,
+                format!("preflight[{i}].id"),
+                format!(
+                    "pre-flight id `{}` is already used by preflight[{first}]",
+                    p.id
+                ),
+                "give every pre-flight item a unique id",
+            ));
+        }
+        one_check(&mut out, &format!("preflight[{i}].check"), &p.check, None);
+    }
+
     sandbox_values_in_checks(&mut out, runbook);
 
     // One pass over every text: references, secrets, endpoints, helm.
@@ -504,61 +529,66 @@ fn sandbox_values_in_checks(out: &mut Vec<Diagnostic>, runbook: &Runbook) {
 
 fn check_list(out: &mut Vec<Diagnostic>, base: &str, checks: &[Check], step_command: Option<&str>) {
     for (j, c) in checks.iter().enumerate() {
-        if let Probe::Command(run) = &c.probe {
-            if run.trim().is_empty() {
-                out.push(Diagnostic::new(
-                    Rule::EmptyCommand,
-                    format!("{base}[{j}].run"),
-                    "the check has an empty command".into(),
-                    "write the command whose output confirms the result",
-                ));
-            }
-            if step_command.is_some_and(|s| s.trim() == run.trim())
-                && !c.expect.inspects_output()
-                && c.expect.expected_exit_code() == 0
-            {
-                out.push(Diagnostic::new(
-                    Rule::ExitCodeOnly,
-                    format!("{base}[{j}]"),
-                    "the check re-runs the step's command and only looks at its exit code".into(),
-                    "check the result itself: query the state and expect its output (`expect.stdout`)",
-                ));
-            }
+        one_check(out, &format!("{base}[{j}]"), c, step_command);
+    }
+}
+
+/// The findings on one check at `at` (`steps[0].verify[1]`, `preflight[0].check`).
+fn one_check(out: &mut Vec<Diagnostic>, at: &str, c: &Check, step_command: Option<&str>) {
+    if let Probe::Command(run) = &c.probe {
+        if run.trim().is_empty() {
+            out.push(Diagnostic::new(
+                Rule::EmptyCommand,
+                format!("{at}.run"),
+                "the check has an empty command".into(),
+                "write the command whose output confirms the result",
+            ));
         }
-        duration_limit(out, &format!("{base}[{j}].within"), c.retry.within);
-        duration_limit(out, &format!("{base}[{j}].interval"), c.retry.interval);
-        if let Probe::File(f) = &c.probe {
-            if let Some(e) = f.matches.as_deref().and_then(regex_error) {
-                out.push(Diagnostic::new(
-                    Rule::InvalidRegex,
-                    format!("{base}[{j}].file.matches"),
-                    format!("invalid regex: {}", first_line(&e.to_string())),
-                    "fix the pattern (Rust regex syntax), or use `contains`",
-                ));
-            }
-            if f.mode.is_some() && f.mode_bits().is_none() {
-                out.push(Diagnostic::new(
-                    Rule::InvalidRegex,
-                    format!("{base}[{j}].file.mode"),
-                    format!(
-                        "`{}` is not an octal mode",
-                        f.mode.as_deref().unwrap_or_default()
-                    ),
-                    "write the mode in octal, quoted: `mode: \"0600\"`",
-                ));
-            }
+        if step_command.is_some_and(|s| s.trim() == run.trim())
+            && !c.expect.inspects_output()
+            && c.expect.expected_exit_code() == 0
+        {
+            out.push(Diagnostic::new(
+                Rule::ExitCodeOnly,
+                at.to_owned(),
+                "the check re-runs the step's command and only looks at its exit code".into(),
+                "check the result itself: query the state and expect its output (`expect.stdout`)",
+            ));
         }
-        for (stream, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
-            if let Some(TextMatch::Matches(p)) = m
-                && let Some(e) = regex_error(p)
-            {
-                out.push(Diagnostic::new(
-                    Rule::InvalidRegex,
-                    format!("{base}[{j}].expect.{stream}"),
-                    format!("invalid regex: {}", first_line(&e.to_string())),
-                    "fix the pattern (Rust regex syntax), or use `contains`",
-                ));
-            }
+    }
+    duration_limit(out, &format!("{at}.within"), c.retry.within);
+    duration_limit(out, &format!("{at}.interval"), c.retry.interval);
+    if let Probe::File(f) = &c.probe {
+        if let Some(e) = f.matches.as_deref().and_then(regex_error) {
+            out.push(Diagnostic::new(
+                Rule::InvalidRegex,
+                format!("{at}.file.matches"),
+                format!("invalid regex: {}", first_line(&e.to_string())),
+                "fix the pattern (Rust regex syntax), or use `contains`",
+            ));
+        }
+        if f.mode.is_some() && f.mode_bits().is_none() {
+            out.push(Diagnostic::new(
+                Rule::InvalidRegex,
+                format!("{at}.file.mode"),
+                format!(
+                    "`{}` is not an octal mode",
+                    f.mode.as_deref().unwrap_or_default()
+                ),
+                "write the mode in octal, quoted: `mode: \"0600\"`",
+            ));
+        }
+    }
+    for (stream, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
+        if let Some(TextMatch::Matches(p)) = m
+            && let Some(e) = regex_error(p)
+        {
+            out.push(Diagnostic::new(
+                Rule::InvalidRegex,
+                format!("{at}.expect.{stream}"),
+                format!("invalid regex: {}", first_line(&e.to_string())),
+                "fix the pattern (Rust regex syntax), or use `contains`",
+            ));
         }
     }
 }

@@ -47,50 +47,55 @@ impl<'r> Walker<'_, 'r> {
         self.path.push(Key(key));
         for (i, c) in checks.iter().enumerate() {
             self.path.push(Index(i));
-            self.opt("name", &c.name);
-            match &c.probe {
-                Probe::Command(run) => self.text("run", TextKind::Command, run),
-                Probe::File(f) => {
-                    self.path.push(Key("file"));
-                    self.text("path", TextKind::Template, &f.path);
-                    if let Some(c) = &f.contains {
-                        self.text("contains", TextKind::Template, c);
-                    }
-                    self.path.pop();
-                }
-                Probe::Tcp(t) => {
-                    self.path.push(Key("tcp"));
-                    self.text("host", TextKind::Template, &t.host);
-                    self.text("port", TextKind::Template, &t.port);
-                    self.path.pop();
-                }
-                Probe::Http(h) => {
-                    self.path.push(Key("http"));
-                    self.text("url", TextKind::Template, &h.url);
-                    if let Some(b) = &h.body_contains {
-                        self.text("bodyContains", TextKind::Template, b);
-                    }
-                    self.path.pop();
-                }
-                Probe::Process(p) => {
-                    self.path.push(Key("process"));
-                    self.text("name", TextKind::Template, &p.name);
-                    self.path.pop();
-                }
-                Probe::Kube(_) => {}
-            }
-            self.path.push(Key("expect"));
-            for (k, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
-                // `equals` and `contains` may name variables as `${NAME}`, filled with the
-                // values in force (the sandbox's, or the target's in the scripts).
-                match m {
-                    Some(TextMatch::Matches(p)) => self.text(k, TextKind::Other, p),
-                    Some(m) => self.text(k, TextKind::Template, m.operand()),
-                    None => {}
-                }
-            }
+            self.check(c);
             self.path.pop();
-            self.path.pop();
+        }
+        self.path.pop();
+    }
+
+    /// The texts of one check, at the current path.
+    fn check(&mut self, c: &'r Check) {
+        self.opt("name", &c.name);
+        match &c.probe {
+            Probe::Command(run) => self.text("run", TextKind::Command, run),
+            Probe::File(f) => {
+                self.path.push(Key("file"));
+                self.text("path", TextKind::Template, &f.path);
+                if let Some(c) = &f.contains {
+                    self.text("contains", TextKind::Template, c);
+                }
+                self.path.pop();
+            }
+            Probe::Tcp(t) => {
+                self.path.push(Key("tcp"));
+                self.text("host", TextKind::Template, &t.host);
+                self.text("port", TextKind::Template, &t.port);
+                self.path.pop();
+            }
+            Probe::Http(h) => {
+                self.path.push(Key("http"));
+                self.text("url", TextKind::Template, &h.url);
+                if let Some(b) = &h.body_contains {
+                    self.text("bodyContains", TextKind::Template, b);
+                }
+                self.path.pop();
+            }
+            Probe::Process(p) => {
+                self.path.push(Key("process"));
+                self.text("name", TextKind::Template, &p.name);
+                self.path.pop();
+            }
+            Probe::Kube(_) => {}
+        }
+        self.path.push(Key("expect"));
+        for (k, m) in [("stdout", &c.expect.stdout), ("stderr", &c.expect.stderr)] {
+            // `equals` and `contains` may name variables as `${NAME}`, filled with the
+            // values in force (the sandbox's, or the target's in the scripts).
+            match m {
+                Some(TextMatch::Matches(p)) => self.text(k, TextKind::Other, p),
+                Some(m) => self.text(k, TextKind::Template, m.operand()),
+                None => {}
+            }
         }
         self.path.pop();
     }
@@ -130,6 +135,16 @@ pub(crate) fn walk_texts<'r>(
         w.path.push(Index(i));
         w.text("description", TextKind::Other, &v.description);
         w.text("production", TextKind::Other, &v.production);
+        w.path.pop();
+    }
+    w.path.pop();
+    w.path.push(Key("preflight"));
+    for (i, p) in runbook.preflight.iter().enumerate() {
+        w.path.push(Index(i));
+        w.text("title", TextKind::Other, &p.title);
+        w.path.push(Key("check"));
+        w.check(&p.check);
+        w.path.pop();
         w.path.pop();
     }
     w.path.pop();

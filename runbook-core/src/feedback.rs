@@ -1,0 +1,169 @@
+//! Feedback: what a package's script writes when it fails on a real target.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::ApiVersion;
+
+/// The kind of a feedback document; always `Feedback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum FeedbackKind {
+    /// A feedback file.
+    #[default]
+    Feedback,
+}
+
+/// Which script failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Phase {
+    /// `deploy.sh`.
+    Deploy,
+    /// `verify.sh`.
+    Verify,
+    /// `rollback.sh`.
+    Rollback,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Deploy => "deploy",
+            Phase::Verify => "verify",
+            Phase::Rollback => "rollback",
+        })
+    }
+}
+
+/// A failure on a real target, as `deploy.sh`, `verify.sh` or `rollback.sh` recorded it
+/// in `feedback/<UTC time>-<step>.yaml`: the gap the sandbox did not catch.
+/// [`crate::Lesson::from_feedback`] turns it into a lesson.
+///
+/// Secret variables' values are masked (`***`) by the script before the file is written.
+///
+/// ```
+/// let feedback = runbook_core::feedback_from_yaml_str(r#"
+/// apiVersion: runbook/v1
+/// kind: Feedback
+/// package: 5f0c…
+/// runbook: { name: postgres, version: 1.0.0, platform: linux }
+/// phase: deploy
+/// step: start-server
+/// command: pg_ctl -D "$PGDATA" -l server.log start
+/// exitCode: 1
+/// stderr: ["pg_ctl: could not start server"]
+/// target: { os: Debian GNU/Linux 12, kernel: 6.1.0, architecture: x86_64,
+///           tools: [{ tool: pg_ctl, required: ">=15, <16", found: 15.18.0 }] }
+/// time: 2026-11-27T10:00:00Z
+/// "#)?;
+/// assert_eq!(feedback.step, "start-server");
+/// assert_eq!(feedback.error_excerpt(), "pg_ctl: could not start server");
+/// # Ok::<(), runbook_core::ParseError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Feedback {
+    /// Always `runbook/v1`.
+    pub api_version: ApiVersion,
+    /// Always `Feedback`.
+    pub kind: FeedbackKind,
+    /// The package id: the SHA-256 of its `SHA256SUMS`.
+    #[serde(default)]
+    pub package: String,
+    /// The runbook the package was rendered from.
+    pub runbook: RunbookRef,
+    /// Which script failed.
+    pub phase: Phase,
+    /// The step that failed.
+    pub step: String,
+    /// The failing check's name, when a check failed rather than the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// The command that failed, as the runbook writes it (variables unexpanded).
+    pub command: String,
+    /// Its exit code (124 when it timed out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The last lines of its standard output, secrets masked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stdout: Vec<String>,
+    /// The last lines of its standard error, secrets masked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stderr: Vec<String>,
+    /// What the target is.
+    #[serde(default)]
+    pub target: TargetFacts,
+    /// When it failed (RFC 3339, UTC).
+    #[serde(default)]
+    pub time: String,
+}
+
+/// The runbook a package came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunbookRef {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// Its target platform (`linux`, `kubernetes`), when it declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// Facts about the target a script ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetFacts {
+    /// The operating system (`PRETTY_NAME` of `/etc/os-release`, or `uname -s`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub os: String,
+    /// The kernel release (`uname -r`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kernel: String,
+    /// The machine architecture (`uname -m`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub architecture: String,
+    /// The user the script ran as.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    /// The tools the target pre-flight found (empty with `--no-preflight`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<FoundTool>,
+}
+
+/// A prerequisite as the target pre-flight found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FoundTool {
+    /// The tool.
+    pub tool: String,
+    /// The runbook's requirement.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub required: String,
+    /// The version found, when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+}
+
+impl Feedback {
+    /// The line that best says what went wrong: the last non-empty line of standard
+    /// error, else of standard output, else the exit code.
+    pub fn error_excerpt(&self) -> String {
+        let last = |lines: &[String]| {
+            lines
+                .iter()
+                .rev()
+                .map(|l| l.trim())
+                .find(|l| !l.is_empty())
+                .map(str::to_owned)
+        };
+        last(&self.stderr)
+            .or_else(|| last(&self.stdout))
+            .unwrap_or_else(|| match self.exit_code {
+                Some(code) => format!("exit code {code}"),
+                None => "failed".to_owned(),
+            })
+    }
+}
