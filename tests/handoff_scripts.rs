@@ -283,11 +283,21 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
                 .unwrap_or_default()
                 .contains(") Z")
     );
+    // verify.sh failing after the rollback wrote feedback files (the package is not
+    // writable by the operator here, so into the work directory).
+    let (feedback, rest): (Vec<String>, Vec<String>) = files_under(&work)
+        .into_iter()
+        .partition(|f| f.starts_with("feedback/"));
     assert_eq!(
-        files_under(&work),
+        rest,
         [".runbook-journal"],
         "the rendered config files are removed with their step; the journal stays"
     );
+    assert!(!feedback.is_empty());
+    for f in feedback {
+        let fb = runbook::load_feedback(work.join(&f)).unwrap();
+        assert_eq!(fb.phase, runbook::feedback::Phase::Verify, "{f}");
+    }
 }
 
 #[tokio::test]

@@ -148,19 +148,42 @@ pub struct FoundTool {
 }
 
 impl Feedback {
-    /// The line that best says what went wrong: the last non-empty line of standard
-    /// error, else of standard output, else the exit code.
+    /// The line that best says what went wrong: the last line of standard error that
+    /// reads like an error (`could not`, `failed`, `denied`, …), else its last non-empty
+    /// line, else the same of standard output, else the exit code.
     pub fn error_excerpt(&self) -> String {
-        let last = |lines: &[String]| {
+        const ERRORISH: &[&str] = &[
+            "error",
+            "fail",
+            "could not",
+            "cannot",
+            "can't",
+            "unable",
+            "denied",
+            "refused",
+            "not found",
+            "no such",
+            "invalid",
+            "in use",
+            "timed out",
+            "fatal",
+        ];
+        let last = |lines: &[String], pick: &dyn Fn(&str) -> bool| {
             lines
                 .iter()
                 .rev()
                 .map(|l| l.trim())
-                .find(|l| !l.is_empty())
+                .find(|l| !l.is_empty() && pick(l))
                 .map(str::to_owned)
         };
-        last(&self.stderr)
-            .or_else(|| last(&self.stdout))
+        let errorish = |l: &str| {
+            let l = l.to_lowercase();
+            ERRORISH.iter().any(|e| l.contains(e))
+        };
+        last(&self.stderr, &errorish)
+            .or_else(|| last(&self.stdout, &errorish))
+            .or_else(|| last(&self.stderr, &|_| true))
+            .or_else(|| last(&self.stdout, &|_| true))
             .unwrap_or_else(|| match self.exit_code {
                 Some(code) => format!("exit code {code}"),
                 None => "failed".to_owned(),

@@ -49,6 +49,7 @@ pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
         out.push('\n');
     }
     prerequisites(&mut out, runbook, report);
+    preflight_checks(&mut out, runbook, report);
     variables(&mut out, runbook);
     if let Some(r) = report {
         timeline(&mut out, r);
@@ -211,6 +212,52 @@ fn prerequisites(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
             cell(&p.version),
             cell(&tested)
         );
+    }
+    out.push('\n');
+}
+
+/// The pre-flight checklist: what `deploy.sh` confirms before any change, and where each
+/// item was learnt.
+fn preflight_checks(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
+    if runbook.preflight.is_empty() {
+        return;
+    }
+    let in_sandbox = match report {
+        Some(r) if r.steps.is_empty() && r.verdict != runbook_core::report::Verdict::Passed => {
+            "checked in the sandbox before step 1"
+        }
+        Some(_) => "passed in the sandbox before step 1",
+        None => "not tested",
+    };
+    out.push_str(
+        "## Pre-flight checks\n\n`scripts/deploy.sh` runs these on the target after the tool checks and \
+         before any change; if one fails it stops with nothing changed.\n\n",
+    );
+    for item in &runbook.preflight {
+        let what = match item.check.command_text() {
+            Some(c) => format!("`{}`", c.replace('`', "'")),
+            None => item.check.label(),
+        };
+        let _ = write!(
+            out,
+            "- **{}** (`{}`, {in_sandbox}): {what}, expect {}",
+            item.title.trim(),
+            item.id,
+            item.check.expectation()
+        );
+        match (&item.lesson, &item.origin) {
+            (Some(l), Some(o)) => {
+                let _ = write!(out, ". From lesson `{l}`, learnt from {o}");
+            }
+            (Some(l), None) => {
+                let _ = write!(out, ". From lesson `{l}`");
+            }
+            (None, Some(o)) => {
+                let _ = write!(out, ". Learnt from {o}");
+            }
+            (None, None) => {}
+        }
+        out.push_str(".\n");
     }
     out.push('\n');
 }
@@ -512,6 +559,13 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
     out.push_str(
         "- **Order:** `scripts/deploy.sh` (stops at the first failure; `--from STEP` resumes), \
          `scripts/verify.sh` (repeatable), and if needed `scripts/rollback.sh`.\n",
+    );
+    out.push_str(
+        "- **When a script fails:** it writes `feedback/<UTC time>-<step>.yaml` in this package \
+         (or in the work directory when the package is read-only): the failing command, its exit \
+         code, the last lines of its output with every secret masked, and the target's facts. \
+         `runbook feedback FILE --lessons DIR` turns it into a lesson that every similar runbook \
+         then checks before it runs.\n",
     );
     if !runbook.config_files.is_empty() {
         out.push_str(

@@ -48,6 +48,9 @@ mkdir -p "$WORK_DIR"
 WORK_DIR="$(cd "$WORK_DIR" && pwd)"
 JOURNAL="$WORK_DIR/.runbook-journal"
 
+# For feedback files: what this package is, and which values to mask.
+RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=rollback
+SECRET_NAMES=('PG_SUPERUSER_PASSWORD' 'APP_PASSWORD')
 # Milliseconds since the epoch, without a process where bash has EPOCHREALTIME (5+).
 now_ms() {
   if [ -n "${EPOCHREALTIME:-}" ]; then
@@ -57,8 +60,17 @@ now_ms() {
     date +%s%3N
   fi
 }
-ERRFILE=$(mktemp)
-trap 'rm -f "$ERRFILE"' EXIT
+# Each command's output goes to the terminal as it comes and to these files, for the
+# feedback file if it fails; files, not pipes, so that a daemon a step starts cannot hold
+# this script open. SENTINEL is a process whose end tells the file followers to finish.
+OUTDIR=$(mktemp -d)
+STEP_OUT=$OUTDIR/stdout STEP_ERR=$OUTDIR/stderr ERRFILE=$OUTDIR/check-stderr SENTINEL=""
+FAIL_COMMAND="" FAIL_CODE="" FAIL_CHECK=""
+declare -A FOUND=() REQUIRED=()
+cleanup() { [ -z "$SENTINEL" ] || kill "$SENTINEL" 2>/dev/null || true; rm -rf "$OUTDIR"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # match MODE WANT TEXT: whether TEXT (without trailing whitespace) satisfies MODE WANT.
 match_text() {
@@ -98,6 +110,9 @@ check() {
       echo "    ok: $name (attempt $attempt)"
       return 0
     fi
+    FAIL_CHECK=$name FAIL_COMMAND=$command FAIL_CODE=$code
+    printf '%s\n' "$out" > "$STEP_OUT"
+    printf '%s\n' "$err" > "$STEP_ERR"
     if [ "$(( $(now_ms) + interval ))" -ge "$deadline" ]; then
       break
     fi
@@ -110,11 +125,19 @@ check() {
 # run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with
 # bash -e -o pipefail -c: it fails at its first failing line.
 run_step() {
-  local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0
+  local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0 follow_out follow_err
   echo "==> $title ($id)"
   start=$(now_ms)
-  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") || code=$?
+  : > "$STEP_OUT"; : > "$STEP_ERR"
+  sleep 86400 & SENTINEL=$!
+  tail -n +1 -s 0.1 -f --pid="$SENTINEL" "$STEP_OUT" & follow_out=$!
+  tail -n +1 -s 0.1 -f --pid="$SENTINEL" "$STEP_ERR" >&2 & follow_err=$!
+  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >"$STEP_OUT" 2>"$STEP_ERR" || code=$?
+  kill "$SENTINEL" 2>/dev/null || true
+  SENTINEL=""
+  wait "$follow_out" "$follow_err" 2>/dev/null || true
   if [ "$code" -ne 0 ]; then
+    FAIL_CHECK="" FAIL_COMMAND=$command FAIL_CODE=$code
     echo "    FAILED: the command exited with code $code" >&2
     return 1
   fi
@@ -147,6 +170,7 @@ version_satisfies() {
 need_tool() {
   local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
   shift 4
+  REQUIRED[$tool]=$requirement
   if ! out=$(bash -c "$detect" 2>&1); then
     echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
     return 1
@@ -161,7 +185,85 @@ need_tool() {
     echo "    FAILED: $tool $version does not satisfy $requirement" >&2
     return 1
   fi
+  FOUND[$tool]=$version
   echo "    ok: $tool $version ($(command -v "$tool" || echo "$detect"))"
+}
+# yaml_quote TEXT: TEXT as a YAML double-quoted scalar (control characters dropped).
+yaml_quote() {
+  local s=$1
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\t'/\\t}; s=${s//$'\n'/\\n}; s=${s//[[:cntrl:]]/}
+  printf '"%s"' "$s"
+}
+# mask TEXT: TEXT with the value of every secret variable replaced by ***.
+mask() {
+  local text=$1 name value
+  for name in "${SECRET_NAMES[@]}"; do
+    value=${!name:-}
+    [ -z "$value" ] || text=${text//"$value"/***}
+  done
+  printf '%s' "$text"
+}
+# yaml_lines KEY FILE: the last 20 lines of FILE (at most its last 16 KiB, a cut first
+# line dropped so no partial secret survives), masked, as a YAML list under KEY.
+yaml_lines() {
+  local key=$1 file=$2 line items=()
+  [ -s "$file" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=$(mask "$line")
+    items+=("  - $(yaml_quote "${line:0:1000}")")
+  done < <(
+    if [ "$(wc -c < "$file")" -gt 16384 ]; then tail -c 16384 "$file" | sed 1d; else cat "$file"; fi |
+      if command -v iconv >/dev/null; then iconv -c -f UTF-8 -t UTF-8; else cat; fi | tail -n 20
+  )
+  [ "${#items[@]}" -eq 0 ] || printf '%s\n' "$key:" "${items[@]}"
+}
+# write_feedback STEP: records the last failure for the runbook's maintainers.
+write_feedback() {
+  local step=$1 dir="$PACKAGE_DIR/feedback" file stamp os n=1 tool
+  if ! { mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ]; }; then
+    dir="$WORK_DIR/feedback"
+    mkdir -p "$dir" || return 0
+  fi
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  file="$dir/$stamp-$step.yaml"
+  while [ -e "$file" ]; do n=$((n + 1)); file="$dir/$stamp-$step-$n.yaml"; done
+  os=$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | tr -d '"') || true
+  (
+    umask 077
+    echo "# What failed on this target, for the runbook's maintainers. Secrets are masked."
+    echo "apiVersion: runbook/v1"
+    echo "kind: Feedback"
+    if [ -f "$PACKAGE_DIR/SHA256SUMS" ] && command -v sha256sum >/dev/null; then
+      echo "package: $(sha256sum "$PACKAGE_DIR/SHA256SUMS" | cut -d' ' -f1)"
+    fi
+    echo "runbook:"
+    echo "  name: $(yaml_quote "$RUNBOOK_NAME")"
+    [ -z "$RUNBOOK_VERSION" ] || echo "  version: $(yaml_quote "$RUNBOOK_VERSION")"
+    [ -z "$RUNBOOK_PLATFORM" ] || echo "  platform: $(yaml_quote "$RUNBOOK_PLATFORM")"
+    echo "phase: $PHASE"
+    echo "step: $(yaml_quote "$step")"
+    [ -z "$FAIL_CHECK" ] || echo "check: $(yaml_quote "$(mask "$FAIL_CHECK")")"
+    echo "command: $(yaml_quote "$(mask "$FAIL_COMMAND")")"
+    [ -z "$FAIL_CODE" ] || echo "exitCode: $FAIL_CODE"
+    yaml_lines stdout "$STEP_OUT"
+    yaml_lines stderr "$STEP_ERR"
+    echo "target:"
+    echo "  os: $(yaml_quote "${os:-$(uname -s)}")"
+    echo "  kernel: $(yaml_quote "$(uname -r)")"
+    echo "  architecture: $(yaml_quote "$(uname -m)")"
+    echo "  user: $(yaml_quote "$(id -un 2>/dev/null || id -u)")"
+    if [ "${#REQUIRED[@]}" -gt 0 ]; then
+      echo "  tools:"
+      for tool in "${!REQUIRED[@]}"; do
+        echo "    - tool: $(yaml_quote "$tool")"
+        echo "      required: $(yaml_quote "${REQUIRED[$tool]}")"
+        [ -z "${FOUND[$tool]:-}" ] || echo "      found: $(yaml_quote "${FOUND[$tool]}")"
+      done
+    fi
+    echo "time: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  ) > "$file" || return 0
+  echo "Feedback written to $file: send it to the runbook's maintainers, or make a lesson of it:" >&2
+  echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
 }
 # The journal: what deploy.sh started and completed, and the files it rendered.
 journal() { printf '%s\n' "$*" >> "$JOURNAL"; }
@@ -191,7 +293,7 @@ preflight() {
   need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
   need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
   if [ "$failed" -ne 0 ]; then
-    echo "Pre-flight failed: nothing was changed. Install what is missing (or pass --no-preflight at your own risk)." >&2
+    echo "Pre-flight failed: nothing was changed. Fix what it names (or pass --no-preflight at your own risk)." >&2
     exit 1
   fi
 }
@@ -253,6 +355,7 @@ RUNBOOK_CMD
 }
 
 fail() {
+  write_feedback "$1"
   echo "FAILED rolling back step $1. Fix the cause, then run $0 again: it goes on with what the journal shows is still deployed." >&2
   exit 1
 }

@@ -1,5 +1,6 @@
 //! Pre-flight: every prerequisite present, in a version that satisfies its requirement.
 
+use runbook_core::Step;
 use runbook_core::report::{ToolVersion, Verdict};
 
 use super::Session;
@@ -62,6 +63,16 @@ impl Session {
                 location,
             });
         }
+        // The checklist guards the first change: once a step of this runbook ran, what it
+        // checks (a free port, say) is no longer the state before the deploy.
+        let untouched = !self
+            .runbook
+            .steps
+            .iter()
+            .any(|s| self.completed.contains(&s.id));
+        if problems.is_empty() && untouched {
+            problems.extend(self.preflight_checks().await?);
+        }
         self.report.preflight = found.clone();
         self.log_line(&format!(
             "### pre-flight: {}\n",
@@ -77,6 +88,36 @@ impl Session {
             self.report.verdict = Verdict::Failed;
             Err(ExecError::Preflight(problems))
         }
+    }
+
+    /// Runs the runbook's pre-flight checklist; what failed, naming the item and its lesson.
+    async fn preflight_checks(&mut self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for item in self.runbook.preflight.clone() {
+            // Checks run like a step's, in the work directory, under the item's id.
+            let at = Step::new(format!("preflight-{}", item.id), item.title.clone());
+            let record = self.run_check(&at, &item.check).await?;
+            self.log_line(&format!(
+                "### pre-flight check `{}`: {}\n",
+                item.id,
+                if record.passed { "passed" } else { "FAILED" }
+            ));
+            if !record.passed {
+                let origin = item
+                    .origin
+                    .as_deref()
+                    .map(|o| format!(" Learnt from {o}."))
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "- pre-flight check `{}` failed: {}: expected {}; saw {}.{origin} Nothing was changed.",
+                    item.id,
+                    item.label(),
+                    record.expected,
+                    record.actual
+                ));
+            }
+        }
+        Ok(problems)
     }
 
     /// Where the sandbox finds `tool` (`command -v`), so the package can say it.

@@ -37,6 +37,41 @@ enum Command {
         /// Treat these warnings as errors: a rule code (`no-rollback`), or `warnings` for all (repeatable).
         #[arg(long, value_name = "RULE")]
         deny: Vec<String>,
+        /// A lessons library: warn (`unaddressed-lesson`) for each lesson that applies and is not carried (default: $RUNBOOK_LESSONS).
+        #[arg(long, value_name = "DIR")]
+        lessons: Option<PathBuf>,
+    },
+    /// Turn a feedback file a package's script wrote on a failing target into a lesson.
+    Feedback {
+        /// The feedback file (`feedback/<time>-<step>.yaml` of the package).
+        file: PathBuf,
+        /// The lessons library to write the lesson into (default: $RUNBOOK_LESSONS).
+        #[arg(long, value_name = "DIR")]
+        lessons: Option<PathBuf>,
+        /// The lesson's title (default: the step and the error).
+        #[arg(long)]
+        title: Option<String>,
+        /// The lesson's id, also its file name (default: a slug of the title).
+        #[arg(long)]
+        id: Option<String>,
+        /// A pre-flight command that would have caught the failure (it must pass on a good target).
+        #[arg(long, value_name = "COMMAND")]
+        check: Option<String>,
+        /// What the check must see (default: exit code 0): `exit-code:N`, `stdout-equals:TEXT`, `stdout-contains:TEXT`, `stdout-matches:REGEX`, and the same for stderr (repeatable).
+        #[arg(long, value_name = "KIND:VALUE", requires = "check")]
+        expect: Vec<String>,
+        /// Why it failed (with --fix: a known issue for the matching steps).
+        #[arg(long)]
+        cause: Option<String>,
+        /// What fixes it.
+        #[arg(long)]
+        fix: Option<String>,
+        /// The tools it applies to (default: those the failed command invokes) (repeatable).
+        #[arg(long, value_name = "TOOL")]
+        tool: Vec<String>,
+        /// Also amend this runbook: the known issue on its steps, the check in its pre-flight, the minor version bumped.
+        #[arg(long, value_name = "FILE")]
+        runbook: Option<PathBuf>,
     },
     /// Test a runbook in a new sandbox and write its handoff package.
     Run {
@@ -94,8 +129,12 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Print the JSON Schema of runbook.yaml.
-    Schema,
+    /// Print the JSON Schema of runbook.yaml (or of a feedback or lesson file).
+    Schema {
+        /// Which document.
+        #[arg(value_enum, default_value_t = SchemaKind::Runbook)]
+        document: SchemaKind,
+    },
     /// Write a starter runbook.yaml that lints clean.
     New {
         /// The runbook's name (a lowercase slug).
@@ -131,6 +170,9 @@ struct RunArgs {
     /// Run the sandbox in a network namespace with loopback only (needs root).
     #[arg(long)]
     isolate_network: bool,
+    /// A lessons library: the lessons that apply are carried (pre-flight checks run before step 1, known issues on their steps) into the run and the package (default: $RUNBOOK_LESSONS).
+    #[arg(long, value_name = "DIR")]
+    lessons: Option<PathBuf>,
 }
 
 /// Which provider, where its state lives, which kube contexts it may use.
@@ -165,6 +207,13 @@ enum SandboxCommand {
     },
     /// Destroy what crashed runs left behind: expired namespaces (kube), non-persistent sandboxes nobody uses.
     Reap,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchemaKind {
+    Runbook,
+    Feedback,
+    Lesson,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -263,9 +312,44 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             files,
             format,
             deny,
-        } => validate(&files, format, &deny),
-        Command::Schema => {
-            print!("{}", runbook::json_schema());
+            lessons,
+        } => {
+            let lessons = load_lessons(lessons)?;
+            validate(&files, format, &deny, &lessons)
+        }
+        Command::Feedback {
+            file,
+            lessons,
+            title,
+            id,
+            check,
+            expect,
+            cause,
+            fix,
+            tool,
+            runbook,
+        } => {
+            let check = check.map(|c| expected_check(c, &expect)).transpose()?;
+            let draft = runbook::LessonDraft {
+                id,
+                title,
+                check,
+                cause,
+                fix,
+                tools: tool,
+                commands: None,
+            };
+            feedback(&file, lessons, draft, runbook.as_deref())
+        }
+        Command::Schema { document } => {
+            print!(
+                "{}",
+                match document {
+                    SchemaKind::Runbook => runbook::json_schema(),
+                    SchemaKind::Feedback => runbook::feedback_json_schema(),
+                    SchemaKind::Lesson => runbook::lesson_json_schema(),
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::New { name, out } => new_runbook(&name, &out),
@@ -301,7 +385,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             run,
             keep,
         } => {
-            let runbook = load_clean(&file)?;
+            let mut runbook = load_clean(&file)?;
+            carry_lessons(&mut runbook, load_lessons(run.lessons.clone())?);
             runbook::render::check_target(&run.out, run.force)?;
             let lifetime = match (lifetime.map(Lifetime::from), keep) {
                 (Some(l), true) if l != Lifetime::Persistent => {
@@ -316,7 +401,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             run_session(provider.as_ref(), Start::New(runbook, lifetime), &run).await
         }
         Command::Resume { id, file, run } => {
-            let runbook = file.as_deref().map(load_clean).transpose()?;
+            let mut runbook = file.as_deref().map(load_clean).transpose()?;
+            if let Some(rb) = runbook.as_mut() {
+                carry_lessons(rb, load_lessons(run.lessons.clone())?);
+            }
             runbook::render::check_target(&run.out, run.force)?;
             let provider = provider(&run.sandbox, run.isolate_network).await?;
             run_session(provider.as_ref(), Start::Resume(id, runbook), &run).await
@@ -432,11 +520,12 @@ impl Finding {
 }
 
 /// Parses and lints a file: the runbook (when it parses) and every finding, in file order.
-fn check_file(file: &Path) -> (Option<Runbook>, Vec<Finding>) {
+fn check_file(file: &Path, lessons: &[runbook::Lesson]) -> (Option<Runbook>, Vec<Finding>) {
     match runbook::load(file) {
         Err(e) => (None, vec![Finding::parse(&e, file)]),
         Ok((rb, text)) => {
-            let diags = rb.lint();
+            let mut diags = rb.lint();
+            diags.extend(runbook::unaddressed_lessons(&rb, lessons));
             let map = if diags.is_empty() {
                 SourceMap::default()
             } else {
@@ -452,7 +541,12 @@ fn check_file(file: &Path) -> (Option<Runbook>, Vec<Finding>) {
     }
 }
 
-fn validate(files: &[PathBuf], format: Format, deny: &[String]) -> Result<ExitCode, Failure> {
+fn validate(
+    files: &[PathBuf],
+    format: Format,
+    deny: &[String],
+    lessons: &[runbook::Lesson],
+) -> Result<ExitCode, Failure> {
     if let Some(bad) = deny.iter().find(|d| {
         *d != "warnings"
             && !runbook::Rule::ALL
@@ -469,7 +563,10 @@ fn validate(files: &[PathBuf], format: Format, deny: &[String]) -> Result<ExitCo
             codes.join(", ")
         )));
     }
-    let mut findings: Vec<Finding> = files.iter().flat_map(|f| check_file(f).1).collect();
+    let mut findings: Vec<Finding> = files
+        .iter()
+        .flat_map(|f| check_file(f, lessons).1)
+        .collect();
     for f in &mut findings {
         if !f.is_error() && deny.iter().any(|d| d == "warnings" || *d == f.code) {
             f.severity = "error";
@@ -502,7 +599,7 @@ fn validate(files: &[PathBuf], format: Format, deny: &[String]) -> Result<ExitCo
 /// Loads a runbook and refuses it when it does not parse or has lint errors, printing
 /// them as `validate` does.
 fn load_clean(file: &Path) -> Result<Runbook, Failure> {
-    let (rb, findings) = check_file(file);
+    let (rb, findings) = check_file(file, &[]);
     let errors: Vec<String> = findings
         .iter()
         .filter(|f| f.is_error())
@@ -870,6 +967,170 @@ fn render(
 }
 
 const STARTER: &str = include_str!("starter.yaml");
+
+// ---- lessons and feedback ------------------------------------------------------
+
+/// The lessons library of `--lessons DIR`, else `$RUNBOOK_LESSONS`, else none.
+fn lessons_dir(arg: Option<PathBuf>) -> Option<PathBuf> {
+    arg.or_else(|| std::env::var_os("RUNBOOK_LESSONS").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+fn load_lessons(arg: Option<PathBuf>) -> Result<Vec<runbook::Lesson>, Failure> {
+    match lessons_dir(arg) {
+        None => Ok(Vec::new()),
+        Some(dir) => runbook::load_lessons(&dir).map_err(|e| parse_failure(&e)),
+    }
+}
+
+fn parse_failure(e: &ParseError) -> Failure {
+    Failure(format!("{e}\n    help: {}", e.help))
+}
+
+/// Carries every lesson that applies into the runbook about to run, saying which.
+fn carry_lessons(runbook: &mut Runbook, lessons: Vec<runbook::Lesson>) {
+    for lesson in &lessons {
+        if !lesson.applies_to(runbook) {
+            continue;
+        }
+        let done = runbook.adopt_lesson(lesson);
+        if done.is_empty() {
+            continue;
+        }
+        let mut what = Vec::new();
+        if done.preflight {
+            what.push("its pre-flight check runs before step 1".to_owned());
+        }
+        if !done.steps.is_empty() {
+            what.push(format!("its known issue is on {}", done.steps.join(", ")));
+        }
+        eprintln!(
+            "lesson `{}` applies ({}): {}",
+            lesson.id,
+            lesson.title,
+            what.join("; ")
+        );
+    }
+}
+
+/// A check of `command` with the `--expect KIND:VALUE` conditions.
+fn expected_check(command: String, expect: &[String]) -> Result<runbook::Check, Failure> {
+    let mut check = runbook::Check::command(command);
+    for e in expect {
+        let bad = || {
+            Failure(format!(
+                "--expect `{e}`: use exit-code:N, stdout-equals:TEXT, stdout-contains:TEXT, \
+                 stdout-matches:REGEX, or the same for stderr"
+            ))
+        };
+        let (kind, value) = e.split_once(':').ok_or_else(bad)?;
+        check = match kind {
+            "exit-code" => check.exit_code(value.trim().parse().map_err(|_| bad())?),
+            "stdout-equals" => check.stdout_equals(value),
+            "stdout-contains" => check.stdout_contains(value),
+            "stdout-matches" => check.stdout_matches(value),
+            "stderr-equals" => check.stderr_equals(value),
+            "stderr-contains" => check.stderr_contains(value),
+            "stderr-matches" => check.stderr_matches(value),
+            _ => return Err(bad()),
+        };
+    }
+    Ok(check)
+}
+
+/// `runbook feedback`: the lesson into the library, and with `--runbook` into that runbook.
+fn feedback(
+    file: &Path,
+    lessons: Option<PathBuf>,
+    draft: runbook::LessonDraft,
+    amend: Option<&Path>,
+) -> Result<ExitCode, Failure> {
+    let dir = lessons_dir(lessons).ok_or_else(|| {
+        Failure("say where the lessons library is: --lessons DIR (or $RUNBOOK_LESSONS)".into())
+    })?;
+    let feedback = runbook::load_feedback(file).map_err(|e| parse_failure(&e))?;
+    let lesson = runbook::Lesson::from_feedback(&feedback, draft)?;
+    // The library must stay readable: refuse a lesson whose id is taken.
+    let existing = runbook::load_lessons(&dir).map_err(|e| parse_failure(&e))?;
+    let path = dir.join(format!("{}.yaml", lesson.id));
+    if existing.iter().any(|l| l.id == lesson.id) || path.exists() {
+        return Err(Failure(format!(
+            "the library already has a lesson `{}` ({}): give this one another --id",
+            lesson.id,
+            path.display()
+        )));
+    }
+    // A runbook that cannot carry the lesson is refused before anything is written.
+    let amended = match amend {
+        None => None,
+        Some(rb_path) => {
+            let (mut rb, _) = runbook::load(rb_path).map_err(|e| parse_failure(&e))?;
+            let done = rb.adopt_lesson(&lesson);
+            if done.is_empty() {
+                eprintln!(
+                    "{} already carries lesson `{}`",
+                    rb_path.display(),
+                    lesson.id
+                );
+                None
+            } else {
+                rb.bump_minor_version()?;
+                let errors: Vec<String> = rb
+                    .lint()
+                    .into_iter()
+                    .filter(Diagnostic::is_error)
+                    .map(|d| d.to_string())
+                    .collect();
+                if !errors.is_empty() {
+                    return Err(Failure(format!(
+                        "{} cannot carry the lesson; nothing was written:\n{}",
+                        rb_path.display(),
+                        errors.join("\n")
+                    )));
+                }
+                Some((rb_path, rb, done))
+            }
+        }
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+    let text = format!(
+        "# Learnt from {}; written by `runbook feedback`.\n{}",
+        file.display(),
+        runbook::to_yaml(&lesson)
+    );
+    write_new(&path, &text)?;
+    println!("lesson `{}` written to {}", lesson.id, path.display());
+    if let Some((rb_path, rb, done)) = amended {
+        std::fs::write(rb_path, runbook::to_yaml_string(&rb))
+            .map_err(|e| Failure(format!("cannot write {}: {e}", rb_path.display())))?;
+        let mut what = Vec::new();
+        if done.preflight {
+            what.push(format!("pre-flight check `{}`", lesson.id));
+        }
+        if !done.steps.is_empty() {
+            what.push(format!("known issue on {}", done.steps.join(", ")));
+        }
+        println!(
+            "{} amended: {}; version {}",
+            rb_path.display(),
+            what.join(", "),
+            rb.metadata.version
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a file that must not exist yet.
+fn write_new(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))
+}
 
 fn new_runbook(name: &str, out: &Path) -> Result<ExitCode, Failure> {
     let text = STARTER.replace("NAME", name);

@@ -1,0 +1,555 @@
+//! The feedback loop end to end: a tested package fails on a target that differs from the
+//! sandbox, its script writes a feedback file, `runbook feedback` makes a lesson of it, and
+//! a different runbook using the same tool is warned, stopped in pre-flight, and ships the
+//! check in its own `deploy.sh`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The check the operator wrote after the failure: nothing listens on the port yet.
+const PORT_FREE: &str = r#"! (exec 3<>"/dev/tcp/$PGHOST/$PGPORT") 2>/dev/null"#;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn path_env() -> String {
+    format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+fn runbook(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .env("PATH", path_env())
+        .env_remove("RUNBOOK_LESSONS")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "--- exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Gives a directory to `nobody`, who runs the scripts as an operator would (PostgreSQL
+/// refuses root).
+fn give_to_nobody(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// Runs a package script in a clean environment with the operator's values.
+fn script(
+    package: &Path,
+    name: &str,
+    args: &[&str],
+    work: &Path,
+    vars: &BTreeMap<&str, String>,
+) -> Output {
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "bash",
+        ]);
+        c
+    } else {
+        Command::new("bash")
+    };
+    c.arg(package.join("scripts").join(name))
+        .args(args)
+        .env_clear()
+        .env("PATH", path_env())
+        .env("HOME", work)
+        .env("RUNBOOK_WORK_DIR", work)
+        .envs(vars)
+        .output()
+        .unwrap()
+}
+
+fn feedback_files(package: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(package.join("feedback"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn fresh_dir(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    give_to_nobody(&dir);
+    dir
+}
+
+#[test]
+fn a_production_failure_becomes_a_preflight_check_for_a_similar_runbook() {
+    let dir = common::workdir("runbook-feedback-");
+    let root = dir.path();
+
+    // 1. The PostgreSQL example passes in its sandbox.
+    let sandbox_port = common::free_port().to_string();
+    let run = runbook(
+        root,
+        &[
+            "run",
+            repo()
+                .join("examples/postgres/runbook.yaml")
+                .to_str()
+                .unwrap(),
+            "--out",
+            "postgres-package",
+            "--no-rehearsal",
+            "--var",
+            &format!("PGPORT={sandbox_port}"),
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let package = root.join("postgres-package");
+    give_to_nobody(&package);
+
+    // 2. On the target, another process already listens on the port the operator chose.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let work = fresh_dir(root, "target-work");
+    let secrets = ["fb-super-3f9d2c71", "fb-app-8e41b0aa"];
+    let vars = BTreeMap::from([
+        ("PGDATA", work.join("main").to_string_lossy().into_owned()),
+        ("PGHOST", "127.0.0.1".to_owned()),
+        ("PGPORT", taken_port.clone()),
+        ("APP_DB", "shop".to_owned()),
+        ("APP_USER", "shop_app".to_owned()),
+        ("PG_SUPERUSER_PASSWORD", secrets[0].to_owned()),
+        ("APP_PASSWORD", secrets[1].to_owned()),
+    ]);
+    let deploy = script(&package, "deploy.sh", &[], &work, &vars);
+    assert_eq!(deploy.status.code(), Some(1), "{}", text(&deploy));
+    let stderr = String::from_utf8_lossy(&deploy.stderr);
+    assert!(stderr.contains("FAILED at step start-server"), "{stderr}");
+    assert!(stderr.contains("Feedback written to"), "{stderr}");
+
+    // The feedback file: typed, complete, no secret in it.
+    let files = feedback_files(&package);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let raw = std::fs::read_to_string(&files[0]).unwrap();
+    for secret in secrets {
+        assert!(
+            !raw.contains(secret),
+            "a secret leaked into feedback:\n{raw}"
+        );
+    }
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with("-start-server.yaml"), "{name}");
+    let feedback = runbook::load_feedback(&files[0]).unwrap();
+    assert_eq!(feedback.phase, runbook::feedback::Phase::Deploy);
+    assert_eq!(feedback.step, "start-server");
+    assert_eq!(feedback.runbook.name, "postgres");
+    assert_eq!(feedback.runbook.version, "1.0.0");
+    assert_eq!(feedback.runbook.platform.as_deref(), Some("linux"));
+    assert_eq!(feedback.exit_code, Some(1));
+    assert!(feedback.command.starts_with("pg_ctl "), "{feedback:#?}");
+    assert!(
+        feedback.error_excerpt().contains("could not start server"),
+        "{feedback:#?}"
+    );
+    assert_eq!(feedback.package.len(), 64, "the package id: {feedback:#?}");
+    let pg_ctl = feedback
+        .target
+        .tools
+        .iter()
+        .find(|t| t.tool == "pg_ctl")
+        .unwrap();
+    assert!(
+        pg_ctl.found.as_deref().unwrap().starts_with("15."),
+        "{pg_ctl:?}"
+    );
+    assert!(!feedback.target.kernel.is_empty() && !feedback.target.architecture.is_empty());
+    if is_root() {
+        assert_eq!(feedback.target.user, "nobody");
+    }
+
+    // 3. The operator records what would have caught it.
+    let lessons = root.join("lessons");
+    let made = runbook(
+        root,
+        &[
+            "feedback",
+            files[0].to_str().unwrap(),
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--id",
+            "pg-port-taken",
+            "--title",
+            "The PostgreSQL port may already be taken on the target",
+            "--check",
+            PORT_FREE,
+            "--cause",
+            "Another process listens on the port",
+            "--fix",
+            "Choose a free port for PGPORT, or stop the other process",
+        ],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    let lesson = runbook::lesson_from_yaml_str(
+        &std::fs::read_to_string(lessons.join("pg-port-taken.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(lesson.applies.tools.len(), 1, "{lesson:#?}");
+    assert_eq!(lesson.applies.tools[0].tool, "pg_ctl");
+    assert_eq!(
+        lesson.applies.tools[0].version.as_deref(),
+        Some(">=15, <16")
+    );
+    assert_eq!(lesson.applies.platform.as_deref(), Some("linux"));
+    assert_eq!(lesson.origin.step, "start-server");
+
+    // 4. A different runbook that uses pg_ctl is warned...
+    let scratch = root.join("pg-scratch.yaml");
+    std::fs::copy(
+        repo().join("tests/fixtures/feedback/pg-scratch.yaml"),
+        &scratch,
+    )
+    .unwrap();
+    let quiet = runbook(root, &["validate", "pg-scratch.yaml"]);
+    assert!(quiet.status.success() && !text(&quiet).contains("unaddressed-lesson"));
+    let warned = runbook(
+        root,
+        &[
+            "validate",
+            "pg-scratch.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        warned.status.success(),
+        "a warning, not an error: {}",
+        text(&warned)
+    );
+    let out = String::from_utf8_lossy(&warned.stdout);
+    assert!(
+        out.contains("warning[unaddressed-lesson]") && out.contains("pg-port-taken"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pg-scratch.yaml:"),
+        "located in the file: {out}"
+    );
+
+    // ...and its run stops in pre-flight, naming the lesson, before step 1 changes anything.
+    let stopped = runbook(
+        root,
+        &[
+            "run",
+            "pg-scratch.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--out",
+            "scratch-stopped",
+            "--no-rehearsal",
+            "--keep",
+            "--var",
+            &format!("PGPORT={taken_port}"),
+        ],
+    );
+    assert!(!stopped.status.success(), "{}", text(&stopped));
+    let all = text(&stopped);
+    assert!(all.contains("pg-port-taken"), "{all}");
+    assert!(all.contains("pre-flight"), "{all}");
+    let sandboxes = runbook(root, &["sandbox", "list"]);
+    let id = String::from_utf8_lossy(&sandboxes.stdout)
+        .lines()
+        .find(|l| l.contains("pg-scratch"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("the kept sandbox: {}", text(&sandboxes)));
+    let kept_work = root.join("state/local").join(&id).join("work");
+    assert!(kept_work.is_dir(), "{}", kept_work.display());
+    assert!(
+        !kept_work.join("scratch").exists(),
+        "step 1 (initdb) must not have run"
+    );
+    let destroyed = runbook(root, &["sandbox", "destroy", &id]);
+    assert!(destroyed.status.success(), "{}", text(&destroyed));
+
+    // 5. With the port free the run passes and its package carries the check.
+    let free = common::free_port().to_string();
+    let passed = runbook(
+        root,
+        &[
+            "run",
+            "pg-scratch.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--out",
+            "scratch-package",
+            "--no-rehearsal",
+            "--var",
+            &format!("PGPORT={free}"),
+        ],
+    );
+    assert!(passed.status.success(), "{}", text(&passed));
+    let scratch_package = root.join("scratch-package");
+    give_to_nobody(&scratch_package);
+    let readme = std::fs::read_to_string(scratch_package.join("README.md")).unwrap();
+    assert!(
+        readme.contains("## Pre-flight checks") && readme.contains("lesson `pg-port-taken`"),
+        "{readme}"
+    );
+    assert!(readme.contains("learnt from postgres 1.0.0"), "{readme}");
+
+    // Its deploy.sh runs the same check on a target whose port is taken: it stops before
+    // any change, naming the lesson.
+    let target = fresh_dir(root, "scratch-target");
+    let scratch_vars = BTreeMap::from([
+        ("PGDATA", target.join("data").to_string_lossy().into_owned()),
+        ("PGHOST", "127.0.0.1".to_owned()),
+        ("PGPORT", taken_port.clone()),
+    ]);
+    let refused = script(&scratch_package, "deploy.sh", &[], &target, &scratch_vars);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("lesson `pg-port-taken`"), "{err}");
+    assert!(
+        err.contains("Pre-flight failed: nothing was changed"),
+        "{err}"
+    );
+    assert!(!target.join("data").exists(), "nothing was created");
+    assert!(!target.join(".runbook-journal").exists(), "no step started");
+
+    // On a good target the check passes and the deploy goes through; then roll it back.
+    let good_vars = BTreeMap::from([
+        ("PGDATA", target.join("data").to_string_lossy().into_owned()),
+        ("PGHOST", "127.0.0.1".to_owned()),
+        ("PGPORT", common::free_port().to_string()),
+    ]);
+    let deployed = script(&scratch_package, "deploy.sh", &[], &target, &good_vars);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    assert!(
+        String::from_utf8_lossy(&deployed.stdout)
+            .contains("ok: The PostgreSQL port may already be taken")
+    );
+    let rolled_back = script(
+        &scratch_package,
+        "rollback.sh",
+        &["--yes"],
+        &target,
+        &good_vars,
+    );
+    assert!(rolled_back.status.success(), "{}", text(&rolled_back));
+    drop(taken);
+
+    // 6. `--runbook` amends the runbook itself: the check, the known issue, a minor bump;
+    // then validate is quiet.
+    std::fs::remove_file(lessons.join("pg-port-taken.yaml")).unwrap();
+    let amended = runbook(
+        root,
+        &[
+            "feedback",
+            files[0].to_str().unwrap(),
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--id",
+            "pg-port-taken",
+            "--check",
+            PORT_FREE,
+            "--cause",
+            "Another process listens on the port",
+            "--fix",
+            "Choose a free port for PGPORT",
+            "--runbook",
+            "pg-scratch.yaml",
+        ],
+    );
+    assert!(amended.status.success(), "{}", text(&amended));
+    let (rb, _) = runbook::load(&scratch).unwrap();
+    assert_eq!(rb.metadata.version, "0.4.0");
+    assert_eq!(rb.preflight[0].lesson.as_deref(), Some("pg-port-taken"));
+    assert_eq!(
+        rb.step("start").unwrap().known_issues[0].lesson.as_deref(),
+        Some("pg-port-taken")
+    );
+    let clean = runbook(
+        root,
+        &[
+            "validate",
+            "pg-scratch.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        clean.status.success() && !text(&clean).contains("unaddressed-lesson"),
+        "{}",
+        text(&clean)
+    );
+    // The same feedback again is refused: the library keeps one lesson per id.
+    let again = runbook(
+        root,
+        &[
+            "feedback",
+            files[0].to_str().unwrap(),
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--id",
+            "pg-port-taken",
+            "--check",
+            "true",
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already has a lesson `pg-port-taken`"));
+}
+
+#[test]
+fn feedback_masks_secrets_and_survives_hostile_output() {
+    let dir = common::workdir("runbook-feedback-");
+    let root = dir.path();
+    std::fs::write(
+        root.join("leaky.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: leaky, version: 2.1.0 }
+variables:
+  - name: API_TOKEN
+    category: credential
+    generate: true
+    production: From your secret manager
+  - name: OUT
+    category: other
+    sandbox: out.txt
+    production: Where to write
+steps:
+  - id: write
+    title: Write the file
+    run: |
+      echo "token=$API_TOKEN" > "$OUT"
+      if [ "$OUT" = fail.txt ]; then
+        head -c 40000 /dev/zero | tr '\0' 'y'; echo
+        head -c 5000 /dev/zero | tr '\0' 'x'; echo
+        printf 'quote " backslash \\ tab \t bell \a bad-utf8 \xff\xfe end\n'
+        echo "connecting with $API_TOKEN" >&2
+        exit 7
+      fi
+    verify:
+      - file: { path: "${OUT}", contains: "token=" }
+    rollback:
+      run: rm -f "$OUT"
+      verify:
+        - file: { path: "${OUT}", exists: false }
+"#,
+    )
+    .unwrap();
+    let run = runbook(
+        root,
+        &["run", "leaky.yaml", "--out", "package", "--no-rehearsal"],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let package = root.join("package");
+    // A read-only package: the feedback goes to the work directory instead.
+    std::fs::set_permissions(&package, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let work = fresh_dir(root, "work");
+    let token = "tok-5b1e9f0c2d";
+    let vars = BTreeMap::from([
+        ("API_TOKEN", token.to_owned()),
+        ("OUT", "fail.txt".to_owned()),
+    ]);
+    let deploy = script(&package, "deploy.sh", &[], &work, &vars);
+    assert_eq!(deploy.status.code(), Some(1), "{}", text(&deploy));
+    let files = feedback_files(&work);
+    std::fs::set_permissions(&package, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(files.len(), 1, "{}", text(&deploy));
+    let raw = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(!raw.contains(token), "{raw}");
+    let feedback = runbook::load_feedback(&files[0]).unwrap_or_else(|e| panic!("{e}\n{raw}"));
+    assert_eq!(feedback.exit_code, Some(7));
+    assert_eq!(feedback.runbook.version, "2.1.0");
+    assert_eq!(feedback.stderr, ["connecting with ***"]);
+    assert_eq!(
+        feedback.stdout.len(),
+        2,
+        "the cut 40 KB line is dropped: {raw}"
+    );
+    assert_eq!(feedback.stdout[0], "x".repeat(1000), "lines are cut");
+    assert!(
+        feedback.command.contains("\nif [ \"$OUT\" = fail.txt ]"),
+        "{raw}"
+    );
+    assert!(
+        feedback
+            .stdout
+            .iter()
+            .any(|l| l.contains(r#"quote " backslash \"#)),
+        "{raw}"
+    );
+    assert!(feedback.target.tools.is_empty());
+}
+
+#[test]
+fn a_damaged_feedback_file_is_an_error_with_line_and_column() {
+    let dir = common::workdir("runbook-feedback-");
+    let root = dir.path();
+    std::fs::write(
+        root.join("damaged.yaml"),
+        "apiVersion: runbook/v1\nkind: Feedback\nrunbook: {name: x}\nphase: deploy\nstep: s\ncommand: c\nexitCode: [oops\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("wrong-field.yaml"),
+        "apiVersion: runbook/v1\nkind: Feedback\nrunbook: {name: x}\nphase: deplo\nstep: s\ncommand: c\n",
+    )
+    .unwrap();
+    for (file, line) in [("damaged.yaml", ":7:"), ("wrong-field.yaml", ":4:")] {
+        let out = runbook(
+            root,
+            &["feedback", file, "--lessons", "lessons", "--check", "true"],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{file}{line}")), "{err}");
+        assert!(err.contains("help:"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!root.join("lessons").exists(), "nothing written");
+    }
+    // No check and no cause/fix: the lesson would change nothing.
+    std::fs::write(
+        root.join("ok.yaml"),
+        "apiVersion: runbook/v1\nkind: Feedback\nrunbook: {name: x}\nphase: verify\nstep: s\ncommand: c\n",
+    )
+    .unwrap();
+    let out = runbook(root, &["feedback", "ok.yaml", "--lessons", "lessons"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("a lesson needs a pre-flight check"),
+        "{}",
+        text(&out)
+    );
+}
