@@ -553,3 +553,70 @@ fn a_damaged_feedback_file_is_an_error_with_line_and_column() {
         text(&out)
     );
 }
+
+#[test]
+fn a_daemon_that_keeps_the_step_output_open_does_not_hold_the_script() {
+    let dir = common::workdir("runbook-feedback-");
+    let root = dir.path();
+    std::fs::write(
+        root.join("daemon.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: daemon }
+variables:
+  - name: MARK
+    category: other
+    sandbox: sandbox-mark
+    production: A name for the daemon
+steps:
+  - id: start
+    title: Start a daemon that keeps stdout and stderr
+    run: |
+      (exec -a "rb-daemon-$MARK" sleep 300) &
+      echo started
+    verify:
+      - process: { name: sleep }
+    rollback:
+      run: pkill -f "rb-daemon-$MARK"
+      verify:
+        - run: pgrep -f "rb-daemon-$MARK" || echo none
+          expect: { stdout: { equals: none } }
+"#,
+    )
+    .unwrap();
+    let run = runbook(
+        root,
+        &["run", "daemon.yaml", "--out", "package", "--no-rehearsal"],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let work = fresh_dir(root, "work");
+    let mark = format!("fb{}", std::process::id());
+    // The operator's terminal is a file here: only the script itself is waited for.
+    let log = std::fs::File::create(root.join("deploy.log")).unwrap();
+    let started = std::time::Instant::now();
+    let status = Command::new("bash")
+        .arg(root.join("package/scripts/deploy.sh"))
+        .args(if is_root() { &["--as-root"][..] } else { &[] })
+        .env_clear()
+        .env("PATH", path_env())
+        .env("RUNBOOK_WORK_DIR", &work)
+        .env("MARK", &mark)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .status()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let output = std::fs::read_to_string(root.join("deploy.log")).unwrap();
+    let _ = Command::new("pkill")
+        .args(["-f", &format!("rb-daemon-{mark}")])
+        .status();
+    assert!(status.success(), "{output}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(30),
+        "deploy.sh waited for the daemon: {elapsed:?}\n{output}"
+    );
+    assert!(
+        output.contains("started"),
+        "the step's output is shown: {output}"
+    );
+}

@@ -56,17 +56,13 @@ now_ms() {
     date +%s%3N
   fi
 }
-# Each command's output goes to the terminal as it comes and to these files, for the
-# feedback file if it fails; files, not pipes, so that a daemon a step starts cannot hold
-# this script open. SENTINEL is a process whose end tells the file followers to finish.
+# A step's output goes to the terminal as it comes and, through tee, to these files, for
+# the feedback file if it fails.
 OUTDIR=$(mktemp -d)
-STEP_OUT=$OUTDIR/stdout STEP_ERR=$OUTDIR/stderr ERRFILE=$OUTDIR/check-stderr SENTINEL=""
+STEP_OUT=$OUTDIR/stdout STEP_ERR=$OUTDIR/stderr ERRFILE=$OUTDIR/check-stderr
 FAIL_COMMAND="" FAIL_CODE="" FAIL_CHECK=""
 declare -A FOUND=() REQUIRED=()
-cleanup() { [ -z "$SENTINEL" ] || kill "$SENTINEL" 2>/dev/null || true; rm -rf "$OUTDIR"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'rm -rf "$OUTDIR"' EXIT
 
 # match MODE WANT TEXT: whether TEXT (without trailing whitespace) satisfies MODE WANT.
 match_text() {
@@ -121,18 +117,25 @@ check() {
 # run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with
 # bash -e -o pipefail -c: it fails at its first failing line.
 run_step() {
-  local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0 follow_out follow_err
+  local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0 out_fd err_fd out_pid err_pid n=0
   echo "==> $title ($id)"
   start=$(now_ms)
-  : > "$STEP_OUT"; : > "$STEP_ERR"
-  sleep 86400 & SENTINEL=$!
-  tail -n +1 -s 0.1 -f --pid="$SENTINEL" "$STEP_OUT" & follow_out=$!
-  tail -n +1 -s 0.1 -f --pid="$SENTINEL" "$STEP_ERR" >&2 & follow_err=$!
-  (cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >"$STEP_OUT" 2>"$STEP_ERR" || code=$?
-  kill "$SENTINEL" 2>/dev/null || true
-  SENTINEL=""
-  wait "$follow_out" "$follow_err" 2>/dev/null || true
+  # The command stays in the foreground (Ctrl-C reaches it); the tees are not waited for,
+  # so a daemon the step starts, which keeps their pipes open, cannot hold this script.
+  # The descriptors are closed in the command's shell, so no daemon inherits them.
+  exec {out_fd}> >(tee "$STEP_OUT")
+  out_pid=$!
+  exec {err_fd}> >(exec {out_fd}>&-; tee "$STEP_ERR" >&2)
+  err_pid=$!
+  # shellcheck disable=SC2261 # one redirection per stream: shellcheck misreads >&"$fd"
+  (exec {out_fd}>&- {err_fd}>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
+  exec {out_fd}>&- {err_fd}>&-
   if [ "$code" -ne 0 ]; then
+    # Let the tees write out what the command printed (at most a second).
+    while [ "$n" -lt 20 ] && { kill -0 "$out_pid" || kill -0 "$err_pid"; } 2>/dev/null; do
+      sleep 0.05
+      n=$((n + 1))
+    done
     FAIL_CHECK="" FAIL_COMMAND=$command FAIL_CODE=$code
     echo "    FAILED: the command exited with code $code" >&2
     return 1
@@ -213,9 +216,11 @@ yaml_lines() {
   )
   [ "${#items[@]}" -eq 0 ] || printf '%s\n' "$key:" "${items[@]}"
 }
-# write_feedback STEP: records the last failure for the runbook's maintainers.
+# write_feedback STEP: records the last failure for the runbook's maintainers
+# (RUNBOOK_NO_FEEDBACK=1: not, for a failure that is expected).
 write_feedback() {
   local step=$1 dir="$PACKAGE_DIR/feedback" file stamp os n=1 tool
+  [ -z "${RUNBOOK_NO_FEEDBACK:-}" ] || return 0
   if ! { mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ]; }; then
     dir="$WORK_DIR/feedback"
     mkdir -p "$dir" || return 0
