@@ -52,8 +52,11 @@ pub mod render {
 
 use std::path::Path;
 
+pub mod findings;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod rehearsal;
-pub use rehearsal::{RehearsalOptions, rehearse};
+pub use rehearsal::{RehearsalOptions, rehearse, sandbox_values};
 
 /// The README's code compiles (it is checked as a doctest).
 #[doc = include_str!("../README.md")]

@@ -457,3 +457,13 @@ mod tests {
         );
     }
 }
+
+/// The sandbox values a runbook's variables hold (after a run: the values it used), which a
+/// rehearsal must differ from.
+pub fn sandbox_values(runbook: &Runbook) -> BTreeMap<String, String> {
+    runbook
+        .variables
+        .iter()
+        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
+        .collect()
+}

@@ -133,7 +133,14 @@ fn yaml_error(e: &serde_saphyr::Error) -> ParseError {
 /// A parser message without the value it quotes: "invalid type: integer `987654321`,
 /// expected a string" could be a secret's value. The kind, the place (line and column)
 /// and what was expected are enough to fix it.
-fn without_values(message: &str) -> String {
+///
+/// ```
+/// assert_eq!(
+///     runbook_core::without_values("invalid type: integer `987654321`, expected a string"),
+///     "invalid type: integer, expected a string"
+/// );
+/// ```
+pub fn without_values(message: &str) -> String {
     for lead in ["invalid type: ", "invalid value: "] {
         if let Some(start) = message.find(lead) {
             let from = start + lead.len();

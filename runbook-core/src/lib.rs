@@ -68,7 +68,7 @@ pub use feedback::Feedback;
 pub use format::{
     ParseError, SourceMap, careful_from_yaml_str, feedback_from_yaml_str, from_json_str,
     from_yaml_str, lesson_from_yaml_str, load, load_feedback, load_lessons, report_from_yaml_str,
-    to_json_string, to_yaml, to_yaml_string,
+    to_json_string, to_yaml, to_yaml_string, without_values,
 };
 pub use lesson::{
     Adoption, Applies, Lesson, LessonDraft, LessonError, LessonKind, LessonOrigin, ToolMatcher,

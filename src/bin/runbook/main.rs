@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use runbook::exec::{LocalProvider, Observer, Provider, RunOptions, Session};
 use runbook::render::{Evidence, Package};
-use runbook::{Diagnostic, Lifetime, ParseError, Runbook, SourceMap};
+use runbook::findings::Finding;
+use runbook::{Diagnostic, Lifetime, ParseError, Runbook};
 
 #[derive(Parser)]
 #[command(
@@ -128,6 +129,12 @@ enum Command {
         /// Replace the package already at --out (only a package runbook wrote, unchanged since).
         #[arg(long)]
         force: bool,
+    },
+    /// Serve validate, sessions, steps, amendments, rollbacks and packages as Model Context Protocol tools on stdin/stdout.
+    #[cfg(feature = "mcp")]
+    Mcp {
+        #[command(flatten)]
+        sandbox: SandboxArgs,
     },
     /// Print the JSON Schema of runbook.yaml (or of a feedback or lesson file).
     Schema {
@@ -297,13 +304,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let code = match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(Failure(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Tasks still running (an MCP tool call whose client left) are dropped here, and with
+    // them their sessions: a command in flight is killed, the sandbox torn down or kept.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    code
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
@@ -340,6 +351,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 commands: None,
             };
             feedback(&file, lessons, draft, runbook.as_deref())
+        }
+        #[cfg(feature = "mcp")]
+        Command::Mcp { sandbox: which } => {
+            let p = provider(&which, false).await?;
+            let mut signals = Signals::listen()?;
+            let server = runbook::mcp::McpServer::new(p);
+            tokio::select! {
+                r = server.clone().serve_stdio() => {
+                    r.map_err(|e| Failure(format!("the MCP connection failed: {e}")))?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                n = signals.next() => {
+                    server.close();
+                    eprintln!("{}: the MCP server stopped; its ephemeral and session sandboxes are torn down", signal_name(n));
+                    Ok(ExitCode::from(128 + n))
+                }
+            }
         }
         Command::Schema { document } => {
             print!(
@@ -452,90 +480,12 @@ async fn provider(args: &SandboxArgs, isolate_network: bool) -> Result<Box<dyn P
 
 // ---- validate -----------------------------------------------------------------
 
-/// One finding, parse error or lint, in the one format `validate`, `run`, `resume` and
-/// `render` all print.
-#[derive(serde::Serialize)]
-struct Finding {
-    file: String,
-    line: Option<u64>,
-    column: Option<u64>,
-    severity: &'static str,
-    code: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    path: String,
-    message: String,
-    help: String,
-}
-
-impl Finding {
-    fn parse(e: &ParseError, file: &Path) -> Finding {
-        Finding {
-            file: file.display().to_string(),
-            line: e.line,
-            column: e.column,
-            severity: "error",
-            code: "parse".into(),
-            path: String::new(),
-            message: e.message.clone(),
-            help: e.help.clone(),
-        }
-    }
-
-    fn lint(d: Diagnostic, file: &Path, map: &SourceMap) -> Finding {
-        let (line, column) = map
-            .locate(&d.path)
-            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-        Finding {
-            file: file.display().to_string(),
-            line,
-            column,
-            severity: if d.is_error() { "error" } else { "warning" },
-            code: d.code().to_owned(),
-            path: d.path,
-            message: d.message,
-            help: d.help,
-        }
-    }
-
-    fn is_error(&self) -> bool {
-        self.severity == "error"
-    }
-
-    /// `FILE:LINE:COL: severity[code] path: message`, then `    help: …`.
-    fn text(&self) -> String {
-        let pos = match (self.line, self.column) {
-            (Some(l), Some(c)) => format!(":{l}:{c}"),
-            _ => String::new(),
-        };
-        let path = if self.path.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", self.path)
-        };
-        format!(
-            "{}{pos}: {}[{}]{path}: {}\n    help: {}",
-            self.file, self.severity, self.code, self.message, self.help
-        )
-    }
-}
-
 /// Parses and lints a file: the runbook (when it parses) and every finding, in file order.
 fn check_file(file: &Path, lessons: &[runbook::Lesson]) -> (Option<Runbook>, Vec<Finding>) {
     match runbook::load(file) {
-        Err(e) => (None, vec![Finding::parse(&e, file)]),
+        Err(e) => (None, vec![Finding::parse(&e, &file.display().to_string())]),
         Ok((rb, text)) => {
-            let mut diags = rb.lint();
-            diags.extend(runbook::unaddressed_lessons(&rb, lessons));
-            let map = if diags.is_empty() {
-                SourceMap::default()
-            } else {
-                SourceMap::new(&text)
-            };
-            let mut findings: Vec<Finding> = diags
-                .into_iter()
-                .map(|d| Finding::lint(d, file, &map))
-                .collect();
-            findings.sort_by_key(|f| (f.line, f.column));
+            let findings = runbook::findings::of(&rb, &text, &file.display().to_string(), lessons);
             (Some(rb), findings)
         }
     }
@@ -569,7 +519,7 @@ fn validate(
         .collect();
     for f in &mut findings {
         if !f.is_error() && deny.iter().any(|d| d == "warnings" || *d == f.code) {
-            f.severity = "error";
+            f.severity = "error".into();
         }
     }
     let errors = findings.iter().filter(|f| f.is_error()).count();
@@ -733,12 +683,7 @@ async fn run_session(
     }
     eprintln!("rehearsing the package: its own scripts, in a fresh sandbox, with other values");
     let package = runbook::render_package(&outcome)?;
-    let values: BTreeMap<String, String> = outcome
-        .runbook
-        .variables
-        .iter()
-        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
-        .collect();
+    let values = runbook::sandbox_values(&outcome.runbook);
     let options = runbook::RehearsalOptions::default();
     let rehearsal = runbook::rehearse(provider, &outcome.runbook, &package, &values, &options);
     // The rehearsal sandbox dies with the rehearsal when a signal wins.
@@ -883,11 +828,7 @@ async fn rehearse_package(
         .ok_or_else(|| Failure(format!("`{}` has no runbook.yaml", dir.display())))?;
     let runbook = runbook::from_yaml_str(text)
         .map_err(|e| Failure(e.in_file(dir.join("runbook.yaml")).to_string()))?;
-    let values: BTreeMap<String, String> = runbook
-        .variables
-        .iter()
-        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
-        .collect();
+    let values = runbook::sandbox_values(&runbook);
     let mut signals = Signals::listen()?;
     eprintln!(
         "rehearsing `{}`: its own scripts, in a fresh sandbox, with other values",

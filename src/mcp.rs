@@ -1,0 +1,730 @@
+//! `runbook mcp`: the library's stepwise loop as Model Context Protocol tools, for agents
+//! that are not written in Rust.
+//!
+//! The server holds [`Session`]s in its process, keyed by their sandbox id. Every tool
+//! answers with structured content (the library's own types, serialized) or a tool error
+//! (`isError`, with `error.kind`, `error.message` and, for a bad argument, `error.argument`);
+//! every string it returns has the session's secret values masked. When the server stops
+//! (stdin closed, a signal), dropping the sessions tears down their ephemeral and session
+//! sandboxes and kills a command in flight, exactly as the CLI does; persistent ones stay
+//! for `session_resume`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::exec::{Amendment, ExecError, Provider, RunOptions, Session};
+use crate::findings::Finding;
+use runbook_core::{Check, KnownIssue, Lifetime, Runbook};
+
+/// The MCP server: one provider, the sessions it started.
+#[derive(Clone)]
+pub struct McpServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Box<dyn Provider>,
+    sessions: Mutex<HashMap<String, Shared>>,
+}
+
+/// A session, taken out (`None`) once finished.
+type Shared = Arc<tokio::sync::Mutex<Option<Session>>>;
+
+/// A tool's failure, returned as a tool result with `isError`.
+#[derive(Debug)]
+struct ToolError {
+    kind: &'static str,
+    message: String,
+    argument: Option<String>,
+}
+
+impl ToolError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        ToolError {
+            kind,
+            message: message.into(),
+            argument: None,
+        }
+    }
+
+    fn argument(name: &str, message: impl Into<String>) -> Self {
+        ToolError {
+            kind: "invalid_argument",
+            message: message.into(),
+            argument: Some(name.to_owned()),
+        }
+    }
+}
+
+impl From<ExecError> for ToolError {
+    fn from(e: ExecError) -> Self {
+        let kind = match &e {
+            ExecError::Lint(_) => "lint_errors",
+            ExecError::Preflight(_) => "preflight_failed",
+            ExecError::NotFound(_) => "unknown_sandbox",
+            ExecError::Locked { .. } => "sandbox_busy",
+            _ => "execution_failed",
+        };
+        ToolError::new(kind, e.chain())
+    }
+}
+
+type ToolResult = Result<Value, ToolError>;
+
+// ---- arguments ----------------------------------------------------------------
+
+/// A runbook given inline or by path.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RunbookSource {
+    /// The runbook's YAML (or JSON) text. Give this or `path`.
+    #[serde(default)]
+    runbook: Option<String>,
+    /// A runbook file on the server's machine. Give this or `runbook`.
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ValidateArgs {
+    #[serde(flatten)]
+    source: RunbookSource,
+    /// A lessons library: warn (`unaddressed-lesson`) for each lesson that applies.
+    #[serde(default)]
+    lessons: Option<String>,
+}
+
+/// Which JSON Schema.
+#[derive(Debug, Default, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Document {
+    /// `runbook.yaml`.
+    #[default]
+    Runbook,
+    /// A feedback file.
+    Feedback,
+    /// A lesson.
+    Lesson,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SchemaArgs {
+    /// The document (default `runbook`).
+    #[serde(default)]
+    document: Document,
+}
+
+/// A sandbox lifetime.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum LifetimeArg {
+    /// Torn down when the session finishes or the server stops.
+    Ephemeral,
+    /// Kept across steps of the session; torn down at its end.
+    Session,
+    /// Kept until destroyed; resumable with `session_resume`.
+    Persistent,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StartArgs {
+    #[serde(flatten)]
+    source: RunbookSource,
+    /// The sandbox lifetime (default: recommended from the runbook).
+    #[serde(default)]
+    lifetime: Option<LifetimeArg>,
+    /// Sandbox values for variables, overriding the runbook's (`{"PGPORT": "55433"}`).
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SessionArgs {
+    /// The session id (`session_start` returned it; it is the sandbox id).
+    session: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AmendArgs {
+    /// The session id.
+    session: String,
+    /// The step to amend.
+    step: String,
+    /// The step's new command.
+    #[serde(default)]
+    run: Option<String>,
+    /// The step's new checks (they replace the old ones).
+    #[serde(default)]
+    verify: Option<Vec<Check>>,
+    /// The error met ("ERROR:  permission denied for schema public").
+    error: String,
+    /// Why it happened.
+    cause: String,
+    /// What fixed it.
+    fix: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FinishArgs {
+    /// The session id.
+    session: String,
+    /// Where to write the handoff package (a missing or empty directory).
+    out: String,
+    /// Replace a package this library wrote there, unchanged since.
+    #[serde(default)]
+    force: bool,
+    /// Rehearse the package's scripts in a fresh sandbox with other values (default true).
+    #[serde(default = "yes")]
+    rehearse: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ResumeArgs {
+    /// The persistent sandbox to continue.
+    sandbox: String,
+    /// Continue with this runbook (an upgrade) instead of the one it started with.
+    #[serde(flatten)]
+    source: RunbookSource,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SandboxArgs {
+    /// The sandbox id (`sandbox_list`).
+    sandbox: String,
+}
+
+// ---- the tool list ------------------------------------------------------------
+
+fn tool<A: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<A>();
+    let mut object = match serde_json::to_value(&schema) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    // Clients show the tool's description, not the argument struct's name.
+    object.remove("title");
+    object.remove("$schema");
+    Tool::new(name, description, Arc::new(object))
+}
+
+/// Every tool, with the JSON Schema of its arguments.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        tool::<ValidateArgs>(
+            "validate",
+            "Parse and lint a runbook: every finding with its rule, path, line, column and help.",
+        ),
+        tool::<SchemaArgs>(
+            "schema",
+            "The JSON Schema of runbook.yaml (or of a feedback or lesson file).",
+        ),
+        tool::<StartArgs>(
+            "session_start",
+            "Lint a runbook, provision a sandbox, run the pre-flight: the session id, the steps and what the pre-flight found.",
+        ),
+        tool::<SessionArgs>(
+            "run_next",
+            "Run the next step (its command, then its checks) and return its record; `done` when none is left.",
+        ),
+        tool::<AmendArgs>(
+            "amend",
+            "Fix a step (a new command and/or checks) and record the known issue: the error, its cause and the fix.",
+        ),
+        tool::<SessionArgs>("retry", "Run the step that failed again (after `amend`)."),
+        tool::<SessionArgs>(
+            "rollback",
+            "Run every completed step's rollback in reverse order and verify it.",
+        ),
+        tool::<FinishArgs>(
+            "finish",
+            "End the session, rehearse and write the handoff package: the verdict and the package's files.",
+        ),
+        tool::<SessionArgs>(
+            "session_status",
+            "Where a session is: its steps, the next one, the last failure, the verdict so far.",
+        ),
+        tool::<ResumeArgs>(
+            "session_resume",
+            "Continue a persistent sandbox (optionally with another runbook) as a new session.",
+        ),
+        tool::<NoArgs>(
+            "sandbox_list",
+            "The sandboxes of this server's provider.",
+        ),
+        tool::<SandboxArgs>(
+            "sandbox_destroy",
+            "Destroy a sandbox and everything running in it (ending its session here, if any).",
+        ),
+    ]
+}
+
+// ---- the server -----------------------------------------------------------------
+
+impl McpServer {
+    /// A server whose sessions use `provider`.
+    pub fn new(provider: Box<dyn Provider>) -> Self {
+        McpServer {
+            inner: Arc::new(Inner {
+                provider,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Serves on stdin/stdout until the client closes stdin. Sessions still open are then
+    /// dropped: their ephemeral and session sandboxes torn down, persistent ones kept.
+    pub async fn serve_stdio(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use rmcp::ServiceExt;
+        let running = self.clone().serve(rmcp::transport::stdio()).await?;
+        let _ = running.waiting().await;
+        self.close();
+        Ok(())
+    }
+
+    /// Drops every session this server holds (a command in flight is killed when its
+    /// call is dropped with the runtime).
+    pub fn close(&self) {
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.clear();
+        }
+    }
+
+    fn session(&self, id: &str) -> Result<Shared, ToolError> {
+        self.inner
+            .sessions
+            .lock()
+            .map_err(|_| ToolError::new("internal", "the session table is poisoned"))?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| {
+                ToolError::argument(
+                    "session",
+                    format!(
+                        "no session `{id}` in this server: start one with `session_start`, or continue a persistent sandbox with `session_resume`"
+                    ),
+                )
+            })
+    }
+
+    fn keep(&self, session: Session) -> String {
+        let id = session.id().to_owned();
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.insert(id.clone(), Arc::new(tokio::sync::Mutex::new(Some(session))));
+        }
+        id
+    }
+
+    async fn dispatch(&self, name: &str, args: Value) -> ToolResult {
+        match name {
+            "validate" => validate(parse(args)?),
+            "schema" => {
+                let a: SchemaArgs = parse(args)?;
+                let text = match a.document {
+                    Document::Runbook => runbook_core::json_schema(),
+                    Document::Feedback => runbook_core::feedback_json_schema(),
+                    Document::Lesson => runbook_core::lesson_json_schema(),
+                };
+                let schema: Value = serde_json::from_str(&text)
+                    .map_err(|e| ToolError::new("internal", e.to_string()))?;
+                Ok(json!({ "schema": schema }))
+            }
+            "session_start" => self.start(parse(args)?).await,
+            "run_next" => {
+                let a: SessionArgs = parse(args)?;
+                self.with_session(&a.session, async |s| {
+                    let record = s.run_next().await?;
+                    Ok(json!({
+                        "done": record.is_none(),
+                        "step": record,
+                        "nextStep": s.next_step().map(|n| n.id.clone()),
+                    }))
+                })
+                .await
+            }
+            "retry" => {
+                let a: SessionArgs = parse(args)?;
+                self.with_session(&a.session, async |s| {
+                    let record = s.retry().await?;
+                    Ok(json!({ "step": record, "nextStep": s.next_step().map(|n| n.id.clone()) }))
+                })
+                .await
+            }
+            "amend" => {
+                let a: AmendArgs = parse(args)?;
+                if a.run.is_none() && a.verify.is_none() {
+                    return Err(ToolError::argument(
+                        "run",
+                        "give the step's new command (`run`) and/or its new checks (`verify`)",
+                    ));
+                }
+                let mut amendment = Amendment::default();
+                amendment.run = a.run;
+                amendment.verify = a.verify;
+                let issue = KnownIssue::new(a.error, a.cause, a.fix);
+                let step = a.step;
+                self.with_session(&a.session, async |s| {
+                    s.amend(&step, amendment, issue)?;
+                    Ok(status(s))
+                })
+                .await
+            }
+            "rollback" => {
+                let a: SessionArgs = parse(args)?;
+                self.with_session(&a.session, async |s| {
+                    let exercise = s.rollback().await?;
+                    Ok(json!({ "rollback": exercise }))
+                })
+                .await
+            }
+            "session_status" => {
+                let a: SessionArgs = parse(args)?;
+                self.with_session(&a.session, async |s| Ok(status(s))).await
+            }
+            "finish" => self.finish(parse(args)?).await,
+            "session_resume" => self.resume(parse(args)?).await,
+            "sandbox_list" => {
+                let _: NoArgs = parse(args)?;
+                let list = self.inner.provider.list().await?;
+                Ok(json!({ "sandboxes": list }))
+            }
+            "sandbox_destroy" => {
+                let a: SandboxArgs = parse(args)?;
+                // A session of this server on it ends first (its lock is released).
+                let held = self
+                    .inner
+                    .sessions
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.remove(&a.sandbox));
+                let was_session = held.is_some();
+                if let Some(shared) = held {
+                    drop(shared.lock().await.take());
+                }
+                match self.inner.provider.destroy(&a.sandbox).await {
+                    Ok(()) => {}
+                    // An ephemeral or session sandbox went with its session.
+                    Err(ExecError::NotFound(_)) if was_session => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(json!({ "destroyed": a.sandbox }))
+            }
+            other => Err(ToolError::new(
+                "unknown_tool",
+                format!("no tool `{other}`: see tools/list"),
+            )),
+        }
+    }
+
+    /// Runs `work` on a session, then masks the session's secrets in what it returns.
+    async fn with_session(
+        &self,
+        id: &str,
+        work: impl AsyncFnOnce(&mut Session) -> ToolResult,
+    ) -> ToolResult {
+        let shared = self.session(id)?;
+        let mut guard = shared.lock().await;
+        let session = guard.as_mut().ok_or_else(|| {
+            ToolError::argument("session", format!("session `{id}` is finished"))
+        })?;
+        let mut value = work(session).await?;
+        mask(&mut value, session.redactor());
+        Ok(value)
+    }
+
+    async fn start(&self, a: StartArgs) -> ToolResult {
+        let runbook = load(&a.source)?;
+        let options = RunOptions {
+            lifetime: a.lifetime.map(|l| match l {
+                LifetimeArg::Ephemeral => Lifetime::Ephemeral,
+                LifetimeArg::Session => Lifetime::Session,
+                LifetimeArg::Persistent => Lifetime::Persistent,
+            }),
+            vars: a.vars,
+            ..RunOptions::default()
+        };
+        let session = Session::start(self.inner.provider.as_ref(), runbook, options).await?;
+        self.opened(session).await
+    }
+
+    async fn resume(&self, a: ResumeArgs) -> ToolResult {
+        let runbook = if a.source.runbook.is_some() || a.source.path.is_some() {
+            Some(load(&a.source)?)
+        } else {
+            None
+        };
+        let session = Session::resume(
+            self.inner.provider.as_ref(),
+            &a.sandbox,
+            runbook,
+            RunOptions::default(),
+        )
+        .await?;
+        self.opened(session).await
+    }
+
+    /// A new session: its pre-flight, then it is kept under its id.
+    async fn opened(&self, mut session: Session) -> ToolResult {
+        let (tools, problems) = match session.preflight().await {
+            Ok(tools) => (tools, Vec::new()),
+            Err(ExecError::Preflight(problems)) => (session.report().preflight.clone(), problems),
+            Err(e) => return Err(e.into()),
+        };
+        let mut value = status(&session);
+        value["preflight"] = json!(tools);
+        value["preflightProblems"] = json!(problems);
+        mask(&mut value, session.redactor());
+        self.keep(session);
+        Ok(value)
+    }
+
+    async fn finish(&self, a: FinishArgs) -> ToolResult {
+        let out = PathBuf::from(&a.out);
+        crate::render::check_target(&out, a.force)
+            .map_err(|e| ToolError::argument("out", e.to_string()))?;
+        let shared = self.session(&a.session)?;
+        let session = shared.lock().await.take().ok_or_else(|| {
+            ToolError::argument("session", format!("session `{}` is finished", a.session))
+        })?;
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.remove(&a.session);
+        }
+        let redactor = session.redactor().clone();
+        let mut outcome = session.finish().await?;
+        if a.rehearse {
+            let package = crate::render_package(&outcome)
+                .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
+            let values = crate::sandbox_values(&outcome.runbook);
+            let rehearsal = crate::rehearse(
+                self.inner.provider.as_ref(),
+                &outcome.runbook,
+                &package,
+                &values,
+                &crate::RehearsalOptions::default(),
+            )
+            .await?;
+            outcome.report.rehearsal = Some(rehearsal);
+        }
+        crate::write_package(&outcome, &out, a.force)
+            .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
+        let mut files: Vec<String> = Vec::new();
+        list_files(&out, &out, &mut files);
+        files.sort();
+        let mut value = json!({
+            "verdict": outcome.report.verdict.as_str(),
+            "rehearsal": outcome.report.rehearsal.as_ref().map(|r| r.verdict.as_str()),
+            "package": out.display().to_string(),
+            "files": files,
+        });
+        mask(&mut value, &redactor);
+        Ok(value)
+    }
+}
+
+fn list_files(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            list_files(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.display().to_string());
+        }
+    }
+}
+
+/// Where a session is, in the shape every session tool returns.
+fn status(s: &Session) -> Value {
+    let report = s.report();
+    let steps: Vec<Value> = s
+        .runbook()
+        .steps
+        .iter()
+        .map(|step| {
+            let record = report.steps.iter().find(|r| r.id == step.id);
+            json!({
+                "id": step.id,
+                "title": step.title,
+                "status": record.map_or(json!("pending"), |r| json!(r.status)),
+            })
+        })
+        .collect();
+    json!({
+        "session": s.id(),
+        "sandbox": s.id(),
+        "runbook": s.runbook().metadata.name,
+        "lifetime": s.lifetime().to_string(),
+        "steps": steps,
+        "nextStep": s.next_step().map(|n| n.id.clone()),
+        "failure": s.failure(),
+        "verdict": report.verdict.as_str(),
+    })
+}
+
+/// Masks every secret value in every string of `value`.
+fn mask(value: &mut Value, redactor: &crate::exec::Redactor) {
+    match value {
+        Value::String(s) => {
+            if !redactor.is_empty() {
+                *s = redactor.redact(s);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| mask(v, redactor)),
+        Value::Object(map) => map.values_mut().for_each(|v| mask(v, redactor)),
+        _ => {}
+    }
+}
+
+/// The arguments as `A`, or a tool error naming the argument that is wrong.
+fn parse<A: DeserializeOwned>(args: Value) -> Result<A, ToolError> {
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        // The value may be a secret given in the wrong place: never echo it.
+        let inner = runbook_core::without_values(&e.into_inner().to_string());
+        // "missing field `session`" / "unknown field `sesion`" name it in the message.
+        let named = inner
+            .split('`')
+            .nth(1)
+            .filter(|_| inner.starts_with("missing field") || inner.starts_with("unknown field"));
+        let argument = if path == "." || path.is_empty() {
+            named.unwrap_or("arguments").to_owned()
+        } else {
+            path
+        };
+        ToolError::argument(&argument, format!("`{argument}`: {inner}"))
+    })
+}
+
+/// The runbook of a source, parsed (not linted: `Session::start` refuses lint errors).
+fn load(source: &RunbookSource) -> Result<Runbook, ToolError> {
+    match (&source.runbook, &source.path) {
+        (Some(text), None) => {
+            let trimmed = text.trim_start();
+            let parsed = if trimmed.starts_with('{') {
+                runbook_core::from_json_str(text)
+            } else {
+                runbook_core::from_yaml_str(text)
+            };
+            parsed.map_err(|e| ToolError::argument("runbook", parse_message(&e)))
+        }
+        (None, Some(path)) => runbook_core::load(path)
+            .map(|(rb, _)| rb)
+            .map_err(|e| ToolError::argument("path", parse_message(&e))),
+        _ => Err(ToolError::argument(
+            "runbook",
+            "give exactly one of `runbook` (the YAML text) and `path` (a file)",
+        )),
+    }
+}
+
+fn parse_message(e: &runbook_core::ParseError) -> String {
+    format!("{e} (help: {})", e.help)
+}
+
+fn validate(a: ValidateArgs) -> ToolResult {
+    let lessons = match &a.lessons {
+        Some(dir) => runbook_core::load_lessons(dir)
+            .map_err(|e| ToolError::argument("lessons", parse_message(&e)))?,
+        None => Vec::new(),
+    };
+    let (label, text) = match (&a.source.runbook, &a.source.path) {
+        (Some(text), None) => ("<input>".to_owned(), text.clone()),
+        (None, Some(path)) => (
+            path.clone(),
+            std::fs::read_to_string(path)
+                .map_err(|e| ToolError::argument("path", format!("cannot read `{path}`: {e}")))?,
+        ),
+        _ => {
+            return Err(ToolError::argument(
+                "runbook",
+                "give exactly one of `runbook` (the YAML text) and `path` (a file)",
+            ));
+        }
+    };
+    let parsed = if label.ends_with(".json") || text.trim_start().starts_with('{') {
+        runbook_core::from_json_str(&text)
+    } else {
+        runbook_core::from_yaml_str(&text)
+    };
+    let findings: Vec<Finding> = match parsed {
+        Err(e) => vec![Finding::parse(&e, &label)],
+        Ok(rb) => crate::findings::of(&rb, &text, &label, &lessons),
+    };
+    let errors = findings.iter().filter(|f| f.is_error()).count();
+    Ok(json!({
+        "valid": errors == 0,
+        "errors": errors,
+        "warnings": findings.len() - errors,
+        "findings": findings,
+    }))
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("runbook", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tested infrastructure runbooks: validate a runbook, start a sandbox session, run \
+                 its steps one by one, amend a failing step with its known issue, retry, exercise \
+                 the rollbacks, and finish to write the verified handoff package.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let result = match self.dispatch(&request.name, args).await {
+            Ok(value) => CallToolResult::structured(value),
+            Err(e) => CallToolResult::structured_error(json!({
+                "error": {
+                    "kind": e.kind,
+                    "message": e.message,
+                    "argument": e.argument,
+                }
+            })),
+        };
+        Ok(result.into())
+    }
+}
