@@ -231,9 +231,10 @@ fn tool<A: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
         Ok(Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
-    // Clients show the tool's description, not the argument struct's name.
-    object.remove("title");
-    object.remove("$schema");
+    // Clients show the tool's description, not the argument struct's name or docs.
+    for key in ["title", "$schema", "description"] {
+        object.remove(key);
+    }
     Tool::new(name, description, Arc::new(object))
 }
 
@@ -277,10 +278,7 @@ pub fn tools() -> Vec<Tool> {
             "session_resume",
             "Continue a persistent sandbox (optionally with another runbook) as a new session.",
         ),
-        tool::<NoArgs>(
-            "sandbox_list",
-            "The sandboxes of this server's provider.",
-        ),
+        tool::<NoArgs>("sandbox_list", "The sandboxes of this server's provider."),
         tool::<SandboxArgs>(
             "sandbox_destroy",
             "Destroy a sandbox and everything running in it (ending its session here, if any).",
@@ -387,9 +385,11 @@ impl McpServer {
                         "give the step's new command (`run`) and/or its new checks (`verify`)",
                     ));
                 }
-                let mut amendment = Amendment::default();
-                amendment.run = a.run;
-                amendment.verify = a.verify;
+                let amendment = Amendment {
+                    run: a.run,
+                    verify: a.verify,
+                    ..Amendment::default()
+                };
                 let issue = KnownIssue::new(a.error, a.cause, a.fix);
                 let step = a.step;
                 self.with_session(&a.session, async |s| {
@@ -453,9 +453,9 @@ impl McpServer {
     ) -> ToolResult {
         let shared = self.session(id)?;
         let mut guard = shared.lock().await;
-        let session = guard.as_mut().ok_or_else(|| {
-            ToolError::argument("session", format!("session `{id}` is finished"))
-        })?;
+        let session = guard
+            .as_mut()
+            .ok_or_else(|| ToolError::argument("session", format!("session `{id}` is finished")))?;
         let mut value = work(session).await?;
         mask(&mut value, session.redactor());
         Ok(value)
@@ -595,11 +595,7 @@ fn status(s: &Session) -> Value {
 /// Masks every secret value in every string of `value`.
 fn mask(value: &mut Value, redactor: &crate::exec::Redactor) {
     match value {
-        Value::String(s) => {
-            if !redactor.is_empty() {
-                *s = redactor.redact(s);
-            }
-        }
+        Value::String(s) if !redactor.is_empty() => *s = redactor.redact(s),
         Value::Array(items) => items.iter_mut().for_each(|v| mask(v, redactor)),
         Value::Object(map) => map.values_mut().for_each(|v| mask(v, redactor)),
         _ => {}

@@ -433,6 +433,16 @@ async fn leftovers(sandbox: &dyn Sandbox, redactor: &Redactor) -> Result<Vec<Str
     Ok(out)
 }
 
+/// The sandbox values a runbook's variables hold (after a run: the values it used), which a
+/// rehearsal must differ from.
+pub fn sandbox_values(runbook: &Runbook) -> BTreeMap<String, String> {
+    runbook
+        .variables
+        .iter()
+        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,14 +466,4 @@ mod tests {
             "app/data-rehearsal"
         );
     }
-}
-
-/// The sandbox values a runbook's variables hold (after a run: the values it used), which a
-/// rehearsal must differ from.
-pub fn sandbox_values(runbook: &Runbook) -> BTreeMap<String, String> {
-    runbook
-        .variables
-        .iter()
-        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
-        .collect()
 }

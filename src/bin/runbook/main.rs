@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use runbook::exec::{LocalProvider, Observer, Provider, RunOptions, Session};
-use runbook::render::{Evidence, Package};
 use runbook::findings::Finding;
+use runbook::render::{Evidence, Package};
 use runbook::{Diagnostic, Lifetime, ParseError, Runbook};
 
 #[derive(Parser)]

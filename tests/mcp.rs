@@ -1,0 +1,435 @@
+//! `runbook mcp` driven by an MCP client: `rmcp`'s own client (a separate process talking
+//! JSON-RPC over the server's stdin/stdout), and for the shutdown case raw JSON-RPC lines.
+
+#![cfg(feature = "mcp")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn path_env() -> String {
+    format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+async fn connect(dir: &Path) -> Client {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runbook"));
+    command
+        .args(["mcp", "--state-dir"])
+        .arg(dir.join("state"))
+        .env("PATH", path_env())
+        .stderr(Stdio::null());
+    ().serve(TokioChildProcess::new(command).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Calls a tool: whether it is a tool error, and its structured content.
+async fn call(client: &Client, tool: &str, args: Value) -> (bool, Value) {
+    let Value::Object(args) = args else {
+        panic!("arguments are an object")
+    };
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: a protocol failure: {e}"));
+    (
+        result.is_error == Some(true),
+        result.structured_content.unwrap_or(Value::Null),
+    )
+}
+
+async fn ok(client: &Client, tool: &str, args: Value) -> Value {
+    let (is_error, value) = call(client, tool, args).await;
+    assert!(!is_error, "{tool} failed: {value:#}");
+    value
+}
+
+/// The Rust example's runbook as its first draft was (its package is docs/example-package):
+/// `create-app-db` without the fix PostgreSQL 15 needs, and without the known issue.
+fn first_draft() -> (String, runbook::Step) {
+    let (mut rb, _) = runbook::load(repo().join("docs/example-package/runbook.yaml")).unwrap();
+    let fixed = rb.step("create-app-db").unwrap().clone();
+    let step = rb
+        .steps
+        .iter_mut()
+        .find(|s| s.id == "create-app-db")
+        .unwrap();
+    step.run = step
+        .run
+        .lines()
+        .filter(|l| !l.contains("OWNER TO"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    step.known_issues.clear();
+    assert_ne!(step.run, fixed.run, "the draft differs from the fixed step");
+    (runbook::to_yaml_string(&rb), fixed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_postgres_story_through_mcp() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+    let (draft, fixed) = first_draft();
+
+    let checked = ok(&client, "validate", json!({ "runbook": draft })).await;
+    assert_eq!(checked["valid"], true, "{checked:#}");
+
+    let port = common::free_port().to_string();
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": draft, "lifetime": "session", "vars": { "PGPORT": port } }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    assert_eq!(started["nextStep"], "init-cluster", "{started:#}");
+    assert_eq!(started["preflightProblems"], json!([]), "{started:#}");
+    assert_eq!(started["preflight"].as_array().unwrap().len(), 3);
+
+    // Run until the PostgreSQL 15 error.
+    let failed = loop {
+        let next = ok(&client, "run_next", json!({ "session": session })).await;
+        assert_eq!(next["done"], false, "the draft must fail: {next:#}");
+        if next["step"]["status"] == "failed" {
+            break next;
+        }
+    };
+    assert_eq!(failed["step"]["id"], "create-app-db", "{failed:#}");
+    let text = failed.to_string();
+    assert!(
+        text.contains("permission denied for schema public"),
+        "{failed:#}"
+    );
+
+    // The agent amends the step with the fix and records why, then retries.
+    let issue = &fixed.known_issues[0];
+    let amended = ok(
+        &client,
+        "amend",
+        json!({
+            "session": session,
+            "step": "create-app-db",
+            "run": fixed.run,
+            "error": issue.error,
+            "cause": issue.cause,
+            "fix": issue.fix,
+        }),
+    )
+    .await;
+    assert_eq!(amended["nextStep"], "create-app-db", "{amended:#}");
+    let retried = ok(&client, "retry", json!({ "session": session })).await;
+    assert_eq!(retried["step"]["status"], "passed", "{retried:#}");
+    let done = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(done["done"], true, "{done:#}");
+
+    let status = ok(&client, "session_status", json!({ "session": session })).await;
+    assert_eq!(status["nextStep"], Value::Null);
+    let rollback = ok(&client, "rollback", json!({ "session": session })).await;
+    assert_eq!(rollback["rollback"]["verdict"], "passed", "{rollback:#}");
+
+    let out = dir.path().join("handoff-package");
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": out.to_str().unwrap() }),
+    )
+    .await;
+    assert_eq!(finished["verdict"], "passed", "{finished:#}");
+    assert_eq!(finished["rehearsal"], "passed", "{finished:#}");
+
+    // The package is the Rust example's: the same files, the same steps (fix and known
+    // issue included); times, ids and the sandbox's values differ.
+    let mut expected: Vec<String> = Vec::new();
+    list(
+        &repo().join("docs/example-package"),
+        Path::new(""),
+        &mut expected,
+    );
+    expected.retain(|f| f != "REGENERATE.md");
+    let mut files: Vec<String> = finished["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_owned())
+        .collect();
+    files.retain(|f| f != ".runbook-package");
+    expected.sort();
+    files.sort();
+    assert_eq!(files, expected);
+    let (shipped, _) = runbook::load(out.join("runbook.yaml")).unwrap();
+    let (example, _) = runbook::load(repo().join("docs/example-package/runbook.yaml")).unwrap();
+    assert_eq!(shipped.steps, example.steps);
+
+    // The session is over.
+    let (is_error, gone) = call(&client, "session_status", json!({ "session": session })).await;
+    assert!(is_error, "{gone:#}");
+    assert_eq!(gone["error"]["argument"], "session");
+    client.cancel().await.unwrap();
+}
+
+fn list(root: &Path, rel: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(root.join(rel)).unwrap().flatten() {
+        let path = rel.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            list(root, &path, out);
+        } else {
+            let name = path.to_string_lossy().into_owned();
+            if name != ".runbook-package" {
+                out.push(name);
+            }
+        }
+    }
+}
+
+const TINY: &str = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: tiny }
+variables:
+  - name: API_TOKEN
+    category: credential
+    secret: { source: vault, reference: secret/tiny#token }
+    production: From your secret manager
+  - name: MARK
+    category: other
+    sandbox: tiny
+    production: A marker
+steps:
+  - id: leak
+    title: Print the token and fail
+    run: |
+      echo "token is $API_TOKEN"
+      echo "stderr has $API_TOKEN too" >&2
+      exit 3
+    readOnly: true
+    verify:
+      - run: echo "$MARK"
+        expect: { stdout: { equals: "${MARK}" } }
+  - id: wait
+    title: Wait
+    run: exec -a "rb-mcp-$MARK" sleep 300
+    readOnly: true
+    verify:
+      - run: "true"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_arguments_unknown_sessions_and_destroyed_sandboxes_are_tool_errors() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+
+    let cases = [
+        ("run_next", json!({}), "session"),
+        ("run_next", json!({ "session": 5 }), "session"),
+        ("run_next", json!({ "sesion": "x" }), "sesion"),
+        ("run_next", json!({ "session": "nope" }), "session"),
+        (
+            "session_start",
+            json!({ "lifetime": "forever", "runbook": TINY }),
+            "lifetime",
+        ),
+        ("session_start", json!({}), "runbook"),
+        (
+            "session_start",
+            json!({ "runbook": "apiVersion: runbook/v1\nkind: Nope\n" }),
+            "runbook",
+        ),
+        ("finish", json!({ "session": "nope" }), "out"),
+        (
+            "validate",
+            json!({ "runbook": TINY, "path": "x.yaml" }),
+            "runbook",
+        ),
+    ];
+    for (tool, args, argument) in cases {
+        let (is_error, value) = call(&client, tool, args.clone()).await;
+        assert!(is_error, "{tool} {args}: {value:#}");
+        assert_eq!(
+            value["error"]["argument"], argument,
+            "{tool} {args}: {value:#}"
+        );
+        let message = value["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains("Error(") && !message.contains("{ "),
+            "no Debug text: {message}"
+        );
+    }
+    // A value of the wrong type is never echoed (it could be a secret in the wrong place).
+    let (_, value) = call(&client, "run_next", json!({ "session": 987654321 })).await;
+    assert!(!value.to_string().contains("987654321"), "{value:#}");
+
+    // Secrets are masked in every result.
+    let token = "tok-7d1c2e9a5b";
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": TINY, "lifetime": "session", "vars": { "API_TOKEN": token } }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    let failed = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(failed["step"]["status"], "failed", "{failed:#}");
+    let text = failed.to_string();
+    assert!(!text.contains(token), "{failed:#}");
+    assert!(text.contains("token is ***"), "{failed:#}");
+
+    // The sandbox is deleted underneath the session: a tool error, and the server goes on.
+    let sandbox_dir = dir.path().join("state/local").join(&session);
+    assert!(sandbox_dir.is_dir());
+    std::fs::remove_dir_all(&sandbox_dir).unwrap();
+    let (is_error, value) = call(&client, "retry", json!({ "session": session })).await;
+    assert!(is_error, "{value:#}");
+    assert_eq!(value["error"]["kind"], "execution_failed", "{value:#}");
+    let listed = ok(&client, "sandbox_list", json!({})).await;
+    assert!(listed["sandboxes"].is_array(), "{listed:#}");
+    ok(&client, "sandbox_destroy", json!({ "sandbox": session })).await;
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tool_list_and_argument_schemas() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+    let tools: Vec<Value> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "description": t.description,
+                "inputSchema": Value::Object((*t.input_schema).clone()),
+            })
+        })
+        .collect();
+    client.cancel().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "validate",
+            "schema",
+            "session_start",
+            "run_next",
+            "amend",
+            "retry",
+            "rollback",
+            "finish",
+            "session_status",
+            "session_resume",
+            "sandbox_list",
+            "sandbox_destroy"
+        ]
+    );
+    insta::assert_snapshot!(serde_json::to_string_pretty(&tools).unwrap());
+}
+
+/// Closing the server's stdin while a step runs kills the step and tears the sandbox down.
+#[test]
+fn stdin_closed_mid_step_tears_the_sandbox_down() {
+    let dir = common::workdir("runbook-mcp-");
+    let mark = format!("closed{}", std::process::id());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["mcp", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("PATH", path_env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let send = |stdin: &mut std::process::ChildStdin, v: Value| writeln!(stdin, "{v}").unwrap();
+    let mut read = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}}),
+    );
+    assert!(read()["result"]["serverInfo"]["name"] == "runbook");
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    );
+    let runbook = TINY.replace(
+        "      echo \"token is $API_TOKEN\"\n      echo \"stderr has $API_TOKEN too\" >&2\n      exit 3\n",
+        "      echo ok\n",
+    );
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "session_start", "arguments": {"runbook": runbook, "lifetime": "session",
+        "vars": {"API_TOKEN": "t0k3n-x", "MARK": mark}}}}),
+    );
+    let started = read();
+    let session = started["result"]["structuredContent"]["session"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started:#}"))
+        .to_owned();
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "run_next", "arguments": {"session": session}}}),
+    );
+    assert_eq!(
+        read()["result"]["structuredContent"]["step"]["status"],
+        "passed"
+    );
+    // The second step sleeps; close stdin while it runs.
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "run_next", "arguments": {"session": session}}}),
+    );
+    let pattern = format!("rb-mcp-{mark}");
+    let running = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::process::Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    assert!(running, "the step never started");
+    drop(stdin);
+    let started_wait = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        started_wait.elapsed() < std::time::Duration::from_secs(30),
+        "the server took {:?} to stop",
+        started_wait.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    let alive = std::process::Command::new("pgrep")
+        .args(["-f", &pattern])
+        .output()
+        .unwrap();
+    assert!(!alive.status.success(), "the step's process survived");
+    assert!(
+        !dir.path().join("state/local").join(&session).exists(),
+        "the session sandbox was torn down"
+    );
+}
