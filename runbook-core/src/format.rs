@@ -160,8 +160,18 @@ pub fn without_values(message: &str) -> String {
 }
 
 /// Reads a runbook from JSON text.
+///
+/// A variable's `sandbox` or `rehearsal` value may be a JSON number or boolean
+/// (`"sandbox": 8080`), as it may be bare in YAML; it is read as its text.
 pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
-    serde_json::from_str(text).map_err(|e| {
+    let first = serde_json::from_str(text);
+    if first.is_err()
+        && let Some(normalized) = values_as_strings(text)
+        && let Ok(runbook) = serde_json::from_str(&normalized)
+    {
+        return Ok(runbook);
+    }
+    first.map_err(|e| {
         let mut message = e.to_string();
         if let Some(cut) = message.rfind(" at line ") {
             message.truncate(cut);
@@ -172,6 +182,24 @@ pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
             &message,
         )
     })
+}
+
+/// The JSON text with variables' number and boolean `sandbox`/`rehearsal` values as
+/// strings, when there are any.
+fn values_as_strings(text: &str) -> Option<String> {
+    let mut doc: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut changed = false;
+    for var in doc.get_mut("variables")?.as_array_mut()? {
+        for key in ["sandbox", "rehearsal"] {
+            if let Some(v) = var.get_mut(key)
+                && (v.is_number() || v.is_boolean())
+            {
+                *v = serde_json::Value::String(v.to_string());
+                changed = true;
+            }
+        }
+    }
+    changed.then(|| doc.to_string())
 }
 
 /// Reads a runbook file; `.json` files as JSON, anything else as YAML.

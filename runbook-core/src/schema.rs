@@ -27,9 +27,200 @@ fn schema_of<T: schemars::JsonSchema>() -> String {
         .into_root_schema_for::<T>();
     let mut value = serde_json::to_value(&schema).unwrap_or_default();
     plain_descriptions(&mut value);
+    tighten(&mut value);
+    unit_enums(&mut value);
+    name_alternatives(&mut value, "");
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// A lowercase slug, as `invalid-name` wants it (runbook names, step and lesson ids).
+pub const SLUG_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+/// An UPPER_SNAKE variable name, as `invalid-name` wants it.
+pub const UPPER_SNAKE_PATTERN: &str = "^(_[A-Z0-9_]*)?[A-Z][A-Z0-9_]*$";
+/// A command with something in it, as `empty-command` wants it.
+const NON_BLANK_PATTERN: &str = "\\S";
+
+/// Puts the constraints the parser and the error-level lint rules enforce into the schema,
+/// so that a validator in another language accepts what `runbook validate` accepts.
+fn tighten(root: &mut serde_json::Value) {
+    use serde_json::json;
+    let set = |root: &mut serde_json::Value, pointer: &str, key: &str, v: serde_json::Value| {
+        if let Some(serde_json::Value::Object(map)) = root.pointer_mut(pointer) {
+            map.insert(key.to_owned(), v);
+        }
+    };
+    for pointer in [
+        "/$defs/Metadata/properties/name",
+        "/$defs/Step/properties/id",
+        "/$defs/PreflightCheck/properties/id",
+        "/properties/id",
+    ] {
+        set(root, pointer, "pattern", json!(SLUG_PATTERN));
+    }
+    // The lesson schema's root `id` is a slug; the runbook's root has no `id`.
+    set(
+        root,
+        "/$defs/Variable/properties/name",
+        "pattern",
+        json!(UPPER_SNAKE_PATTERN),
+    );
+    for pointer in [
+        "/$defs/Step/properties/run",
+        "/$defs/Rollback/properties/run",
+    ] {
+        set(root, pointer, "pattern", json!(NON_BLANK_PATTERN));
+    }
+    // A check's `run` is a string with something in it, or absent (null means absent).
+    set(
+        root,
+        "/$defs/Check/properties/run",
+        "anyOf",
+        json!([{ "type": "string", "pattern": NON_BLANK_PATTERN }, { "type": "null" }]),
+    );
+    if let Some(serde_json::Value::Object(run)) = root.pointer_mut("/$defs/Check/properties/run") {
+        run.remove("type");
+    }
+    // Every step has at least one check (`missing-verification`).
+    set(root, "/$defs/Step/properties/verify", "minItems", json!(1));
+    if let Some(serde_json::Value::Array(required)) = root.pointer_mut("/$defs/Step/required") {
+        required.push(json!("verify"));
+    }
+    // Exactly one probe key with a value: `kube: null` beside `run` is no second probe.
+    let probes = ["run", "kube", "file", "tcp", "http", "process"];
+    let branches: Vec<serde_json::Value> = probes
+        .iter()
+        .map(|p| {
+            json!({
+                "title": format!("CheckWith{}", capitalized(p)),
+                "required": [p],
+                "properties": { *p: { "not": { "type": "null" } } },
+            })
+        })
+        .collect();
+    set(root, "/$defs/Check", "oneOf", json!(branches));
+    // Values given bare in YAML (`sandbox: 8080`) are read as strings.
+    for field in ["sandbox", "rehearsal"] {
+        set(
+            root,
+            &format!("/$defs/Variable/properties/{field}"),
+            "type",
+            json!(["string", "number", "boolean", "null"]),
+        );
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// `oneOf` of string `const`s (schemars' form for documented unit variants) becomes an
+/// `enum`, whose validation errors name the allowed values; the variants' docs join the
+/// description.
+fn unit_enums(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let consts: Option<Vec<(String, Option<String>)>> = match map.get("oneOf") {
+                Some(Value::Array(items)) if !items.is_empty() => items
+                    .iter()
+                    .map(|i| match i.get("const") {
+                        Some(Value::String(c))
+                            if i.as_object().is_some_and(|o| {
+                                o.keys()
+                                    .all(|k| matches!(k.as_str(), "const" | "type" | "description"))
+                            }) =>
+                        {
+                            Some((
+                                c.clone(),
+                                i.get("description")
+                                    .and_then(|d| d.as_str())
+                                    .map(str::to_owned),
+                            ))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            };
+            if let Some(consts) = consts {
+                map.remove("oneOf");
+                map.insert("type".into(), Value::String("string".into()));
+                map.insert(
+                    "enum".into(),
+                    Value::Array(
+                        consts
+                            .iter()
+                            .map(|(c, _)| Value::String(c.clone()))
+                            .collect(),
+                    ),
+                );
+                let docs: Vec<String> = consts
+                    .iter()
+                    .filter_map(|(c, d)| d.as_ref().map(|d| format!("`{c}`: {d}")))
+                    .collect();
+                if !docs.is_empty() {
+                    let base = map
+                        .get("description")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let joined = if base.is_empty() {
+                        docs.join(" ")
+                    } else {
+                        format!("{base} {}", docs.join(" "))
+                    };
+                    map.insert("description".into(), Value::String(joined));
+                }
+            }
+            map.values_mut().for_each(unit_enums);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unit_enums),
+        _ => {}
+    }
+}
+
+/// Gives every `oneOf` alternative a title (`TextMatchEquals`), so that types generated
+/// from the schema are not `Check1`, `Check2`.
+fn name_alternatives(value: &mut serde_json::Value, name: &str) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(items)) = map.get_mut("oneOf") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    let Value::Object(alt) = item else { continue };
+                    if alt.contains_key("title") {
+                        continue;
+                    }
+                    let key = alt
+                        .get("required")
+                        .and_then(|r| r.as_array())
+                        .filter(|r| r.len() == 1)
+                        .and_then(|r| r[0].as_str())
+                        .map(capitalized)
+                        .unwrap_or_else(|| format!("Alternative{}", i + 1));
+                    alt.insert("title".into(), Value::String(format!("{name}{key}")));
+                }
+            }
+            for (key, v) in map.iter_mut() {
+                let child = if key == "$defs" { "" } else { name };
+                match v {
+                    Value::Object(defs) if key == "$defs" => {
+                        for (def, schema) in defs.iter_mut() {
+                            name_alternatives(schema, def);
+                        }
+                    }
+                    _ => name_alternatives(v, child),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| name_alternatives(v, name)),
+        _ => {}
+    }
 }
 
 /// Descriptions come from the Rust docs: other languages' tools show them as plain text,
@@ -39,7 +230,9 @@ fn plain_descriptions(value: &mut serde_json::Value) {
         serde_json::Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 match v {
-                    serde_json::Value::String(s) if key == "description" => *s = unlink(s),
+                    serde_json::Value::String(s) if key == "description" => {
+                        *s = unlink(&without_code(s));
+                    }
                     _ => plain_descriptions(v),
                 }
             }
@@ -47,6 +240,22 @@ fn plain_descriptions(value: &mut serde_json::Value) {
         serde_json::Value::Array(items) => items.iter_mut().for_each(plain_descriptions),
         _ => {}
     }
+}
+
+/// The text without its fenced code blocks (Rust doctests are no description).
+fn without_code(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if !fenced {
+            out.push(line);
+        }
+    }
+    out.join("\n").trim().to_owned()
 }
 
 /// `[`X`]`, `[`X`](…)` and `[text](…)` → `X` / `text`.

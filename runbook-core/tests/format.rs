@@ -342,7 +342,7 @@ fn yaml_doc() -> impl Strategy<Value = String> {
 #[test]
 fn parse_errors_never_echo_a_value() {
     let json = "{\"apiVersion\": \"runbook/v1\", \"kind\": \"Runbook\", \"metadata\": {\"name\": \"x\"},\n \
-                \"variables\": [{\"name\": \"DB_PASSWORD\", \"category\": \"credential\", \"sandbox\": 987654321}],\n \
+                \"variables\": [{\"name\": \"DB_PASSWORD\", \"category\": \"credential\", \"production\": 987654321}],\n \
                 \"steps\": []}";
     let e = from_json_str(json).unwrap_err();
     assert!(!e.to_string().contains("987654321"), "{e}");
