@@ -314,14 +314,11 @@ fn render_writes_an_untested_package_and_one_from_a_report() {
             .contains("**Not tested.**")
     );
     let quickstart = repo().join("examples/quickstart/runbook.yaml");
-    assert!(
-        runbook(
-            dir.path(),
-            &["run", quickstart.to_str().unwrap(), "--out", "tested"]
-        )
-        .status
-        .success()
+    let tested = runbook(
+        dir.path(),
+        &["run", quickstart.to_str().unwrap(), "--out", "tested"],
     );
+    assert!(tested.status.success(), "{:?}", text(&tested));
     let out = runbook(
         dir.path(),
         &[
