@@ -458,6 +458,10 @@ impl McpServer {
             .ok_or_else(|| ToolError::argument("session", format!("session `{id}` is finished")))?;
         let mut value = work(session).await?;
         mask(&mut value, session.redactor());
+        if value.get("session").is_some() {
+            value["session"] = json!(id);
+            value["sandbox"] = json!(id);
+        }
         Ok(value)
     }
 
@@ -503,7 +507,10 @@ impl McpServer {
         value["preflight"] = json!(tools);
         value["preflightProblems"] = json!(problems);
         mask(&mut value, session.redactor());
-        self.keep(session);
+        let id = self.keep(session);
+        // The id is no secret, whatever a (short) secret value happens to look like.
+        value["session"] = json!(id);
+        value["sandbox"] = json!(id);
         Ok(value)
     }
 

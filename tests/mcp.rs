@@ -343,8 +343,18 @@ async fn the_tool_list_and_argument_schemas() {
 /// Closing the server's stdin while a step runs kills the step and tears the sandbox down.
 #[test]
 fn stdin_closed_mid_step_tears_the_sandbox_down() {
+    stop_mid_step(false);
+}
+
+/// So does SIGTERM, and the server exits 128 + 15.
+#[test]
+fn sigterm_mid_step_tears_the_sandbox_down() {
+    stop_mid_step(true);
+}
+
+fn stop_mid_step(signal: bool) {
     let dir = common::workdir("runbook-mcp-");
-    let mark = format!("closed{}", std::process::id());
+    let mark = format!("stop{}{}", std::process::id(), u8::from(signal));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(["mcp", "--state-dir"])
         .arg(dir.path().join("state"))
@@ -414,6 +424,16 @@ fn stdin_closed_mid_step_tears_the_sandbox_down() {
             .success()
     });
     assert!(running, "the step never started");
+    if signal {
+        let pid = child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
     drop(stdin);
     let started_wait = std::time::Instant::now();
     let status = child.wait().unwrap();
@@ -422,7 +442,11 @@ fn stdin_closed_mid_step_tears_the_sandbox_down() {
         "the server took {:?} to stop",
         started_wait.elapsed()
     );
-    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        status.code(),
+        Some(if signal { 143 } else { 0 }),
+        "{status:?}"
+    );
     let alive = std::process::Command::new("pgrep")
         .args(["-f", &pattern])
         .output()
@@ -432,4 +456,40 @@ fn stdin_closed_mid_step_tears_the_sandbox_down() {
         !dir.path().join("state/local").join(&session).exists(),
         "the session sandbox was torn down"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_persistent_session_outlives_the_server_and_resumes() {
+    let dir = common::workdir("runbook-mcp-");
+    let runbook = TINY.replace(
+        "      echo \"token is $API_TOKEN\"\n      echo \"stderr has $API_TOKEN too\" >&2\n      exit 3\n",
+        "      echo ok\n",
+    );
+    let client = connect(dir.path()).await;
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": runbook, "lifetime": "persistent", "vars": { "API_TOKEN": "tok-4f1a9c" } }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    let first = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(first["step"]["status"], "passed", "{first:#}");
+    client.cancel().await.unwrap();
+
+    // A new server process: the sandbox is still there, and continues where it stopped.
+    let client = connect(dir.path()).await;
+    let listed = ok(&client, "sandbox_list", json!({})).await;
+    assert!(listed.to_string().contains(&session), "{listed:#}");
+    let (is_error, value) = call(&client, "run_next", json!({ "session": session })).await;
+    assert!(
+        is_error,
+        "a new server knows no session until it is resumed: {value:#}"
+    );
+    let resumed = ok(&client, "session_resume", json!({ "sandbox": session })).await;
+    assert_eq!(resumed["nextStep"], "wait", "{resumed:#}");
+    assert_eq!(resumed["steps"][0]["status"], "passed", "{resumed:#}");
+    ok(&client, "sandbox_destroy", json!({ "sandbox": session })).await;
+    assert!(!dir.path().join("state/local").join(&session).exists());
+    client.cancel().await.unwrap();
 }
