@@ -19,9 +19,10 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use runbook_core::report::{RollbackExercise, StepRecord, StepStatus, ToolVersion};
 use schemars::JsonSchema;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::exec::{Amendment, ExecError, Provider, RunOptions, Session};
@@ -221,65 +222,186 @@ struct SandboxArgs {
     sandbox: String,
 }
 
+// ---- results ----------------------------------------------------------------------
+
+/// What `validate` returns.
+#[derive(Serialize, JsonSchema)]
+struct Validated {
+    /// No error-level finding.
+    valid: bool,
+    /// How many findings are errors.
+    errors: usize,
+    /// How many are warnings.
+    warnings: usize,
+    /// Every finding, in file order.
+    findings: Vec<Finding>,
+}
+
+/// What `schema` returns.
+#[derive(Serialize, JsonSchema)]
+struct SchemaDoc {
+    /// The JSON Schema (draft 2020-12).
+    schema: Value,
+}
+
+/// One step of a session.
+#[derive(Serialize, JsonSchema)]
+struct StepView {
+    /// The step id.
+    id: String,
+    /// Its title.
+    title: String,
+    /// `pending`, `passed` or `failed`.
+    status: String,
+}
+
+/// Where a session is: what `session_start`, `session_resume`, `session_status` and `amend`
+/// return.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct SessionView {
+    /// The session id (the sandbox id).
+    session: String,
+    /// The sandbox id.
+    sandbox: String,
+    /// The runbook's name.
+    runbook: String,
+    /// `ephemeral`, `session` or `persistent`.
+    lifetime: String,
+    /// Every step, with its status.
+    steps: Vec<StepView>,
+    /// The step `run_next` runs, if any is left.
+    next_step: Option<String>,
+    /// The last failed step's record, when the session is stopped at one.
+    failure: Option<StepRecord>,
+    /// The verdict so far.
+    verdict: String,
+    /// What the pre-flight found (`session_start`, `session_resume`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preflight: Option<Vec<ToolVersion>>,
+    /// Why the pre-flight failed (empty when it passed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preflight_problems: Option<Vec<String>>,
+}
+
+/// What `run_next` and `retry` return.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+struct StepRun {
+    /// No step was left to run (`run_next`).
+    done: bool,
+    /// The step's record: its attempts, their output and checks, the failure.
+    step: Option<StepRecord>,
+    /// The step `run_next` runs next.
+    next_step: Option<String>,
+}
+
+/// What `rollback` returns.
+#[derive(Serialize, JsonSchema)]
+struct RolledBack {
+    /// Each rollback run and its checks, and the verdict.
+    rollback: RollbackExercise,
+}
+
+/// What `finish` returns.
+#[derive(Serialize, JsonSchema)]
+struct Finished {
+    /// `passed`, `failed` or `incomplete`.
+    verdict: String,
+    /// The rehearsal's verdict, when the package was rehearsed.
+    rehearsal: Option<String>,
+    /// Where the package is.
+    package: String,
+    /// Its files, relative to it.
+    files: Vec<String>,
+}
+
+/// What `sandbox_list` returns.
+#[derive(Serialize, JsonSchema)]
+struct SandboxList {
+    /// Every sandbox: id, provider, runbook, lifetime, age, last step, or why it is damaged.
+    sandboxes: Vec<crate::exec::SandboxInfo>,
+}
+
+/// What `sandbox_destroy` returns.
+#[derive(Serialize, JsonSchema)]
+struct Destroyed {
+    /// The sandbox that is gone.
+    destroyed: String,
+}
+
+/// A typed result as structured content.
+fn to_value<T: Serialize>(result: &T) -> ToolResult {
+    serde_json::to_value(result).map_err(|e| ToolError::new("internal", e.to_string()))
+}
+
 // ---- the tool list ------------------------------------------------------------
 
-fn tool<A: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
+/// The JSON Schema of `T`, as a tool's input or output schema.
+fn schema_object<T: JsonSchema>() -> Arc<serde_json::Map<String, Value>> {
     let schema = schemars::generate::SchemaSettings::draft2020_12()
         .into_generator()
-        .into_root_schema_for::<A>();
+        .into_root_schema_for::<T>();
     let mut object = match serde_json::to_value(&schema) {
         Ok(Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
-    // Clients show the tool's description, not the argument struct's name or docs.
+    // Clients show the tool's description, not the struct's name or docs.
     for key in ["title", "$schema", "description"] {
         object.remove(key);
     }
-    Tool::new(name, description, Arc::new(object))
+    Arc::new(object)
+}
+
+/// A tool whose arguments are `A` and whose structured result is `R`.
+fn tool<A: JsonSchema, R: JsonSchema>(name: &'static str, description: &'static str) -> Tool {
+    let mut tool = Tool::new(name, description, schema_object::<A>());
+    tool.output_schema = Some(schema_object::<R>());
+    tool
 }
 
 /// Every tool, with the JSON Schema of its arguments.
 pub fn tools() -> Vec<Tool> {
     vec![
-        tool::<ValidateArgs>(
+        tool::<ValidateArgs, Validated>(
             "validate",
             "Parse and lint a runbook: every finding with its rule, path, line, column and help.",
         ),
-        tool::<SchemaArgs>(
+        tool::<SchemaArgs, SchemaDoc>(
             "schema",
             "The JSON Schema of runbook.yaml (or of a feedback or lesson file).",
         ),
-        tool::<StartArgs>(
+        tool::<StartArgs, SessionView>(
             "session_start",
             "Lint a runbook, provision a sandbox, run the pre-flight: the session id, the steps and what the pre-flight found.",
         ),
-        tool::<SessionArgs>(
+        tool::<SessionArgs, StepRun>(
             "run_next",
             "Run the next step (its command, then its checks) and return its record; `done` when none is left.",
         ),
-        tool::<AmendArgs>(
+        tool::<AmendArgs, SessionView>(
             "amend",
             "Fix a step (a new command and/or checks) and record the known issue: the error, its cause and the fix.",
         ),
-        tool::<SessionArgs>("retry", "Run the step that failed again (after `amend`)."),
-        tool::<SessionArgs>(
+        tool::<SessionArgs, StepRun>("retry", "Run the step that failed again (after `amend`)."),
+        tool::<SessionArgs, RolledBack>(
             "rollback",
             "Run every completed step's rollback in reverse order and verify it.",
         ),
-        tool::<FinishArgs>(
+        tool::<FinishArgs, Finished>(
             "finish",
             "End the session, rehearse and write the handoff package: the verdict and the package's files.",
         ),
-        tool::<SessionArgs>(
+        tool::<SessionArgs, SessionView>(
             "session_status",
             "Where a session is: its steps, the next one, the last failure, the verdict so far.",
         ),
-        tool::<ResumeArgs>(
+        tool::<ResumeArgs, SessionView>(
             "session_resume",
             "Continue a persistent sandbox (optionally with another runbook) as a new session.",
         ),
-        tool::<NoArgs>("sandbox_list", "The sandboxes of this server's provider."),
-        tool::<SandboxArgs>(
+        tool::<NoArgs, SandboxList>("sandbox_list", "The sandboxes of this server's provider."),
+        tool::<SandboxArgs, Destroyed>(
             "sandbox_destroy",
             "Destroy a sandbox and everything running in it (ending its session here, if any).",
         ),
@@ -354,18 +476,18 @@ impl McpServer {
                 };
                 let schema: Value = serde_json::from_str(&text)
                     .map_err(|e| ToolError::new("internal", e.to_string()))?;
-                Ok(json!({ "schema": schema }))
+                to_value(&SchemaDoc { schema })
             }
             "session_start" => self.start(parse(args)?).await,
             "run_next" => {
                 let a: SessionArgs = parse(args)?;
                 self.with_session(&a.session, async |s| {
                     let record = s.run_next().await?;
-                    Ok(json!({
-                        "done": record.is_none(),
-                        "step": record,
-                        "nextStep": s.next_step().map(|n| n.id.clone()),
-                    }))
+                    to_value(&StepRun {
+                        done: record.is_none(),
+                        step: record,
+                        next_step: s.next_step().map(|n| n.id.clone()),
+                    })
                 })
                 .await
             }
@@ -373,7 +495,11 @@ impl McpServer {
                 let a: SessionArgs = parse(args)?;
                 self.with_session(&a.session, async |s| {
                     let record = s.retry().await?;
-                    Ok(json!({ "step": record, "nextStep": s.next_step().map(|n| n.id.clone()) }))
+                    to_value(&StepRun {
+                        done: false,
+                        step: Some(record),
+                        next_step: s.next_step().map(|n| n.id.clone()),
+                    })
                 })
                 .await
             }
@@ -394,28 +520,29 @@ impl McpServer {
                 let step = a.step;
                 self.with_session(&a.session, async |s| {
                     s.amend(&step, amendment, issue)?;
-                    Ok(status(s))
+                    to_value(&status(s))
                 })
                 .await
             }
             "rollback" => {
                 let a: SessionArgs = parse(args)?;
                 self.with_session(&a.session, async |s| {
-                    let exercise = s.rollback().await?;
-                    Ok(json!({ "rollback": exercise }))
+                    let exercise = s.rollback().await?.clone();
+                    to_value(&RolledBack { rollback: exercise })
                 })
                 .await
             }
             "session_status" => {
                 let a: SessionArgs = parse(args)?;
-                self.with_session(&a.session, async |s| Ok(status(s))).await
+                self.with_session(&a.session, async |s| to_value(&status(s)))
+                    .await
             }
             "finish" => self.finish(parse(args)?).await,
             "session_resume" => self.resume(parse(args)?).await,
             "sandbox_list" => {
                 let _: NoArgs = parse(args)?;
-                let list = self.inner.provider.list().await?;
-                Ok(json!({ "sandboxes": list }))
+                let sandboxes = self.inner.provider.list().await?;
+                to_value(&SandboxList { sandboxes })
             }
             "sandbox_destroy" => {
                 let a: SandboxArgs = parse(args)?;
@@ -436,7 +563,9 @@ impl McpServer {
                     Err(ExecError::NotFound(_)) if was_session => {}
                     Err(e) => return Err(e.into()),
                 }
-                Ok(json!({ "destroyed": a.sandbox }))
+                to_value(&Destroyed {
+                    destroyed: a.sandbox,
+                })
             }
             other => Err(ToolError::new(
                 "unknown_tool",
@@ -503,9 +632,10 @@ impl McpServer {
             Err(ExecError::Preflight(problems)) => (session.report().preflight.clone(), problems),
             Err(e) => return Err(e.into()),
         };
-        let mut value = status(&session);
-        value["preflight"] = json!(tools);
-        value["preflightProblems"] = json!(problems);
+        let mut view = status(&session);
+        view.preflight = Some(tools);
+        view.preflight_problems = Some(problems);
+        let mut value = to_value(&view)?;
         mask(&mut value, session.redactor());
         let id = self.keep(session);
         // The id is no secret, whatever a (short) secret value happens to look like.
@@ -546,12 +676,16 @@ impl McpServer {
         let mut files: Vec<String> = Vec::new();
         list_files(&out, &out, &mut files);
         files.sort();
-        let mut value = json!({
-            "verdict": outcome.report.verdict.as_str(),
-            "rehearsal": outcome.report.rehearsal.as_ref().map(|r| r.verdict.as_str()),
-            "package": out.display().to_string(),
-            "files": files,
-        });
+        let mut value = to_value(&Finished {
+            verdict: outcome.report.verdict.as_str().to_owned(),
+            rehearsal: outcome
+                .report
+                .rehearsal
+                .as_ref()
+                .map(|r| r.verdict.as_str().to_owned()),
+            package: out.display().to_string(),
+            files,
+        })?;
         mask(&mut value, &redactor);
         Ok(value)
     }
@@ -572,31 +706,35 @@ fn list_files(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<Strin
 }
 
 /// Where a session is, in the shape every session tool returns.
-fn status(s: &Session) -> Value {
+fn status(s: &Session) -> SessionView {
     let report = s.report();
-    let steps: Vec<Value> = s
+    let steps = s
         .runbook()
         .steps
         .iter()
-        .map(|step| {
-            let record = report.steps.iter().find(|r| r.id == step.id);
-            json!({
-                "id": step.id,
-                "title": step.title,
-                "status": record.map_or(json!("pending"), |r| json!(r.status)),
-            })
+        .map(|step| StepView {
+            id: step.id.clone(),
+            title: step.title.clone(),
+            status: match report.steps.iter().find(|r| r.id == step.id) {
+                Some(r) if r.status == StepStatus::Passed => "passed",
+                Some(_) => "failed",
+                None => "pending",
+            }
+            .to_owned(),
         })
         .collect();
-    json!({
-        "session": s.id(),
-        "sandbox": s.id(),
-        "runbook": s.runbook().metadata.name,
-        "lifetime": s.lifetime().to_string(),
-        "steps": steps,
-        "nextStep": s.next_step().map(|n| n.id.clone()),
-        "failure": s.failure(),
-        "verdict": report.verdict.as_str(),
-    })
+    SessionView {
+        session: s.id().to_owned(),
+        sandbox: s.id().to_owned(),
+        runbook: s.runbook().metadata.name.clone(),
+        lifetime: s.lifetime().to_string(),
+        steps,
+        next_step: s.next_step().map(|n| n.id.clone()),
+        failure: s.failure().cloned(),
+        verdict: report.verdict.as_str().to_owned(),
+        preflight: None,
+        preflight_problems: None,
+    }
 }
 
 /// Masks every secret value in every string of `value`.
@@ -685,12 +823,12 @@ fn validate(a: ValidateArgs) -> ToolResult {
         Ok(rb) => crate::findings::of(&rb, &text, &label, &lessons),
     };
     let errors = findings.iter().filter(|f| f.is_error()).count();
-    Ok(json!({
-        "valid": errors == 0,
-        "errors": errors,
-        "warnings": findings.len() - errors,
-        "findings": findings,
-    }))
+    to_value(&Validated {
+        valid: errors == 0,
+        errors,
+        warnings: findings.len() - errors,
+        findings,
+    })
 }
 
 impl ServerHandler for McpServer {

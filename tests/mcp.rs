@@ -27,6 +27,10 @@ fn path_env() -> String {
 
 type Client = RunningService<RoleClient, ()>;
 
+/// Each tool's output schema, as the server declares it.
+static OUTPUT_SCHEMAS: std::sync::OnceLock<std::collections::HashMap<String, Value>> =
+    std::sync::OnceLock::new();
+
 async fn connect(dir: &Path) -> Client {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runbook"));
     command
@@ -34,9 +38,21 @@ async fn connect(dir: &Path) -> Client {
         .arg(dir.join("state"))
         .env("PATH", path_env())
         .stderr(Stdio::null());
-    ().serve(TokioChildProcess::new(command).unwrap())
-        .await
-        .unwrap()
+    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+    if OUTPUT_SCHEMAS.get().is_none() {
+        let schemas = client
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|t| {
+                let schema = Value::Object((*t.output_schema?).clone());
+                Some((t.name.into_owned(), schema))
+            })
+            .collect();
+        let _ = OUTPUT_SCHEMAS.set(schemas);
+    }
+    client
 }
 
 /// Calls a tool: whether it is a tool error, and its structured content.
@@ -54,9 +70,20 @@ async fn call(client: &Client, tool: &str, args: Value) -> (bool, Value) {
     )
 }
 
+/// Calls a tool that must succeed; its result must match the output schema it declares.
 async fn ok(client: &Client, tool: &str, args: Value) -> Value {
     let (is_error, value) = call(client, tool, args).await;
     assert!(!is_error, "{tool} failed: {value:#}");
+    let schema = &OUTPUT_SCHEMAS.get().unwrap()[tool];
+    let validator = jsonschema::validator_for(schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{tool}: the result does not match its schema: {errors:#?}\n{value:#}"
+    );
     value
 }
 
@@ -315,6 +342,7 @@ async fn the_tool_list_and_argument_schemas() {
                 "name": t.name,
                 "description": t.description,
                 "inputSchema": Value::Object((*t.input_schema).clone()),
+                "outputSchema": t.output_schema.map(|s| Value::Object((*s).clone())),
             })
         })
         .collect();

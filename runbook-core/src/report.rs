@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Lifetime;
 
 /// The result of testing a runbook in a sandbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// The runbook's name.
@@ -41,7 +42,7 @@ pub struct Report {
 }
 
 /// The engine's defaults as they were for a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSettings {
     /// The timeout of a step without its own, in milliseconds.
@@ -51,7 +52,7 @@ pub struct RunSettings {
 }
 
 /// Pass or fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Verdict {
     /// Every step passed.
@@ -75,7 +76,7 @@ impl Verdict {
 }
 
 /// A sandbox describing itself: facts that feed version metadata and limitations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxDescription {
     /// The provider (`local`, `kube`).
@@ -106,7 +107,7 @@ pub struct SandboxDescription {
 }
 
 /// A prerequisite as found in the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolVersion {
     /// The tool.
@@ -124,7 +125,7 @@ pub struct ToolVersion {
 }
 
 /// The record of one step: every attempt, with every check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     /// The step id.
@@ -150,7 +151,7 @@ impl StepRecord {
 }
 
 /// The state of a step in a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum StepStatus {
     /// The command and every check passed.
@@ -160,7 +161,7 @@ pub enum StepStatus {
 }
 
 /// One run of a step's command and checks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     /// The command exactly as run.
@@ -191,7 +192,7 @@ impl Attempt {
 }
 
 /// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum FailureKind {
     /// The command exited with a non-zero code.
@@ -213,7 +214,7 @@ pub enum FailureKind {
 }
 
 /// What a command did, with its output (redacted and capped).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommandOutput {
     /// The exit code; none when killed by a signal or a timeout.
@@ -250,7 +251,7 @@ impl CommandOutput {
 }
 
 /// A check's verdict: what it expected and what it saw.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckRecord {
     /// The check's label (its name, or its command).
@@ -271,7 +272,7 @@ pub struct CheckRecord {
 }
 
 /// The result of running every rollback in reverse order after a successful run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackExercise {
     /// Whether every rollback and its checks passed.
@@ -282,7 +283,7 @@ pub struct RollbackExercise {
 
 /// The package proving itself: its own scripts, run as a human would in a second, fresh
 /// sandbox, with values other than the sandbox run's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rehearsal {
     /// Passed when every phase did what it must.
@@ -306,7 +307,7 @@ pub struct Rehearsal {
 }
 
 /// A variable in the rehearsal.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RehearsalValue {
     /// The variable.
@@ -320,7 +321,7 @@ pub struct RehearsalValue {
 }
 
 /// One run of a package script in the rehearsal.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScriptRun {
     /// What the run proves (`deploy`, `verify`, `verify again`, `deploy again`, `rollback`,

@@ -65,7 +65,7 @@ pub struct ProvisionRequest {
 }
 
 /// A sandbox as listed by its provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SandboxInfo {
     /// The sandbox id.
