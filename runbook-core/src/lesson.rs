@@ -541,7 +541,7 @@ const PREFIXES: &[&str] = &[
     "else", "elif", "if", "while", "until", "!", "{", "(",
 ];
 
-/// Builtins and keywords: never a tool a lesson is about.
+/// Builtins, keywords and ubiquitous utilities: never the tool a lesson is about.
 const BUILTINS: &[&str] = &[
     "echo", "printf", "test", "[", "[[", "cd", "export", "set", "unset", "true", "false", "read",
     "local", "return", "exit", "shift", "source", ".", "eval", "wait", "trap", ":", "let",

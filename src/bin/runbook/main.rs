@@ -312,8 +312,10 @@ fn main() -> ExitCode {
         }
     };
     // Tasks still running (an MCP tool call whose client left) are dropped here, and with
-    // them their sessions: a command in flight is killed, the sandbox torn down or kept.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    // them their sessions: a command in flight is killed, the sandbox torn down or kept,
+    // synchronously. Only blocking threads are waited for, and briefly: one may be reading a
+    // stdin that an MCP client keeps open.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
