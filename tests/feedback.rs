@@ -620,3 +620,61 @@ steps:
         "the step's output is shown: {output}"
     );
 }
+
+#[test]
+fn a_failing_rollback_writes_feedback_for_its_phase() {
+    let dir = common::workdir("runbook-feedback-");
+    let root = dir.path();
+    std::fs::write(
+        root.join("plain.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: plain, version: 0.1.0 }
+variables:
+  - name: OUT
+    category: other
+    sandbox: out.txt
+    production: Where to write
+steps:
+  - id: write
+    title: Write the file
+    run: echo hello > "$OUT"
+    verify:
+      - file: { path: "${OUT}", contains: hello }
+    rollback:
+      run: rm -- "$OUT"
+      verify:
+        - file: { path: "${OUT}", exists: false }
+"#,
+    )
+    .unwrap();
+    let run = runbook(
+        root,
+        &["run", "plain.yaml", "--out", "package", "--no-rehearsal"],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let package = root.join("package");
+    give_to_nobody(&package);
+    let work = fresh_dir(root, "work");
+    let vars = BTreeMap::from([("OUT", "result.txt".to_owned())]);
+    let deploy = script(&package, "deploy.sh", &[], &work, &vars);
+    assert!(deploy.status.success(), "{}", text(&deploy));
+    assert!(
+        feedback_files(&package).is_empty(),
+        "no failure, no feedback"
+    );
+    // Somebody removed the file by hand: the rollback's `rm` fails on this target.
+    std::fs::remove_file(work.join("result.txt")).unwrap();
+    let rollback = script(&package, "rollback.sh", &["--yes"], &work, &vars);
+    assert_eq!(rollback.status.code(), Some(1), "{}", text(&rollback));
+    let files = feedback_files(&package);
+    assert_eq!(files.len(), 1, "{}", text(&rollback));
+    let feedback = runbook::load_feedback(&files[0]).unwrap();
+    assert_eq!(feedback.phase, runbook::feedback::Phase::Rollback);
+    assert_eq!(feedback.step, "write");
+    assert_eq!(feedback.command, "rm -- \"$OUT\"");
+    assert!(
+        feedback.error_excerpt().contains("No such file"),
+        "{feedback:#?}"
+    );
+}
