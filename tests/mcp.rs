@@ -526,3 +526,74 @@ async fn a_persistent_session_outlives_the_server_and_resumes() {
     assert!(!dir.path().join("state/local").join(&session).exists());
     client.cancel().await.unwrap();
 }
+
+/// The same story through the official Python MCP SDK (`mcp`, installed by the README's
+/// test command): an independent client, in another language.
+#[test]
+fn the_postgres_story_through_the_python_sdk() {
+    let Some(python) = common::python("mcp") else {
+        return;
+    };
+    let dir = common::workdir("runbook-mcp-py-");
+    let (draft, fixed) = first_draft();
+    let issue = &fixed.known_issues[0];
+    let out = dir.path().join("handoff-package");
+    let job = json!({
+        "server": env!("CARGO_BIN_EXE_runbook"),
+        "state": dir.path().join("state"),
+        "env": { "PATH": path_env(), "HOME": dir.path() },
+        "draft": draft,
+        "vars": { "PGPORT": common::free_port().to_string() },
+        "fixedRun": fixed.run,
+        "issue": { "error": issue.error, "cause": issue.cause, "fix": issue.fix },
+        "out": out,
+    });
+    let job_file = dir.path().join("job.json");
+    std::fs::write(&job_file, job.to_string()).unwrap();
+    let run = std::process::Command::new(python)
+        .arg(repo().join("tests/mcp_client.py"))
+        .arg(&job_file)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let transcript: Vec<Value> = serde_json::from_slice(&run.stdout).unwrap();
+    let tools: Vec<&str> = transcript
+        .iter()
+        .map(|c| c["tool"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            "validate",
+            "session_start",
+            "run_next",
+            "run_next",
+            "run_next",
+            "amend",
+            "retry",
+            "run_next",
+            "rollback",
+            "finish"
+        ],
+        "{transcript:#?}"
+    );
+    assert!(transcript.iter().all(|c| c["isError"] == false));
+    let failed = &transcript[4]["result"];
+    assert_eq!(failed["step"]["id"], "create-app-db");
+    assert!(
+        failed
+            .to_string()
+            .contains("permission denied for schema public")
+    );
+    assert_eq!(transcript[6]["result"]["step"]["status"], "passed");
+    let finished = &transcript[9]["result"];
+    assert_eq!(finished["verdict"], "passed", "{finished:#}");
+    assert_eq!(finished["rehearsal"], "passed", "{finished:#}");
+    let (shipped, _) = runbook::load(out.join("runbook.yaml")).unwrap();
+    let (example, _) = runbook::load(repo().join("docs/example-package/runbook.yaml")).unwrap();
+    assert_eq!(shipped.steps, example.steps);
+}

@@ -2,6 +2,8 @@
 //! README's test command into `target/py`) validates every example runbook, rejects every
 //! invalid fixture, and agrees with the parser on generated documents.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,28 +14,6 @@ use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The Python with `jsonschema`: `$RUNBOOK_SCHEMA_PYTHON`, else the README's venv. Under CI
-/// a missing one fails the test; elsewhere the test says so and passes.
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("RUNBOOK_SCHEMA_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/py/bin/python"));
-    let ok = Command::new(&python)
-        .args(["-c", "import jsonschema"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} has no jsonschema: run the README's test command (it makes target/py)",
-        python.display()
-    );
-    eprintln!("skipped: no Python jsonschema at {}", python.display());
-    None
 }
 
 const VALIDATE: &str = r#"
@@ -94,7 +74,9 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn python_jsonschema_accepts_every_example_and_rejects_every_invalid_fixture() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::python("jsonschema") else {
+        return;
+    };
     let mut examples = Vec::new();
     yaml_files(&repo().join("examples"), &mut examples);
     yaml_files(&repo().join("tests/fixtures/schema/valid"), &mut examples);
@@ -166,7 +148,9 @@ fn document() -> impl Strategy<Value = String> {
 
 #[test]
 fn python_jsonschema_and_the_parser_agree_on_generated_documents() {
-    let Some(python) = python() else { return };
+    let Some(python) = common::python("jsonschema") else {
+        return;
+    };
     let mut runner = TestRunner::deterministic();
     let strategy = document();
     let texts: Vec<String> = (0..400)
