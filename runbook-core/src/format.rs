@@ -161,8 +161,9 @@ pub fn without_values(message: &str) -> String {
 
 /// Reads a runbook from JSON text.
 ///
-/// A variable's `sandbox` or `rehearsal` value may be a JSON number or boolean
-/// (`"sandbox": 8080`), as it may be bare in YAML; it is read as its text.
+/// Values that YAML files commonly write bare may be JSON numbers or booleans, read as their
+/// text: a variable's `sandbox` and `rehearsal` (`"sandbox": 8080`), `metadata.version`,
+/// `target.kubernetesVersion` and a prerequisite's `version`.
 pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
     let first = serde_json::from_str(text);
     if first.is_err()
@@ -184,23 +185,46 @@ pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
     })
 }
 
-/// The JSON text with variables' number and boolean `sandbox`/`rehearsal` values as
-/// strings, when there are any.
+/// The JSON text with the number and boolean values of [`BARE_SCALARS`] as strings, when
+/// there are any.
 fn values_as_strings(text: &str) -> Option<String> {
     let mut doc: serde_json::Value = serde_json::from_str(text).ok()?;
     let mut changed = false;
-    for var in doc.get_mut("variables")?.as_array_mut()? {
-        for key in ["sandbox", "rehearsal"] {
-            if let Some(v) = var.get_mut(key)
-                && (v.is_number() || v.is_boolean())
-            {
-                *v = serde_json::Value::String(v.to_string());
-                changed = true;
+    let mut text_of = |v: &mut serde_json::Value| {
+        if v.is_number() || v.is_boolean() {
+            *v = serde_json::Value::String(v.to_string());
+            changed = true;
+        }
+    };
+    for (list, key) in BARE_SCALARS {
+        match list {
+            Some(list) => {
+                let items = doc.get_mut(*list).and_then(|l| l.as_array_mut());
+                for item in items.into_iter().flatten() {
+                    if let Some(v) = item.get_mut(*key) {
+                        text_of(v);
+                    }
+                }
+            }
+            None => {
+                if let Some(v) = doc.pointer_mut(key) {
+                    text_of(v);
+                }
             }
         }
     }
     changed.then(|| doc.to_string())
 }
+
+/// Fields that YAML files commonly write bare (`version: 1.0`, `sandbox: 8080`): a list's
+/// item key, or a JSON pointer. The schema allows numbers and booleans there too.
+pub(crate) const BARE_SCALARS: &[(Option<&str>, &str)] = &[
+    (Some("variables"), "sandbox"),
+    (Some("variables"), "rehearsal"),
+    (Some("prerequisites"), "version"),
+    (None, "/metadata/version"),
+    (None, "/target/kubernetesVersion"),
+];
 
 /// Reads a runbook file; `.json` files as JSON, anything else as YAML.
 pub fn load(path: impl AsRef<Path>) -> Result<(Runbook, String), ParseError> {

@@ -100,14 +100,27 @@ fn tighten(root: &mut serde_json::Value) {
         })
         .collect();
     set(root, "/$defs/Check", "oneOf", json!(branches));
-    // Values given bare in YAML (`sandbox: 8080`) are read as strings.
-    for field in ["sandbox", "rehearsal"] {
-        set(
-            root,
-            &format!("/$defs/Variable/properties/{field}"),
-            "type",
-            json!(["string", "number", "boolean", "null"]),
-        );
+    // Values given bare in YAML (`sandbox: 8080`, `version: 1.0`) are read as their text.
+    for (list, key) in crate::format::BARE_SCALARS {
+        let pointer = match (list, key.rsplit('/').next()) {
+            (Some("variables"), _) => format!("/$defs/Variable/properties/{key}"),
+            (Some("prerequisites"), _) => format!("/$defs/Prerequisite/properties/{key}"),
+            (None, Some(field)) if key.starts_with("/metadata") => {
+                format!("/$defs/Metadata/properties/{field}")
+            }
+            (None, Some(field)) => format!("/$defs/Target/properties/{field}"),
+            _ => continue,
+        };
+        let nullable = root
+            .pointer(&format!("{pointer}/type"))
+            .and_then(|t| t.as_array())
+            .is_some_and(|t| t.iter().any(|t| t == "null"));
+        let types = if nullable {
+            json!(["string", "number", "boolean", "null"])
+        } else {
+            json!(["string", "number", "boolean"])
+        };
+        set(root, &pointer, "type", types);
     }
 }
 
