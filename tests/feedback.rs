@@ -552,6 +552,23 @@ fn a_damaged_feedback_file_is_an_error_with_line_and_column() {
         "{}",
         text(&out)
     );
+    // A misspelt library is said, not taken for an empty one.
+    let quickstart = repo().join("examples/quickstart/runbook.yaml");
+    let out = runbook(
+        root,
+        &[
+            "validate",
+            quickstart.to_str().unwrap(),
+            "--lessons",
+            "lesons",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(
+        text(&out).contains("lessons library lesons does not exist"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

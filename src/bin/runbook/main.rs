@@ -922,7 +922,16 @@ fn lessons_dir(arg: Option<PathBuf>) -> Option<PathBuf> {
 fn load_lessons(arg: Option<PathBuf>) -> Result<Vec<runbook::Lesson>, Failure> {
     match lessons_dir(arg) {
         None => Ok(Vec::new()),
-        Some(dir) => runbook::load_lessons(&dir).map_err(|e| parse_failure(&e)),
+        Some(dir) => {
+            // A misspelt path must not look like an empty library.
+            if !dir.exists() {
+                eprintln!(
+                    "warning: the lessons library {} does not exist: no lesson is applied",
+                    dir.display()
+                );
+            }
+            runbook::load_lessons(&dir).map_err(|e| parse_failure(&e))
+        }
     }
 }
 
