@@ -38,6 +38,8 @@ pub struct McpServer {
 struct Inner {
     provider: Box<dyn Provider>,
     sessions: Mutex<HashMap<String, Shared>>,
+    /// Sessions whose pre-flight failed, with what it found: no step runs in them.
+    blocked: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// A session, taken out (`None`) once finished.
@@ -417,6 +419,7 @@ impl McpServer {
             inner: Arc::new(Inner {
                 provider,
                 sessions: Mutex::new(HashMap::new()),
+                blocked: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -481,6 +484,7 @@ impl McpServer {
             "session_start" => self.start(parse(args)?).await,
             "run_next" => {
                 let a: SessionArgs = parse(args)?;
+                self.refuse_blocked(&a.session)?;
                 self.with_session(&a.session, async |s| {
                     let record = s.run_next().await?;
                     to_value(&StepRun {
@@ -493,6 +497,7 @@ impl McpServer {
             }
             "retry" => {
                 let a: SessionArgs = parse(args)?;
+                self.refuse_blocked(&a.session)?;
                 self.with_session(&a.session, async |s| {
                     let record = s.retry().await?;
                     to_value(&StepRun {
@@ -554,6 +559,9 @@ impl McpServer {
                     .ok()
                     .and_then(|mut s| s.remove(&a.sandbox));
                 let was_session = held.is_some();
+                if let Ok(mut blocked) = self.inner.blocked.lock() {
+                    blocked.remove(&a.sandbox);
+                }
                 if let Some(shared) = held {
                     drop(shared.lock().await.take());
                 }
@@ -571,6 +579,29 @@ impl McpServer {
                 "unknown_tool",
                 format!("no tool `{other}`: see tools/list"),
             )),
+        }
+    }
+
+    /// Refuses to run a step in a session whose pre-flight failed, as `runbook run` does:
+    /// what it found missing (a tool, a free port) would make the step do harm or fail.
+    fn refuse_blocked(&self, id: &str) -> Result<(), ToolError> {
+        let blocked = self
+            .inner
+            .blocked
+            .lock()
+            .ok()
+            .and_then(|b| b.get(id).cloned());
+        match blocked {
+            Some(problems) => Err(ToolError::new(
+                "preflight_failed",
+                format!(
+                    "the pre-flight of session `{id}` failed, so no step runs in it:\n{}\n\
+                     Fix the sandbox's tools (or the runbook) and start a new session; \
+                     `sandbox_destroy` ends this one.",
+                    problems.join("\n")
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -634,10 +665,15 @@ impl McpServer {
         };
         let mut view = status(&session);
         view.preflight = Some(tools);
-        view.preflight_problems = Some(problems);
+        view.preflight_problems = Some(problems.clone());
         let mut value = to_value(&view)?;
         mask(&mut value, session.redactor());
         let id = self.keep(session);
+        if !problems.is_empty()
+            && let Ok(mut blocked) = self.inner.blocked.lock()
+        {
+            blocked.insert(id.clone(), problems);
+        }
         // The id is no secret, whatever a (short) secret value happens to look like.
         value["session"] = json!(id);
         value["sandbox"] = json!(id);

@@ -597,3 +597,35 @@ fn the_postgres_story_through_the_python_sdk() {
     let (example, _) = runbook::load(repo().join("docs/example-package/runbook.yaml")).unwrap();
     assert_eq!(shipped.steps, example.steps);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_step_runs_in_a_session_whose_preflight_failed() {
+    let dir = common::workdir("runbook-mcp-");
+    let runbook = TINY.replace(
+        "steps:\n",
+        "preflight:\n  - id: port-free\n    title: The port is free\n    check:\n      run: \"false\"\nsteps:\n",
+    );
+    let client = connect(dir.path()).await;
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": runbook, "lifetime": "session", "vars": { "API_TOKEN": "tok-8c2e1d" } }),
+    )
+    .await;
+    let problems = started["preflightProblems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{started:#}");
+    assert!(problems[0].as_str().unwrap().contains("port-free"));
+    let session = started["session"].as_str().unwrap().to_owned();
+    for tool in ["run_next", "retry"] {
+        let (is_error, value) = call(&client, tool, json!({ "session": session })).await;
+        assert!(is_error, "{tool}: {value:#}");
+        assert_eq!(value["error"]["kind"], "preflight_failed", "{value:#}");
+    }
+    let status = ok(&client, "session_status", json!({ "session": session })).await;
+    assert_eq!(
+        status["steps"][0]["status"], "pending",
+        "nothing ran: {status:#}"
+    );
+    ok(&client, "sandbox_destroy", json!({ "sandbox": session })).await;
+    client.cancel().await.unwrap();
+}
