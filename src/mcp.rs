@@ -617,11 +617,7 @@ impl McpServer {
             .as_mut()
             .ok_or_else(|| ToolError::argument("session", format!("session `{id}` is finished")))?;
         let mut value = work(session).await?;
-        mask(&mut value, session.redactor());
-        if value.get("session").is_some() {
-            value["session"] = json!(id);
-            value["sandbox"] = json!(id);
-        }
+        mask(&mut value, session.redactor(), id);
         Ok(value)
     }
 
@@ -667,16 +663,13 @@ impl McpServer {
         view.preflight = Some(tools);
         view.preflight_problems = Some(problems.clone());
         let mut value = to_value(&view)?;
-        mask(&mut value, session.redactor());
+        mask(&mut value, session.redactor(), session.id());
         let id = self.keep(session);
         if !problems.is_empty()
             && let Ok(mut blocked) = self.inner.blocked.lock()
         {
             blocked.insert(id.clone(), problems);
         }
-        // The id is no secret, whatever a (short) secret value happens to look like.
-        value["session"] = json!(id);
-        value["sandbox"] = json!(id);
         Ok(value)
     }
 
@@ -707,11 +700,12 @@ impl McpServer {
             .await?;
             outcome.report.rehearsal = Some(rehearsal);
         }
-        crate::write_package(&outcome, &out, a.force)
+        let package = crate::render_package(&outcome)
             .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
-        let mut files: Vec<String> = Vec::new();
-        list_files(&out, &out, &mut files);
-        files.sort();
+        package
+            .write_to(&out, a.force)
+            .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
+        let files: Vec<String> = package.paths().map(str::to_owned).collect();
         let mut value = to_value(&Finished {
             verdict: outcome.report.verdict.as_str().to_owned(),
             rehearsal: outcome
@@ -722,22 +716,8 @@ impl McpServer {
             package: out.display().to_string(),
             files,
         })?;
-        mask(&mut value, &redactor);
+        mask(&mut value, &redactor, &a.session);
         Ok(value)
-    }
-}
-
-fn list_files(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            list_files(root, &path, out);
-        } else if let Ok(rel) = path.strip_prefix(root) {
-            out.push(rel.display().to_string());
-        }
     }
 }
 
@@ -773,13 +753,22 @@ fn status(s: &Session) -> SessionView {
     }
 }
 
-/// Masks every secret value in every string of `value`.
-fn mask(value: &mut Value, redactor: &crate::exec::Redactor) {
-    match value {
-        Value::String(s) if !redactor.is_empty() => *s = redactor.redact(s),
-        Value::Array(items) => items.iter_mut().for_each(|v| mask(v, redactor)),
-        Value::Object(map) => map.values_mut().for_each(|v| mask(v, redactor)),
-        _ => {}
+/// Masks every secret value in every string of `value`, but the session's id where a
+/// result names it: an id is no secret, whatever a (short) secret value looks like.
+fn mask(value: &mut Value, redactor: &crate::exec::Redactor, id: &str) {
+    fn walk(value: &mut Value, redactor: &crate::exec::Redactor) {
+        match value {
+            Value::String(s) if !redactor.is_empty() => *s = redactor.redact(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| walk(v, redactor)),
+            Value::Object(map) => map.values_mut().for_each(|v| walk(v, redactor)),
+            _ => {}
+        }
+    }
+    walk(value, redactor);
+    for key in ["session", "sandbox"] {
+        if let Some(v) = value.get_mut(key) {
+            *v = Value::String(id.to_owned());
+        }
     }
 }
 
@@ -803,26 +792,46 @@ fn parse<A: DeserializeOwned>(args: Value) -> Result<A, ToolError> {
     })
 }
 
+impl RunbookSource {
+    /// The runbook's text, and what to call it in findings (`<input>` or the path); the
+    /// argument name that is wrong when it cannot be read.
+    fn text(&self) -> Result<(String, String), ToolError> {
+        match (&self.runbook, &self.path) {
+            (Some(text), None) => Ok(("<input>".to_owned(), text.clone())),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|text| (path.clone(), text))
+                .map_err(|e| ToolError::argument("path", format!("cannot read `{path}`: {e}"))),
+            _ => Err(ToolError::argument(
+                "runbook",
+                "give exactly one of `runbook` (the YAML text) and `path` (a file)",
+            )),
+        }
+    }
+
+    /// The argument that holds the runbook.
+    fn argument(&self) -> &'static str {
+        if self.path.is_some() {
+            "path"
+        } else {
+            "runbook"
+        }
+    }
+}
+
+/// Parses a runbook's text: JSON for a `.json` file or text that starts with `{`, else YAML.
+fn parse_runbook(label: &str, text: &str) -> Result<Runbook, runbook_core::ParseError> {
+    if label.ends_with(".json") || text.trim_start().starts_with('{') {
+        runbook_core::from_json_str(text)
+    } else {
+        runbook_core::from_yaml_str(text)
+    }
+}
+
 /// The runbook of a source, parsed (not linted: `Session::start` refuses lint errors).
 fn load(source: &RunbookSource) -> Result<Runbook, ToolError> {
-    match (&source.runbook, &source.path) {
-        (Some(text), None) => {
-            let trimmed = text.trim_start();
-            let parsed = if trimmed.starts_with('{') {
-                runbook_core::from_json_str(text)
-            } else {
-                runbook_core::from_yaml_str(text)
-            };
-            parsed.map_err(|e| ToolError::argument("runbook", parse_message(&e)))
-        }
-        (None, Some(path)) => runbook_core::load(path)
-            .map(|(rb, _)| rb)
-            .map_err(|e| ToolError::argument("path", parse_message(&e))),
-        _ => Err(ToolError::argument(
-            "runbook",
-            "give exactly one of `runbook` (the YAML text) and `path` (a file)",
-        )),
-    }
+    let (label, text) = source.text()?;
+    parse_runbook(&label, &text)
+        .map_err(|e| ToolError::argument(source.argument(), parse_message(&e.in_file(&label))))
 }
 
 fn parse_message(e: &runbook_core::ParseError) -> String {
@@ -835,25 +844,8 @@ fn validate(a: ValidateArgs) -> ToolResult {
             .map_err(|e| ToolError::argument("lessons", parse_message(&e)))?,
         None => Vec::new(),
     };
-    let (label, text) = match (&a.source.runbook, &a.source.path) {
-        (Some(text), None) => ("<input>".to_owned(), text.clone()),
-        (None, Some(path)) => (
-            path.clone(),
-            std::fs::read_to_string(path)
-                .map_err(|e| ToolError::argument("path", format!("cannot read `{path}`: {e}")))?,
-        ),
-        _ => {
-            return Err(ToolError::argument(
-                "runbook",
-                "give exactly one of `runbook` (the YAML text) and `path` (a file)",
-            ));
-        }
-    };
-    let parsed = if label.ends_with(".json") || text.trim_start().starts_with('{') {
-        runbook_core::from_json_str(&text)
-    } else {
-        runbook_core::from_yaml_str(&text)
-    };
+    let (label, text) = a.source.text()?;
+    let parsed = parse_runbook(&label, &text);
     let findings: Vec<Finding> = match parsed {
         Err(e) => vec![Finding::parse(&e, &label)],
         Ok(rb) => crate::findings::of(&rb, &text, &label, &lessons),

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+use common::{is_root, pg_path};
 
 /// The check the operator wrote after the failure: nothing listens on the port yet.
 const PORT_FREE: &str = r#"! (exec 3<>"/dev/tcp/$PGHOST/$PGPORT") 2>/dev/null"#;
@@ -19,16 +19,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn path_env() -> String {
-    format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default())
-}
-
 fn runbook(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(args)
         .current_dir(dir)
         .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .env("PATH", path_env())
+        .env("PATH", pg_path())
         .env_remove("RUNBOOK_LESSONS")
         .output()
         .unwrap()
@@ -41,14 +37,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
 
 /// Gives a directory to `nobody`, who runs the scripts as an operator would (PostgreSQL
@@ -64,7 +52,7 @@ fn give_to_nobody(path: &Path) {
     }
 }
 
-/// Runs a package script in a clean environment with the operator's values.
+/// Runs a package script as an operator would, with the operator's values.
 fn script(
     package: &Path,
     name: &str,
@@ -72,27 +60,19 @@ fn script(
     work: &Path,
     vars: &BTreeMap<&str, String>,
 ) -> Output {
-    let mut c = if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "bash",
-        ]);
-        c
-    } else {
-        Command::new("bash")
-    };
-    c.arg(package.join("scripts").join(name))
-        .args(args)
-        .env_clear()
-        .env("PATH", path_env())
-        .env("HOME", work)
-        .env("RUNBOOK_WORK_DIR", work)
-        .envs(vars)
-        .output()
-        .unwrap()
+    common::operator_script(package, name, args, work, vars, &pg_path())
+}
+
+/// Writes `yaml` as a runbook under `root`, passes it in a sandbox with `runbook run`, and
+/// returns its package.
+fn tested_package(root: &Path, yaml: &str) -> PathBuf {
+    std::fs::write(root.join("runbook.yaml"), yaml).unwrap();
+    let run = runbook(
+        root,
+        &["run", "runbook.yaml", "--out", "package", "--no-rehearsal"],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    root.join("package")
 }
 
 fn feedback_files(package: &Path) -> Vec<PathBuf> {
@@ -433,8 +413,8 @@ fn a_production_failure_becomes_a_preflight_check_for_a_similar_runbook() {
 fn feedback_masks_secrets_and_survives_hostile_output() {
     let dir = common::workdir("runbook-feedback-");
     let root = dir.path();
-    std::fs::write(
-        root.join("leaky.yaml"),
+    let package = tested_package(
+        root,
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata: { name: leaky, version: 2.1.0 }
@@ -466,14 +446,7 @@ steps:
       verify:
         - file: { path: "${OUT}", exists: false }
 "#,
-    )
-    .unwrap();
-    let run = runbook(
-        root,
-        &["run", "leaky.yaml", "--out", "package", "--no-rehearsal"],
     );
-    assert!(run.status.success(), "{}", text(&run));
-    let package = root.join("package");
     // A read-only package: the feedback goes to the work directory instead.
     std::fs::set_permissions(&package, std::fs::Permissions::from_mode(0o555)).unwrap();
     let work = fresh_dir(root, "work");
@@ -575,8 +548,8 @@ fn a_damaged_feedback_file_is_an_error_with_line_and_column() {
 fn a_daemon_that_keeps_the_step_output_open_does_not_hold_the_script() {
     let dir = common::workdir("runbook-feedback-");
     let root = dir.path();
-    std::fs::write(
-        root.join("daemon.yaml"),
+    let package = tested_package(
+        root,
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata: { name: daemon }
@@ -599,23 +572,17 @@ steps:
         - run: pgrep -f "rb-daemon-$MARK" || echo none
           expect: { stdout: { equals: none } }
 "#,
-    )
-    .unwrap();
-    let run = runbook(
-        root,
-        &["run", "daemon.yaml", "--out", "package", "--no-rehearsal"],
     );
-    assert!(run.status.success(), "{}", text(&run));
     let work = fresh_dir(root, "work");
     let mark = format!("fb{}", std::process::id());
     // The operator's terminal is a file here: only the script itself is waited for.
     let log = std::fs::File::create(root.join("deploy.log")).unwrap();
     let started = std::time::Instant::now();
     let status = Command::new("bash")
-        .arg(root.join("package/scripts/deploy.sh"))
+        .arg(package.join("scripts/deploy.sh"))
         .args(if is_root() { &["--as-root"][..] } else { &[] })
         .env_clear()
-        .env("PATH", path_env())
+        .env("PATH", pg_path())
         .env("RUNBOOK_WORK_DIR", &work)
         .env("MARK", &mark)
         .stdout(log.try_clone().unwrap())
@@ -642,8 +609,8 @@ steps:
 fn a_failing_rollback_writes_feedback_for_its_phase() {
     let dir = common::workdir("runbook-feedback-");
     let root = dir.path();
-    std::fs::write(
-        root.join("plain.yaml"),
+    let package = tested_package(
+        root,
         r#"apiVersion: runbook/v1
 kind: Runbook
 metadata: { name: plain, version: 0.1.0 }
@@ -663,14 +630,7 @@ steps:
       verify:
         - file: { path: "${OUT}", exists: false }
 "#,
-    )
-    .unwrap();
-    let run = runbook(
-        root,
-        &["run", "plain.yaml", "--out", "package", "--no-rehearsal"],
     );
-    assert!(run.status.success(), "{}", text(&run));
-    let package = root.join("package");
     give_to_nobody(&package);
     let work = fresh_dir(root, "work");
     let vars = BTreeMap::from([("OUT", "result.txt".to_owned())]);

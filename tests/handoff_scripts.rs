@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use runbook::exec::{LocalProvider, RunMode, RunOptions, run_all};
 use runbook::{Lifetime, Runbook};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+use common::{PG_BIN, is_root};
 
 fn example(name: &str) -> Runbook {
     runbook::load(
@@ -34,13 +34,9 @@ fn open_dir() -> tempfile::TempDir {
     d
 }
 
-fn path_env() -> String {
-    format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default())
-}
-
 /// Runs a real sandbox test of `runbook` and writes its package under `dir`.
 async fn tested_package(runbook: Runbook, vars: BTreeMap<String, String>, dir: &Path) -> PathBuf {
-    let provider = LocalProvider::with_root(dir.join("state")).path(path_env());
+    let provider = LocalProvider::with_root(dir.join("state")).path(common::pg_path());
     std::fs::create_dir_all(dir.join("state")).unwrap();
     std::fs::set_permissions(dir.join("state"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let options = RunOptions {
@@ -82,14 +78,6 @@ fn work_dir(parent: &Path) -> PathBuf {
     work
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-}
-
 fn nix_user(name: &str) -> (u32, u32) {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let line = passwd
@@ -103,7 +91,7 @@ fn nix_user(name: &str) -> (u32, u32) {
 /// Runs a package script like a human would: a clean environment with the variables set.
 /// As root, it runs as `nobody` (PostgreSQL refuses to run as root).
 fn script(package: &Path, name: &str, work: &Path, vars: &BTreeMap<String, String>) -> Output {
-    script_with(package, name, &[], work, vars, &path_env())
+    script_with(package, name, &[], work, vars, &common::pg_path())
 }
 
 /// [`script`] with arguments and a `PATH` of its own.
@@ -115,27 +103,7 @@ fn script_with(
     vars: &BTreeMap<String, String>,
     path: &str,
 ) -> Output {
-    let mut c = if is_root() {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "bash",
-        ]);
-        c
-    } else {
-        Command::new("bash")
-    };
-    c.arg(package.join("scripts").join(name))
-        .args(args)
-        .env_clear()
-        .env("PATH", path)
-        .env("HOME", work)
-        .env("LANG", "C.UTF-8")
-        .env("RUNBOOK_WORK_DIR", work)
-        .envs(vars);
-    c.output().unwrap()
+    common::operator_script(package, name, args, work, vars, path)
 }
 
 fn assert_ok(name: &str, out: &Output) {
@@ -202,7 +170,7 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
             &["--again"],
             &work,
             &vars,
-            &path_env(),
+            &common::pg_path(),
         ),
     );
     assert_eq!(
@@ -219,7 +187,7 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
             .arg("--from")
             .arg("start-worker")
             .env_clear()
-            .env("PATH", path_env())
+            .env("PATH", common::pg_path())
             .env("RUNBOOK_WORK_DIR", &work)
             .envs(&vars);
         c.output().unwrap()
@@ -237,7 +205,7 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
             .arg("--from")
             .arg("nope")
             .env_clear()
-            .env("PATH", path_env())
+            .env("PATH", common::pg_path())
             .envs(&vars);
         c.output().unwrap()
     };
@@ -258,7 +226,7 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
         &["--yes"],
         &work,
         &vars,
-        &path_env(),
+        &common::pg_path(),
     );
     assert_ok("rollback.sh", &rollback);
     assert!(
@@ -337,7 +305,7 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
         &["--again"],
         &work,
         &vars,
-        &path_env(),
+        &common::pg_path(),
     );
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("FAILED at step init-cluster"));
@@ -347,7 +315,7 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
         &["--yes"],
         &work,
         &vars,
-        &path_env(),
+        &common::pg_path(),
     );
     assert_ok("rollback.sh", &rollback);
     assert!(
@@ -367,7 +335,7 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
             &["--yes", "--include-incomplete"],
             &work,
             &vars,
-            &path_env(),
+            &common::pg_path(),
         ),
     );
     assert!(
@@ -416,7 +384,7 @@ fn fake_tool(dir: &Path, version: &str) -> String {
     .unwrap();
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
-    format!("{}:{}", bin.display(), path_env())
+    format!("{}:{}", bin.display(), common::pg_path())
 }
 
 /// Production fails at step 2 of 3, where a data directory already exists: the deploy
@@ -498,7 +466,7 @@ steps:
             fake_tool(dir.path(), "1.9.0"),
             "fake-tool 1.9.0 does not satisfy >=2, <3",
         ),
-        (path_env(), "is fake-tool installed"),
+        (common::pg_path(), "is fake-tool installed"),
     ] {
         let out = script_with(&package, "deploy.sh", &[], &work, &vars, &path);
         assert_eq!(out.status.code(), Some(1));
@@ -621,7 +589,7 @@ async fn notification_stack_scripts_work_with_production_like_values() {
         &["--yes"],
         &work,
         &vars,
-        &path_env(),
+        &common::pg_path(),
     );
     assert_ok("rollback.sh", &rollback);
     assert!(!work.join("pg-prod").exists(), "the data directory is gone");
@@ -646,7 +614,7 @@ async fn upgrade_scripts_upgrade_and_roll_back_to_v1_exactly() {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let provider = LocalProvider::with_root(dir.path().join("state")).path(path_env());
+    let provider = LocalProvider::with_root(dir.path().join("state")).path(common::pg_path());
     let load = |file: &str| {
         runbook::load(
             Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -733,7 +701,7 @@ async fn upgrade_scripts_upgrade_and_roll_back_to_v1_exactly() {
         &["--yes"],
         &v2_work,
         &vars,
-        &path_env(),
+        &common::pg_path(),
     );
     assert_ok("v2 rollback.sh", &rollback);
     // Back to v1 exactly: v1's own checks pass again, the v2 columns and rows are gone.
@@ -759,7 +727,7 @@ async fn upgrade_scripts_upgrade_and_roll_back_to_v1_exactly() {
             &["--yes"],
             &work,
             &vars,
-            &path_env(),
+            &common::pg_path(),
         ),
     );
     assert!(!work.join("orders-prod").exists());

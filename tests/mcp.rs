@@ -15,14 +15,8 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn path_env() -> String {
-    format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default())
 }
 
 type Client = RunningService<RoleClient, ()>;
@@ -36,7 +30,7 @@ async fn connect(dir: &Path) -> Client {
     command
         .args(["mcp", "--state-dir"])
         .arg(dir.join("state"))
-        .env("PATH", path_env())
+        .env("PATH", common::pg_path())
         .stderr(Stdio::null());
     let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
     if OUTPUT_SCHEMAS.get().is_none() {
@@ -386,7 +380,7 @@ fn stop_mid_step(signal: bool) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(["mcp", "--state-dir"])
         .arg(dir.path().join("state"))
-        .env("PATH", path_env())
+        .env("PATH", common::pg_path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -541,7 +535,7 @@ fn the_postgres_story_through_the_python_sdk() {
     let job = json!({
         "server": env!("CARGO_BIN_EXE_runbook"),
         "state": dir.path().join("state"),
-        "env": { "PATH": path_env(), "HOME": dir.path() },
+        "env": { "PATH": common::pg_path(), "HOME": dir.path() },
         "draft": draft,
         "vars": { "PGPORT": common::free_port().to_string() },
         "fixedRun": fixed.run,

@@ -46,3 +46,58 @@ pub fn python(module: &str) -> Option<std::path::PathBuf> {
     eprintln!("skipped: no Python with {module} at {}", python.display());
     None
 }
+
+/// Where Debian puts PostgreSQL 15's programs.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// This process's `PATH` with PostgreSQL 15's programs first.
+pub fn pg_path() -> String {
+    format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Runs a package script as an operator would: a clean environment with the operator's
+/// values and `PATH`, the work directory given. As root it runs as `nobody` (PostgreSQL
+/// refuses to run as root).
+pub fn operator_script<K, V>(
+    package: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    work: &std::path::Path,
+    vars: impl IntoIterator<Item = (K, V)>,
+    path: &str,
+) -> std::process::Output
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let mut c = if is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "bash",
+        ]);
+        c
+    } else {
+        std::process::Command::new("bash")
+    };
+    c.arg(package.join("scripts").join(name))
+        .args(args)
+        .env_clear()
+        .env("PATH", path)
+        .env("HOME", work)
+        .env("LANG", "C.UTF-8")
+        .env("RUNBOOK_WORK_DIR", work)
+        .envs(vars);
+    c.output().unwrap()
+}

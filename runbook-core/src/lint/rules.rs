@@ -51,6 +51,34 @@ const SANDBOX_ENDPOINTS: &[&str] = &[".svc.cluster.local", "localhost", "127.0.0
 /// The longest runbook name: `rb-<name>-<8 hex>` must stay a DNS label and a label value.
 const MAX_NAME: usize = 40;
 
+/// Ids of a list (`steps`, `preflight`) that are not slugs, or repeat an earlier one.
+/// `what` is (the list's key, its items in words, an example id).
+fn slug_ids<'a>(
+    out: &mut Vec<Diagnostic>,
+    (list, noun, example): (&str, &str, &str),
+    ids: impl Iterator<Item = &'a str>,
+) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, id) in ids.enumerate() {
+        if !is_slug(id) {
+            out.push(Diagnostic::new(
+                Rule::InvalidName,
+                format!("{list}[{i}].id"),
+                format!("{noun} id `{id}` is not a lowercase slug"),
+                format!("use lowercase letters, digits and dashes, e.g. `{example}`"),
+            ));
+        }
+        if let Some(first) = seen.insert(id, i) {
+            out.push(Diagnostic::new(
+                Rule::DuplicateStepId,
+                format!("{list}[{i}].id"),
+                format!("{noun} id `{id}` is already used by {list}[{first}]"),
+                format!("give every {noun} a unique id"),
+            ));
+        }
+    }
+}
+
 pub(crate) fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
@@ -237,24 +265,12 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
     }
 
     // Steps.
-    let mut ids: HashMap<&str, usize> = HashMap::new();
+    slug_ids(
+        &mut out,
+        ("steps", "step", "deploy-db"),
+        runbook.steps.iter().map(|s| s.id.as_str()),
+    );
     for (i, s) in runbook.steps.iter().enumerate() {
-        if !is_slug(&s.id) {
-            out.push(d(
-                Rule::InvalidName,
-                format!("steps[{i}].id"),
-                format!("step id `{}` is not a lowercase slug", s.id),
-                "use lowercase letters, digits and dashes, e.g. `deploy-db`",
-            ));
-        }
-        if let Some(first) = ids.insert(&s.id, i) {
-            out.push(d(
-                Rule::DuplicateStepId,
-                format!("steps[{i}].id"),
-                format!("step id `{}` is already used by steps[{first}]", s.id),
-                "give every step a unique id",
-            ));
-        }
         if s.run.trim().is_empty() {
             out.push(d(
                 Rule::EmptyCommand,
@@ -349,27 +365,12 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
     }
 
     // The pre-flight checklist.
-    let mut preflight_ids: HashMap<&str, usize> = HashMap::new();
+    slug_ids(
+        &mut out,
+        ("preflight", "pre-flight item", "port-free"),
+        runbook.preflight.iter().map(|p| p.id.as_str()),
+    );
     for (i, p) in runbook.preflight.iter().enumerate() {
-        if !is_slug(&p.id) {
-            out.push(d(
-                Rule::InvalidName,
-                format!("preflight[{i}].id"),
-                format!("pre-flight id `{}` is not a lowercase slug", p.id),
-                "use lowercase letters, digits and dashes, e.g. `port-free`",
-            ));
-        }
-        if let Some(first) = preflight_ids.insert(&p.id, i) {
-            out.push(d(
-                Rule::DuplicateStepId,
-                format!("preflight[{i}].id"),
-                format!(
-                    "pre-flight id `{}` is already used by preflight[{first}]",
-                    p.id
-                ),
-                "give every pre-flight item a unique id",
-            ));
-        }
         one_check(&mut out, &format!("preflight[{i}].check"), &p.check, None);
     }
 
