@@ -3,27 +3,13 @@
 
 mod common;
 
+use common::runbook;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn runbook(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args)
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .env(
-            "PATH",
-            format!(
-                "/usr/lib/postgresql/15/bin:{}",
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .output()
-        .unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::runbook;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,17 +19,6 @@ const PORT_FREE: &str = r#"! (exec 3<>"/dev/tcp/$PGHOST/$PGPORT") 2>/dev/null"#;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn runbook(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args)
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .env("PATH", pg_path())
-        .env_remove("RUNBOOK_LESSONS")
-        .output()
-        .unwrap()
 }
 
 fn text(o: &Output) -> String {

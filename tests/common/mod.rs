@@ -101,3 +101,16 @@ where
         .envs(vars);
     c.output().unwrap()
 }
+
+/// Runs the `runbook` CLI in `dir`, with its state under `dir/state`, PostgreSQL 15 on the
+/// `PATH`, and no lessons library from the environment.
+pub fn runbook(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .env("PATH", pg_path())
+        .env_remove("RUNBOOK_LESSONS")
+        .output()
+        .unwrap()
+}
