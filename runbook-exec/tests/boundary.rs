@@ -453,3 +453,258 @@ mod cleanup {
         assert!(err.to_string().contains(&std::process::id().to_string()));
     }
 }
+
+/// The runbook's own data (its variables) attacks what starts its commands: nothing it
+/// sets may choose a program root runs, load code into root, or run anything before the
+/// command is in its cgroup (issue: "The boundary, second round").
+mod environment {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    use runbook_exec::{CommandSpec, OutputSink, Sandbox, Stream};
+
+    struct Collect(Vec<u8>);
+
+    impl OutputSink for Collect {
+        fn output(&mut self, _: Stream, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+
+    /// Runs `command` in `sandbox` with `env` added, as a step would.
+    async fn run(
+        sandbox: &dyn Sandbox,
+        command: &str,
+        env: &[(&str, &str)],
+    ) -> runbook_exec::Result<(Option<i32>, String)> {
+        let spec = CommandSpec {
+            command: command.into(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            workdir: None,
+            timeout: Duration::from_secs(20),
+            errexit: true,
+        };
+        let mut out = Collect(Vec::new());
+        let exit = sandbox.run(&spec, &mut out).await?;
+        Ok((exit.code, String::from_utf8_lossy(&out.0).into_owned()))
+    }
+
+    /// A directory everybody may write, outside every sandbox: planted code reports here.
+    fn drop_box() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        d
+    }
+
+    async fn provision(provider: &runbook_exec::LocalProvider, isolated: bool) -> Box<dyn Sandbox> {
+        let request = ProvisionRequest {
+            runbook: "hostile-env".into(),
+            lifetime: Lifetime::Session,
+        };
+        provider
+            .clone()
+            .isolate_network(isolated)
+            .provision(&request)
+            .await
+            .unwrap()
+    }
+
+    /// The cgroup line of a process, or "" when it is gone.
+    fn cgroup_of(pid: i32) -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default()
+    }
+
+    /// After teardown nothing of the sandbox is left: no process, user, cgroup or netns.
+    fn assert_nothing_left(id: &str, user: &str, needle: &str) {
+        assert!(
+            processes_with(needle).is_empty(),
+            "`{needle}` survived teardown"
+        );
+        assert!(
+            nix::unistd::User::from_name(user).unwrap().is_none(),
+            "user {user} left behind"
+        );
+        let suffix = id.rsplit('-').next().unwrap();
+        assert!(
+            !std::path::Path::new("/run/netns")
+                .join(format!("runbook-{suffix}"))
+                .exists()
+        );
+        let cgroups = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mount = cgroups
+            .lines()
+            .find(|l| l.contains(" - cgroup2 "))
+            .and_then(|l| l.split_whitespace().nth(4))
+            .unwrap();
+        assert!(
+            !std::path::Path::new(mount)
+                .join("runbook")
+                .join(id)
+                .exists()
+        );
+    }
+
+    /// A step plants `bash`, `sh`, `nsenter`, `setpriv` and `env` in its home; a
+    /// variable named `PATH` puts that directory first. None of them ever runs, as root
+    /// or as the sandbox: the executor names its own programs by absolute paths. The
+    /// command itself does see the runbook's `PATH`.
+    #[tokio::test]
+    async fn a_variable_named_path_cannot_choose_the_programs_that_start_a_command() {
+        if !needs_root("a_variable_named_path_cannot_choose_the_programs_that_start_a_command") {
+            return;
+        }
+        let (_root, provider) = provider();
+        for isolated in [false, true] {
+            let reports = drop_box();
+            let pwned = reports.path().join("pwned");
+            let mut sandbox = provision(&provider, isolated).await;
+            let plant = format!(
+                "mkdir -p bin && for p in bash sh nsenter setpriv env; do \
+                 printf '#!/bin/sh\\necho \"%s uid=$(id -u)\" >> {}\\n' \"$p\" > bin/$p; \
+                 chmod 755 bin/$p; done",
+                pwned.display()
+            );
+            let (code, out) = run(&*sandbox, &plant, &[]).await.unwrap();
+            assert_eq!(code, Some(0), "{out}");
+            let home = format!("{}/work", provider.sandbox_dir(sandbox.id()).display());
+            let path = format!("{home}/bin:/usr/bin:/bin");
+            let (code, out) = run(&*sandbox, "command -v bash; echo ran", &[("PATH", &path)])
+                .await
+                .unwrap();
+            assert_eq!(code, Some(0), "{out}");
+            assert_eq!(
+                out,
+                format!("{home}/bin/bash\nran\n"),
+                "isolated={isolated}"
+            );
+            assert!(
+                !pwned.exists(),
+                "isolated={isolated}: a planted program ran: {}",
+                std::fs::read_to_string(&pwned).unwrap_or_default()
+            );
+            sandbox.teardown().await.unwrap();
+        }
+    }
+
+    /// A shared library whose constructor reports who loaded it and in which cgroup.
+    fn reporting_library(dir: &std::path::Path, reports: &std::path::Path) -> std::path::PathBuf {
+        let src = dir.join("report.c");
+        std::fs::write(
+            &src,
+            r#"#include <stdio.h>
+#include <unistd.h>
+__attribute__((constructor)) static void report(void) {
+  FILE *f = fopen(REPORTS, "a");
+  char cg[2048] = "", exe[256] = "";
+  FILE *c = fopen("/proc/self/cgroup", "r");
+  if (c) { size_t m = fread(cg, 1, sizeof cg - 1, c); cg[m] = 0; fclose(c); }
+  for (char *p = cg; *p; p++) if (*p == '\n') *p = ' ';
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) exe[n] = 0;
+  if (f) { fprintf(f, "euid=%d exe=%s cgroup=%s\n", (int)geteuid(), exe, cg); fclose(f); }
+}
+"#,
+        )
+        .unwrap();
+        let lib = dir.join("libreport.so");
+        let status = std::process::Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(format!("-DREPORTS=\"{}\"", reports.display()))
+            .arg(&src)
+            .status()
+            .expect("gcc (the README's test line installs it)");
+        assert!(status.success());
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        lib
+    }
+
+    /// `LD_PRELOAD` as a variable: the library loads into the command's own shell, as
+    /// the sandbox's user and inside its cgroup, and never into anything root runs.
+    #[tokio::test]
+    async fn a_preloaded_library_never_runs_as_root_or_before_the_cgroup() {
+        if !needs_root("a_preloaded_library_never_runs_as_root_or_before_the_cgroup") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let lib_dir = tempfile::tempdir().unwrap();
+        for isolated in [false, true] {
+            let reports_dir = drop_box();
+            let reports = reports_dir.path().join("loaded");
+            let lib = reporting_library(lib_dir.path(), &reports);
+            let mut sandbox = provision(&provider, isolated).await;
+            let id = sandbox.id().to_owned();
+            let lib = lib.to_string_lossy().into_owned();
+            let (code, out) = run(&*sandbox, "echo ran", &[("LD_PRELOAD", &lib)])
+                .await
+                .unwrap();
+            assert_eq!((code, out.as_str()), (Some(0), "ran\n"));
+            let loaded = std::fs::read_to_string(&reports).expect("the command's shell loaded it");
+            for line in loaded.lines() {
+                assert!(
+                    !line.starts_with("euid=0 "),
+                    "isolated={isolated}: root loaded it: {line}"
+                );
+                assert!(
+                    line.contains(&format!("/runbook/{id}/")),
+                    "isolated={isolated}: code ran outside the sandbox's cgroup: {line}"
+                );
+            }
+            sandbox.teardown().await.unwrap();
+        }
+    }
+
+    /// Variables that change how bash starts (`BASH_ENV` running a daemon first,
+    /// `POSIXLY_CORRECT` switching startup files off) start nothing outside the cgroup:
+    /// the daemons die at teardown and the user goes. Names bash keeps for itself are
+    /// refused before anything runs.
+    #[tokio::test]
+    async fn shell_startup_variables_start_nothing_outside_the_cgroup() {
+        if !needs_root("shell_startup_variables_start_nothing_outside_the_cgroup") {
+            return;
+        }
+        let (_root, provider) = provider();
+        for isolated in [false, true] {
+            let scripts = drop_box();
+            let startup = scripts.path().join("startup.sh");
+            std::fs::write(&startup, "(setsid sleep 7795 >/dev/null 2>&1 &)\n").unwrap();
+            std::fs::set_permissions(&startup, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let startup = startup.to_string_lossy().into_owned();
+            let mut sandbox = provision(&provider, isolated).await;
+            let id = sandbox.id().to_owned();
+            let user = sandbox.describe().await.unwrap().user;
+            let (code, out) = run(&*sandbox, "echo one", &[("BASH_ENV", &startup)])
+                .await
+                .unwrap();
+            assert_eq!((code, out.as_str()), (Some(0), "one\n"));
+            let (code, out) = run(
+                &*sandbox,
+                "(setsid sleep 7796 >/dev/null 2>&1 &); echo two",
+                &[("POSIXLY_CORRECT", "1"), ("ENV", &startup)],
+            )
+            .await
+            .unwrap();
+            assert_eq!((code, out.as_str()), (Some(0), "two\n"));
+            let daemons = processes_with("sleep 779");
+            assert!(daemons.len() >= 2, "both daemons started: {daemons:?}");
+            for pid in daemons {
+                assert!(
+                    cgroup_of(pid).contains(&format!("/runbook/{id}/")),
+                    "isolated={isolated}: pid {pid} is outside: {}",
+                    cgroup_of(pid)
+                );
+            }
+            for reserved in ["SHELLOPTS", "BASHOPTS"] {
+                let err = run(&*sandbox, "echo never", &[(reserved, "xtrace")])
+                    .await
+                    .unwrap_err();
+                assert!(err.to_string().contains(reserved), "{err}");
+            }
+            sandbox.teardown().await.unwrap();
+            assert_nothing_left(&id, &user, "sleep 779");
+        }
+    }
+}

@@ -114,11 +114,6 @@ pub(super) fn processes(path: &Path) -> Vec<i32> {
     out
 }
 
-/// The shell text that moves the wrapper into the cgroup whose `cgroup.procs` is `$0`,
-/// then replaces itself with the command (`"$@"`): the command starts inside the cgroup,
-/// so nothing it forks can be outside it.
-pub(super) const JOIN_AND_EXEC: &str = r#"echo $$ > "$0" && exec "$@""#;
-
 /// Removes the cgroups of sandboxes that run nothing (a sandbox whose directory was
 /// deleted without destroying it leaves its cgroup behind). An empty cgroup holds no
 /// state: a live sandbox re-creates its own when it next runs a command.

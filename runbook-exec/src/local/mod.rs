@@ -26,6 +26,7 @@ mod files;
 mod identity;
 mod probes;
 mod process;
+mod spawn;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, chown};
@@ -52,9 +53,6 @@ pub const MARKER_VAR: &str = "RUNBOOK_SANDBOX_ID";
 
 /// How long teardown waits for a sandbox's processes to die.
 const KILL_LIMIT: Duration = Duration::from_secs(10);
-
-/// The gate bash commands read before they run (root's, readable by the sandbox user).
-const BASH_GATE_FILE: &str = "gate.bash";
 
 /// The control file naming the command in flight, so that a later process can end what
 /// an interrupted attempt left running.
@@ -461,7 +459,6 @@ impl LocalProvider {
                 own: per_sandbox,
             }),
         };
-        write_gate(&staging)?;
         let meta_path = staging.join("meta.json");
         std::fs::write(
             &meta_path,
@@ -534,7 +531,6 @@ impl LocalProvider {
             contain::create(cg).map_err(ExecError::io("create the cgroup", cg))?;
         }
         end_interrupted(&control, cgroup.as_deref());
-        write_gate(&dir)?;
         if let Some(ns) = &meta.netns {
             ensure_netns(ns)?;
         }
@@ -675,14 +671,6 @@ impl Drop for Undo {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// Writes the bash gate into the sandbox directory (root's: the sandbox cannot change it).
-fn write_gate(dir: &Path) -> Result<()> {
-    let path = dir.join(BASH_GATE_FILE);
-    std::fs::write(&path, process::BASH_GATE).map_err(ExecError::io("write", &path))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-        .map_err(ExecError::io("set permissions of", &path))
 }
 
 /// A sandbox id names one directory entry: no separators, nothing hidden.
@@ -826,94 +814,47 @@ impl LocalSandbox {
         self.user.as_ref().map(|u| u.name.as_str())
     }
 
-    /// The command for `spec`, and whether it is gated (see `process::GATE`).
-    ///
-    /// In a cgroup `leaf` the command starts behind a gate that waits until the executor
-    /// has moved it into the cgroup, so nothing it forks can be outside. With network
-    /// isolation it starts as root (entering the namespace needs it): a wrapper joins the
-    /// cgroup itself, `nsenter` enters the namespace and `setpriv` drops to the sandbox
-    /// user. Otherwise std drops the privileges itself, with no extra process.
-    fn command(&self, spec: &CommandSpec, leaf: Option<&Path>) -> Result<(Command, bool)> {
+    /// The command for `spec`, behind the sandbox's walls (see `spawn.rs`): in its cgroup
+    /// `leaf` and network namespace, as the sandbox's user, before any of the runbook's
+    /// environment is applied.
+    fn command(&self, spec: &CommandSpec, leaf: Option<&Path>) -> Result<spawn::Launch> {
         let mut cwd = self.work_dir();
         if let Some(w) = &spec.workdir {
             cwd = cwd.join(relative(w)?);
         }
-        let mut argv: Vec<String> = Vec::new();
-        let mut gated = false;
-        match (&self.meta.netns, leaf) {
-            (Some(ns), leaf) => {
-                if let Some(leaf) = leaf {
-                    argv.extend([
-                        "/bin/sh".into(),
-                        "-c".into(),
-                        contain::JOIN_AND_EXEC.into(),
-                        leaf.join("cgroup.procs").to_string_lossy().into_owned(),
-                    ]);
-                }
-                argv.extend([
-                    "nsenter".into(),
-                    format!("--net=/run/netns/{ns}"),
-                    "--".into(),
-                ]);
-                if let Some(u) = &self.user {
-                    argv.extend([
-                        "setpriv".into(),
-                        format!("--reuid={}", u.uid),
-                        format!("--regid={}", u.gid),
-                        "--clear-groups".into(),
-                        "--".into(),
-                    ]);
-                }
-            }
-            (None, Some(_)) => {
-                gated = true;
-                if !self.bash_gate() {
-                    argv.extend([
-                        "/bin/sh".into(),
-                        "-c".into(),
-                        process::GATE.into(),
-                        "gate".into(),
-                    ]);
-                }
-            }
-            (None, None) => {}
-        }
-        let drops_itself = self.meta.netns.is_some();
-        argv.push(self.shell.clone());
-        let mut c = Command::new(&argv[0]);
-        c.args(&argv[1..]);
-        if !drops_itself && let Some(u) = &self.user {
-            // std also drops the supplementary groups when it changes the uid.
-            c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-        }
+        let shell = spawn::resolve(&self.shell, &self.path)?;
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
         if spec.errexit {
             // bash and POSIX shells alike (dash has pipefail since 0.5.11).
-            c.args(["-e", "-o", "pipefail"]);
+            args.extend(["-e".into(), "-o".into(), "pipefail".into()]);
         }
-        c.arg("-c").arg(&spec.command).current_dir(cwd).env_clear();
-        let home = self.work_dir();
-        c.env("PATH", &self.path)
-            .env("LANG", "C.UTF-8")
-            .env("LC_ALL", "C.UTF-8")
-            .env("HOME", &home)
-            .env("TMPDIR", self.dir.join("tmp"))
-            .env(MARKER_VAR, &self.id);
+        args.extend(["-c".into(), spec.command.clone().into()]);
+        let mut env: BTreeMap<String, String> = [
+            ("PATH", self.path.clone()),
+            ("LANG", "C.UTF-8".into()),
+            ("LC_ALL", "C.UTF-8".into()),
+            ("HOME", self.work_dir().to_string_lossy().into_owned()),
+            (
+                "TMPDIR",
+                self.dir.join("tmp").to_string_lossy().into_owned(),
+            ),
+            (MARKER_VAR, self.id.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
         if let Some(u) = &self.user {
-            c.env("USER", &u.name).env("LOGNAME", &u.name);
+            env.insert("USER".into(), u.name.clone());
+            env.insert("LOGNAME".into(), u.name.clone());
         }
-        c.envs(&spec.env).envs(&self.env);
-        if gated && self.bash_gate() {
-            c.env("BASH_ENV", self.dir.join(BASH_GATE_FILE));
-        }
-        Ok((c, gated))
-    }
-
-    /// Whether commands wait at the gate bash reads from `BASH_ENV` (see
-    /// `process::BASH_GATE`) rather than in a `/bin/sh` wrapper.
-    fn bash_gate(&self) -> bool {
-        Path::new(&self.shell)
-            .file_name()
-            .is_some_and(|n| n == "bash")
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let walls = spawn::Walls {
+            leaf,
+            netns: self.meta.netns.as_deref(),
+            user: self.user.as_ref(),
+        };
+        spawn::launch(&shell, &args, &cwd, &env, &walls)
     }
 
     /// A typed probe evaluated by a shell command in the sandbox (where in-process cannot
@@ -984,10 +925,10 @@ impl Sandbox for LocalSandbox {
     async fn run(&self, spec: &CommandSpec, out: &mut dyn OutputSink) -> Result<Exit> {
         let leaf = self.start_leaf()?;
         let result = match self.command(spec, leaf.as_deref()) {
-            Ok((command, gated)) => {
+            Ok(launch) => {
                 let marker = self.control.join(RUNNING_FILE);
-                let leaf = leaf.as_deref().map(|path| process::Leaf { path, gated });
-                process::run(command, spec.timeout, leaf, &marker, out).await
+                let (command, input) = (launch.command, launch.stdin);
+                process::run(command, input, spec.timeout, leaf.as_deref(), &marker, out).await
             }
             Err(e) => Err(e),
         };

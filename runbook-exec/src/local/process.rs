@@ -18,41 +18,24 @@ use crate::{ExecError, Exit, OutputSink, Result, Stream};
 /// the step runs.
 const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
-/// The cgroup a command runs in.
-pub(crate) struct Leaf<'a> {
-    /// The cgroup's directory.
-    pub path: &'a Path,
-    /// The command is gated (see [`GATE`]): it waits for a line on its stdin, and this
-    /// function moves it into the cgroup before sending that line.
-    pub gated: bool,
-}
-
-/// The shell text of a gate: wait for the executor's go (a line on stdin, sent once the
-/// process is in its cgroup), then become the command. Nothing of the command runs, and
-/// so nothing can fork, before the go; without it (the executor died) nothing runs at
-/// all. Afterwards stdin is at its end, as `/dev/null` would be.
-pub(crate) const GATE: &str = r#"read -r _ || exit 125; exec "$@""#;
-
-/// The same gate for bash, read from `BASH_ENV` before the command: no extra process.
-/// It removes itself from the environment, so the command's own bash children do not
-/// wait for a go that never comes.
-pub(crate) const BASH_GATE: &str = "# runbook: wait until the executor has moved this command into its cgroup.\n\
-read -r RUNBOOK_GATE || exit 125\n\
-unset RUNBOOK_GATE BASH_ENV\n";
-
-/// Runs `command` and streams its output into `sink`; on timeout (or when this future is
+/// Runs `command`, writes `input` to its stdin (then closes it; without input stdin is
+/// `/dev/null`) and streams its output into `sink`; on timeout (or when this future is
 /// dropped) kills its process group and, when it runs in one, its cgroup `leaf`. The
 /// process group is appended to the `running` marker, for a later process to end it.
 pub(crate) async fn run(
     mut command: Command,
+    input: Option<Vec<u8>>,
     timeout: Duration,
-    leaf: Option<Leaf<'_>>,
+    leaf: Option<&Path>,
     running: &Path,
     sink: &mut dyn OutputSink,
 ) -> Result<Exit> {
-    let gated = leaf.as_ref().is_some_and(|l| l.gated);
     command
-        .stdin(if gated { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -70,21 +53,15 @@ pub(crate) async fn run(
     // If this future is dropped mid-command, the group (and the cgroup) die with it.
     let guard = GroupGuard {
         pgid,
-        leaf: leaf.as_ref().map(|l| l.path.to_owned()),
+        leaf: leaf.map(Path::to_owned),
     };
-    if let (Some(leaf), Some(pid)) = (leaf.as_ref().filter(|l| l.gated), child.id()) {
-        let procs = leaf.path.join("cgroup.procs");
-        // The guard kills the waiting process if it cannot be contained: never run it outside.
-        std::fs::write(&procs, pid.to_string()).map_err(|e| {
-            ExecError::Provider(format!(
-                "cannot move the command into its cgroup `{}`: {e}",
-                procs.display()
-            ))
-        })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(b"go\n").await;
-        }
-    }
+    // The loader reads its environment from here; a pipe holds far less than a large
+    // environment, so it is written while the output is read.
+    let mut feed = input.zip(child.stdin.take()).map(|(bytes, stdin)| Feed {
+        bytes,
+        written: 0,
+        stdin,
+    });
     if let Some(pgid) = pgid
         && let Ok(mut f) = std::fs::OpenOptions::new()
             .append(true)
@@ -109,6 +86,7 @@ pub(crate) async fn run(
             break;
         }
         tokio::select! {
+            done = write_some(&mut feed), if feed.is_some() => if done { feed = None },
             n = read(&mut stdout, &mut out_buf), if stdout.is_some() => match n {
                 Some(n) => sink.output(Stream::Stdout, &out_buf[..n]),
                 None => stdout = None,
@@ -136,6 +114,29 @@ pub(crate) async fn run(
         timed_out,
         duration: started.elapsed(),
     })
+}
+
+/// Input still to be written to a command's stdin.
+struct Feed {
+    bytes: Vec<u8>,
+    written: usize,
+    stdin: tokio::process::ChildStdin,
+}
+
+/// Writes some of the input (cancel-safe: a write that has not completed wrote nothing);
+/// says whether it is all written, or the reader is gone, so the pipe can be closed. An
+/// early exit of the reader is not an error here: its exit status says what happened.
+async fn write_some(feed: &mut Option<Feed>) -> bool {
+    let Some(f) = feed.as_mut() else {
+        return true;
+    };
+    match f.stdin.write(&f.bytes[f.written..]).await {
+        Ok(n) if n > 0 => {
+            f.written += n;
+            f.written == f.bytes.len()
+        }
+        _ => true,
+    }
 }
 
 /// Sleeps until `at`, or forever.
