@@ -127,3 +127,58 @@ fn a_runbook_name_too_long_for_a_namespace_is_refused() {
     let rb = runbook_core::Runbook::builder("a".repeat(40)).build_unchecked();
     assert!(!rb.lint().iter().any(|d| d.rule == Rule::InvalidName));
 }
+
+/// Names that would change what runs rather than what a step does are refused, each
+/// with the reason; ordinary names that merely contain them are not.
+#[test]
+fn variables_that_steer_the_loader_the_shell_or_the_sandbox_are_reserved() {
+    let reserved = [
+        ("LD_PRELOAD", "dynamic loader"),
+        ("LD_LIBRARY_PATH", "dynamic loader"),
+        ("BASH_ENV", "shell reads it"),
+        ("ENV", "shell reads it"),
+        ("POSIXLY_CORRECT", "shell reads it"),
+        ("SHELLOPTS", "shell reads it"),
+        ("BASHOPTS", "shell reads it"),
+        ("IFS", "shell reads it"),
+        ("UID", "bash sets it"),
+        ("PATH", "sandbox and the package's scripts"),
+        ("HOME", "sandbox and the package's scripts"),
+        ("RUNBOOK_SANDBOX_ID", "sandbox and the package's scripts"),
+    ];
+    for (name, why) in reserved {
+        let runbook = runbook_core::Runbook::builder("reserved")
+            .variable(
+                runbook_core::Variable::new(name, runbook_core::Category::Other)
+                    .sandbox("x")
+                    .production("y"),
+            )
+            .step(
+                runbook_core::Step::new("s", "S")
+                    .run(format!("echo \"${name}\""))
+                    .read_only()
+                    .verify(runbook_core::Check::command("echo ok").stdout_equals("ok")),
+            )
+            .build();
+        let err = runbook.expect_err(name);
+        let text = err.to_string();
+        assert!(text.contains("reserved-variable") && text.contains(why), "{name}: {text}");
+    }
+    for fine in ["APP_PATH", "OLD_HOME", "ENVIRONMENT", "LDAP_URL", "MY_IFS"] {
+        let d = runbook_core::Runbook::builder("fine")
+            .variable(
+                runbook_core::Variable::new(fine, runbook_core::Category::Other)
+                    .sandbox("x")
+                    .production("y"),
+            )
+            .step(
+                runbook_core::Step::new("s", "S")
+                    .run(format!("echo \"${fine}\""))
+                    .read_only()
+                    .verify(runbook_core::Check::command("echo ok").stdout_equals("ok")),
+            )
+            .build()
+            .unwrap_or_else(|e| panic!("{fine}: {e}"));
+        assert!(d.warnings.iter().all(|w| w.rule != Rule::ReservedVariable));
+    }
+}

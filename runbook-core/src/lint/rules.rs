@@ -117,6 +117,48 @@ fn word_at(text: &str, needle: &str) -> bool {
     })
 }
 
+/// Why a variable may not have this name, if it may not. Variables reach every command
+/// (and the package's scripts export them): these names would change what the loader
+/// loads, how the shell starts or what the sandbox itself set, in the sandbox and on
+/// the target alike.
+fn reserved_variable(name: &str) -> Option<&'static str> {
+    const SHELL: &[&str] = &[
+        "BASH_ENV",
+        "ENV",
+        "POSIXLY_CORRECT",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "IFS",
+        "CDPATH",
+        "GLOBIGNORE",
+        "PS4",
+        "BASH_XTRACEFD",
+        "BASH_COMPAT",
+    ];
+    const BASH_OWN: &[&str] = &["UID", "EUID", "PPID", "BASH_VERSINFO", "BASH_ARGV0"];
+    const SANDBOX: &[&str] = &[
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LC_ALL",
+        "RUNBOOK_SANDBOX_ID",
+    ];
+    if name.starts_with("LD_") || name == "GCONV_PATH" {
+        Some("the dynamic loader reads it: it would load code into every program a step starts")
+    } else if name.starts_with("BASH_FUNC_") || SHELL.contains(&name) {
+        Some("the shell reads it when it starts: it would change how every command is run")
+    } else if BASH_OWN.contains(&name) {
+        Some("bash sets it itself and will not take a value for it")
+    } else if SANDBOX.contains(&name) {
+        Some("the sandbox and the package's scripts set it for every command themselves")
+    } else {
+        None
+    }
+}
+
 /// Runs every rule over `runbook`; findings come in document order, errors and warnings mixed.
 pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -157,6 +199,14 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 path.clone(),
                 format!("variable name `{}` is not UPPER_SNAKE", v.name),
                 "use uppercase letters, digits and underscores, e.g. `DB_HOST`",
+            ));
+        }
+        if let Some(why) = reserved_variable(&v.name) {
+            out.push(d(
+                Rule::ReservedVariable,
+                path.clone(),
+                format!("variable `{}` is reserved: {why}", v.name),
+                "rename it (e.g. `APP_PATH`); a step that needs the setting can set it in its own command",
             ));
         }
         if let Some(first) = declared.insert(&v.name, i) {

@@ -849,6 +849,8 @@ impl LocalSandbox {
         }
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Last: teardown finds the sandbox's processes by it, so nothing may override it.
+        env.insert(MARKER_VAR.into(), self.id.clone());
         let walls = spawn::Walls {
             leaf,
             netns: self.meta.netns.as_deref(),
