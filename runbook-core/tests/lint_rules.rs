@@ -162,7 +162,10 @@ fn variables_that_steer_the_loader_the_shell_or_the_sandbox_are_reserved() {
             .build();
         let err = runbook.expect_err(name);
         let text = err.to_string();
-        assert!(text.contains("reserved-variable") && text.contains(why), "{name}: {text}");
+        assert!(
+            text.contains("reserved-variable") && text.contains(why),
+            "{name}: {text}"
+        );
     }
     for fine in ["APP_PATH", "OLD_HOME", "ENVIRONMENT", "LDAP_URL", "MY_IFS"] {
         let d = runbook_core::Runbook::builder("fine")

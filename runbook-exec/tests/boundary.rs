@@ -472,7 +472,7 @@ mod environment {
     }
 
     /// Runs `command` in `sandbox` with `env` added, as a step would.
-    async fn run(
+    pub(super) async fn run(
         sandbox: &dyn Sandbox,
         command: &str,
         env: &[(&str, &str)],
@@ -493,13 +493,16 @@ mod environment {
     }
 
     /// A directory everybody may write, outside every sandbox: planted code reports here.
-    fn drop_box() -> tempfile::TempDir {
+    pub(super) fn drop_box() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
         d
     }
 
-    async fn provision(provider: &runbook_exec::LocalProvider, isolated: bool) -> Box<dyn Sandbox> {
+    pub(super) async fn provision(
+        provider: &runbook_exec::LocalProvider,
+        isolated: bool,
+    ) -> Box<dyn Sandbox> {
         let request = ProvisionRequest {
             runbook: "hostile-env".into(),
             lifetime: Lifetime::Session,
@@ -706,5 +709,91 @@ __attribute__((constructor)) static void report(void) {
             sandbox.teardown().await.unwrap();
             assert_nothing_left(&id, &user, "sleep 779");
         }
+    }
+}
+
+/// What a sandbox leaves in the machine's shared places outlives its processes, and the
+/// next sandbox may get the same uid.
+mod leftovers {
+    use super::environment::{drop_box, provision, run};
+    use super::*;
+
+    /// The System V IPC objects (`shm`, `msg`, `sem`) owned by `uid`.
+    fn ipc_of(uid: u32) -> Vec<String> {
+        let mut out = Vec::new();
+        for table in ["shm", "msg", "sem"] {
+            let text = std::fs::read_to_string(format!("/proc/sysvipc/{table}")).unwrap();
+            let mut lines = text.lines();
+            let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+            let col = header.iter().position(|c| *c == "uid").unwrap();
+            for line in lines {
+                if line.split_whitespace().nth(col) == Some(uid.to_string().as_str()) {
+                    out.push(format!("{table}: {line}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// A sandbox writes private files in `/tmp`, `/var/tmp`, `/dev/shm` and inside a
+    /// world-writable directory, and makes a shared memory segment, a message queue and
+    /// a semaphore set; after teardown none is left, and the next sandbox (which may
+    /// get the same uid) finds nothing of them.
+    #[tokio::test]
+    async fn a_sandbox_leaves_no_temporary_file_or_ipc_object_to_the_next() {
+        if !needs_root("a_sandbox_leaves_no_temporary_file_or_ipc_object_to_the_next") {
+            return;
+        }
+        let (_root, provider) = provider();
+        let shared = drop_box();
+        let mut first = provision(&provider, false).await;
+        let tag = first.id().rsplit('-').next().unwrap().to_owned();
+        let files = [
+            format!("/tmp/rb-left-{tag}"),
+            format!("/var/tmp/rb-left-{tag}"),
+            format!("/dev/shm/rb-left-{tag}"),
+            format!("/tmp/rb-leftdir-{tag}"),
+            format!("{}/rb-left-{tag}", shared.path().display()),
+        ];
+        let write = format!(
+            "umask 077; for f in {} {} {} {}; do echo first-secret > \"$f\"; done; \
+             mkdir {} && echo first-secret > {}/f; ipcmk -M 4096; ipcmk -Q; ipcmk -S 1",
+            files[0], files[1], files[2], files[4], files[3], files[3]
+        );
+        let (code, out) = run(&*first, &write, &[]).await.unwrap();
+        assert_eq!(code, Some(0), "{out}");
+        let user = first.describe().await.unwrap().user;
+        let uid = nix::unistd::User::from_name(&user)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        assert_eq!(ipc_of(uid).len(), 3, "the IPC objects were made");
+        first.teardown().await.unwrap();
+        for f in &files {
+            assert!(
+                !std::path::Path::new(f).exists(),
+                "{f} outlived its sandbox"
+            );
+        }
+        assert_eq!(ipc_of(uid), Vec::<String>::new());
+        assert!(nix::unistd::User::from_name(&user).unwrap().is_none());
+
+        let mut next = provision(&provider, false).await;
+        let read = files
+            .iter()
+            .map(|f| format!("cat {f}/f {f} 2>/dev/null;"))
+            .collect::<String>();
+        let (_, out) = run(&*next, &format!("{read} ipcs -m -q -s; true"), &[])
+            .await
+            .unwrap();
+        assert!(!out.contains("first-secret"), "{out}");
+        let next_uid = nix::unistd::User::from_name(&next.describe().await.unwrap().user)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        assert_eq!(ipc_of(next_uid), Vec::<String>::new());
+        next.teardown().await.unwrap();
     }
 }

@@ -60,11 +60,20 @@ pub(super) fn find(name: &str, id: &str) -> Option<User> {
         .filter(|u| u.gecos.to_str().is_ok_and(|g| g == comment(id)))
 }
 
-/// Removes the sandbox's user and group, if they exist and are ours. Its processes must
-/// be gone first (`userdel` refuses otherwise).
+/// Removes the sandbox's user and group, if they exist and are ours, with what the user
+/// left in the machine's shared places (see `leftovers.rs`). Its processes must be gone
+/// first (`userdel` refuses otherwise). While anything of the user's remains, the user
+/// stays, so that its uid is not given to another sandbox.
 pub(super) fn remove(name: &str, id: &str) -> Result<()> {
-    if find(name, id).is_none() {
+    let Some(user) = find(name, id) else {
         return Ok(());
+    };
+    let left = super::leftovers::remove(user.uid.as_raw());
+    if !left.is_empty() {
+        return Err(ExecError::Provider(format!(
+            "user `{name}` of sandbox `{id}` still owns what could not be removed ({});              the user is kept, so that its uid goes to no other sandbox: remove them, then              destroy the sandbox again",
+            left.join("; ")
+        )));
     }
     let out = Command::new("userdel")
         .arg(name)

@@ -24,6 +24,7 @@
 mod contain;
 mod files;
 mod identity;
+mod leftovers;
 mod probes;
 mod process;
 mod spawn;

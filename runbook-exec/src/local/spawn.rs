@@ -194,16 +194,20 @@ fn tools() -> Result<&'static Tools> {
     static TOOLS: OnceLock<Option<Tools>> = OnceLock::new();
     TOOLS
         .get_or_init(|| {
-            let find = |name: &str| find_in(name, SYSTEM_DIRS.iter().map(Path::new));
             Some(Tools {
-                sh: find("sh")?,
-                bash: find("bash"),
-                nsenter: find("nsenter"),
-                setpriv: find("setpriv"),
+                sh: system_program("sh")?,
+                bash: system_program("bash"),
+                nsenter: system_program("nsenter"),
+                setpriv: system_program("setpriv"),
             })
         })
         .as_ref()
         .ok_or_else(|| ExecError::Provider("no `sh` in /usr/bin or /bin".into()))
+}
+
+/// A program of the system's own (in `/usr/sbin`, `/usr/bin`, `/sbin` or `/bin`).
+pub(super) fn system_program(name: &str) -> Option<PathBuf> {
+    find_in(name, SYSTEM_DIRS.iter().map(Path::new))
 }
 
 fn need(tool: &Option<PathBuf>, name: &str, package: &str) -> Result<PathBuf> {
