@@ -4,6 +4,9 @@
 /// The replacement for a secret value.
 pub const MASK: &str = "***";
 
+/// How long a beginning of a secret must be to be hidden on its own.
+pub const MIN_PREFIX: usize = 8;
+
 /// The set of secret values to hide.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
@@ -57,24 +60,38 @@ impl Redactor {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Replaces every secret in `bytes`, where the last `keep` bytes might still be the
-    /// start of a secret; returns the safe output and how many trailing bytes to hold back.
+    /// Replaces every secret in `bytes`, and every piece of one that starts like it for
+    /// at least [`MIN_PREFIX`] bytes (a tool that cuts a value, such as a process name
+    /// limited to 15 characters, must not leak its beginning). Where the last bytes might
+    /// still be the start of a secret, returns how many to hold back for the next chunk.
     fn redact_bytes(&self, bytes: &[u8], at_end: bool) -> (Vec<u8>, usize) {
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;
-        'outer: while i < bytes.len() {
-            for s in &self.secrets {
-                if bytes[i..].starts_with(s) {
-                    out.extend_from_slice(MASK.as_bytes());
-                    i += s.len();
-                    continue 'outer;
-                }
-            }
-            if !at_end && self.could_start_secret(&bytes[i..]) {
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            if !at_end && self.could_start_secret(rest) {
                 return (out, bytes.len() - i);
             }
-            out.push(bytes[i]);
-            i += 1;
+            let masked = self
+                .secrets
+                .iter()
+                .map(|s| {
+                    let common = s.iter().zip(rest).take_while(|(a, b)| a == b).count();
+                    if common == s.len() || common >= MIN_PREFIX {
+                        common
+                    } else {
+                        0
+                    }
+                })
+                .max()
+                .unwrap_or(0);
+            if masked > 0 {
+                out.extend_from_slice(MASK.as_bytes());
+                i += masked;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
         }
         (out, 0)
     }
@@ -162,6 +179,18 @@ mod tests {
             stream(&["pass", "password"], &["my password and pass"]),
             "my *** and ***"
         );
+    }
+
+    #[test]
+    fn hides_beginnings_of_eight_bytes_or_more_and_only_those() {
+        let secret = "Tr0ub4dor&3-horse-battery";
+        // A process name keeps 15 characters: `ps` shows them.
+        assert_eq!(stream(&[secret], &["comm=Tr0ub4dor&3-hor\n"]), "comm=***\n");
+        assert_eq!(stream(&[secret], &["a Tr0ub4d", "or&3+x"]), "a ***+x");
+        assert_eq!(stream(&[secret], &["Tr0ub4do"]), "***");
+        assert_eq!(stream(&[secret], &["Tr0ub4d is seven"]), "Tr0ub4d is seven");
+        // A short secret is only hidden whole.
+        assert_eq!(stream(&["abc"], &["ab abc"]), "ab ***");
     }
 
     #[test]

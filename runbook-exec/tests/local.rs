@@ -314,6 +314,42 @@ async fn secrets_never_reach_the_report_the_log_or_the_events() {
     assert!(events.contains("***"));
 }
 
+/// A tool that cuts a value (a process name keeps 15 characters) must not leak its
+/// beginning: the process check's observation, the step's output and the events show
+/// `***` where the first characters of the secret were.
+#[tokio::test]
+async fn a_secret_cut_short_by_a_tool_leaks_no_beginning() {
+    let (_root, provider) = provider();
+    let recorder = Arc::new(Recorder::default());
+    let runbook = Runbook::builder("cut-secret")
+        .variable(Variable::new("API_TOKEN", Category::Credential).secret(SecretSource::Vault, "secret/api").generated())
+        .step(step(
+            "named",
+            "cp \"$(command -v sleep)\" \"./$API_TOKEN\"; \"./$API_TOKEN\" 30 >/dev/null 2>&1 & pid=$!; sleep 0.2; cat /proc/$pid/comm",
+            Check::process(runbook_core::ProcessProbe { name: "${API_TOKEN}".into() }),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let mut opts = options(Lifetime::Ephemeral);
+    opts.observer = recorder.clone();
+    let mut session = Session::start(&provider, runbook, opts).await.unwrap();
+    let token = session.values()["API_TOKEN"].clone();
+    session.run_next().await.unwrap();
+    let outcome = session.finish().await.unwrap();
+    assert!(outcome.passed(), "{:#?}", outcome.report);
+    let report = serde_json::to_string(&outcome.report).unwrap();
+    let events = format!("{:?}", recorder.events());
+    let log = outcome.log().to_owned();
+    for (what, text) in [("report", &report), ("events", &events), ("log", &log)] {
+        assert!(
+            !text.contains(&token[..8]),
+            "the token's beginning leaked into the {what}"
+        );
+    }
+    assert_eq!(outcome.report.steps[0].attempts[0].output.stdout, "***\n");
+}
+
 #[tokio::test]
 async fn an_agent_amends_a_failing_step_and_the_known_issue_is_recorded() {
     let (_root, provider) = provider();
