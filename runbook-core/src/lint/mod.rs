@@ -82,6 +82,7 @@ rules! {
     RemovedApi "removed-api" Error "A manifest uses an apiVersion/kind removed in the target Kubernetes version.";
     DurationLimit "duration-limit" Error "A timeout, deadline or interval is longer than a sandbox run may last (7 days).";
     WorkdirOutside "workdir-outside" Error "A step's `workdir` is absolute or leaves the sandbox's work directory.";
+    NulByte "nul-byte" Error "A text holds a NUL byte, which no command line, environment or shell script can carry: the sandbox and the package would differ.";
     ReservedVariable "reserved-variable" Error "A variable's name is one the dynamic loader, the shell or the sandbox reads or sets itself (`LD_PRELOAD`, `BASH_ENV`, `PATH`, …): its value would change what runs, not what the step does.";
     CredentialNotSecret "credential-not-secret" Error "A `credential` variable is neither `secret:` nor `generate: true`: its value would be shown and shipped.";
     UnusedVariable "unused-variable" Warning "A declared variable is never used.";

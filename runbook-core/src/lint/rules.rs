@@ -201,6 +201,16 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 "use uppercase letters, digits and underscores, e.g. `DB_HOST`",
             ));
         }
+        for (field, value) in [("sandbox", &v.sandbox), ("rehearsal", &v.rehearsal)] {
+            if value.as_deref().is_some_and(|t| t.contains('\0')) {
+                out.push(d(
+                    Rule::NulByte,
+                    format!("variables[{i}].{field}"),
+                    format!("the {field} value of `{}` holds a NUL byte, which no environment can carry", v.name),
+                    "remove it",
+                ));
+            }
+        }
         if let Some(why) = reserved_variable(&v.name) {
             out.push(d(
                 Rule::ReservedVariable,
@@ -441,6 +451,14 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
         .collect();
     let mut used: HashSet<&str> = HashSet::new();
     walk_texts(runbook, &mut |path: &[Segment], kind, text| {
+        if text.contains('\0') {
+            out.push(d(
+                Rule::NulByte,
+                join(path),
+                "this text holds a NUL byte".into(),
+                "remove it: write the byte with `printf '\\0'` in a command if a file needs it",
+            ));
+        }
         for &(i, secret) in &secrets {
             if text.contains(secret) {
                 out.push(d(
