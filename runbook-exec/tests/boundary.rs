@@ -275,8 +275,8 @@ mod containment {
         }
         let (_root, provider) = provider();
         let runbook = Runbook::builder("interrupted")
-            .step(step("daemon", "(setsid sleep 7795 &)"))
-            .step(step("hang", "(setsid sleep 7796 &); sleep 7797"))
+            .step(step("daemon", "(setsid sleep 8895 &)"))
+            .step(step("hang", "(setsid sleep 8896 &); sleep 7797"))
             .build()
             .unwrap()
             .runbook;
@@ -297,14 +297,14 @@ mod containment {
             std::mem::forget(fut);
         }
         std::mem::forget(session);
-        assert!(!processes_with("sleep 7796").is_empty());
+        assert!(!processes_with("sleep 8896").is_empty());
         // A new process resumes: the lock of the old one is gone with it.
         release_lock_of_forgotten_session(&provider, &id);
         let resumed = Session::resume(&provider, &id, None, RunOptions::default())
             .await
             .unwrap();
         assert!(
-            processes_with("sleep 7796").is_empty(),
+            processes_with("sleep 8896").is_empty(),
             "the interrupted attempt's daemon"
         );
         assert!(
@@ -312,12 +312,12 @@ mod containment {
             "the interrupted attempt"
         );
         assert!(
-            !processes_with("sleep 7795").is_empty(),
+            !processes_with("sleep 8895").is_empty(),
             "the completed step's daemon"
         );
         drop(resumed);
         provider.destroy(&id).await.unwrap();
-        assert!(processes_with("sleep 7795").is_empty());
+        assert!(processes_with("sleep 8895").is_empty());
     }
 
     /// A forgotten session still holds its lock (the kernel releases a lock when the
@@ -625,6 +625,65 @@ __attribute__((constructor)) static void report(void) {
         lib
     }
 
+    /// Before the executor moves it into its cgroup, the loader waits as the sandbox's
+    /// user, outside: the sandbox's own processes (same uid) must not be able to trace it
+    /// and make it fork there. It runs a copy of bash the user may not read, which the
+    /// kernel makes non-dumpable: its `/proc` files belong to root. The system's bash run
+    /// the same way is traceable (its files are the user's), so the check can fail.
+    #[tokio::test]
+    async fn the_loader_waits_where_the_sandbox_cannot_trace_it() {
+        if !needs_root("the_loader_waits_where_the_sandbox_cannot_trace_it") {
+            return;
+        }
+        let (root, provider) = provider();
+        let sandbox = provision(&provider, false).await;
+        let (code, _) = run(&*sandbox, "true", &[]).await.unwrap();
+        assert_eq!(code, Some(0));
+        let private = root.path().join(".loader-bash");
+        let meta = std::fs::metadata(&private).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o711));
+        let user = sandbox.describe().await.unwrap().user;
+        let uid = nix::unistd::User::from_name(&user)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw();
+        let owner_of_waiting = |program: &std::path::Path| {
+            use std::os::unix::process::CommandExt;
+            let mut child = std::process::Command::new(program)
+                .args(["-c", "read -r _"])
+                .uid(uid)
+                .gid(uid)
+                .env_clear()
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mem = format!("/proc/{}/mem", child.id());
+            let mut owner = 0;
+            wait_for("the loader to start", Duration::from_secs(5), || {
+                owner = std::fs::metadata(&mem).map(|m| m.uid()).unwrap_or(u32::MAX);
+                // Until exec the child is still the test's (root's) fork.
+                std::fs::read_link(format!("/proc/{}/exe", child.id()))
+                    .is_ok_and(|exe| exe == program)
+            });
+            owner = std::fs::metadata(&mem).map(|m| m.uid()).unwrap_or(owner);
+            drop(child.stdin.take());
+            child.wait().unwrap();
+            owner
+        };
+        assert_eq!(owner_of_waiting(&private), 0, "the loader is traceable");
+        assert_eq!(
+            owner_of_waiting(
+                std::path::Path::new("/bin/bash")
+                    .canonicalize()
+                    .unwrap()
+                    .as_path()
+            ),
+            uid
+        );
+        drop(sandbox);
+    }
+
     /// `LD_PRELOAD` as a variable: the library loads into the command's own shell, as
     /// the sandbox's user and inside its cgroup, and never into anything root runs.
     #[tokio::test]
@@ -673,7 +732,7 @@ __attribute__((constructor)) static void report(void) {
         for isolated in [false, true] {
             let scripts = drop_box();
             let startup = scripts.path().join("startup.sh");
-            std::fs::write(&startup, "(setsid sleep 7795 >/dev/null 2>&1 &)\n").unwrap();
+            std::fs::write(&startup, "(setsid sleep 8895 >/dev/null 2>&1 &)\n").unwrap();
             std::fs::set_permissions(&startup, std::fs::Permissions::from_mode(0o644)).unwrap();
             let startup = startup.to_string_lossy().into_owned();
             let mut sandbox = provision(&provider, isolated).await;
@@ -685,13 +744,13 @@ __attribute__((constructor)) static void report(void) {
             assert_eq!((code, out.as_str()), (Some(0), "one\n"));
             let (code, out) = run(
                 &*sandbox,
-                "(setsid sleep 7796 >/dev/null 2>&1 &); echo two",
+                "(setsid sleep 8896 >/dev/null 2>&1 &); echo two",
                 &[("POSIXLY_CORRECT", "1"), ("ENV", &startup)],
             )
             .await
             .unwrap();
             assert_eq!((code, out.as_str()), (Some(0), "two\n"));
-            let daemons = processes_with("sleep 779");
+            let daemons = processes_with("sleep 889");
             assert!(daemons.len() >= 2, "both daemons started: {daemons:?}");
             for pid in daemons {
                 assert!(
@@ -707,7 +766,7 @@ __attribute__((constructor)) static void report(void) {
                 assert!(err.to_string().contains(reserved), "{err}");
             }
             sandbox.teardown().await.unwrap();
-            assert_nothing_left(&id, &user, "sleep 779");
+            assert_nothing_left(&id, &user, "sleep 889");
         }
     }
 }

@@ -491,6 +491,11 @@ impl LocalProvider {
         cgroup: Option<PathBuf>,
         lock: SandboxLock,
     ) -> LocalSandbox {
+        let loader = if user.is_some() && nix::unistd::geteuid().is_root() {
+            spawn::private_loader(&self.root).ok()
+        } else {
+            spawn::system_loader().ok()
+        };
         LocalSandbox {
             id,
             control: dir.join("control"),
@@ -506,6 +511,7 @@ impl LocalProvider {
             description: OnceLock::new(),
             lock: Some(lock),
             commands: AtomicU64::new(0),
+            loader,
         }
     }
 
@@ -761,6 +767,8 @@ pub struct LocalSandbox {
     lock: Option<SandboxLock>,
     /// Numbers the commands' cgroups.
     commands: AtomicU64,
+    /// The bash that loads a contained command's environment (see `spawn.rs`).
+    loader: Option<PathBuf>,
 }
 
 impl LocalSandbox {
@@ -856,6 +864,7 @@ impl LocalSandbox {
             leaf,
             netns: self.meta.netns.as_deref(),
             user: self.user.as_ref(),
+            loader: self.loader.as_deref(),
         };
         spawn::launch(&shell, &args, &cwd, &env, &walls)
     }

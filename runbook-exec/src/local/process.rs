@@ -18,8 +18,9 @@ use crate::{ExecError, Exit, OutputSink, Result, Stream};
 /// the step runs.
 const OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
-/// Runs `command`, writes `input` to its stdin (then closes it; without input stdin is
-/// `/dev/null`) and streams its output into `sink`; on timeout (or when this future is
+/// Runs `command`, moves it into its cgroup `leaf` (if any), then writes `input` to its
+/// stdin (then closes it; without input stdin is `/dev/null`) and streams its output
+/// into `sink`; on timeout (or when this future is
 /// dropped) kills its process group and, when it runs in one, its cgroup `leaf`. The
 /// process group is appended to the `running` marker, for a later process to end it.
 pub(crate) async fn run(
@@ -55,8 +56,12 @@ pub(crate) async fn run(
         pgid,
         leaf: leaf.map(Path::to_owned),
     };
-    // The loader reads its environment from here; a pipe holds far less than a large
-    // environment, so it is written while the output is read.
+    if let (Some(leaf), Some(pid)) = (leaf, child.id()) {
+        // The guard kills the waiting process if it cannot be contained: never run it outside.
+        place(leaf, pid)?;
+    }
+    // The loader waits for this before it runs anything: its environment. A pipe holds
+    // far less than a large environment, so it is written while the output is read.
     let mut feed = input.zip(child.stdin.take()).map(|(bytes, stdin)| Feed {
         bytes,
         written: 0,
@@ -114,6 +119,28 @@ pub(crate) async fn run(
         timed_out,
         duration: started.elapsed(),
     })
+}
+
+/// Moves process `pid` into the cgroup `leaf`. A reaper may have removed the leaf while
+/// it was empty (it holds no state): then it is made again.
+fn place(leaf: &Path, pid: u32) -> Result<()> {
+    let procs = leaf.join("cgroup.procs");
+    let mut tries = 0;
+    loop {
+        match std::fs::write(&procs, pid.to_string()) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => {
+                tries += 1;
+                super::contain::create(leaf).map_err(ExecError::io("create the cgroup", leaf))?;
+            }
+            Err(e) => {
+                return Err(ExecError::Provider(format!(
+                    "cannot move the command into its cgroup `{}`: {e}",
+                    procs.display()
+                )));
+            }
+        }
+    }
 }
 
 /// Input still to be written to a command's stdin.

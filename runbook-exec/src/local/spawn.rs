@@ -4,25 +4,34 @@
 //! The runbook's variables are data the sandbox controls: a variable named `PATH`,
 //! `LD_PRELOAD` or `POSIXLY_CORRECT` changes what a program runs, what it loads and how a
 //! shell starts. So when the executor is root and the command must be contained (a
-//! cgroup, a network namespace, another user), the command starts as a chain in which
-//! no link sees the runbook's environment until the last one:
+//! cgroup, a network namespace, another user), no program before the command's own shell
+//! sees the runbook's environment:
 //!
-//! 1. `/bin/sh` as root, with an empty environment, writes its own pid into the
-//!    command's cgroup (`JOIN`): from here on, everything is inside;
-//! 2. `nsenter --net=…` as root enters the sandbox's network namespace, when isolated;
-//! 3. `setpriv` drops to the sandbox's user;
-//! 4. the loader, a system `bash` as that user, reads the command's environment from
-//!    its stdin, changes to the working directory, and `exec`s the sandbox's shell with
-//!    exactly that environment.
+//! 1. with network isolation, `nsenter --net=…` as root enters the namespace and
+//!    `setpriv` drops to the sandbox's user (otherwise std drops to it before `exec`);
+//! 2. the loader, `bash` as that user with an **empty** environment, waits for its
+//!    input on stdin; the executor first moves it into the command's cgroup, then sends
+//!    the command's environment as NUL-terminated `NAME=VALUE` records ended by an
+//!    empty one (without that end, the executor died: nothing runs);
+//! 3. the loader enters the working directory and `exec`s the sandbox's shell with
+//!    exactly that environment, inside the cgroup.
 //!
-//! Every program of the chain is named by an absolute path the executor resolved in the
-//! system's own directories, never through a `PATH` the runbook set. The environment
-//! goes through a pipe, never through argv (which every user can read in `/proc`).
-//! Without root there is nothing to enter or drop: the shell starts directly.
+//! While it waits outside the cgroup, the loader must not be something the sandbox's
+//! other processes (same uid) can trace and make fork: it is a root-owned copy of the
+//! system's bash that the sandbox's user may execute but not read ([`private_loader`]),
+//! and the kernel makes a process running an unreadable program non-dumpable, which
+//! forbids `ptrace` by that user. The shell it then `exec`s is dumpable again, as usual,
+//! but already inside.
+//!
+//! Every program is named by an absolute path the executor resolved itself (in the
+//! system's own directories, or the provider's `PATH` for the shell), never through a
+//! `PATH` the runbook set. The environment goes through a pipe, never through argv (which
+//! every user can read in `/proc`). Without root there is nothing to enter or drop: the
+//! shell starts directly.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -33,14 +42,10 @@ use crate::{ExecError, Result};
 /// Where root looks for the programs of the chain: the system's own directories only.
 const SYSTEM_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
-/// The first link, as root: join the cgroup whose `cgroup.procs` is `$0`, then become
-/// the rest of the chain. Nothing later in the chain can fork outside the cgroup.
-const JOIN: &str = r#"echo $$ > "$0" || exit 125; exec "$@""#;
-
-/// The last link, as the sandbox's user: the environment arrives on stdin as
-/// NUL-terminated `NAME=VALUE` records ended by an empty one (without that end, the
-/// executor died: nothing runs). Then into the working directory (`$0`) and `exec` the
-/// shell. Afterwards stdin is at its end, as `/dev/null` would be.
+/// The loader, as the sandbox's user: the environment arrives on stdin as NUL-terminated
+/// `NAME=VALUE` records ended by an empty one (without that end, the executor died:
+/// nothing runs). Then into the working directory (`$0`) and `exec` the shell. Afterwards
+/// stdin is at its end, as `/dev/null` would be.
 const LOADER: &str = r#"__rb_env=() __rb_go=
 while IFS= read -r -d '' __rb_kv; do
   if [ -z "$__rb_kv" ]; then __rb_go=1; break; fi
@@ -71,6 +76,8 @@ pub(super) struct Walls<'a> {
     pub netns: Option<&'a str>,
     /// The user it runs as, when not the executor's own.
     pub user: Option<&'a nix::unistd::User>,
+    /// The loader's bash (see [`private_loader`]), when there is one.
+    pub loader: Option<&'a Path>,
 }
 
 /// A command ready to spawn, and what must be written to its stdin (then closed).
@@ -90,48 +97,41 @@ pub(super) fn launch(
     env: &BTreeMap<String, String>,
     walls: &Walls<'_>,
 ) -> Result<Launch> {
-    let privileged = walls.leaf.is_some() || walls.netns.is_some();
-    if !privileged {
-        // Nothing to enter: the shell itself, with std dropping to the user (if any) in
-        // the child before `exec`.
+    if walls.leaf.is_none() && walls.netns.is_none() && walls.user.is_none() {
+        // Nothing to enter or drop: the shell itself.
         let mut c = Command::new(shell);
         c.args(args).current_dir(cwd).env_clear().envs(env);
-        if let Some(u) = walls.user {
-            c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
-        }
         return Ok(Launch {
             command: c,
             stdin: None,
         });
     }
-    let tools = tools()?;
     let mut argv: Vec<OsString> = Vec::new();
-    if let Some(leaf) = walls.leaf {
-        argv.extend([
-            tools.sh.clone().into(),
-            "-c".into(),
-            JOIN.into(),
-            leaf.join("cgroup.procs").into(),
-        ]);
-    }
     if let Some(ns) = walls.netns {
+        let tools = tools()?;
         argv.extend([
             need(&tools.nsenter, "nsenter", "util-linux")?.into(),
             format!("--net=/run/netns/{ns}").into(),
             "--".into(),
         ]);
+        if let Some(u) = walls.user {
+            argv.extend([
+                need(&tools.setpriv, "setpriv", "util-linux")?.into(),
+                format!("--reuid={}", u.uid).into(),
+                format!("--regid={}", u.gid).into(),
+                "--clear-groups".into(),
+                "--".into(),
+            ]);
+        }
     }
-    if let Some(u) = walls.user {
-        argv.extend([
-            need(&tools.setpriv, "setpriv", "util-linux")?.into(),
-            format!("--reuid={}", u.uid).into(),
-            format!("--regid={}", u.gid).into(),
-            "--clear-groups".into(),
-            "--".into(),
-        ]);
-    }
+    let loader = walls.loader.ok_or_else(|| {
+        ExecError::Provider(format!(
+            "a contained command needs `bash` in {} (install bash)",
+            SYSTEM_DIRS.join(", ")
+        ))
+    })?;
     argv.extend([
-        need(&tools.bash, "bash", "bash")?.into(),
+        loader.into(),
         "--noprofile".into(),
         "--norc".into(),
         "-c".into(),
@@ -141,9 +141,14 @@ pub(super) fn launch(
     ]);
     argv.extend(args.iter().cloned());
     let mut c = Command::new(&argv[0]);
-    // Root's links run in `/` with nothing of the runbook's: the loader enters `cwd` as
-    // the user, so root never follows a path the sandbox controls.
+    // The loader enters `cwd` as the user: root never follows a path the sandbox controls.
     c.args(&argv[1..]).current_dir("/").env_clear();
+    if walls.netns.is_none()
+        && let Some(u) = walls.user
+    {
+        // std drops the privileges (and the supplementary groups) in the child.
+        c.uid(u.uid.as_raw()).gid(u.gid.as_raw());
+    }
     Ok(Launch {
         command: c,
         stdin: Some(records(env)?),
@@ -184,25 +189,66 @@ fn is_identifier(name: &str) -> bool {
 
 /// The programs of the chain, found once in [`SYSTEM_DIRS`].
 struct Tools {
-    sh: PathBuf,
     bash: Option<PathBuf>,
     nsenter: Option<PathBuf>,
     setpriv: Option<PathBuf>,
 }
 
 fn tools() -> Result<&'static Tools> {
-    static TOOLS: OnceLock<Option<Tools>> = OnceLock::new();
-    TOOLS
-        .get_or_init(|| {
-            Some(Tools {
-                sh: system_program("sh")?,
-                bash: system_program("bash"),
-                nsenter: system_program("nsenter"),
-                setpriv: system_program("setpriv"),
-            })
-        })
-        .as_ref()
-        .ok_or_else(|| ExecError::Provider("no `sh` in /usr/bin or /bin".into()))
+    static TOOLS: OnceLock<Tools> = OnceLock::new();
+    Ok(TOOLS.get_or_init(|| Tools {
+        bash: system_program("bash"),
+        nsenter: system_program("nsenter"),
+        setpriv: system_program("setpriv"),
+    }))
+}
+
+/// The loader for sandboxes whose commands run as another user: a copy of the system's
+/// bash in `dir` (root's, which sandboxes cannot change), mode 0711, so that the process
+/// running it is not dumpable and no process of the sandbox's user can trace it while it
+/// waits outside the cgroup. The copy follows the system's bash (size and modification
+/// time). When it cannot be made, the system's bash, with that window open.
+pub(super) fn private_loader(dir: &Path) -> Result<PathBuf> {
+    let bash = need(&tools()?.bash, "bash", "bash")?;
+    Ok(copy_unreadable(&bash, &dir.join(".loader-bash")).unwrap_or(bash))
+}
+
+/// The loader when nobody else's processes could trace it: the system's bash.
+pub(super) fn system_loader() -> Result<PathBuf> {
+    need(&tools()?.bash, "bash", "bash")
+}
+
+fn copy_unreadable(from: &Path, to: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let src = std::fs::metadata(from).ok()?;
+    if let Ok(m) = std::fs::symlink_metadata(to)
+        && m.is_file()
+        && m.uid() == 0
+        && m.mode() & 0o7777 == 0o711
+        && m.len() == src.len()
+        && m.modified().ok() == src.modified().ok()
+    {
+        return Some(to.to_owned());
+    }
+    // Assembled under a name of its own, then renamed: a concurrent provisioning sees
+    // the old copy or the new one, never half of one.
+    let tmp = to.with_extension(super::random_suffix());
+    let made = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&tmp)?;
+        std::io::copy(&mut std::fs::File::open(from)?, &mut out)?;
+        out.set_permissions(std::fs::Permissions::from_mode(0o711))?;
+        out.set_modified(src.modified()?)?;
+        std::fs::rename(&tmp, to)
+    })();
+    if made.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return None;
+    }
+    Some(to.to_owned())
 }
 
 /// A program of the system's own (in `/usr/sbin`, `/usr/bin`, `/sbin` or `/bin`).
