@@ -515,3 +515,122 @@ fn the_scripts_time_out_as_the_tested_run_did() {
         "{deploy}"
     );
 }
+
+/// A runbook that adopts a lesson made of a hostile feedback file: the error a target
+/// printed, the cause, the fix, the title and the origin reach README.md as inert text.
+#[test]
+fn lesson_text_is_inert_in_the_readme() {
+    use runbook_core::{ApiVersion, Applies, KnownIssue, Lesson, LessonKind, LessonOrigin};
+    let evil = |what: &str| {
+        format!(
+            "{what}\n# Heading {what}\n```evil\n<script>alert(1)</script>\r- injected {what}\n\
+             [click](https://example.com) ![img](https://example.com/i.png) *em* __b__ \\<x>"
+        )
+    };
+    let lesson = Lesson {
+        api_version: ApiVersion::V1,
+        kind: LessonKind::Lesson,
+        id: "hostile".into(),
+        title: evil("title"),
+        origin: LessonOrigin {
+            runbook: "inert".into(),
+            step: "a".into(),
+            error: evil("origin"),
+            ..LessonOrigin::default()
+        },
+        applies: Applies::default(),
+        preflight: Some(
+            Check::command(format!("true {}", evil("command")))
+                .named(evil("check"))
+                .stdout_contains(evil("expect")),
+        ),
+        known_issue: Some(KnownIssue::new(evil("error"), evil("cause"), evil("fix"))),
+    };
+    let mut runbook = Runbook::builder("inert")
+        .step(
+            Step::new("a", "A")
+                .run("true")
+                .read_only()
+                .verify(Check::command("true").stdout_equals("")),
+        )
+        .build_unchecked();
+    let adopted = runbook.adopt_lesson(&lesson);
+    assert!(adopted.preflight && adopted.steps == ["a"], "{adopted:?}");
+    let report = fixed_report(&runbook);
+    let tested = Package::render(
+        &runbook,
+        Some(Evidence {
+            report: &report,
+            log: None,
+        }),
+        &[],
+    )
+    .unwrap();
+    let untested = Package::render(&runbook, None, &[]).unwrap();
+    for package in [tested, untested] {
+        let readme = package.text("README.md").unwrap();
+        for what in [
+            "title", "origin", "command", "expect", "error", "cause", "fix",
+        ] {
+            assert!(
+                readme.contains(&format!("Heading {what}")),
+                "{what} is gone:\n{readme}"
+            );
+        }
+        for line in readme.lines() {
+            let start = line.trim_start();
+            assert!(
+                !start.starts_with("# Heading")
+                    && !start.starts_with("```evil")
+                    && !start.starts_with("- injected")
+                    && !start.starts_with('<'),
+                "a field started a block: {line:?}\n{readme}"
+            );
+        }
+        // No HTML, link, image or emphasis: in what markdown interprets of each line of
+        // the hostile text, every `<`, `[`, `*` and `_` of it is escaped or in code.
+        for line in readme.lines().filter(|l| l.contains("Heading")) {
+            let live = live_markdown(line);
+            assert!(
+                !live.contains(['<', '[', ']'])
+                    && !live.contains("*em*")
+                    && !live.contains("__b__"),
+                "live markup in {line:?} (interpreted: {live:?})"
+            );
+        }
+        assert!(!readme.contains("\r"), "a carriage return is a line break");
+    }
+}
+
+/// What markdown interprets of one line: the content of its code spans (a run of n
+/// backticks up to the next run of exactly n) and the characters it escapes with a
+/// backslash are blanked out.
+fn live_markdown(line: &str) -> String {
+    let c: Vec<char> = line.chars().collect();
+    let run = |i: usize| c[i..].iter().take_while(|&&x| x == '`').count();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] == '\\' && c.get(i + 1).is_some_and(char::is_ascii_punctuation) {
+            out.push_str("  ");
+            i += 2;
+        } else if c[i] == '`' {
+            let n = run(i);
+            let mut j = i + n;
+            while j < c.len() && !(c[j] == '`' && run(j) == n) {
+                j += if c[j] == '`' { run(j) } else { 1 };
+            }
+            if j < c.len() {
+                out.extend(std::iter::repeat_n(' ', j + n - i));
+                i = j + n;
+            } else {
+                out.extend(std::iter::repeat_n('`', n));
+                i += n;
+            }
+        } else {
+            out.push(c[i]);
+            i += 1;
+        }
+    }
+    out
+}
