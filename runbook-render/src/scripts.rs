@@ -14,6 +14,8 @@
 //!   the config files those steps rendered; a step that started but did not complete is
 //!   named and left alone unless `--include-incomplete` (its rollback could destroy what
 //!   existed before the deploy); without a terminal and without `--yes` nothing changes;
+//! - `deploy.sh` fills config files by the sandbox's rule, byte for byte (one pass: a
+//!   value is never scanned for placeholders);
 //! - each header says what the sandbox proved (passed, FAILED at a step, not tested), and
 //!   each step says whether it ran there.
 
@@ -616,13 +618,56 @@ load_journal() {
 
 "#;
 
-const RENDER_CONFIG: &str = r#"# render_config STEP PATH MODE: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
-# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), with bash
-# parameter expansion (no eval, no envsubst), and journals it for rollback.sh.
+/// `render_config`, which fills the `${NAME}` placeholders of `names` (the declared
+/// variables the config files name) exactly as [`runbook_core::template::fill_template`]
+/// does in the sandbox: one pass from left to right; `${` up to the first `}` is a
+/// placeholder when what is between is one of `names`, and is replaced by its value; all
+/// else stays as written, and a value is never scanned again (a value holding `${OTHER}`
+/// is written as it is).
+fn render_config(names: &[&str]) -> String {
+    let mut out = String::from(
+        r#"# render_config STEP PATH MODE: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
+# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), and journals
+# it for rollback.sh. One pass, as the sandbox fills them: the text before each `${` is
+# copied; `${NAME}` of a declared variable becomes its value, which is never scanned
+# again; anything else stays as written. Parameter expansion only (no eval, no envsubst).
+# Line by line (each line keeps its newline), which changes nothing, as no name holds a
+# newline, and keeps it linear in the size of the file.
 render_config() {
-  local content
-  IFS= read -r -d '' content < "$PACKAGE_DIR/$2" || true
-"#;
+  local rest out="" name="" lines=()
+  mapfile lines < "$PACKAGE_DIR/$2"
+  for rest in "${lines[@]}"; do
+    while [[ "$rest" == *'${'* ]]; do
+      out+=${rest%%'${'*}
+      rest=${rest#*'${'}
+      name=""
+      [[ "$rest" != *'}'* ]] || name=${rest%%'}'*}
+      case "$name" in
+"#,
+    );
+    if !names.is_empty() {
+        let _ = writeln!(
+            out,
+            "        {}) out+=${{!name}}; rest=${{rest#*'}}'}} ;;",
+            names.join(" | ")
+        );
+    }
+    out.push_str(
+        r#"        *) out+='${' ;;
+      esac
+    done
+    out+=$rest
+  done
+  mkdir -p "$(dirname "$RENDER_DIR/$2")"
+  (umask 077 && printf '%s' "$out" > "$RENDER_DIR/$2")
+  chmod "$3" "$RENDER_DIR/$2"
+  if [ "$RENDER_DIR" = "$WORK_DIR" ]; then journal file "$1" "$2"; fi
+}
+
+"#,
+    );
+    out
+}
 
 /// Tools whose behaviour environment variables change silently, by the prefix of those
 /// variables.
@@ -971,24 +1016,18 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
     environment_warning(&mut out, runbook);
 
     if kind == Kind::Deploy && !runbook.config_files.is_empty() {
-        out.push_str(RENDER_CONFIG);
+        // The sandbox fills the declared variables only (its values are theirs): an
+        // undeclared `${NAME}` stays as written there, so it does here.
         let mut names: Vec<&str> = runbook
             .config_files
             .iter()
             .flat_map(|f| runbook_core::template::template_references(&f.content))
             .map(|r| r.name)
+            .filter(|n| runbook.variable(n).is_some())
             .collect();
         names.sort_unstable();
         names.dedup();
-        for name in names {
-            let _ = writeln!(out, "  content=${{content//'${{{name}}}'/\"${name}\"}}");
-        }
-        out.push_str("  mkdir -p \"$(dirname \"$RENDER_DIR/$2\")\"\n");
-        out.push_str("  (umask 077 && printf '%s' \"$content\" > \"$RENDER_DIR/$2\")\n");
-        out.push_str("  chmod \"$3\" \"$RENDER_DIR/$2\"\n");
-        out.push_str(
-            "  if [ \"$RENDER_DIR\" = \"$WORK_DIR\" ]; then journal file \"$1\" \"$2\"; fi\n}\n\n",
-        );
+        out.push_str(&render_config(&names));
     }
 
     let total = order.len();
