@@ -517,7 +517,8 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
     out.push_str(
         "- **Where:** relative paths are relative to the work directory: `RUNBOOK_WORK_DIR` \
          (default `work/` inside this package). `deploy.sh` keeps its journal there \
-         (`.runbook-journal`), which `rollback.sh` reads.\n",
+         (`.runbook-journal`), which `rollback.sh` reads; both hold a lock there (`.runbook-lock`, \
+         with `flock`), so only one of them runs at a time.\n",
     );
     out.push_str(
         "- **Environment:** set every variable of the table below (`adaptation-checklist.md` says \
