@@ -411,9 +411,10 @@ async fn leftovers(sandbox: &dyn Sandbox, redactor: &Redactor) -> Result<Vec<Str
             names.join(", ")
         ));
     }
+    // The scripts' own state stays: the journal, and the lock file (never removed).
     let spec = CommandSpec {
         command: format!(
-            "[ ! -d {TARGET} ] || find {TARGET} -type f ! -name .runbook-journal | sort | head -n 20"
+            "[ ! -d {TARGET} ] || find {TARGET} -type f ! -name .runbook-journal ! -name .runbook-lock | sort | head -n 20"
         ),
         env: BTreeMap::new(),
         workdir: None,

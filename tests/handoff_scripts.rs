@@ -258,8 +258,8 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
         .partition(|f| f.starts_with("feedback/"));
     assert_eq!(
         rest,
-        [".runbook-journal"],
-        "the rendered config files are removed with their step; the journal stays"
+        [".runbook-journal", ".runbook-lock"],
+        "the rendered config files are removed with their step; the journal and the lock stay"
     );
     assert!(!feedback.is_empty());
     for f in feedback {
@@ -731,4 +731,296 @@ async fn upgrade_scripts_upgrade_and_roll_back_to_v1_exactly() {
         ),
     );
     assert!(!work.join("orders-prod").exists());
+}
+
+/// A runbook for attacking the scripts' own state: step one renders a config file,
+/// counts its runs and holds for `$HOLD` seconds; step two starts a daemon.
+fn guarded() -> Runbook {
+    runbook::from_yaml_str(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: guarded }
+variables:
+  - { name: APP_DIR, category: other, sandbox: app, production: the app directory }
+  - { name: HOLD, category: other, sandbox: "0", production: seconds step one takes }
+configFiles:
+  - path: config/app.conf
+    content: "dir=${APP_DIR}\n"
+steps:
+  - id: first
+    title: Install the app
+    files: [config/app.conf]
+    run: |
+      echo ran >> first.count
+      mkdir -p "$APP_DIR" && cp config/app.conf "$APP_DIR/app.conf"
+      sleep "$HOLD"
+    verify: [{ run: test -s "$APP_DIR/app.conf", expect: { exitCode: 0 } }]
+    rollback: { run: rm -rf "$APP_DIR" }
+  - id: second
+    title: Start the daemon
+    run: |
+      nohup sleep 300 > /dev/null 2>&1 &
+      echo $! > daemon.pid
+    verify: [{ run: kill -0 "$(cat daemon.pid)", expect: { exitCode: 0 } }]
+    rollback: { run: kill "$(cat daemon.pid)" && rm -f daemon.pid }
+"#,
+    )
+    .unwrap()
+}
+
+/// The package of `runbook` rendered without a sandbox run: what these tests attack is the
+/// scripts' handling of their work directory, the same in a tested package.
+fn untested_package(runbook: &Runbook, dir: &Path) -> PathBuf {
+    let package = dir.join("handoff-package");
+    runbook::render::Package::render(runbook, None, &[])
+        .unwrap()
+        .write_to(&package, false)
+        .unwrap();
+    package
+}
+
+/// Writes `path` as the user the scripts run as would have: theirs to change.
+fn plant(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap();
+    if is_root() {
+        let nobody = nix_user("nobody");
+        std::os::unix::fs::chown(path, Some(nobody.0), Some(nobody.1)).unwrap();
+    }
+}
+
+fn lines_of(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count())
+}
+
+/// A journal line is data: ids and paths planted in the journal that are not the
+/// runbook's (command substitutions, an array subscript, a path out of the work
+/// directory) are ignored with a warning; none runs, nothing outside is removed, and
+/// deploy and rollback still do their work.
+#[test]
+fn a_journal_line_is_data_never_code() {
+    let dir = open_dir();
+    let package = untested_package(&guarded(), dir.path());
+    let work = work_dir(dir.path());
+    let vars = BTreeMap::from([
+        (
+            "APP_DIR".to_owned(),
+            work.join("app").to_string_lossy().into_owned(),
+        ),
+        ("HOLD".to_owned(), "0".to_owned()),
+    ]);
+    // A file outside the work directory that the operator may remove.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    if is_root() {
+        let nobody = nix_user("nobody");
+        std::os::unix::fs::chown(&outside, Some(nobody.0), Some(nobody.1)).unwrap();
+    }
+    plant(&outside.join("precious"), "keep me\n");
+    let markers: Vec<PathBuf> = (1..=7).map(|n| work.join(format!("pwned-{n}"))).collect();
+    let m = |n: usize| markers[n - 1].display().to_string();
+    let hostile = format!(
+        "started $(touch${{IFS}}{})\n\
+         completed x[$(touch${{IFS}}{})]\n\
+         rolledback $(touch${{IFS}}{})\n\
+         started first $(touch${{IFS}}{})\n\
+         file $(touch${{IFS}}{}) config/app.conf\n\
+         $(touch${{IFS}}{}) first\n\
+         completed a[$(touch${{IFS}}{})]\n\
+         file first ../../outside/precious\n",
+        m(1),
+        m(2),
+        m(3),
+        m(4),
+        m(5),
+        m(6),
+        m(7)
+    );
+    let journal = work.join(".runbook-journal");
+    plant(&journal, &hostile);
+
+    let deploy = script(&package, "deploy.sh", &work, &vars);
+    for marker in &markers {
+        assert!(!marker.exists(), "a journal line ran code: {marker:?}");
+    }
+    assert_ok("deploy.sh", &deploy);
+    let stderr = String::from_utf8_lossy(&deploy.stderr);
+    assert!(
+        stderr.contains("WARNING: ignored line 1 of") && stderr.contains("ignored line 8 of"),
+        "{stderr}"
+    );
+    assert_eq!(lines_of(&work.join("first.count")), 1);
+    assert!(work.join("app/app.conf").exists());
+
+    // Planted again after the deploy, in front of rollback.sh.
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.push_str(&hostile);
+    std::fs::write(&journal, text).unwrap();
+    let rollback = script_with(
+        &package,
+        "rollback.sh",
+        &["--yes"],
+        &work,
+        &vars,
+        &common::pg_path(),
+    );
+    for marker in &markers {
+        assert!(!marker.exists(), "a journal line ran code: {marker:?}");
+    }
+    assert_ok("rollback.sh", &rollback);
+    assert!(
+        String::from_utf8_lossy(&rollback.stdout)
+            .contains("This rolls back, in this order: second first"),
+        "{}",
+        String::from_utf8_lossy(&rollback.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("precious")).unwrap(),
+        "keep me\n",
+        "a journal line removed a file outside the work directory"
+    );
+    assert!(!work.join("app").exists() && !work.join("daemon.pid").exists());
+    assert!(
+        !work.join("config/app.conf").exists(),
+        "the config file the journal names is still removed"
+    );
+}
+
+/// One deploy at a time: two started together (with --again, so that nothing but the
+/// lock stops the second), step one runs exactly once and the second refuses at once,
+/// naming the lock. The daemon step two starts does not keep the lock: rollback.sh runs.
+#[test]
+fn two_deploys_at_once_run_step_one_once() {
+    let dir = open_dir();
+    let package = untested_package(&guarded(), dir.path());
+    let work = work_dir(dir.path());
+    let vars = BTreeMap::from([
+        (
+            "APP_DIR".to_owned(),
+            work.join("app").to_string_lossy().into_owned(),
+        ),
+        ("HOLD".to_owned(), "3".to_owned()),
+    ]);
+    let deploy = || {
+        script_with(
+            &package,
+            "deploy.sh",
+            &["--again"],
+            &work,
+            &vars,
+            &common::pg_path(),
+        )
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(deploy);
+        let b = s.spawn(deploy);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(
+        lines_of(&work.join("first.count")),
+        1,
+        "step one ran twice:\n{}\n{}",
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout)
+    );
+    let (ok, refused) = if a.status.success() { (a, b) } else { (b, a) };
+    assert_ok("the first deploy.sh", &ok);
+    assert_eq!(refused.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("{}/.runbook-lock", work.display()))
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("==>"));
+
+    let rollback = script_with(
+        &package,
+        "rollback.sh",
+        &["--yes"],
+        &work,
+        &vars,
+        &common::pg_path(),
+    );
+    assert_ok("rollback.sh after the deploy", &rollback);
+    assert!(!work.join("app").exists() && !work.join("daemon.pid").exists());
+}
+
+/// A journal, a lock file or a work directory that is a symbolic link is refused, and
+/// nothing is written through it.
+#[test]
+fn a_journal_lock_or_work_directory_that_is_a_link_is_refused() {
+    let dir = open_dir();
+    let package = untested_package(&guarded(), dir.path());
+    let work = work_dir(dir.path());
+    let vars = BTreeMap::from([
+        (
+            "APP_DIR".to_owned(),
+            work.join("app").to_string_lossy().into_owned(),
+        ),
+        ("HOLD".to_owned(), "0".to_owned()),
+    ]);
+    // Another file the operator may write, where the links point.
+    let other = dir.path().join("other");
+    plant(&other, "precious\n");
+    let refused = |work: &Path, script: &str, what: &str| {
+        let out = script_with(
+            &package,
+            script,
+            &["--yes"],
+            work,
+            &vars,
+            &common::pg_path(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{script}: {stderr}");
+        assert!(
+            stderr.contains(&format!("refusing: {what}")) && stderr.contains("symbolic link"),
+            "{script}: {stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "precious\n");
+    };
+    let deploy_refused = |work: &Path, what: &str| {
+        let out = script(&package, "deploy.sh", work, &vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "deploy.sh: {stderr}");
+        assert!(
+            stderr.contains(&format!("refusing: {what}")) && stderr.contains("symbolic link"),
+            "deploy.sh: {stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "precious\n");
+    };
+
+    for (name, what) in [
+        (".runbook-journal", "the journal"),
+        (".runbook-lock", "the lock file"),
+    ] {
+        let link = work.join(name);
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+        deploy_refused(&work, what);
+        refused(&work, "rollback.sh", what);
+        std::fs::remove_file(&link).unwrap();
+    }
+    assert!(
+        !work.join("first.count").exists() && !work.join("config").exists(),
+        "a refused deploy changed something"
+    );
+
+    let linked_work = dir.path().join("linked-work");
+    std::os::unix::fs::symlink(&work, &linked_work).unwrap();
+    deploy_refused(&linked_work, "the work directory");
+    refused(&linked_work, "rollback.sh", "the work directory");
+    assert!(!work.join(".runbook-journal").exists());
+    // Without the links, the same deploy works.
+    assert_ok("deploy.sh", &script(&package, "deploy.sh", &work, &vars));
+    assert_ok(
+        "rollback.sh",
+        &script_with(
+            &package,
+            "rollback.sh",
+            &["--yes"],
+            &work,
+            &vars,
+            &common::pg_path(),
+        ),
+    );
 }

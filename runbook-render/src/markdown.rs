@@ -7,7 +7,7 @@ use runbook_core::report::{Report, StepRecord, StepStatus, Verdict};
 use runbook_core::{Check, Probe, Runbook, Step};
 
 use crate::checklist::{checklist_items, limitations_markdown};
-use crate::text::{cell, clip, code, fenced, human_ms};
+use crate::text::{cell, clip, code, fenced, human_ms, inline};
 
 /// Renders README.md for `runbook`, with the evidence of `report` when it was tested.
 pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
@@ -233,27 +233,28 @@ fn preflight_checks(out: &mut String, runbook: &Runbook, report: Option<&Report>
         "## Pre-flight checks\n\n`scripts/deploy.sh` runs these on the target after the tool checks and \
          before any change; if one fails it stops with nothing changed.\n\n",
     );
+    // An item may come from a lesson, made of a feedback file: every text is escaped.
     for item in &runbook.preflight {
         let what = match item.check.command_text() {
-            Some(c) => format!("`{}`", c.replace('`', "'")),
-            None => item.check.label(),
+            Some(c) => code(c),
+            None => inline(&item.check.label()),
         };
         let _ = write!(
             out,
-            "- **{}** (`{}`, {in_sandbox}): {what}, expect {}",
-            item.title.trim(),
-            item.id,
-            item.check.expectation()
+            "- **{}** ({}, {in_sandbox}): {what}, expect {}",
+            inline(&item.title),
+            code(&item.id),
+            inline(&item.check.expectation())
         );
         match (&item.lesson, &item.origin) {
             (Some(l), Some(o)) => {
-                let _ = write!(out, ". From lesson `{l}`, learnt from {o}");
+                let _ = write!(out, ". From lesson {}, learnt from {}", code(l), inline(o));
             }
             (Some(l), None) => {
-                let _ = write!(out, ". From lesson `{l}`");
+                let _ = write!(out, ". From lesson {}", code(l));
             }
             (None, Some(o)) => {
-                let _ = write!(out, ". Learnt from {o}");
+                let _ = write!(out, ". Learnt from {}", inline(o));
             }
             (None, None) => {}
         }
@@ -482,10 +483,11 @@ fn step_section(
     }
     if !step.known_issues.is_empty() {
         out.push_str("**Known issues:**\n\n");
+        // A known issue may come from a lesson, made of a feedback file: escaped.
         for k in &step.known_issues {
             let _ = writeln!(out, "- **Error:** {}", code(k.error.trim()));
-            let _ = writeln!(out, "  - **Root cause:** {}", k.cause.trim());
-            let _ = writeln!(out, "  - **Fix:** {}", k.fix.trim());
+            let _ = writeln!(out, "  - **Root cause:** {}", inline(&k.cause));
+            let _ = writeln!(out, "  - **Fix:** {}", inline(&k.fix));
         }
         out.push('\n');
     }
@@ -515,7 +517,8 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
     out.push_str(
         "- **Where:** relative paths are relative to the work directory: `RUNBOOK_WORK_DIR` \
          (default `work/` inside this package). `deploy.sh` keeps its journal there \
-         (`.runbook-journal`), which `rollback.sh` reads.\n",
+         (`.runbook-journal`), which `rollback.sh` reads; both hold a lock there (`.runbook-lock`, \
+         with `flock`), so only one of them runs at a time.\n",
     );
     out.push_str(
         "- **Environment:** set every variable of the table below (`adaptation-checklist.md` says \

@@ -14,6 +14,14 @@
 //!   the config files those steps rendered; a step that started but did not complete is
 //!   named and left alone unless `--include-incomplete` (its rollback could destroy what
 //!   existed before the deploy); without a terminal and without `--yes` nothing changes;
+//! - the journal is data: a line whose step id or config file is not one the script was
+//!   generated with is ignored with a warning, never expanded (an array subscript would
+//!   be evaluated as code) nor used as a path;
+//! - one `deploy.sh` or `rollback.sh` at a time in a work directory (`flock` on
+//!   `.runbook-lock`); a work directory, journal or lock file that is a symbolic link is
+//!   refused;
+//! - `deploy.sh` fills config files by the sandbox's rule, byte for byte (one pass: a
+//!   value is never scanned for placeholders);
 //! - each header says what the sandbox proved (passed, FAILED at a step, not tested), and
 //!   each step says whether it ran there.
 
@@ -411,7 +419,7 @@ check() {
   while :; do
     attempt=$((attempt + 1))
     code=0
-    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile") || code=$?
+    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile" 9>&-) || code=$?
     err=$(<"$errfile")
     if [ "$code" -ne "$want_exit" ]; then
       seen="exit code $code${err:+ ($err)}"
@@ -443,13 +451,14 @@ run_step() {
   start=$(now_ms)
   # The command stays in the foreground (Ctrl-C reaches it); the tees are not waited for,
   # so a daemon the step starts, which keeps their pipes open, cannot hold this script.
-  # The descriptors are closed in the command's shell, so no daemon inherits them.
-  exec {out_fd}> >(tee "$STEP_OUT")
+  # The descriptors are closed in the command's shell, so no daemon inherits them; nor
+  # the lock's (9), which a daemon would otherwise hold after this script exits.
+  exec {out_fd}> >(exec 9>&-; tee "$STEP_OUT")
   out_pid=$!
-  exec {err_fd}> >(exec {out_fd}>&-; tee "$STEP_ERR" >&2)
+  exec {err_fd}> >(exec {out_fd}>&- 9>&-; tee "$STEP_ERR" >&2)
   err_pid=$!
   # shellcheck disable=SC2261 # one redirection per stream: shellcheck misreads >&"$fd"
-  (exec {out_fd}>&- {err_fd}>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
+  (exec {out_fd}>&- {err_fd}>&- 9>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
   exec {out_fd}>&- {err_fd}>&-
   if [ "$code" -ne 0 ]; then
     # Let the tees write out what the command printed (at most a second).
@@ -491,7 +500,7 @@ need_tool() {
   local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
   shift 4
   REQUIRED[$tool]=$requirement
-  if ! out=$(bash -c "$detect" 2>&1); then
+  if ! out=$(bash -c "$detect" 2>&1 9>&-); then
     echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
     return 1
   fi
@@ -595,15 +604,42 @@ write_feedback() {
 "##;
 
 const JOURNAL_LIBRARY: &str = r#"# The journal: what deploy.sh started and completed, and the files it rendered.
-journal() { printf '%s\n' "$*" >> "$JOURNAL"; }
-# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, not by rollback.sh
+journal() { refuse_link "$JOURNAL" "the journal"; printf '%s\n' "$*" >> "$JOURNAL"; }
+# known_step ID: ID is one of the steps this script was generated with. A journal line
+# is data: an id is compared as text before any use, because an associative-array
+# subscript is expanded again (by unset, for one), so `started $(cmd)` would run cmd.
+known_step() {
+  local s
+  for s in "${STEPS[@]}"; do [ "$s" != "$1" ] || return 0; done
+  return 1
+}
+# file_index STEP PATH: the index in FILE_PATHS of the config file PATH that STEP renders;
+# fails for any other pair (a path like ../../etc/x is never removed).
+file_index() {
+  local i
+  for i in "${!FILE_PATHS[@]}"; do
+    if [ "${FILE_STEPS[$i]}" = "$1" ] && [ "${FILE_PATHS[$i]}" = "$2" ]; then echo "$i"; return 0; fi
+  done
+  return 1
+}
+# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, RENDERED by rollback.sh
 declare -A STARTED=() COMPLETED=()
 # shellcheck disable=SC2034
 load_journal() {
-  STARTED=(); COMPLETED=()
+  STARTED=(); COMPLETED=(); RENDERED=()
   [ -f "$JOURNAL" ] || return 0
-  local what id rest
-  while read -r what id rest; do
+  local what id rest n=0 i
+  while read -r what id rest || [ -n "$what" ]; do
+    n=$((n + 1))
+    case "$what" in
+      '' | again) continue ;;
+      started | completed | rolledback) [ -z "$rest" ] && known_step "$id" ;;
+      file) i=$(file_index "$id" "$rest") && RENDERED+=("$i") ;;
+      *) false ;;
+    esac || {
+      echo "WARNING: ignored line $n of $JOURNAL: not a step or config file of this runbook" >&2
+      continue
+    }
     case "$what" in
       # A step started again is incomplete until it completes again; `--again` forgets
       # nothing, so a re-run that fails still leaves every deployed step to roll back.
@@ -616,13 +652,56 @@ load_journal() {
 
 "#;
 
-const RENDER_CONFIG: &str = r#"# render_config STEP PATH MODE: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
-# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), with bash
-# parameter expansion (no eval, no envsubst), and journals it for rollback.sh.
+/// `render_config`, which fills the `${NAME}` placeholders of `names` (the declared
+/// variables the config files name) exactly as [`runbook_core::template::fill_template`]
+/// does in the sandbox: one pass from left to right; `${` up to the first `}` is a
+/// placeholder when what is between is one of `names`, and is replaced by its value; all
+/// else stays as written, and a value is never scanned again (a value holding `${OTHER}`
+/// is written as it is).
+fn render_config(names: &[&str]) -> String {
+    let mut out = String::from(
+        r#"# render_config STEP PATH MODE: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
+# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), and journals
+# it for rollback.sh. One pass, as the sandbox fills them: the text before each `${` is
+# copied; `${NAME}` of a declared variable becomes its value, which is never scanned
+# again; anything else stays as written. Parameter expansion only (no eval, no envsubst).
+# Line by line (each line keeps its newline), which changes nothing, as no name holds a
+# newline, and keeps it linear in the size of the file.
 render_config() {
-  local content
-  IFS= read -r -d '' content < "$PACKAGE_DIR/$2" || true
-"#;
+  local rest out="" name="" lines=()
+  mapfile lines < "$PACKAGE_DIR/$2"
+  for rest in "${lines[@]}"; do
+    while [[ "$rest" == *'${'* ]]; do
+      out+=${rest%%'${'*}
+      rest=${rest#*'${'}
+      name=""
+      [[ "$rest" != *'}'* ]] || name=${rest%%'}'*}
+      case "$name" in
+"#,
+    );
+    if !names.is_empty() {
+        let _ = writeln!(
+            out,
+            "        {}) out+=${{!name}}; rest=${{rest#*'}}'}} ;;",
+            names.join(" | ")
+        );
+    }
+    out.push_str(
+        r#"        *) out+='${' ;;
+      esac
+    done
+    out+=$rest
+  done
+  mkdir -p "$(dirname "$RENDER_DIR/$2")"
+  (umask 077 && printf '%s' "$out" > "$RENDER_DIR/$2")
+  chmod "$3" "$RENDER_DIR/$2"
+  if [ "$RENDER_DIR" = "$WORK_DIR" ]; then journal file "$1" "$2"; fi
+}
+
+"#,
+    );
+    out
+}
 
 /// Tools whose behaviour environment variables change silently, by the prefix of those
 /// variables.
@@ -699,7 +778,12 @@ fn header(out: &mut String, runbook: &Runbook, report: Option<&Report>, kind: Ki
     out.push_str(
         "# run under `bash -e -o pipefail` (a step fails at its first failing line), checks as\n",
     );
-    out.push_str("# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.\n");
+    out.push_str(if kind == Kind::Verify {
+        "# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.\n"
+    } else {
+        "# written. Needs bash >= 4, coreutils (timeout, date, mktemp), grep -P and flock\n\
+         # (util-linux: one deploy or rollback at a time in a work directory).\n"
+    });
     let usage = match kind {
         Kind::Deploy => {
             "scripts/deploy.sh [--from STEP | --again] [--no-preflight] [--as-root] | --render-config DIR"
@@ -934,10 +1018,12 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
         "CHECK_TIMEOUT=\"${{RUNBOOK_CHECK_TIMEOUT:-{}}}\"",
         check_default.as_secs().max(1)
     );
+    out.push_str(REFUSE_LINK);
     out.push_str("mkdir -p \"$WORK_DIR\"\n");
     out.push_str("WORK_DIR=\"$(cd \"$WORK_DIR\" && pwd)\"\n");
+    out.push_str("refuse_link \"$WORK_DIR\" \"the work directory\"\n");
     if kind != Kind::Verify {
-        out.push_str("JOURNAL=\"$WORK_DIR/.runbook-journal\"\n");
+        out.push_str("JOURNAL=\"$WORK_DIR/.runbook-journal\" LOCK=\"$WORK_DIR/.runbook-lock\"\n");
     }
     out.push('\n');
     let secret_names: Vec<&str> = runbook
@@ -963,6 +1049,7 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
     out.push_str(LIBRARY);
     out.push_str(FEEDBACK_LIBRARY);
     if kind != Kind::Verify {
+        journal_files(&mut out, runbook);
         out.push_str(JOURNAL_LIBRARY);
     }
     out.push('\n');
@@ -971,24 +1058,18 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
     environment_warning(&mut out, runbook);
 
     if kind == Kind::Deploy && !runbook.config_files.is_empty() {
-        out.push_str(RENDER_CONFIG);
+        // The sandbox fills the declared variables only (its values are theirs): an
+        // undeclared `${NAME}` stays as written there, so it does here.
         let mut names: Vec<&str> = runbook
             .config_files
             .iter()
             .flat_map(|f| runbook_core::template::template_references(&f.content))
             .map(|r| r.name)
+            .filter(|n| runbook.variable(n).is_some())
             .collect();
         names.sort_unstable();
         names.dedup();
-        for name in names {
-            let _ = writeln!(out, "  content=${{content//'${{{name}}}'/\"${name}\"}}");
-        }
-        out.push_str("  mkdir -p \"$(dirname \"$RENDER_DIR/$2\")\"\n");
-        out.push_str("  (umask 077 && printf '%s' \"$content\" > \"$RENDER_DIR/$2\")\n");
-        out.push_str("  chmod \"$3\" \"$RENDER_DIR/$2\"\n");
-        out.push_str(
-            "  if [ \"$RENDER_DIR\" = \"$WORK_DIR\" ]; then journal file \"$1\" \"$2\"; fi\n}\n\n",
-        );
+        out.push_str(&render_config(&names));
     }
 
     let total = order.len();
@@ -1103,6 +1184,58 @@ fn files_of<'a>(runbook: &'a Runbook, step: &'a Step, n: usize) -> Vec<&'a str> 
     }
 }
 
+/// Defines `refuse_link PATH WHAT`, which stops the script when PATH is a symbolic link.
+const REFUSE_LINK: &str = r#"# A symbolic link in place of the work directory (or of deploy.sh's and rollback.sh's
+# journal and lock) would let whoever made it choose where this script writes and what
+# state it reads: refuse it.
+refuse_link() {
+  if [ -L "$1" ]; then
+    echo "refusing: $2 ($1) is a symbolic link; nothing was written through it" >&2
+    exit 2
+  fi
+}
+"#;
+
+/// One deploy or rollback at a time: `flock` on `.runbook-lock` in the work directory,
+/// for the whole run. The lock file is never removed (removing it would let two runs
+/// lock two different files); its descriptor (9) is closed in every command the script
+/// runs, so a daemon a step starts does not keep it locked.
+const LOCK: &str = r#"refuse_link "$JOURNAL" "the journal"
+refuse_link "$LOCK" "the lock file"
+if ! command -v flock >/dev/null; then
+  echo "this script needs flock (util-linux) to make sure it runs alone; nothing was changed" >&2
+  exit 1
+fi
+# Created exclusively (noclobber never follows a link) and opened read-only: nothing is
+# ever written to it, nor through a link put there in the meantime.
+(set -C && : > "$LOCK") 2>/dev/null || true
+refuse_link "$LOCK" "the lock file"
+exec 9<"$LOCK"
+if ! flock -n 9; then
+  echo "refusing: another deploy.sh or rollback.sh is running in $WORK_DIR (it holds the lock $LOCK); nothing was changed. Wait for it to finish, then run this again." >&2
+  exit 4
+fi
+"#;
+
+/// The config files each step renders, for `load_journal` to check a journal's `file`
+/// lines against: `FILE_STEPS[i]` renders `FILE_PATHS[i]`.
+fn journal_files(out: &mut String, runbook: &Runbook) {
+    let mut steps = Vec::new();
+    let mut paths = Vec::new();
+    for (n, step) in runbook.steps.iter().enumerate() {
+        for f in files_of(runbook, step, n) {
+            steps.push(sh_quote(&step.id));
+            paths.push(sh_quote(f));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# The config files each step renders: FILE_STEPS[i] renders FILE_PATHS[i].\nFILE_STEPS=({}) FILE_PATHS=({})",
+        steps.join(" "),
+        paths.join(" ")
+    );
+}
+
 const FAIL: &str = r#"fail() {
   write_feedback "$1"
   echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1 (or undo what ran with scripts/rollback.sh)" >&2
@@ -1120,6 +1253,9 @@ const ROLLBACK_FAIL: &str = r#"fail() {
 fn main(out: &mut String, runbook: &Runbook, kind: Kind) {
     let prefix = kind_prefix(kind);
     let has_env_warning = !env_prefixes(runbook).is_empty();
+    if kind != Kind::Verify {
+        out.push_str(LOCK);
+    }
     match kind {
         Kind::Deploy => {
             out.push_str(FAIL);
@@ -1217,9 +1353,11 @@ for step in "${PLAN[@]}"; do
             let _ = writeln!(out, "  \"{prefix}_${{step//-/_}}\"");
             out.push_str(
                 r#"  if [ -f "$JOURNAL" ]; then
-    while read -r what id path; do
-      if [ "$what" = file ] && [ "$id" = "$step" ]; then rm -f -- "${WORK_DIR:?}/$path"; fi
-    done < "$JOURNAL"
+    # The config files the journal says this step rendered (load_journal kept only the
+    # files the step renders).
+    for i in "${RENDERED[@]}"; do
+      if [ "${FILE_STEPS[$i]}" = "$step" ]; then rm -f -- "${WORK_DIR:?}/${FILE_PATHS[$i]}"; fi
+    done
     journal rolledback "$step"
   fi
 done

@@ -57,14 +57,50 @@ pub fn fenced(lang: &str, body: &str) -> String {
     format!("{fence}{lang}\n{body}\n{fence}\n")
 }
 
-/// Inline code that survives backticks inside.
+/// Inline code that survives backticks inside: its delimiter is longer than any
+/// backtick run of `s`, and a line break (or any control character) becomes a space, so
+/// nothing in `s` can end the span or start a block.
 pub fn code(s: &str) -> String {
-    let s = s.replace('\n', " ");
-    if s.contains('`') {
-        format!("`` {s} ``")
-    } else {
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    if longest == 0 {
         format!("`{s}`")
+    } else {
+        let fence = "`".repeat(longest + 1);
+        format!("{fence} {s} {fence}")
     }
+}
+
+/// Text from outside the runbook's author (a feedback file, a lesson: an error a target
+/// printed, a cause, a title) as inert inline markdown: one line (a line break or any
+/// control character becomes a space, so it cannot start a heading, a list item, a code
+/// fence or an HTML block), and the characters that start inline markup (code spans,
+/// emphasis, links and images, HTML and autolinks) backslash-escaped, the backslash too.
+///
+/// An `_` between two letters or digits stays as it is (`pg_database_owner`): there it
+/// can neither open nor close emphasis.
+pub fn inline(s: &str) -> String {
+    let chars: Vec<char> = s.trim().chars().collect();
+    let alnum = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(char::is_ascii_alphanumeric)
+    };
+    let mut out = String::with_capacity(s.len());
+    for (i, &c) in chars.iter().enumerate() {
+        match c {
+            '_' if alnum(i.checked_sub(1)) && alnum(Some(i + 1)) => out.push(c),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Text safe inside a markdown table cell.
@@ -108,5 +144,13 @@ mod tests {
             "&lt;a &amp; &quot;b&quot;&gt;\u{fffd}"
         );
         assert_eq!(fenced("sh", "a ``` b"), "````sh\na ``` b\n````\n");
+        assert_eq!(code("a\r\n# b"), "`a  # b`");
+        assert_eq!(code("x `` y"), "``` x `` y ```");
+        assert_eq!(code("`x`"), "`` `x` ``");
+        assert_eq!(
+            inline("a\n# H\r- i ```x``` <b>*_[l](u)\\"),
+            r"a # H - i \`\`\`x\`\`\` \<b\>\*\_\[l\](u)\\"
+        );
+        assert_eq!(inline("pg_owner _x_ __y"), r"pg_owner \_x\_ \_\_y");
     }
 }

@@ -1,6 +1,7 @@
 //! The package: snapshots of what a human reads, scripts that pass shellcheck, no
 //! secret, deterministic bytes, atomic writes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -514,4 +515,227 @@ fn the_scripts_time_out_as_the_tested_run_did() {
         deploy.contains(&format!("run_step '{}' ", untimed.id)) && deploy.contains(" 42 '"),
         "{deploy}"
     );
+}
+
+/// Writes the untested package of a runbook whose one config file is `template`, with the
+/// variables `values` names declared, runs its `deploy.sh --render-config` with `values`
+/// in the environment (real bash), and returns the bytes it wrote.
+fn filled_by_deploy_sh(template: &str, values: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut builder = Runbook::builder("fill");
+    for name in values.keys() {
+        builder = builder.variable(
+            Variable::new(name, Category::Other)
+                .sandbox("x")
+                .production("anything"),
+        );
+    }
+    let runbook = builder
+        .config_file(ConfigFile::new("config/app.conf", template))
+        .step(
+            Step::new("a", "A")
+                .run("true")
+                .read_only()
+                .verify(Check::command("true").stdout_equals("")),
+        )
+        .build_unchecked();
+    let dir = tempfile::tempdir().unwrap();
+    let package = dir.path().join("pkg");
+    Package::render(&runbook, None, &[])
+        .unwrap()
+        .write_to(&package, false)
+        .unwrap();
+    let out = Command::new("bash")
+        .arg(package.join("scripts/deploy.sh"))
+        .arg("--render-config")
+        .arg(dir.path().join("rendered"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("RUNBOOK_WORK_DIR", dir.path().join("work"))
+        .envs(values)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deploy.sh --render-config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(dir.path().join("rendered/config/app.conf")).unwrap()
+}
+
+/// The one substitution rule: deploy.sh fills a config file byte for byte as the sandbox
+/// does (`fill_template`): one pass, a value's own `${OTHER}` left as it is, an
+/// undeclared or malformed placeholder kept, every byte of a value written as it is.
+#[test]
+fn deploy_sh_fills_config_files_exactly_as_the_sandbox_does() {
+    let values = BTreeMap::from([
+        ("A".to_owned(), "a${OTHER}z".to_owned()),
+        (
+            "B".to_owned(),
+            "back\\slash \\n & && \\& $(id) `id` ${B} '\"\n2nd line\n".to_owned(),
+        ),
+        ("OTHER".to_owned(), "other * ? [x] %s #".to_owned()),
+    ]);
+    let same = |template: &str| {
+        assert_eq!(
+            String::from_utf8(filled_by_deploy_sh(template, &values)).unwrap(),
+            runbook_core::template::fill_template(template, &values),
+            "{template:?}"
+        );
+    };
+    // A value is never scanned again: `a${OTHER}z` is written as it is.
+    assert_eq!(
+        runbook_core::template::fill_template("a=${A}", &values),
+        "a=a${OTHER}z"
+    );
+    same("a=${A}\nboth=${A}${OTHER}\n");
+    // Backslashes, `&`, newlines, quotes and shell syntax in a value; what the sandbox
+    // keeps as written: no escape (`$${A}` is `$` and A's value), an undeclared or
+    // lowercase name, spaces, an empty, nested or unterminated placeholder.
+    same(
+        "b=${B}\nescaped=$${A} \\${A}\nundeclared=${UNDECLARED} lower=${other} \
+         spaced=${ A } empty=${}\nnested=${${A}} open=${A trailing=${",
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn deploy_sh_and_the_sandbox_fill_any_template_alike(
+        template in proptest::collection::vec(proptest::sample::select(vec![
+            "${A}", "${B}", "${OTHER}", "${UNDECLARED}", "${lower}", "${", "$", "{", "}",
+            "$${A}", "\\", "&", "\n", "x", " ", "'", "é", "${A", "${}", "*",
+        ]), 0..16).prop_map(|t| t.concat()),
+        values in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(vec![
+            "${OTHER}", "${A}", "${B}", "\\", "&", "\n", "v", "$(id)", "'", "*", "%", "}", "${", "é",
+        ]), 1..5).prop_map(|v| v.concat()), 3),
+    ) {
+        let values: BTreeMap<String, String> = ["A", "B", "OTHER"]
+            .into_iter()
+            .map(str::to_owned)
+            .zip(values)
+            .collect();
+        prop_assert_eq!(
+            String::from_utf8(filled_by_deploy_sh(&template, &values)).unwrap(),
+            runbook_core::template::fill_template(&template, &values)
+        );
+    }
+}
+
+/// A runbook that adopts a lesson made of a hostile feedback file: the error a target
+/// printed, the cause, the fix, the title and the origin reach README.md as inert text.
+#[test]
+fn lesson_text_is_inert_in_the_readme() {
+    use runbook_core::{ApiVersion, Applies, KnownIssue, Lesson, LessonKind, LessonOrigin};
+    let evil = |what: &str| {
+        format!(
+            "{what}\n# Heading {what}\n```evil\n<script>alert(1)</script>\r- injected {what}\n\
+             [click](https://example.com) ![img](https://example.com/i.png) *em* __b__ \\<x>"
+        )
+    };
+    let lesson = Lesson {
+        api_version: ApiVersion::V1,
+        kind: LessonKind::Lesson,
+        id: "hostile".into(),
+        title: evil("title"),
+        origin: LessonOrigin {
+            runbook: "inert".into(),
+            step: "a".into(),
+            error: evil("origin"),
+            ..LessonOrigin::default()
+        },
+        applies: Applies::default(),
+        preflight: Some(
+            Check::command(format!("true {}", evil("command")))
+                .named(evil("check"))
+                .stdout_contains(evil("expect")),
+        ),
+        known_issue: Some(KnownIssue::new(evil("error"), evil("cause"), evil("fix"))),
+    };
+    let mut runbook = Runbook::builder("inert")
+        .step(
+            Step::new("a", "A")
+                .run("true")
+                .read_only()
+                .verify(Check::command("true").stdout_equals("")),
+        )
+        .build_unchecked();
+    let adopted = runbook.adopt_lesson(&lesson);
+    assert!(adopted.preflight && adopted.steps == ["a"], "{adopted:?}");
+    let report = fixed_report(&runbook);
+    let tested = Package::render(
+        &runbook,
+        Some(Evidence {
+            report: &report,
+            log: None,
+        }),
+        &[],
+    )
+    .unwrap();
+    let untested = Package::render(&runbook, None, &[]).unwrap();
+    for package in [tested, untested] {
+        let readme = package.text("README.md").unwrap();
+        for what in [
+            "title", "origin", "command", "expect", "error", "cause", "fix",
+        ] {
+            assert!(
+                readme.contains(&format!("Heading {what}")),
+                "{what} is gone:\n{readme}"
+            );
+        }
+        for line in readme.lines() {
+            let start = line.trim_start();
+            assert!(
+                !start.starts_with("# Heading")
+                    && !start.starts_with("```evil")
+                    && !start.starts_with("- injected")
+                    && !start.starts_with('<'),
+                "a field started a block: {line:?}\n{readme}"
+            );
+        }
+        // No HTML, link, image or emphasis: in what markdown interprets of each line of
+        // the hostile text, every `<`, `[`, `*` and `_` of it is escaped or in code.
+        for line in readme.lines().filter(|l| l.contains("Heading")) {
+            let live = live_markdown(line);
+            assert!(
+                !live.contains(['<', '[', ']'])
+                    && !live.contains("*em*")
+                    && !live.contains("__b__"),
+                "live markup in {line:?} (interpreted: {live:?})"
+            );
+        }
+        assert!(!readme.contains("\r"), "a carriage return is a line break");
+    }
+}
+
+/// What markdown interprets of one line: the content of its code spans (a run of n
+/// backticks up to the next run of exactly n) and the characters it escapes with a
+/// backslash are blanked out.
+fn live_markdown(line: &str) -> String {
+    let c: Vec<char> = line.chars().collect();
+    let run = |i: usize| c[i..].iter().take_while(|&&x| x == '`').count();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] == '\\' && c.get(i + 1).is_some_and(char::is_ascii_punctuation) {
+            out.push_str("  ");
+            i += 2;
+        } else if c[i] == '`' {
+            let n = run(i);
+            let mut j = i + n;
+            while j < c.len() && !(c[j] == '`' && run(j) == n) {
+                j += if c[j] == '`' { run(j) } else { 1 };
+            }
+            if j < c.len() {
+                out.extend(std::iter::repeat_n(' ', j + n - i));
+                i = j + n;
+            } else {
+                out.extend(std::iter::repeat_n('`', n));
+                i += n;
+            }
+        } else {
+            out.push(c[i]);
+            i += 1;
+        }
+    }
+    out
 }

@@ -5,7 +5,8 @@
 # Generated from runbook.yaml: each command and check is the runbook's, byte for byte;
 # the comment above each step says whether it ran in the sandbox. Steps and rollbacks
 # run under `bash -e -o pipefail` (a step fails at its first failing line), checks as
-# written. Needs bash >= 4, coreutils (timeout, date, mktemp) and grep -P.
+# written. Needs bash >= 4, coreutils (timeout, date, mktemp), grep -P and flock
+# (util-linux: one deploy or rollback at a time in a work directory).
 # Usage: RUNBOOK_WORK_DIR=DIR (default: the package's work/) scripts/deploy.sh [--from STEP | --again] [--no-preflight] [--as-root] | --render-config DIR
 set -euo pipefail
 # The locale the sandbox gave every command.
@@ -44,9 +45,19 @@ export PGDATA PGHOST PGPORT APP_DB APP_USER PG_SUPERUSER_PASSWORD APP_PASSWORD
 PACKAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
 CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}"
+# A symbolic link in place of the work directory (or of deploy.sh's and rollback.sh's
+# journal and lock) would let whoever made it choose where this script writes and what
+# state it reads: refuse it.
+refuse_link() {
+  if [ -L "$1" ]; then
+    echo "refusing: $2 ($1) is a symbolic link; nothing was written through it" >&2
+    exit 2
+  fi
+}
 mkdir -p "$WORK_DIR"
 WORK_DIR="$(cd "$WORK_DIR" && pwd)"
-JOURNAL="$WORK_DIR/.runbook-journal"
+refuse_link "$WORK_DIR" "the work directory"
+JOURNAL="$WORK_DIR/.runbook-journal" LOCK="$WORK_DIR/.runbook-lock"
 
 # For feedback files: what this package is, and which values to mask.
 RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=deploy
@@ -94,7 +105,7 @@ check() {
   while :; do
     attempt=$((attempt + 1))
     code=0
-    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile") || code=$?
+    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile" 9>&-) || code=$?
     err=$(<"$errfile")
     if [ "$code" -ne "$want_exit" ]; then
       seen="exit code $code${err:+ ($err)}"
@@ -126,13 +137,14 @@ run_step() {
   start=$(now_ms)
   # The command stays in the foreground (Ctrl-C reaches it); the tees are not waited for,
   # so a daemon the step starts, which keeps their pipes open, cannot hold this script.
-  # The descriptors are closed in the command's shell, so no daemon inherits them.
-  exec {out_fd}> >(tee "$STEP_OUT")
+  # The descriptors are closed in the command's shell, so no daemon inherits them; nor
+  # the lock's (9), which a daemon would otherwise hold after this script exits.
+  exec {out_fd}> >(exec 9>&-; tee "$STEP_OUT")
   out_pid=$!
-  exec {err_fd}> >(exec {out_fd}>&-; tee "$STEP_ERR" >&2)
+  exec {err_fd}> >(exec {out_fd}>&- 9>&-; tee "$STEP_ERR" >&2)
   err_pid=$!
   # shellcheck disable=SC2261 # one redirection per stream: shellcheck misreads >&"$fd"
-  (exec {out_fd}>&- {err_fd}>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
+  (exec {out_fd}>&- {err_fd}>&- 9>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
   exec {out_fd}>&- {err_fd}>&-
   if [ "$code" -ne 0 ]; then
     # Let the tees write out what the command printed (at most a second).
@@ -174,7 +186,7 @@ need_tool() {
   local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
   shift 4
   REQUIRED[$tool]=$requirement
-  if ! out=$(bash -c "$detect" 2>&1); then
+  if ! out=$(bash -c "$detect" 2>&1 9>&-); then
     echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
     return 1
   fi
@@ -270,16 +282,45 @@ write_feedback() {
   echo "Feedback written to $file: send it to the runbook's maintainers, or make a lesson of it:" >&2
   echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
 }
+# The config files each step renders: FILE_STEPS[i] renders FILE_PATHS[i].
+FILE_STEPS=('init-cluster') FILE_PATHS=('config/postgresql.conf')
 # The journal: what deploy.sh started and completed, and the files it rendered.
-journal() { printf '%s\n' "$*" >> "$JOURNAL"; }
-# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, not by rollback.sh
+journal() { refuse_link "$JOURNAL" "the journal"; printf '%s\n' "$*" >> "$JOURNAL"; }
+# known_step ID: ID is one of the steps this script was generated with. A journal line
+# is data: an id is compared as text before any use, because an associative-array
+# subscript is expanded again (by unset, for one), so `started $(cmd)` would run cmd.
+known_step() {
+  local s
+  for s in "${STEPS[@]}"; do [ "$s" != "$1" ] || return 0; done
+  return 1
+}
+# file_index STEP PATH: the index in FILE_PATHS of the config file PATH that STEP renders;
+# fails for any other pair (a path like ../../etc/x is never removed).
+file_index() {
+  local i
+  for i in "${!FILE_PATHS[@]}"; do
+    if [ "${FILE_STEPS[$i]}" = "$1" ] && [ "${FILE_PATHS[$i]}" = "$2" ]; then echo "$i"; return 0; fi
+  done
+  return 1
+}
+# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, RENDERED by rollback.sh
 declare -A STARTED=() COMPLETED=()
 # shellcheck disable=SC2034
 load_journal() {
-  STARTED=(); COMPLETED=()
+  STARTED=(); COMPLETED=(); RENDERED=()
   [ -f "$JOURNAL" ] || return 0
-  local what id rest
-  while read -r what id rest; do
+  local what id rest n=0 i
+  while read -r what id rest || [ -n "$what" ]; do
+    n=$((n + 1))
+    case "$what" in
+      '' | again) continue ;;
+      started | completed | rolledback) [ -z "$rest" ] && known_step "$id" ;;
+      file) i=$(file_index "$id" "$rest") && RENDERED+=("$i") ;;
+      *) false ;;
+    esac || {
+      echo "WARNING: ignored line $n of $JOURNAL: not a step or config file of this runbook" >&2
+      continue
+    }
     case "$what" in
       # A step started again is incomplete until it completes again; `--again` forgets
       # nothing, so a re-run that fails still leaves every deployed step to roll back.
@@ -324,15 +365,30 @@ warn_environment() {
 }
 
 # render_config STEP PATH MODE: fills the ${VAR} placeholders of PACKAGE_DIR/PATH from the
-# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), with bash
-# parameter expansion (no eval, no envsubst), and journals it for rollback.sh.
+# environment into RENDER_DIR/PATH (mode MODE: 0600 when it holds a secret), and journals
+# it for rollback.sh. One pass, as the sandbox fills them: the text before each `${` is
+# copied; `${NAME}` of a declared variable becomes its value, which is never scanned
+# again; anything else stays as written. Parameter expansion only (no eval, no envsubst).
+# Line by line (each line keeps its newline), which changes nothing, as no name holds a
+# newline, and keeps it linear in the size of the file.
 render_config() {
-  local content
-  IFS= read -r -d '' content < "$PACKAGE_DIR/$2" || true
-  content=${content//'${PGHOST}'/"$PGHOST"}
-  content=${content//'${PGPORT}'/"$PGPORT"}
+  local rest out="" name="" lines=()
+  mapfile lines < "$PACKAGE_DIR/$2"
+  for rest in "${lines[@]}"; do
+    while [[ "$rest" == *'${'* ]]; do
+      out+=${rest%%'${'*}
+      rest=${rest#*'${'}
+      name=""
+      [[ "$rest" != *'}'* ]] || name=${rest%%'}'*}
+      case "$name" in
+        PGHOST | PGPORT) out+=${!name}; rest=${rest#*'}'} ;;
+        *) out+='${' ;;
+      esac
+    done
+    out+=$rest
+  done
   mkdir -p "$(dirname "$RENDER_DIR/$2")"
-  (umask 077 && printf '%s' "$content" > "$RENDER_DIR/$2")
+  (umask 077 && printf '%s' "$out" > "$RENDER_DIR/$2")
   chmod "$3" "$RENDER_DIR/$2"
   if [ "$RENDER_DIR" = "$WORK_DIR" ]; then journal file "$1" "$2"; fi
 }
@@ -387,6 +443,21 @@ RUNBOOK_CMD
 )" || fail 'create-app-db'
 }
 
+refuse_link "$JOURNAL" "the journal"
+refuse_link "$LOCK" "the lock file"
+if ! command -v flock >/dev/null; then
+  echo "this script needs flock (util-linux) to make sure it runs alone; nothing was changed" >&2
+  exit 1
+fi
+# Created exclusively (noclobber never follows a link) and opened read-only: nothing is
+# ever written to it, nor through a link put there in the meantime.
+(set -C && : > "$LOCK") 2>/dev/null || true
+refuse_link "$LOCK" "the lock file"
+exec 9<"$LOCK"
+if ! flock -n 9; then
+  echo "refusing: another deploy.sh or rollback.sh is running in $WORK_DIR (it holds the lock $LOCK); nothing was changed. Wait for it to finish, then run this again." >&2
+  exit 4
+fi
 fail() {
   write_feedback "$1"
   echo "FAILED at step $1. Fix the cause, then resume with: $0 --from $1 (or undo what ran with scripts/rollback.sh)" >&2

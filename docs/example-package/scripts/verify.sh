@@ -41,8 +41,18 @@ export PGDATA PGHOST PGPORT APP_DB APP_USER PG_SUPERUSER_PASSWORD APP_PASSWORD
 PACKAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
 CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}"
+# A symbolic link in place of the work directory (or of deploy.sh's and rollback.sh's
+# journal and lock) would let whoever made it choose where this script writes and what
+# state it reads: refuse it.
+refuse_link() {
+  if [ -L "$1" ]; then
+    echo "refusing: $2 ($1) is a symbolic link; nothing was written through it" >&2
+    exit 2
+  fi
+}
 mkdir -p "$WORK_DIR"
 WORK_DIR="$(cd "$WORK_DIR" && pwd)"
+refuse_link "$WORK_DIR" "the work directory"
 
 # For feedback files: what this package is, and which values to mask.
 RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=verify
@@ -90,7 +100,7 @@ check() {
   while :; do
     attempt=$((attempt + 1))
     code=0
-    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile") || code=$?
+    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile" 9>&-) || code=$?
     err=$(<"$errfile")
     if [ "$code" -ne "$want_exit" ]; then
       seen="exit code $code${err:+ ($err)}"
@@ -122,13 +132,14 @@ run_step() {
   start=$(now_ms)
   # The command stays in the foreground (Ctrl-C reaches it); the tees are not waited for,
   # so a daemon the step starts, which keeps their pipes open, cannot hold this script.
-  # The descriptors are closed in the command's shell, so no daemon inherits them.
-  exec {out_fd}> >(tee "$STEP_OUT")
+  # The descriptors are closed in the command's shell, so no daemon inherits them; nor
+  # the lock's (9), which a daemon would otherwise hold after this script exits.
+  exec {out_fd}> >(exec 9>&-; tee "$STEP_OUT")
   out_pid=$!
-  exec {err_fd}> >(exec {out_fd}>&-; tee "$STEP_ERR" >&2)
+  exec {err_fd}> >(exec {out_fd}>&- 9>&-; tee "$STEP_ERR" >&2)
   err_pid=$!
   # shellcheck disable=SC2261 # one redirection per stream: shellcheck misreads >&"$fd"
-  (exec {out_fd}>&- {err_fd}>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
+  (exec {out_fd}>&- {err_fd}>&- 9>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
   exec {out_fd}>&- {err_fd}>&-
   if [ "$code" -ne 0 ]; then
     # Let the tees write out what the command printed (at most a second).
@@ -170,7 +181,7 @@ need_tool() {
   local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
   shift 4
   REQUIRED[$tool]=$requirement
-  if ! out=$(bash -c "$detect" 2>&1); then
+  if ! out=$(bash -c "$detect" 2>&1 9>&-); then
     echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
     return 1
   fi
