@@ -135,6 +135,9 @@ enum Command {
     Mcp {
         #[command(flatten)]
         sandbox: SandboxArgs,
+        /// The only directory the tools read and write in: relative paths are resolved against it, and a path that leaves it (`..`, an absolute path elsewhere, a symbolic link) is refused (default: the working directory).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
     /// Print the JSON Schema of runbook.yaml (or of a feedback or lesson file).
     Schema {
@@ -355,10 +358,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             feedback(&file, lessons, draft, runbook.as_deref())
         }
         #[cfg(feature = "mcp")]
-        Command::Mcp { sandbox: which } => {
+        Command::Mcp {
+            sandbox: which,
+            root,
+        } => {
             let p = provider(&which, false).await?;
             let mut signals = Signals::listen()?;
-            let server = runbook::mcp::McpServer::new(p);
+            let root = root.unwrap_or_else(|| PathBuf::from("."));
+            let server = runbook::mcp::McpServer::new(p, &root)
+                .map_err(|e| Failure(format!("--root `{}`: {e}", root.display())))?;
             tokio::select! {
                 r = server.clone().serve_stdio() => {
                     r.map_err(|e| Failure(format!("the MCP connection failed: {e}")))?;
