@@ -9,6 +9,7 @@
 //! sandboxes and kills a command in flight, exactly as the CLI does; persistent ones stay
 //! for `session_resume`.
 
+mod lines;
 mod root;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,8 +17,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CustomRequest, CustomResult,
+    ErrorCode, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -445,8 +447,16 @@ impl McpServer {
     /// dropped: their ephemeral and session sandboxes torn down, persistent ones kept.
     pub async fn serve_stdio(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         use rmcp::ServiceExt;
-        let running = self.clone().serve(rmcp::transport::stdio()).await?;
+        // rmcp reads stdin through `lines::forward`, which bounds and answers oversized
+        // requests; its end of the pipe closes when stdin does.
+        let (from_client, to_rmcp) = tokio::io::duplex(64 * 1024);
+        let forwarding = tokio::spawn(lines::forward(tokio::io::stdin(), to_rmcp));
+        let running = self
+            .clone()
+            .serve((from_client, tokio::io::stdout()))
+            .await?;
         let _ = running.waiting().await;
+        forwarding.abort();
         self.close();
         Ok(())
     }
@@ -908,6 +918,35 @@ impl ServerHandler for McpServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    /// The stand-in of a request too large to read (see `lines`): a JSON-RPC error.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        if request.method != lines::TOO_LARGE {
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                request.method,
+                None,
+            ));
+        }
+        let bytes = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("bytes"))
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        Err(ErrorData::invalid_request(
+            format!(
+                "the request is {bytes} bytes; runbook mcp reads at most {} bytes (10 MiB) per \
+                 message: give a large runbook by `path` instead of inline",
+                lines::MAX_REQUEST
+            ),
+            None,
+        ))
     }
 
     async fn call_tool(

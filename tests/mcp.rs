@@ -792,3 +792,80 @@ async fn tool_paths_are_confined_to_the_root() {
     assert!(root.join("out/pkg/README.md").is_file());
     client.cancel().await.unwrap();
 }
+
+/// A request line longer than the server reads (10 MiB) gets a JSON-RPC error with its id,
+/// wherever the id is in the line, and the server goes on answering.
+#[test]
+fn an_oversized_request_gets_an_error_and_the_server_goes_on() {
+    let dir = common::workdir("runbook-mcp-big-");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["mcp", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    // Answers arrive on a thread, so a missing one fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    let read = || {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server did not answer")
+    };
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}})
+    )
+    .unwrap();
+    assert_eq!(read()["id"], 1);
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    )
+    .unwrap();
+    // 11 MiB (over the server's bound, under rmcp's own) with the id first, 17 MiB (over
+    // both) with the id last.
+    for (id, size, id_first) in [(2, 11, true), (3, 17, false)] {
+        let big = "x".repeat(size * 1024 * 1024);
+        let call = json!({"name": "validate", "arguments": {"runbook": big}});
+        let line = if id_first {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{call}}}"#)
+        } else {
+            format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{call},"id":{id}}}"#)
+        };
+        writeln!(stdin, "{line}").unwrap();
+        let answer = read();
+        assert_eq!(answer["id"], id, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("10 MiB"), "{answer}");
+        // Later requests are served.
+        writeln!(
+            stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "id": id + 10, "method": "tools/call", "params": {
+            "name": "validate", "arguments": {"runbook": TRIVIAL}}})
+        )
+        .unwrap();
+        let answer = read();
+        assert_eq!(answer["id"], id + 10, "{answer}");
+        assert_eq!(
+            answer["result"]["structuredContent"]["valid"], true,
+            "{answer}"
+        );
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
