@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 
 use runbook_core::Runbook;
 use runbook_core::report::Report;
@@ -290,14 +294,34 @@ pub fn check_target(target: &Path, replace: bool) -> Result<(), RenderError> {
 /// Reads a package this writer wrote back from `dir`: every file `SHA256SUMS` lists, as it
 /// is on disk now, and the files whose content changed since (a human edited a config
 /// file, say). Files the package did not write are not read.
+///
+/// A package holding a symbolic link anywhere is refused (naming it), and no file is read
+/// through one: whoever reads a package (often root, to rehearse it) would otherwise copy
+/// the file it points to into a sandbox and its evidence.
 pub fn read_package(dir: &Path) -> Result<(Package, Vec<String>), RenderError> {
     let not = |why: String| RenderError::NotAPackage {
         path: dir.to_owned(),
         why,
     };
-    let sums = std::fs::read(dir.join(SUMS)).map_err(|_| not(format!("it has no `{SUMS}`")))?;
-    let marker = std::fs::read_to_string(dir.join(MARKER))
-        .map_err(|_| not(format!("it has no `{MARKER}` marker")))?;
+    if let Some(link) = first_link(dir)? {
+        return Err(not(format!("`{link}` is a symbolic link")));
+    }
+    let root = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RenderError::Io {
+        action: "open",
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    let read = |path: &str| read_no_links(&root, dir, path);
+    let sums = read(SUMS).map_err(|_| not(format!("it has no `{SUMS}`")))?;
+    let marker = read(MARKER)
+        .ok()
+        .and_then(|m| String::from_utf8(m).ok())
+        .ok_or_else(|| not(format!("it has no `{MARKER}` marker")))?;
     if !marker.contains(&format!("id: {}", sha256_hex(&sums))) {
         return Err(not(format!("its `{MARKER}` does not match its `{SUMS}`")));
     }
@@ -310,11 +334,7 @@ pub fn read_package(dir: &Path) -> Result<(Package, Vec<String>), RenderError> {
         if !safe_relative(path) {
             return Err(RenderError::BadPath(path.to_owned()));
         }
-        let bytes = std::fs::read(dir.join(path)).map_err(|source| RenderError::Io {
-            action: "read",
-            path: dir.join(path),
-            source,
-        })?;
+        let bytes = read(path)?;
         if sha256_hex(&bytes) != hash {
             edited.push(path.to_owned());
         }
@@ -323,6 +343,63 @@ pub fn read_package(dir: &Path) -> Result<(Package, Vec<String>), RenderError> {
     files.insert(SUMS.to_owned(), sums);
     files.insert(MARKER.to_owned(), marker.into_bytes());
     Ok((Package { files }, edited))
+}
+
+/// The first symbolic link under `dir`, relative to it.
+fn first_link(dir: &Path) -> Result<Option<String>, RenderError> {
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let entries = std::fs::read_dir(dir.join(&rel)).map_err(|source| RenderError::Io {
+            action: "read",
+            path: dir.join(&rel),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = rel.join(entry.file_name());
+            match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => {
+                    return Ok(Some(path.to_string_lossy().into_owned()));
+                }
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                _ => {}
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The regular file `path` beneath the open directory `root` (shown as `dir`), resolved by
+/// the kernel without following any symbolic link, even one planted after the check.
+fn read_no_links(root: &OwnedFd, dir: &Path, path: &str) -> Result<Vec<u8>, RenderError> {
+    let full = dir.join(path);
+    let io = |source: std::io::Error| RenderError::Io {
+        action: "read",
+        path: full.clone(),
+        source,
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = match nix::fcntl::openat2(root, path, how) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP) => {
+            return Err(RenderError::NotAPackage {
+                path: dir.to_owned(),
+                why: format!("`{path}` is a symbolic link or lies behind one"),
+            });
+        }
+        Err(e) => return Err(io(e.into())),
+    };
+    let mut file = std::fs::File::from(fd);
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(RenderError::NotAPackage {
+            path: dir.to_owned(),
+            why: format!("`{path}` is not a regular file"),
+        });
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
+    Ok(bytes)
 }
 
 /// Files that are written executable.

@@ -833,6 +833,11 @@ async fn rehearse_package(
             edited.join(", ")
         )));
     }
+    let name = dir
+        .file_name()
+        .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
+    let evidence = dir.with_file_name(format!("{name}.rehearsal.yaml"));
+    refuse_link(&evidence)?;
     let text = package
         .text("runbook.yaml")
         .ok_or_else(|| Failure(format!("`{}` has no runbook.yaml", dir.display())))?;
@@ -860,12 +865,7 @@ async fn rehearse_package(
             run.command
         );
     }
-    let name = dir
-        .file_name()
-        .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
-    let evidence = dir.with_file_name(format!("{name}.rehearsal.yaml"));
-    std::fs::write(&evidence, runbook::to_yaml(&rehearsal))
-        .map_err(|e| Failure(format!("cannot write `{}`: {e}", evidence.display())))?;
+    write_no_follow(&evidence, &runbook::to_yaml(&rehearsal))?;
     let passed = rehearsal.verdict == runbook::report::Verdict::Passed;
     if passed {
         eprintln!("rehearsal passed: {}", evidence.display());
@@ -878,6 +878,45 @@ async fn rehearse_package(
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Refuses a path that exists and is not a regular file: a symbolic link planted there
+/// would have root write wherever it points.
+fn refuse_link(path: &Path) -> Result<(), Failure> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() => Err(Failure(format!(
+            "`{}` is {}: it is not written through; remove it",
+            path.display(),
+            if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a regular file"
+            }
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `text` to `path` without following a link there: into a new file beside it
+/// (`create_new` never follows one), then renamed over it (which replaces a link planted
+/// meanwhile instead of writing through it).
+fn write_no_follow(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    refuse_link(path)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "evidence".into(), |n| n.to_string_lossy().into_owned());
+    let partial = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&partial, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        Failure(format!("cannot write `{}`: {e}", path.display()))
+    })
 }
 
 // ---- render / new / sandbox ---------------------------------------------------
