@@ -748,6 +748,53 @@ fn out_never_deletes_what_runbook_did_not_write() {
     assert!(dir.path().join("pkg/.runbook-package").exists());
 }
 
+/// An existing empty directory given as --out (made by an operator: its mode, its owner,
+/// perhaps a mount point) is written into, never replaced: the same inode, mode and owner
+/// after `run` (which writes the package twice: before and after the rehearsal) and after
+/// `render`.
+#[test]
+fn out_writes_into_an_existing_empty_directory_and_keeps_it() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = workdir();
+    let rb = one_step(dir.path(), "tiny", "echo hi");
+    let rb = rb.to_str().unwrap();
+    for (name, args) in [
+        ("ran", vec!["run", rb, "--out", "ran"]),
+        ("rendered", vec!["render", rb, "--out", "rendered"]),
+    ] {
+        let out_dir = dir.path().join(name);
+        std::fs::create_dir(&out_dir).unwrap();
+        std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        if common::is_root() {
+            std::os::unix::fs::chown(&out_dir, Some(65534), Some(65534)).unwrap();
+        }
+        let before = std::fs::metadata(&out_dir).unwrap();
+        let out = runbook(dir.path(), &args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out).1);
+        let after = std::fs::metadata(&out_dir).unwrap();
+        assert_eq!(
+            (after.ino(), after.mode(), after.uid(), after.gid()),
+            (before.ino(), before.mode(), before.uid(), before.gid()),
+            "{name}: the directory was replaced"
+        );
+        assert!(out_dir.join("README.md").is_file(), "{name}");
+        assert!(out_dir.join(".runbook-package").is_file(), "{name}");
+        let names: Vec<String> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with(".runbook-partial") || n.starts_with(".runbook-old")),
+            "{name}: {names:?}"
+        );
+    }
+    // The run's second write (after the rehearsal) replaced its first one in place.
+    assert!(dir.path().join("ran/test-results/rehearsal.yaml").is_file());
+}
+
 #[test]
 fn a_secret_split_across_stdout_and_stderr_is_masked_and_the_package_still_written() {
     let dir = workdir();

@@ -402,6 +402,44 @@ fn read_no_links(root: &OwnedFd, dir: &Path, path: &str) -> Result<Vec<u8>, Rend
     Ok(bytes)
 }
 
+/// Moves every entry of `target` (but `staging` and `old`, inside it) into `old`, then
+/// every entry of `staging` into `target`. On a failure every move done is undone.
+fn swap_in(target: &Path, staging: &Path, old: &Path) -> Result<(), RenderError> {
+    let names = |dir: &Path| -> Result<Vec<std::ffi::OsString>, RenderError> {
+        let list = std::fs::read_dir(dir).map_err(|source| RenderError::Io {
+            action: "read",
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(list.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+    };
+    let ours = [staging.file_name(), old.file_name()];
+    // Both listings before any move: the old entries aside, then the new ones in.
+    let mut moves: Vec<(PathBuf, PathBuf)> = names(target)?
+        .into_iter()
+        .filter(|n| !ours.contains(&Some(n.as_os_str())))
+        .map(|n| (target.join(&n), old.join(&n)))
+        .collect();
+    moves.extend(
+        names(staging)?
+            .into_iter()
+            .map(|n| (staging.join(&n), target.join(&n))),
+    );
+    for (i, (from, to)) in moves.iter().enumerate() {
+        if let Err(source) = std::fs::rename(from, to) {
+            for (from, to) in moves[..i].iter().rev() {
+                let _ = std::fs::rename(to, from);
+            }
+            return Err(RenderError::Io {
+                action: "move",
+                path: from.clone(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Files that are written executable.
 fn is_script(path: &str) -> bool {
     path.starts_with("scripts/") && path.ends_with(".sh")
@@ -553,9 +591,10 @@ impl Package {
         self.files.keys().map(String::as_str)
     }
 
-    /// Writes the package to `target` atomically: it is built in a temporary directory
-    /// next to `target` and renamed into place, so a failure never leaves half a
-    /// package. An existing `target` is replaced only when `replace` is true.
+    /// Writes the package to `target`: it is built in a temporary directory and renamed
+    /// into place, so a failure never leaves half a package. An existing `target` (an
+    /// empty directory, or with `replace` a package this writer wrote) is written in
+    /// place: the directory itself (its owner, its mode, a mount point) stays.
     pub fn write_to(&self, target: &Path, replace: bool) -> Result<(), RenderError> {
         let io = |action, path: &Path| {
             let path = path.to_owned();
@@ -566,6 +605,10 @@ impl Package {
             }
         };
         check_target(target, replace)?;
+        // `check_target` let through only a real directory (never a link) or nothing.
+        if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+            return self.write_in_place(target);
+        }
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -576,19 +619,32 @@ impl Package {
             .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
         let staging = unique_dir(&parent, &format!(".{name}.partial"))?;
         let result = self.write_files(&staging).and_then(|()| {
-            if target.exists() {
-                // An empty directory, or a package checked above: nothing of anyone else's.
-                let old = unique_dir(&parent, &format!(".{name}.old"))?;
-                std::fs::rename(target, &old).map_err(io("move aside", target))?;
-                std::fs::rename(&staging, target).map_err(io("rename into place", target))?;
-                std::fs::remove_dir_all(&old).map_err(io("remove the old package", &old))
-            } else {
-                std::fs::rename(&staging, target).map_err(io("rename into place", target))
-            }
+            std::fs::rename(&staging, target).map_err(io("rename into place", target))
         });
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&staging);
         }
+        result
+    }
+
+    /// Writes the package into the existing directory `target`, which stays: its owner,
+    /// its mode, a mount point are an operator's choice. The files are staged inside it,
+    /// the entries already there (none, or a package checked by [`check_target`]) moved
+    /// aside inside it, and the new ones renamed into place; on a failure the old entries
+    /// are moved back.
+    fn write_in_place(&self, target: &Path) -> Result<(), RenderError> {
+        let staging = unique_dir(target, ".runbook-partial")?;
+        let result = self.write_files(&staging).and_then(|()| {
+            let old = unique_dir(target, ".runbook-old")?;
+            let swapped = swap_in(target, &staging, &old);
+            let cleaned = std::fs::remove_dir_all(&old).map_err(|source| RenderError::Io {
+                action: "remove the old package",
+                path: old.clone(),
+                source,
+            });
+            swapped.and(cleaned)
+        });
+        let _ = std::fs::remove_dir_all(&staging);
         result
     }
 
