@@ -9,13 +9,17 @@
 //! sandboxes and kills a command in flight, exactly as the CLI does; persistent ones stay
 //! for `session_resume`.
 
+mod lines;
+mod root;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CustomRequest, CustomResult,
+    ErrorCode, Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -37,6 +41,8 @@ pub struct McpServer {
 
 struct Inner {
     provider: Box<dyn Provider>,
+    /// Every path a tool takes is confined to it.
+    root: root::Root,
     sessions: Mutex<HashMap<String, Shared>>,
     /// Sessions whose pre-flight failed, with what it found: no step runs in them.
     blocked: Mutex<HashMap<String, Vec<String>>>,
@@ -63,8 +69,13 @@ impl ToolError {
     }
 
     fn argument(name: &str, message: impl Into<String>) -> Self {
+        Self::at("invalid_argument", name, message)
+    }
+
+    /// A failure of another kind than `invalid_argument` that still names the argument.
+    fn at(kind: &'static str, name: &str, message: impl Into<String>) -> Self {
         ToolError {
-            kind: "invalid_argument",
+            kind,
             message: message.into(),
             argument: Some(name.to_owned()),
         }
@@ -95,7 +106,7 @@ struct RunbookSource {
     /// The runbook's YAML (or JSON) text. Give this or `path`.
     #[serde(default)]
     runbook: Option<String>,
-    /// A runbook file on the server's machine. Give this or `runbook`.
+    /// A runbook file inside the server's root (`runbook mcp --root`), relative to it. Give this or `runbook`.
     #[serde(default)]
     path: Option<String>,
 }
@@ -105,7 +116,7 @@ struct RunbookSource {
 struct ValidateArgs {
     #[serde(flatten)]
     source: RunbookSource,
-    /// A lessons library: warn (`unaddressed-lesson`) for each lesson that applies.
+    /// A lessons library inside the server's root: warn (`unaddressed-lesson`) for each lesson that applies.
     #[serde(default)]
     lessons: Option<String>,
 }
@@ -189,7 +200,7 @@ struct AmendArgs {
 struct FinishArgs {
     /// The session id.
     session: String,
-    /// Where to write the handoff package (a missing or empty directory).
+    /// Where to write the handoff package (a missing or empty directory), inside the server's root.
     out: String,
     /// Replace a package this library wrote there, unchanged since.
     #[serde(default)]
@@ -413,23 +424,39 @@ pub fn tools() -> Vec<Tool> {
 // ---- the server -----------------------------------------------------------------
 
 impl McpServer {
-    /// A server whose sessions use `provider`.
-    pub fn new(provider: Box<dyn Provider>) -> Self {
-        McpServer {
+    /// A server whose sessions use `provider`, and whose tools read and write only inside
+    /// `root` (relative paths are resolved against it; a path that leaves it, through
+    /// `..`, an absolute path or a symbolic link, is refused).
+    pub fn new(provider: Box<dyn Provider>, root: &Path) -> std::io::Result<Self> {
+        Ok(McpServer {
             inner: Arc::new(Inner {
                 provider,
+                root: root::Root::open(root)?,
                 sessions: Mutex::new(HashMap::new()),
                 blocked: Mutex::new(HashMap::new()),
             }),
-        }
+        })
+    }
+
+    /// The directory the tools' paths are confined to, canonicalized.
+    pub fn root(&self) -> &Path {
+        self.inner.root.path()
     }
 
     /// Serves on stdin/stdout until the client closes stdin. Sessions still open are then
     /// dropped: their ephemeral and session sandboxes torn down, persistent ones kept.
     pub async fn serve_stdio(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         use rmcp::ServiceExt;
-        let running = self.clone().serve(rmcp::transport::stdio()).await?;
+        // rmcp reads stdin through `lines::forward`, which bounds and answers oversized
+        // requests; its end of the pipe closes when stdin does.
+        let (from_client, to_rmcp) = tokio::io::duplex(64 * 1024);
+        let forwarding = tokio::spawn(lines::forward(tokio::io::stdin(), to_rmcp));
+        let running = self
+            .clone()
+            .serve((from_client, tokio::io::stdout()))
+            .await?;
         let _ = running.waiting().await;
+        forwarding.abort();
         self.close();
         Ok(())
     }
@@ -469,7 +496,7 @@ impl McpServer {
 
     async fn dispatch(&self, name: &str, args: Value) -> ToolResult {
         match name {
-            "validate" => validate(parse(args)?),
+            "validate" => validate(parse(args)?, &self.inner.root),
             "schema" => {
                 let a: SchemaArgs = parse(args)?;
                 let text = match a.document {
@@ -622,7 +649,7 @@ impl McpServer {
     }
 
     async fn start(&self, a: StartArgs) -> ToolResult {
-        let runbook = load(&a.source)?;
+        let runbook = load(&a.source, &self.inner.root)?;
         let options = RunOptions {
             lifetime: a.lifetime.map(|l| match l {
                 LifetimeArg::Ephemeral => Lifetime::Ephemeral,
@@ -638,7 +665,7 @@ impl McpServer {
 
     async fn resume(&self, a: ResumeArgs) -> ToolResult {
         let runbook = if a.source.runbook.is_some() || a.source.path.is_some() {
-            Some(load(&a.source)?)
+            Some(load(&a.source, &self.inner.root)?)
         } else {
             None
         };
@@ -674,9 +701,12 @@ impl McpServer {
     }
 
     async fn finish(&self, a: FinishArgs) -> ToolResult {
-        let out = PathBuf::from(&a.out);
-        crate::render::check_target(&out, a.force)
-            .map_err(|e| ToolError::argument("out", e.to_string()))?;
+        // Resolved inside the root before anything else, and written through the parent
+        // directory opened there.
+        let target = self.inner.root.write_target("out", &a.out)?;
+        let out = &target.path;
+        crate::render::check_target(out, a.force)
+            .map_err(|e| ToolError::argument("out", target.message(&e)))?;
         let shared = self.session(&a.session)?;
         let session = shared.lock().await.take().ok_or_else(|| {
             ToolError::argument("session", format!("session `{}` is finished", a.session))
@@ -703,8 +733,8 @@ impl McpServer {
         let package = crate::render_package(&outcome)
             .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
         package
-            .write_to(&out, a.force)
-            .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
+            .write_to(out, a.force)
+            .map_err(|e| ToolError::new("render_failed", target.message(&e)))?;
         let files: Vec<String> = package.paths().map(str::to_owned).collect();
         let mut value = to_value(&Finished {
             verdict: outcome.report.verdict.as_str().to_owned(),
@@ -713,7 +743,7 @@ impl McpServer {
                 .rehearsal
                 .as_ref()
                 .map(|r| r.verdict.as_str().to_owned()),
-            package: out.display().to_string(),
+            package: a.out.clone(),
             files,
         })?;
         mask(&mut value, &redactor, &a.session);
@@ -795,12 +825,25 @@ fn parse<A: DeserializeOwned>(args: Value) -> Result<A, ToolError> {
 impl RunbookSource {
     /// The runbook's text, and what to call it in findings (`<input>` or the path); the
     /// argument name that is wrong when it cannot be read.
-    fn text(&self) -> Result<(String, String), ToolError> {
+    /// A file is read inside `root`, and must claim to be a runbook (its content is
+    /// never quoted otherwise).
+    fn text(&self, root: &root::Root) -> Result<(String, String), ToolError> {
         match (&self.runbook, &self.path) {
             (Some(text), None) => Ok(("<input>".to_owned(), text.clone())),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|text| (path.clone(), text))
-                .map_err(|e| ToolError::argument("path", format!("cannot read `{path}`: {e}"))),
+            (None, Some(path)) => {
+                let text = root.read_file("path", path)?;
+                if !root::claims_to_be_a_runbook(&text) {
+                    return Err(ToolError::at(
+                        "not_a_runbook",
+                        "path",
+                        format!(
+                            "`{path}` is not a runbook: it has no `apiVersion: runbook/v1` and \
+                             `kind: Runbook` (its content is not shown)"
+                        ),
+                    ));
+                }
+                Ok((path.clone(), text))
+            }
             _ => Err(ToolError::argument(
                 "runbook",
                 "give exactly one of `runbook` (the YAML text) and `path` (a file)",
@@ -828,8 +871,8 @@ fn parse_runbook(label: &str, text: &str) -> Result<Runbook, runbook_core::Parse
 }
 
 /// The runbook of a source, parsed (not linted: `Session::start` refuses lint errors).
-fn load(source: &RunbookSource) -> Result<Runbook, ToolError> {
-    let (label, text) = source.text()?;
+fn load(source: &RunbookSource, root: &root::Root) -> Result<Runbook, ToolError> {
+    let (label, text) = source.text(root)?;
     parse_runbook(&label, &text)
         .map_err(|e| ToolError::argument(source.argument(), parse_message(&e.in_file(&label))))
 }
@@ -838,13 +881,12 @@ fn parse_message(e: &runbook_core::ParseError) -> String {
     format!("{e} (help: {})", e.help)
 }
 
-fn validate(a: ValidateArgs) -> ToolResult {
+fn validate(a: ValidateArgs, root: &root::Root) -> ToolResult {
     let lessons = match &a.lessons {
-        Some(dir) => runbook_core::load_lessons(dir)
-            .map_err(|e| ToolError::argument("lessons", parse_message(&e)))?,
+        Some(dir) => root.lessons("lessons", dir)?,
         None => Vec::new(),
     };
-    let (label, text) = a.source.text()?;
+    let (label, text) = a.source.text(root)?;
     let parsed = parse_runbook(&label, &text);
     let findings: Vec<Finding> = match parsed {
         Err(e) => vec![Finding::parse(&e, &label)],
@@ -876,6 +918,35 @@ impl ServerHandler for McpServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    /// The stand-in of a request too large to read (see `lines`): a JSON-RPC error.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        if request.method != lines::TOO_LARGE {
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                request.method,
+                None,
+            ));
+        }
+        let bytes = request
+            .params
+            .as_ref()
+            .and_then(|p| p.get("bytes"))
+            .and_then(Value::as_u64)
+            .unwrap_or_default();
+        Err(ErrorData::invalid_request(
+            format!(
+                "the request is {bytes} bytes; runbook mcp reads at most {} bytes (10 MiB) per \
+                 message: give a large runbook by `path` instead of inline",
+                lines::MAX_REQUEST
+            ),
+            None,
+        ))
     }
 
     async fn call_tool(

@@ -748,6 +748,53 @@ fn out_never_deletes_what_runbook_did_not_write() {
     assert!(dir.path().join("pkg/.runbook-package").exists());
 }
 
+/// An existing empty directory given as --out (made by an operator: its mode, its owner,
+/// perhaps a mount point) is written into, never replaced: the same inode, mode and owner
+/// after `run` (which writes the package twice: before and after the rehearsal) and after
+/// `render`.
+#[test]
+fn out_writes_into_an_existing_empty_directory_and_keeps_it() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = workdir();
+    let rb = one_step(dir.path(), "tiny", "echo hi");
+    let rb = rb.to_str().unwrap();
+    for (name, args) in [
+        ("ran", vec!["run", rb, "--out", "ran"]),
+        ("rendered", vec!["render", rb, "--out", "rendered"]),
+    ] {
+        let out_dir = dir.path().join(name);
+        std::fs::create_dir(&out_dir).unwrap();
+        std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        if common::is_root() {
+            std::os::unix::fs::chown(&out_dir, Some(65534), Some(65534)).unwrap();
+        }
+        let before = std::fs::metadata(&out_dir).unwrap();
+        let out = runbook(dir.path(), &args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out).1);
+        let after = std::fs::metadata(&out_dir).unwrap();
+        assert_eq!(
+            (after.ino(), after.mode(), after.uid(), after.gid()),
+            (before.ino(), before.mode(), before.uid(), before.gid()),
+            "{name}: the directory was replaced"
+        );
+        assert!(out_dir.join("README.md").is_file(), "{name}");
+        assert!(out_dir.join(".runbook-package").is_file(), "{name}");
+        let names: Vec<String> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with(".runbook-partial") || n.starts_with(".runbook-old")),
+            "{name}: {names:?}"
+        );
+    }
+    // The run's second write (after the rehearsal) replaced its first one in place.
+    assert!(dir.path().join("ran/test-results/rehearsal.yaml").is_file());
+}
+
 #[test]
 fn a_secret_split_across_stdout_and_stderr_is_masked_and_the_package_still_written() {
     let dir = workdir();
@@ -1072,4 +1119,237 @@ fn network_isolation_is_refused_for_the_kube_provider() {
         "{:?}",
         text(&out)
     );
+}
+
+/// A runbook with a secret `TOKEN` whose step shows it arrived (its length) and then
+/// sleeps as a process named after `mark`.
+fn secret_runbook(dir: &Path, mark: &str) -> PathBuf {
+    let path = dir.join("secret.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: secret }}
+variables:
+  - name: TOKEN
+    category: credential
+    secret: {{ source: vault, reference: secret/app#token }}
+    production: From the vault
+steps:
+  - id: use-token
+    title: Use the token
+    run: printf '%s' "${{#TOKEN}}" > length && (exec -a {mark} sleep 3)
+    readOnly: true
+    verify:
+      - run: cat length
+        expect: {{ stdout: {{ equals: "32" }} }}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `runbook` with `args` (and `env`, and `stdin`) while the step sleeps, reads every
+/// `/proc/*/cmdline` as this user and (as root) as `nobody`: the output, and in which of
+/// the two scans `secret` was seen.
+fn scan_cmdlines_while_running(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+    mark: &str,
+    secret: &str,
+) -> (Output, bool, bool) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .env_remove("RUNBOOK_LESSONS")
+        .env_remove("RUNBOOK_VAR_FILE")
+        .env_remove("TOKEN")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let running = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        Command::new("pgrep")
+            .args(["-f", mark])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    });
+    assert!(running, "the step never ran");
+    let mut as_me = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            as_me.extend(cmdline);
+            as_me.push(b'\n');
+        }
+    }
+    let seen_by_me = String::from_utf8_lossy(&as_me).contains(secret);
+    let seen_by_nobody = common::is_root() && {
+        let scan = Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "sh",
+                "-c",
+                "cat /proc/[0-9]*/cmdline 2>/dev/null; true",
+            ])
+            .output()
+            .unwrap();
+        assert!(scan.status.success() && !scan.stdout.is_empty());
+        String::from_utf8_lossy(&scan.stdout).contains(secret)
+    };
+    (
+        child.wait_with_output().unwrap(),
+        seen_by_me,
+        seen_by_nobody,
+    )
+}
+
+/// `run` as root with a secret: through `--secret` (from the environment, or a line of
+/// stdin) it reaches the step and is in no process's command line, for root or `nobody`;
+/// through `--var` it is (the scan finds it), and the CLI warns, naming the variable only.
+#[test]
+fn a_secret_given_by_secret_is_in_no_command_line() {
+    let dir = workdir();
+    let token = "5ec7e7a9f3b1c2d4e6f8a0b2c4d6e8f0";
+    let mark = format!("rb-secret-{}", std::process::id());
+    let rb = secret_runbook(dir.path(), &mark);
+    let rb = rb.to_str().unwrap();
+    let base = ["run", rb, "--no-rehearsal", "--out"];
+    for (out, env, stdin) in [
+        ("from-env", vec![("TOKEN", token)], String::new()),
+        ("from-stdin", vec![], format!("{token}\n")),
+    ] {
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain([out, "--secret", "TOKEN"])
+            .collect();
+        let (output, by_me, by_nobody) =
+            scan_cmdlines_while_running(dir.path(), &args, &env, &stdin, &mark, token);
+        let (_, stderr) = text(&output);
+        assert!(output.status.success(), "{out}: {stderr}");
+        assert!(
+            !by_me && !by_nobody,
+            "{out}: the secret is in a command line"
+        );
+        assert!(!stderr.contains("warning"), "{stderr}");
+        assert!(!stderr.contains(token), "{stderr}");
+    }
+    // The control: on the command line, every user sees it; the CLI says so.
+    let var = format!("TOKEN={token}");
+    let args = [base.as_slice(), &["by-var", "--var", &var]].concat();
+    let (output, by_me, by_nobody) =
+        scan_cmdlines_while_running(dir.path(), &args, &[], "", &mark, token);
+    let (_, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        by_me && (by_nobody || !common::is_root()),
+        "the scan sees argv"
+    );
+    assert!(
+        stderr.contains("warning: --var TOKEN") && stderr.contains("--secret TOKEN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(token), "{stderr}");
+}
+
+/// `--var-file`: NAME=VALUE lines and `#` comments; mistakes name the file and line and
+/// never show a value; a variable given twice names both places.
+#[test]
+fn var_files_read_name_value_lines_and_point_at_mistakes() {
+    let dir = workdir();
+    let mark = format!("rb-varfile-{}", std::process::id());
+    let rb = secret_runbook(dir.path(), &mark);
+    let rb = rb.to_str().unwrap();
+    let token = "0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a";
+    std::fs::write(
+        dir.path().join("good.env"),
+        format!("# the app's token\n\n  TOKEN={token}\n"),
+    )
+    .unwrap();
+    let out = runbook(
+        dir.path(),
+        &[
+            "run",
+            rb,
+            "--no-rehearsal",
+            "--out",
+            "pkg",
+            "--var-file",
+            "good.env",
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(token) && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    for (file, content, said) in [
+        (
+            "no-equals.env",
+            "# ok\nsecret-without-a-name\n",
+            "no-equals.env:2: expected NAME=VALUE",
+        ),
+        (
+            "bad-name.env",
+            "token=x-secret-value\n",
+            "bad-name.env:1: `token` is not an UPPER_SNAKE",
+        ),
+        (
+            "twice.env",
+            "TOKEN=a-secret-value\nTOKEN=b-secret-value\n",
+            "`TOKEN` is given twice: twice.env:1 and twice.env:2",
+        ),
+    ] {
+        std::fs::write(dir.path().join(file), content).unwrap();
+        let out = runbook(dir.path(), &["run", rb, "--out", "x", "--var-file", file]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
+        assert!(stderr.contains(said), "{file}: {stderr}");
+        assert!(
+            !stderr.contains("secret-without") && !stderr.contains("secret-value"),
+            "{file}: {stderr}"
+        );
+        assert_no_rust_leak(&stderr);
+    }
+    let out = runbook(
+        dir.path(),
+        &[
+            "run",
+            rb,
+            "--out",
+            "x",
+            "--var-file",
+            "good.env",
+            "--var",
+            "TOKEN=y",
+        ],
+    );
+    assert!(
+        text(&out)
+            .1
+            .contains("given twice: good.env:3 and --var TOKEN"),
+        "{}",
+        text(&out).1
+    );
+    assert_eq!(sandboxes(dir.path()), 0, "no sandbox for a bad value");
 }

@@ -25,11 +25,18 @@ type Client = RunningService<RoleClient, ()>;
 static OUTPUT_SCHEMAS: std::sync::OnceLock<std::collections::HashMap<String, Value>> =
     std::sync::OnceLock::new();
 
+/// A server with its state under `dir`, started in `dir` (its root by default).
 async fn connect(dir: &Path) -> Client {
+    connect_in(dir, dir).await
+}
+
+/// A server with its state under `dir`, started in `root`.
+async fn connect_in(dir: &Path, root: &Path) -> Client {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runbook"));
     command
         .args(["mcp", "--state-dir"])
         .arg(dir.join("state"))
+        .current_dir(root)
         .env("PATH", common::pg_path())
         .stderr(Stdio::null());
     let client = ().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
@@ -380,6 +387,7 @@ fn stop_mid_step(signal: bool) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(["mcp", "--state-dir"])
         .arg(dir.path().join("state"))
+        .current_dir(dir.path())
         .env("PATH", common::pg_path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -535,6 +543,7 @@ fn the_postgres_story_through_the_python_sdk() {
     let job = json!({
         "server": env!("CARGO_BIN_EXE_runbook"),
         "state": dir.path().join("state"),
+        "root": dir.path(),
         "env": { "PATH": common::pg_path(), "HOME": dir.path() },
         "draft": draft,
         "vars": { "PGPORT": common::free_port().to_string() },
@@ -622,4 +631,241 @@ async fn no_step_runs_in_a_session_whose_preflight_failed() {
     );
     ok(&client, "sandbox_destroy", json!({ "sandbox": session })).await;
     client.cancel().await.unwrap();
+}
+
+/// A one-step runbook that passes at once, for sessions that only need to exist.
+const TRIVIAL: &str = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: trivial }
+steps:
+  - id: look
+    title: Look
+    run: "true"
+    readOnly: true
+    verify:
+      - run: echo ok
+        expect: { stdout: { equals: ok } }
+"#;
+
+/// Asserts a tool error of `kind` naming `argument`, and that no line of `secrets` (and
+/// no `root:` line of a shadow file) is in the answer.
+fn refused(value: &Value, kind: &str, argument: &str, secrets: &[&str]) {
+    assert_eq!(value["error"]["kind"], kind, "{value:#}");
+    assert_eq!(value["error"]["argument"], argument, "{value:#}");
+    let text = value.to_string();
+    for secret in secrets {
+        for line in secret.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(!text.contains(line), "`{line}` leaked: {value:#}");
+        }
+    }
+    assert!(!text.contains("root:"), "{value:#}");
+}
+
+/// The server runs as root; its client has the authority of the root directory only:
+/// files outside it (`/etc/shadow`, a root-only file next to it), reached by an absolute
+/// path, `..` or a link, are refused without a byte of them; a file that is no runbook is
+/// never quoted; `finish` writes nothing outside; relative paths inside work.
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_paths_are_confined_to_the_root() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = common::workdir("runbook-mcp-root-");
+    let root = dir.path().join("project");
+    std::fs::create_dir(&root).unwrap();
+    // A root-only file outside the root whose parse error would quote its key.
+    let secret = "apiVersion: runbook/v1\nkind: Runbook\ntok-5ec7e7-a9f3: x\n";
+    let outside = dir.path().join("secret.yaml");
+    std::fs::write(&outside, secret).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let lessons_outside = dir.path().join("lessons");
+    std::fs::create_dir(&lessons_outside).unwrap();
+    std::fs::write(lessons_outside.join("x.yaml"), secret).unwrap();
+    // Inside: a runbook, a link to it, links out, a file that is no runbook, a FIFO.
+    std::fs::write(root.join("good.yaml"), TRIVIAL).unwrap();
+    symlink("good.yaml", root.join("alias.yaml")).unwrap();
+    symlink("../secret.yaml", root.join("link.yaml")).unwrap();
+    symlink(&outside, root.join("abs-link.yaml")).unwrap();
+    symlink(dir.path(), root.join("up")).unwrap();
+    let notes = "root:$6$n0tarunb00k$Zq:19000:0:99999:7:::\nsecond-line-0d1e\n";
+    std::fs::write(root.join("notes.txt"), notes).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(root.join("fifo.yaml"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+
+    let client = connect_in(dir.path(), &root).await;
+    let outside_str = outside.to_str().unwrap();
+    let secrets = [
+        "tok-5ec7e7-a9f3",
+        "n0tarunb00k",
+        "second-line-0d1e",
+        &shadow,
+    ];
+    for (tool, args, argument) in [
+        ("validate", json!({ "path": "/etc/shadow" }), "path"),
+        ("validate", json!({ "path": "../secret.yaml" }), "path"),
+        ("validate", json!({ "path": outside_str }), "path"),
+        ("validate", json!({ "path": "link.yaml" }), "path"),
+        ("validate", json!({ "path": "abs-link.yaml" }), "path"),
+        ("validate", json!({ "path": "up/secret.yaml" }), "path"),
+        (
+            "validate",
+            json!({ "path": "good.yaml", "lessons": "../lessons" }),
+            "lessons",
+        ),
+        (
+            "validate",
+            json!({ "path": "good.yaml", "lessons": "up/lessons" }),
+            "lessons",
+        ),
+        ("session_start", json!({ "path": "../secret.yaml" }), "path"),
+        ("session_start", json!({ "path": "/etc/shadow" }), "path"),
+        (
+            "session_resume",
+            json!({ "sandbox": "nope", "path": "link.yaml" }),
+            "path",
+        ),
+    ] {
+        let (is_error, value) = call(&client, tool, args.clone()).await;
+        assert!(is_error, "{tool} {args}: {value:#}");
+        refused(&value, "outside_root", argument, &secrets);
+    }
+    // Inside the root, a file that is no runbook is not quoted, and a FIFO is no file.
+    let (is_error, value) = call(&client, "validate", json!({ "path": "notes.txt" })).await;
+    assert!(is_error, "{value:#}");
+    refused(&value, "not_a_runbook", "path", &secrets);
+    let (is_error, value) = call(&client, "validate", json!({ "path": "fifo.yaml" })).await;
+    assert!(is_error, "{value:#}");
+    refused(&value, "invalid_argument", "path", &secrets);
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a regular file"),
+        "{value:#}"
+    );
+    // A relative path, and a link that stays inside, still work.
+    for path in ["good.yaml", "alias.yaml", "./sub/../good.yaml"] {
+        if path.contains("sub") {
+            std::fs::create_dir_all(root.join("sub")).unwrap();
+        }
+        let checked = ok(&client, "validate", json!({ "path": path })).await;
+        assert_eq!(checked["valid"], true, "{path}: {checked:#}");
+    }
+
+    // `finish` writes only inside the root: refused before the session ends.
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "path": "good.yaml", "lifetime": "session" }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    ok(&client, "run_next", json!({ "session": session })).await;
+    let escaped = dir.path().join("escaped");
+    for out in [
+        "../escaped".to_owned(),
+        escaped.to_str().unwrap().to_owned(),
+        "up/escaped".to_owned(),
+        "/tmp/runbook-mcp-escaped".to_owned(),
+    ] {
+        let (is_error, value) = call(
+            &client,
+            "finish",
+            json!({ "session": session, "out": out, "rehearse": false }),
+        )
+        .await;
+        assert!(is_error, "{out}: {value:#}");
+        refused(&value, "outside_root", "out", &secrets);
+    }
+    assert!(!escaped.exists());
+    assert!(!Path::new("/tmp/runbook-mcp-escaped").exists());
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": "out/pkg", "rehearse": false }),
+    )
+    .await;
+    assert_eq!(finished["verdict"], "passed", "{finished:#}");
+    assert_eq!(finished["package"], "out/pkg", "{finished:#}");
+    assert!(root.join("out/pkg/README.md").is_file());
+    client.cancel().await.unwrap();
+}
+
+/// A request line longer than the server reads (10 MiB) gets a JSON-RPC error with its id,
+/// wherever the id is in the line, and the server goes on answering.
+#[test]
+fn an_oversized_request_gets_an_error_and_the_server_goes_on() {
+    let dir = common::workdir("runbook-mcp-big-");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["mcp", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    // Answers arrive on a thread, so a missing one fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    });
+    let read = || {
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server did not answer")
+    };
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}})
+    )
+    .unwrap();
+    assert_eq!(read()["id"], 1);
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    )
+    .unwrap();
+    // 11 MiB (over the server's bound, under rmcp's own) with the id first, 17 MiB (over
+    // both) with the id last.
+    for (id, size, id_first) in [(2, 11, true), (3, 17, false)] {
+        let big = "x".repeat(size * 1024 * 1024);
+        let call = json!({"name": "validate", "arguments": {"runbook": big}});
+        let line = if id_first {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{call}}}"#)
+        } else {
+            format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{call},"id":{id}}}"#)
+        };
+        writeln!(stdin, "{line}").unwrap();
+        let answer = read();
+        assert_eq!(answer["id"], id, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("10 MiB"), "{answer}");
+        // Later requests are served.
+        writeln!(
+            stdin,
+            "{}",
+            json!({"jsonrpc": "2.0", "id": id + 10, "method": "tools/call", "params": {
+            "name": "validate", "arguments": {"runbook": TRIVIAL}}})
+        )
+        .unwrap();
+        let answer = read();
+        assert_eq!(answer["id"], id + 10, "{answer}");
+        assert_eq!(
+            answer["result"]["structuredContent"]["valid"], true,
+            "{answer}"
+        );
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
 }

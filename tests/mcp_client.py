@@ -15,7 +15,7 @@ from mcp.client.stdio import stdio_client
 async def main(job):
     params = StdioServerParameters(
         command=job["server"],
-        args=["mcp", "--state-dir", job["state"]],
+        args=["mcp", "--state-dir", job["state"], "--root", job["root"]],
         env=job["env"],
     )
     transcript = []

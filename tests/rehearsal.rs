@@ -265,3 +265,103 @@ steps:
             && deploy.contains("/proc/[0-9]*/comm")
     );
 }
+
+/// A package made by `run`, not rehearsed, in `dir/pkg`.
+fn quickstart_package(dir: &Path) {
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/runbook.yaml");
+    let out = runbook(
+        dir,
+        &[
+            "run",
+            quickstart.to_str().unwrap(),
+            "--out",
+            "pkg",
+            "--no-rehearsal",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Every file under `dir`, and whether any holds `needle`.
+fn anywhere(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file()
+                && std::fs::read(entry.path())
+                    .is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle))
+            {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// `rehearse` runs as root: a package file replaced by a link to a root-only file (with
+/// --allow-edits, which rehearses edited files), or any other link in the package, is
+/// refused by name, and the file it points to is never read into a sandbox or evidence.
+#[test]
+fn rehearse_refuses_a_package_holding_a_symbolic_link() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = workdir();
+    quickstart_package(dir.path());
+    let mark = "r00t-only-7c41e9";
+    let secret = dir.path().join("secret.conf");
+    std::fs::write(&secret, format!("{mark}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conf = dir.path().join("pkg/config/app.conf");
+    let original = std::fs::read(&conf).unwrap();
+    std::fs::remove_file(&conf).unwrap();
+    symlink(&secret, &conf).unwrap();
+    let out = runbook(dir.path(), &["rehearse", "pkg", "--allow-edits"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("config/app.conf") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert!(!err.contains(mark) && !String::from_utf8_lossy(&out.stdout).contains(mark));
+    assert!(!dir.path().join("pkg.rehearsal.yaml").exists());
+    // Only the secret itself holds it: not the state (sandboxes), not the package.
+    assert_eq!(anywhere(dir.path(), mark), [secret]);
+
+    // A link the package does not list is refused too.
+    std::fs::remove_file(&conf).unwrap();
+    std::fs::write(&conf, original).unwrap();
+    symlink("/etc/shadow", dir.path().join("pkg/notes")).unwrap();
+    let out = runbook(dir.path(), &["rehearse", "pkg"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("`notes` is a symbolic link"), "{err}");
+}
+
+/// The evidence goes beside the package (`PKG.rehearsal.yaml`): a link planted there is
+/// refused, and the file it points to is left as it was.
+#[test]
+fn rehearse_never_writes_its_evidence_through_a_link() {
+    use std::os::unix::fs::symlink;
+    let dir = workdir();
+    quickstart_package(dir.path());
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "unchanged\n").unwrap();
+    symlink(&victim, dir.path().join("pkg.rehearsal.yaml")).unwrap();
+    let out = runbook(dir.path(), &["rehearse", "pkg"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("pkg.rehearsal.yaml") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "unchanged\n");
+    assert!(
+        std::fs::symlink_metadata(dir.path().join("pkg.rehearsal.yaml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

@@ -2,8 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 
 use runbook_core::Runbook;
 use runbook_core::report::Report;
@@ -290,14 +294,34 @@ pub fn check_target(target: &Path, replace: bool) -> Result<(), RenderError> {
 /// Reads a package this writer wrote back from `dir`: every file `SHA256SUMS` lists, as it
 /// is on disk now, and the files whose content changed since (a human edited a config
 /// file, say). Files the package did not write are not read.
+///
+/// A package holding a symbolic link anywhere is refused (naming it), and no file is read
+/// through one: whoever reads a package (often root, to rehearse it) would otherwise copy
+/// the file it points to into a sandbox and its evidence.
 pub fn read_package(dir: &Path) -> Result<(Package, Vec<String>), RenderError> {
     let not = |why: String| RenderError::NotAPackage {
         path: dir.to_owned(),
         why,
     };
-    let sums = std::fs::read(dir.join(SUMS)).map_err(|_| not(format!("it has no `{SUMS}`")))?;
-    let marker = std::fs::read_to_string(dir.join(MARKER))
-        .map_err(|_| not(format!("it has no `{MARKER}` marker")))?;
+    if let Some(link) = first_link(dir)? {
+        return Err(not(format!("`{link}` is a symbolic link")));
+    }
+    let root = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| RenderError::Io {
+        action: "open",
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    let read = |path: &str| read_no_links(&root, dir, path);
+    let sums = read(SUMS).map_err(|_| not(format!("it has no `{SUMS}`")))?;
+    let marker = read(MARKER)
+        .ok()
+        .and_then(|m| String::from_utf8(m).ok())
+        .ok_or_else(|| not(format!("it has no `{MARKER}` marker")))?;
     if !marker.contains(&format!("id: {}", sha256_hex(&sums))) {
         return Err(not(format!("its `{MARKER}` does not match its `{SUMS}`")));
     }
@@ -310,11 +334,7 @@ pub fn read_package(dir: &Path) -> Result<(Package, Vec<String>), RenderError> {
         if !safe_relative(path) {
             return Err(RenderError::BadPath(path.to_owned()));
         }
-        let bytes = std::fs::read(dir.join(path)).map_err(|source| RenderError::Io {
-            action: "read",
-            path: dir.join(path),
-            source,
-        })?;
+        let bytes = read(path)?;
         if sha256_hex(&bytes) != hash {
             edited.push(path.to_owned());
         }
@@ -323,6 +343,101 @@ pub fn read_package(dir: &Path) -> Result<(Package, Vec<String>), RenderError> {
     files.insert(SUMS.to_owned(), sums);
     files.insert(MARKER.to_owned(), marker.into_bytes());
     Ok((Package { files }, edited))
+}
+
+/// The first symbolic link under `dir`, relative to it.
+fn first_link(dir: &Path) -> Result<Option<String>, RenderError> {
+    let mut pending = vec![PathBuf::new()];
+    while let Some(rel) = pending.pop() {
+        let entries = std::fs::read_dir(dir.join(&rel)).map_err(|source| RenderError::Io {
+            action: "read",
+            path: dir.join(&rel),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let path = rel.join(entry.file_name());
+            match entry.file_type() {
+                Ok(kind) if kind.is_symlink() => {
+                    return Ok(Some(path.to_string_lossy().into_owned()));
+                }
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                _ => {}
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The regular file `path` beneath the open directory `root` (shown as `dir`), resolved by
+/// the kernel without following any symbolic link, even one planted after the check.
+fn read_no_links(root: &OwnedFd, dir: &Path, path: &str) -> Result<Vec<u8>, RenderError> {
+    let full = dir.join(path);
+    let io = |source: std::io::Error| RenderError::Io {
+        action: "read",
+        path: full.clone(),
+        source,
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = match nix::fcntl::openat2(root, path, how) {
+        Ok(fd) => fd,
+        Err(Errno::ELOOP) => {
+            return Err(RenderError::NotAPackage {
+                path: dir.to_owned(),
+                why: format!("`{path}` is a symbolic link or lies behind one"),
+            });
+        }
+        Err(e) => return Err(io(e.into())),
+    };
+    let mut file = std::fs::File::from(fd);
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(RenderError::NotAPackage {
+            path: dir.to_owned(),
+            why: format!("`{path}` is not a regular file"),
+        });
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
+/// Moves every entry of `target` (but `staging` and `old`, inside it) into `old`, then
+/// every entry of `staging` into `target`. On a failure every move done is undone.
+fn swap_in(target: &Path, staging: &Path, old: &Path) -> Result<(), RenderError> {
+    let names = |dir: &Path| -> Result<Vec<std::ffi::OsString>, RenderError> {
+        let list = std::fs::read_dir(dir).map_err(|source| RenderError::Io {
+            action: "read",
+            path: dir.to_owned(),
+            source,
+        })?;
+        Ok(list.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+    };
+    let ours = [staging.file_name(), old.file_name()];
+    // Both listings before any move: the old entries aside, then the new ones in.
+    let mut moves: Vec<(PathBuf, PathBuf)> = names(target)?
+        .into_iter()
+        .filter(|n| !ours.contains(&Some(n.as_os_str())))
+        .map(|n| (target.join(&n), old.join(&n)))
+        .collect();
+    moves.extend(
+        names(staging)?
+            .into_iter()
+            .map(|n| (staging.join(&n), target.join(&n))),
+    );
+    for (i, (from, to)) in moves.iter().enumerate() {
+        if let Err(source) = std::fs::rename(from, to) {
+            for (from, to) in moves[..i].iter().rev() {
+                let _ = std::fs::rename(to, from);
+            }
+            return Err(RenderError::Io {
+                action: "move",
+                path: from.clone(),
+                source,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Files that are written executable.
@@ -476,9 +591,10 @@ impl Package {
         self.files.keys().map(String::as_str)
     }
 
-    /// Writes the package to `target` atomically: it is built in a temporary directory
-    /// next to `target` and renamed into place, so a failure never leaves half a
-    /// package. An existing `target` is replaced only when `replace` is true.
+    /// Writes the package to `target`: it is built in a temporary directory and renamed
+    /// into place, so a failure never leaves half a package. An existing `target` (an
+    /// empty directory, or with `replace` a package this writer wrote) is written in
+    /// place: the directory itself (its owner, its mode, a mount point) stays.
     pub fn write_to(&self, target: &Path, replace: bool) -> Result<(), RenderError> {
         let io = |action, path: &Path| {
             let path = path.to_owned();
@@ -489,6 +605,10 @@ impl Package {
             }
         };
         check_target(target, replace)?;
+        // `check_target` let through only a real directory (never a link) or nothing.
+        if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+            return self.write_in_place(target);
+        }
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
@@ -499,19 +619,32 @@ impl Package {
             .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
         let staging = unique_dir(&parent, &format!(".{name}.partial"))?;
         let result = self.write_files(&staging).and_then(|()| {
-            if target.exists() {
-                // An empty directory, or a package checked above: nothing of anyone else's.
-                let old = unique_dir(&parent, &format!(".{name}.old"))?;
-                std::fs::rename(target, &old).map_err(io("move aside", target))?;
-                std::fs::rename(&staging, target).map_err(io("rename into place", target))?;
-                std::fs::remove_dir_all(&old).map_err(io("remove the old package", &old))
-            } else {
-                std::fs::rename(&staging, target).map_err(io("rename into place", target))
-            }
+            std::fs::rename(&staging, target).map_err(io("rename into place", target))
         });
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&staging);
         }
+        result
+    }
+
+    /// Writes the package into the existing directory `target`, which stays: its owner,
+    /// its mode, a mount point are an operator's choice. The files are staged inside it,
+    /// the entries already there (none, or a package checked by [`check_target`]) moved
+    /// aside inside it, and the new ones renamed into place; on a failure the old entries
+    /// are moved back.
+    fn write_in_place(&self, target: &Path) -> Result<(), RenderError> {
+        let staging = unique_dir(target, ".runbook-partial")?;
+        let result = self.write_files(&staging).and_then(|()| {
+            let old = unique_dir(target, ".runbook-old")?;
+            let swapped = swap_in(target, &staging, &old);
+            let cleaned = std::fs::remove_dir_all(&old).map_err(|source| RenderError::Io {
+                action: "remove the old package",
+                path: old.clone(),
+                source,
+            });
+            swapped.and(cleaned)
+        });
+        let _ = std::fs::remove_dir_all(&staging);
         result
     }
 

@@ -110,9 +110,8 @@ enum Command {
         /// Rehearse files a human changed since the package was written (they are recorded).
         #[arg(long)]
         allow_edits: bool,
-        /// Use this value instead of a derived one (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        values: VarArgs,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -135,6 +134,9 @@ enum Command {
     Mcp {
         #[command(flatten)]
         sandbox: SandboxArgs,
+        /// The only directory the tools read and write in: relative paths are resolved against it, and a path that leaves it (`..`, an absolute path elsewhere, a symbolic link) is refused (default: the working directory).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
     },
     /// Print the JSON Schema of runbook.yaml (or of a feedback or lesson file).
     Schema {
@@ -156,9 +158,8 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     sandbox: SandboxArgs,
-    /// Override a variable's sandbox value (repeatable).
-    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-    vars: Vec<(String, String)>,
+    #[command(flatten)]
+    values: VarArgs,
     /// Where to write the handoff package (checked before anything runs).
     #[arg(long, value_name = "DIR", default_value = "handoff-package")]
     out: PathBuf,
@@ -180,6 +181,21 @@ struct RunArgs {
     /// A lessons library: the lessons that apply are carried (pre-flight checks run before step 1, known issues on their steps) into the run and the package (default: $RUNBOOK_LESSONS).
     #[arg(long, value_name = "DIR")]
     lessons: Option<PathBuf>,
+}
+
+/// Variable values: `--var` puts them on the command line, where every user of the machine
+/// can read them (`/proc/PID/cmdline`); `--var-file` and `--secret` do not.
+#[derive(Args)]
+struct VarArgs {
+    /// Override a variable's value (repeatable); every user of this machine can read it in the process list: give secrets with --secret or --var-file.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Read variable values from FILE: NAME=VALUE lines, `#` comments (repeatable; default: $RUNBOOK_VAR_FILE).
+    #[arg(long = "var-file", value_name = "FILE")]
+    var_files: Vec<PathBuf>,
+    /// Take variable NAME's value from the environment variable NAME or, when it is not set, from one line of stdin (repeatable).
+    #[arg(long = "secret", value_name = "NAME", value_parser = parse_name)]
+    secrets: Vec<String>,
 }
 
 /// Which provider, where its state lives, which kube contexts it may use.
@@ -261,10 +277,129 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     let (name, value) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    Ok((parse_name(name)?, value.to_owned()))
+}
+
+fn parse_name(name: &str) -> Result<String, String> {
     if !runbook::template::is_upper_snake(name) {
         return Err(format!("`{name}` is not an UPPER_SNAKE variable name"));
     }
-    Ok((name.to_owned(), value.to_owned()))
+    Ok(name.to_owned())
+}
+
+impl VarArgs {
+    /// Every value given, from the files, the environment or stdin (`--secret`), and the
+    /// command line; a variable given twice is an error naming both places.
+    fn values(&self) -> Result<BTreeMap<String, String>, Failure> {
+        let files = if self.var_files.is_empty() {
+            std::env::var_os("RUNBOOK_VAR_FILE")
+                .filter(|f| !f.is_empty())
+                .map(PathBuf::from)
+                .into_iter()
+                .collect()
+        } else {
+            self.var_files.clone()
+        };
+        let mut values: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut add = |name: String, value: String, from: String| match values.get(&name) {
+            Some((_, first)) => Err(Failure(format!(
+                "variable `{name}` is given twice: {first} and {from}"
+            ))),
+            None => {
+                values.insert(name, (value, from));
+                Ok(())
+            }
+        };
+        for file in &files {
+            for (line, name, value) in read_var_file(file)? {
+                add(name, value, format!("{}:{line}", file.display()))?;
+            }
+        }
+        for name in &self.secrets {
+            let value = match std::env::var(name) {
+                Ok(value) => value,
+                Err(_) => read_secret_line(name)?,
+            };
+            add(name.clone(), value, format!("--secret {name}"))?;
+        }
+        for (name, value) in &self.vars {
+            add(name.clone(), value.clone(), format!("--var {name}"))?;
+        }
+        Ok(values.into_iter().map(|(k, (v, _))| (k, v)).collect())
+    }
+
+    /// Warns, by name, of each secret of `runbook` whose value came by `--var`: on the
+    /// command line, where every user of the machine can read it.
+    fn warn_exposed(&self, runbook: &Runbook) {
+        for (name, _) in &self.vars {
+            if runbook
+                .variables
+                .iter()
+                .any(|v| v.name == *name && v.hides_value())
+            {
+                eprintln!(
+                    "warning: --var {name}: `{name}` is a secret, and a value on the command line \
+                     can be read by every user of this machine (ps, /proc/PID/cmdline); give it \
+                     with --secret {name} (from the environment or stdin) or --var-file"
+                );
+            }
+        }
+    }
+}
+
+/// The `NAME=VALUE` lines of a variables file, with their line numbers. Errors name the
+/// file and line, never a value.
+fn read_var_file(file: &Path) -> Result<Vec<(usize, String, String)>, Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure(format!("--var-file `{}`: {e}", file.display())))?;
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = || format!("{}:{}", file.display(), i + 1);
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = trimmed.split_once('=') else {
+            return Err(Failure(format!(
+                "{}: expected NAME=VALUE (or a `#` comment)",
+                at()
+            )));
+        };
+        let name = parse_name(name.trim_end()).map_err(|e| Failure(format!("{}: {e}", at())))?;
+        values.push((i + 1, name, value.to_owned()));
+    }
+    Ok(values)
+}
+
+/// One line of stdin, the value of `--secret NAME`; on a terminal, asked for without echo.
+fn read_secret_line(name: &str) -> Result<String, Failure> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let saved = if stdin.is_terminal() {
+        eprint!("{name} (not echoed): ");
+        let saved = tcgetattr(&stdin).ok();
+        if let Some(mut quiet) = saved.clone() {
+            quiet.local_flags.remove(LocalFlags::ECHO);
+            let _ = tcsetattr(&stdin, SetArg::TCSANOW, &quiet);
+        }
+        saved
+    } else {
+        None
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(saved) = saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+    }
+    match read {
+        Ok(0) => Err(Failure(format!(
+            "--secret {name}: `{name}` is not in the environment and stdin has no line for it"
+        ))),
+        Ok(_) => Ok(line.trim_end_matches(['\n', '\r']).to_owned()),
+        Err(e) => Err(Failure(format!("--secret {name}: cannot read stdin: {e}"))),
+    }
 }
 
 /// An error for the user: what went wrong and what to do. Never a panic, never Debug.
@@ -355,10 +490,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             feedback(&file, lessons, draft, runbook.as_deref())
         }
         #[cfg(feature = "mcp")]
-        Command::Mcp { sandbox: which } => {
+        Command::Mcp {
+            sandbox: which,
+            root,
+        } => {
             let p = provider(&which, false).await?;
             let mut signals = Signals::listen()?;
-            let server = runbook::mcp::McpServer::new(p);
+            let root = root.unwrap_or_else(|| PathBuf::from("."));
+            let server = runbook::mcp::McpServer::new(p, &root)
+                .map_err(|e| Failure(format!("--root `{}`: {e}", root.display())))?;
             tokio::select! {
                 r = server.clone().serve_stdio() => {
                     r.map_err(|e| Failure(format!("the MCP connection failed: {e}")))?;
@@ -392,15 +532,15 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Rehearse {
             package,
             allow_edits,
-            vars,
+            values,
             sandbox: which,
         } => {
-            let p = provider(&which, false).await?;
             let options = runbook::RehearsalOptions {
-                vars: vars.into_iter().collect(),
+                vars: values.values()?,
                 ..runbook::RehearsalOptions::default()
             };
-            rehearse_package(p.as_ref(), &package, allow_edits, &options).await
+            let p = provider(&which, false).await?;
+            rehearse_package(p.as_ref(), &package, allow_edits, &values, &options).await
         }
         Command::Sandbox {
             sandbox: which,
@@ -427,8 +567,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 (_, true) => Some(Lifetime::Persistent),
                 (l, false) => l,
             };
+            let vars = run.values.values()?;
             let provider = provider(&run.sandbox, run.isolate_network).await?;
-            run_session(provider.as_ref(), Start::New(runbook, lifetime), &run).await
+            run_session(provider.as_ref(), Start::New(runbook, lifetime), &run, vars).await
         }
         Command::Resume { id, file, run } => {
             let mut runbook = file.as_deref().map(load_clean).transpose()?;
@@ -436,8 +577,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 carry_lessons(rb, load_lessons(run.lessons.clone())?);
             }
             runbook::render::check_target(&run.out, run.force)?;
+            let vars = run.values.values()?;
             let provider = provider(&run.sandbox, run.isolate_network).await?;
-            run_session(provider.as_ref(), Start::Resume(id, runbook), &run).await
+            run_session(provider.as_ref(), Start::Resume(id, runbook), &run, vars).await
         }
     }
 }
@@ -581,6 +723,7 @@ async fn run_session(
     provider: &dyn Provider,
     start: Start,
     args: &RunArgs,
+    vars: BTreeMap<String, String>,
 ) -> Result<ExitCode, Failure> {
     let mut signals = Signals::listen()?;
     let sandbox_id = Arc::new(Mutex::new(None));
@@ -609,7 +752,7 @@ async fn run_session(
             Start::New(_, l) => *l,
             Start::Resume(..) => None,
         },
-        vars: args.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
+        vars,
         observer,
         ..RunOptions::default()
     };
@@ -622,6 +765,8 @@ async fn run_session(
             Start::New(rb, _) => Session::start(provider, rb, options).await?,
             Start::Resume(id, rb) => Session::resume(provider, &id, rb, options).await?,
         };
+        // After the start: a resumed sandbox's runbook is known only now.
+        args.values.warn_exposed(session.runbook());
         runbook::exec::drive(session, mode).await
     };
     // The work is dropped when a signal wins, before anything is printed: dropping the
@@ -814,6 +959,7 @@ async fn rehearse_package(
     provider: &dyn Provider,
     dir: &Path,
     allow_edits: bool,
+    values: &VarArgs,
     options: &runbook::RehearsalOptions,
 ) -> Result<ExitCode, Failure> {
     let (package, edited) = runbook::render::read_package(dir)?;
@@ -825,11 +971,17 @@ async fn rehearse_package(
             edited.join(", ")
         )));
     }
+    let name = dir
+        .file_name()
+        .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
+    let evidence = dir.with_file_name(format!("{name}.rehearsal.yaml"));
+    refuse_link(&evidence)?;
     let text = package
         .text("runbook.yaml")
         .ok_or_else(|| Failure(format!("`{}` has no runbook.yaml", dir.display())))?;
     let runbook = runbook::from_yaml_str(text)
         .map_err(|e| Failure(e.in_file(dir.join("runbook.yaml")).to_string()))?;
+    values.warn_exposed(&runbook);
     let values = runbook::sandbox_values(&runbook);
     let mut signals = Signals::listen()?;
     eprintln!(
@@ -852,12 +1004,7 @@ async fn rehearse_package(
             run.command
         );
     }
-    let name = dir
-        .file_name()
-        .map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
-    let evidence = dir.with_file_name(format!("{name}.rehearsal.yaml"));
-    std::fs::write(&evidence, runbook::to_yaml(&rehearsal))
-        .map_err(|e| Failure(format!("cannot write `{}`: {e}", evidence.display())))?;
+    write_no_follow(&evidence, &runbook::to_yaml(&rehearsal))?;
     let passed = rehearsal.verdict == runbook::report::Verdict::Passed;
     if passed {
         eprintln!("rehearsal passed: {}", evidence.display());
@@ -870,6 +1017,45 @@ async fn rehearse_package(
         );
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Refuses a path that exists and is not a regular file: a symbolic link planted there
+/// would have root write wherever it points.
+fn refuse_link(path: &Path) -> Result<(), Failure> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() => Err(Failure(format!(
+            "`{}` is {}: it is not written through; remove it",
+            path.display(),
+            if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a regular file"
+            }
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `text` to `path` without following a link there: into a new file beside it
+/// (`create_new` never follows one), then renamed over it (which replaces a link planted
+/// meanwhile instead of writing through it).
+fn write_no_follow(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    refuse_link(path)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "evidence".into(), |n| n.to_string_lossy().into_owned());
+    let partial = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&partial, path));
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        Failure(format!("cannot write `{}`: {e}", path.display()))
+    })
 }
 
 // ---- render / new / sandbox ---------------------------------------------------
