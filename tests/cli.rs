@@ -1353,3 +1353,71 @@ fn var_files_read_name_value_lines_and_point_at_mistakes() {
     );
     assert_eq!(sandboxes(dir.path()), 0, "no sandbox for a bad value");
 }
+
+/// A runbook whose variables would steer what starts its commands (`PATH` first to a
+/// directory of the sandbox's, `LD_PRELOAD`) is refused before any sandbox exists, with
+/// the reason, for root and for an unprivileged caller alike.
+#[test]
+fn variables_named_path_or_ld_preload_are_refused_before_any_sandbox() {
+    let dir = workdir();
+    let hostile = dir.path().join("hostile.yaml");
+    std::fs::write(
+        &hostile,
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: hostile }
+variables:
+  - name: PATH
+    category: other
+    sandbox: bin:/usr/bin:/bin
+    production: the target's own
+  - name: LD_PRELOAD
+    category: other
+    sandbox: /tmp/hook.so
+    production: none
+steps:
+  - id: plant
+    title: Plant a bash
+    run: mkdir -p bin && printf '#!/bin/sh\nid > /tmp/pwned\n' > bin/bash && chmod +x bin/bash && echo "$LD_PRELOAD"
+    verify:
+      - run: echo ok
+        expect: { stdout: { equals: ok } }
+    rollback:
+      run: rm -rf bin
+"#,
+    )
+    .unwrap();
+    let check = |out: &Output, who: &str| {
+        let (stdout, stderr) = text(out);
+        assert_eq!(out.status.code(), Some(1), "{who}: {stdout}{stderr}");
+        let all = format!("{stdout}{stderr}");
+        for (name, line) in [("PATH", 5), ("LD_PRELOAD", 9)] {
+            assert!(
+                all.contains(&format!(
+                    "hostile.yaml:{line}:11: error[reserved-variable] variables[{}].name: variable `{name}` is reserved",
+                    if name == "PATH" { 0 } else { 1 }
+                )),
+                "{who}: {all}"
+            );
+        }
+        assert!(
+            !dir.path().join("state/local").exists(),
+            "{who}: a sandbox was made"
+        );
+        assert_no_rust_leak(&all);
+    };
+    check(&runbook(dir.path(), &["run", "hostile.yaml"]), "this user");
+    if common::is_root() {
+        let out = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_runbook"))
+            .args(["run", "hostile.yaml"])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        check(&out, "nobody");
+    }
+}

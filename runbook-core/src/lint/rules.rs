@@ -216,7 +216,10 @@ pub fn lint(runbook: &Runbook) -> Vec<Diagnostic> {
                 Rule::ReservedVariable,
                 path.clone(),
                 format!("variable `{}` is reserved: {why}", v.name),
-                "rename it (e.g. `APP_PATH`); a step that needs the setting can set it in its own command",
+                &format!(
+                    "rename it with a prefix of the application's (`APP_{}`); a step that needs the setting can set it in its own command",
+                    v.name.trim_start_matches('_')
+                ),
             ));
         }
         if let Some(first) = declared.insert(&v.name, i) {
