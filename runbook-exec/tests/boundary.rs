@@ -588,7 +588,9 @@ mod environment {
                 "isolated={isolated}: a planted program ran: {}",
                 std::fs::read_to_string(&pwned).unwrap_or_default()
             );
+            let (id, user) = (sandbox.id().to_owned(), sandbox.describe().await.unwrap().user);
             sandbox.teardown().await.unwrap();
+            assert_nothing_left(&id, &user, &id);
         }
     }
 
@@ -715,7 +717,9 @@ __attribute__((constructor)) static void report(void) {
                     "isolated={isolated}: code ran outside the sandbox's cgroup: {line}"
                 );
             }
+            let user = sandbox.describe().await.unwrap().user;
             sandbox.teardown().await.unwrap();
+            assert_nothing_left(&id, &user, &id);
         }
     }
 
