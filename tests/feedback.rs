@@ -428,6 +428,7 @@ steps:
         head -c 5000 /dev/zero | tr '\0' 'x'; echo
         printf 'quote " backslash \\ tab \t bell \a bad-utf8 \xff\xfe end\n'
         echo "connecting with $API_TOKEN" >&2
+        echo "cut short: ${API_TOKEN:0:10} and ${API_TOKEN:3:9}" >&2
         exit 7
       fi
     verify:
@@ -456,7 +457,11 @@ steps:
     let feedback = runbook::load_feedback(&files[0]).unwrap_or_else(|e| panic!("{e}\n{raw}"));
     assert_eq!(feedback.exit_code, Some(7));
     assert_eq!(feedback.runbook.version, "2.1.0");
-    assert_eq!(feedback.stderr, ["connecting with ***"]);
+    assert_eq!(
+        feedback.stderr,
+        ["connecting with ***", "cut short: *** and ***"],
+        "every piece of 8 characters or more is masked"
+    );
     assert_eq!(
         feedback.stdout.len(),
         2,

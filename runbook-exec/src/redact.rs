@@ -1,16 +1,42 @@
-//! Secret redaction: every secret value becomes `***`, also when it arrives split
-//! across chunks.
+//! Secret redaction: every secret value becomes `***`, and so does every piece of one
+//! of [`MIN_PIECE`] bytes or more (its beginning, its end or its middle), also when it
+//! arrives split across chunks.
+//!
+//! A tool may cut a value (a process name keeps 15 characters) or a stream may be
+//! interrupted in the middle of one: pieces are what leaks then. A secret shorter than
+//! [`MIN_PIECE`] bytes is hidden only whole (a shorter piece would hide ordinary words).
+//! Values are recognised as written: an encoding of one (base64, URL escapes) is not.
 
 /// The replacement for a secret value.
 pub const MASK: &str = "***";
 
-/// How long a beginning of a secret must be to be hidden on its own.
-pub const MIN_PREFIX: usize = 8;
+/// How long a piece of a secret must be to be hidden on its own.
+pub const MIN_PIECE: usize = 8;
+
+/// Bits in the filter of the secrets' pieces (see [`Redactor::may_start_piece`]).
+const FILTER_BITS: usize = 1 << 16;
 
 /// The set of secret values to hide.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
+    /// Every value, longest first (so a secret that contains another is hidden whole).
     secrets: Vec<Vec<u8>>,
+    /// A bit per hash of each [`MIN_PIECE`]-byte window of the secrets at least that
+    /// long: a position whose window misses it starts no piece (one multiply per byte).
+    filter: Vec<u64>,
+    /// The length of the longest secret.
+    longest: usize,
+}
+
+fn window_hash(window: &[u8]) -> usize {
+    let mut w = [0u8; MIN_PIECE];
+    w.copy_from_slice(&window[..MIN_PIECE]);
+    (u64::from_le_bytes(w).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as usize
+}
+
+/// How many bytes `a` and `b` share at their start.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 impl Redactor {
@@ -25,10 +51,20 @@ impl Redactor {
             .map(|s| s.as_ref().as_bytes().to_vec())
             .filter(|s| !s.is_empty())
             .collect();
-        // Longest first, so a secret that contains another is hidden whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        Redactor { secrets }
+        let mut filter = vec![0u64; FILTER_BITS / 64];
+        for s in secrets.iter().filter(|s| s.len() >= MIN_PIECE) {
+            for w in s.windows(MIN_PIECE) {
+                let h = window_hash(w);
+                filter[h / 64] |= 1 << (h % 64);
+            }
+        }
+        Redactor {
+            longest: secrets.first().map_or(0, Vec::len),
+            secrets,
+            filter,
+        }
     }
 
     /// The values being hidden, for scanning output that is about to leave the sandbox
@@ -60,47 +96,74 @@ impl Redactor {
         String::from_utf8_lossy(&out).into_owned()
     }
 
-    /// Replaces every secret in `bytes`, and every piece of one that starts like it for
-    /// at least [`MIN_PREFIX`] bytes (a tool that cuts a value, such as a process name
-    /// limited to 15 characters, must not leak its beginning). Where the last bytes might
-    /// still be the start of a secret, returns how many to hold back for the next chunk.
-    fn redact_bytes(&self, bytes: &[u8], at_end: bool) -> (Vec<u8>, usize) {
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let rest = &bytes[i..];
-            if !at_end && self.could_start_secret(rest) {
-                return (out, bytes.len() - i);
-            }
-            let masked = self
-                .secrets
-                .iter()
-                .map(|s| {
-                    let common = s.iter().zip(rest).take_while(|(a, b)| a == b).count();
-                    if common == s.len() || common >= MIN_PREFIX {
-                        common
-                    } else {
-                        0
-                    }
-                })
-                .max()
-                .unwrap_or(0);
-            if masked > 0 {
-                out.extend_from_slice(MASK.as_bytes());
-                i += masked;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
+    /// Whether the window at the start of `rest` may start a piece of a secret.
+    fn may_start_piece(&self, rest: &[u8]) -> bool {
+        if rest.len() < MIN_PIECE {
+            return false;
         }
-        (out, 0)
+        let h = window_hash(rest);
+        self.filter[h / 64] & (1 << (h % 64)) != 0
     }
 
-    /// Whether `tail` is a proper prefix of some secret (the rest may come in the next chunk).
-    fn could_start_secret(&self, tail: &[u8]) -> bool {
-        self.secrets
-            .iter()
-            .any(|s| s.len() > tail.len() && s.starts_with(tail))
+    /// How many bytes at the start of `rest` to hide: the longest whole secret or piece
+    /// of one ([`MIN_PIECE`] bytes or more) that `rest` starts with; 0 for none.
+    fn hidden_at(&self, rest: &[u8]) -> usize {
+        let mut best = 0;
+        let piece = self.may_start_piece(rest);
+        for s in &self.secrets {
+            if s.len() < MIN_PIECE {
+                if rest.starts_with(s) {
+                    best = best.max(s.len());
+                }
+            } else if piece {
+                for k in 0..=s.len() - MIN_PIECE {
+                    if s[k..k + MIN_PIECE] == rest[..MIN_PIECE] {
+                        best = best.max(common_prefix(&s[k..], rest));
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Whether `tail`, the end of what arrived so far, may still grow into something to
+    /// hide with the next chunk: a proper beginning of a short secret, or any part of a
+    /// longer one.
+    fn may_grow(&self, tail: &[u8]) -> bool {
+        self.secrets.iter().any(|s| {
+            if s.len() < MIN_PIECE {
+                s.len() > tail.len() && s.starts_with(tail)
+            } else {
+                s.windows(tail.len()).any(|w| w == tail)
+            }
+        })
+    }
+
+    /// Replaces every secret and piece of one in `bytes`, leftmost first, each as long
+    /// as it goes. Unless `at_end`, a tail that may grow into one with the next chunk is
+    /// held back: returns the safe output and how many trailing bytes to keep.
+    fn redact_bytes(&self, bytes: &[u8], at_end: bool) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(bytes.len());
+        let (mut i, mut copied) = (0, 0);
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            // With `longest` bytes ahead, what starts here is known whole.
+            if !at_end && rest.len() < self.longest && self.may_grow(rest) {
+                out.extend_from_slice(&bytes[copied..i]);
+                return (out, rest.len());
+            }
+            match self.hidden_at(rest) {
+                0 => i += 1,
+                n => {
+                    out.extend_from_slice(&bytes[copied..i]);
+                    out.extend_from_slice(MASK.as_bytes());
+                    i += n;
+                    copied = i;
+                }
+            }
+        }
+        out.extend_from_slice(&bytes[copied..]);
+        (out, 0)
     }
 }
 
@@ -125,18 +188,18 @@ impl StreamRedactor {
         if self.redactor.is_empty() {
             return chunk.to_vec();
         }
-        // Fast path: no byte of the chunk can begin a secret.
-        if self.pending.is_empty()
-            && !chunk
-                .iter()
-                .any(|b| self.redactor.secrets.iter().any(|s| s[0] == *b))
-        {
-            return chunk.to_vec();
+        let (out, keep) = if self.pending.is_empty() {
+            self.redactor.redact_bytes(chunk, false)
+        } else {
+            self.pending.extend_from_slice(chunk);
+            self.redactor.redact_bytes(&self.pending, false)
+        };
+        if self.pending.is_empty() {
+            self.pending.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            let from = self.pending.len() - keep;
+            self.pending.drain(..from);
         }
-        self.pending.extend_from_slice(chunk);
-        let (out, keep) = self.redactor.redact_bytes(&self.pending, false);
-        let from = self.pending.len() - keep;
-        self.pending.drain(..from);
         out
     }
 
@@ -182,13 +245,17 @@ mod tests {
     }
 
     #[test]
-    fn hides_beginnings_of_eight_bytes_or_more_and_only_those() {
+    fn hides_pieces_of_eight_bytes_or_more_and_only_those() {
         let secret = "Tr0ub4dor&3-horse-battery";
         // A process name keeps 15 characters: `ps` shows them.
         assert_eq!(stream(&[secret], &["comm=Tr0ub4dor&3-hor\n"]), "comm=***\n");
         assert_eq!(stream(&[secret], &["a Tr0ub4d", "or&3+x"]), "a ***+x");
-        assert_eq!(stream(&[secret], &["Tr0ub4do"]), "***");
-        assert_eq!(stream(&[secret], &["Tr0ub4d is seven"]), "Tr0ub4d is seven");
+        // An end and a middle, as when another stream interrupts the value.
+        assert_eq!(stream(&[secret], &["[3-horse-battery]"]), "[***]");
+        assert_eq!(stream(&[secret], &["(or&3-horse)"]), "(***)");
+        assert_eq!(stream(&[secret], &["Tr0ub4do", "\n"]), "***\n");
+        // Seven bytes are not a piece: ordinary words must survive.
+        assert_eq!(stream(&[secret], &["Tr0ub4d horse-b"]), "Tr0ub4d horse-b");
         // A short secret is only hidden whole.
         assert_eq!(stream(&["abc"], &["ab abc"]), "ab ***");
     }
@@ -223,6 +290,44 @@ mod tests {
             let out = String::from_utf8_lossy(&out);
             proptest::prop_assert!(!out.contains(secret.as_str()), "{out}");
             proptest::prop_assert_eq!(out.as_ref(), Redactor::new([&secret]).redact(&text));
+        }
+
+        /// A secret cut into pieces with other text between them (as when another
+        /// stream interrupts it), fed in arbitrary chunks: no 8 bytes of it survive
+        /// together, and chunking changes nothing.
+        #[test]
+        fn no_piece_of_eight_bytes_survives(
+            secret in "[a-zA-Z0-9$().-]{8,40}",
+            cuts in proptest::collection::vec(0usize..40, 1..4),
+            noise in proptest::collection::vec("[a-z \n]{0,12}", 4),
+            chunks in proptest::collection::vec(1usize..30, 1..8),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % secret.len()).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut text = noise[0].clone();
+            let mut last = 0;
+            for (n, c) in cuts.iter().chain([&secret.len()]).enumerate() {
+                text.push_str(&secret[last..*c]);
+                text.push_str(&noise[(n + 1) % noise.len()]);
+                last = *c;
+            }
+            let whole = Redactor::new([&secret]).redact(&text);
+            let mut s = StreamRedactor::new(Redactor::new([&secret]));
+            let (mut out, mut at, mut k) = (Vec::new(), 0, 0);
+            while at < text.len() {
+                let end = (at + chunks[k % chunks.len()]).min(text.len());
+                out.extend(s.push(&text.as_bytes()[at..end]));
+                at = end;
+                k += 1;
+            }
+            out.extend(s.finish());
+            let out = String::from_utf8(out).unwrap();
+            proptest::prop_assert_eq!(&out, &whole);
+            for w in secret.as_bytes().windows(MIN_PIECE) {
+                let w = std::str::from_utf8(w).unwrap();
+                proptest::prop_assert!(!out.contains(w), "{w:?} survived in {out:?}");
+            }
         }
     }
 }

@@ -588,7 +588,10 @@ mod environment {
                 "isolated={isolated}: a planted program ran: {}",
                 std::fs::read_to_string(&pwned).unwrap_or_default()
             );
-            let (id, user) = (sandbox.id().to_owned(), sandbox.describe().await.unwrap().user);
+            let (id, user) = (
+                sandbox.id().to_owned(),
+                sandbox.describe().await.unwrap().user,
+            );
             sandbox.teardown().await.unwrap();
             assert_nothing_left(&id, &user, &id);
         }

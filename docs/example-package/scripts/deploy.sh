@@ -209,12 +209,20 @@ yaml_quote() {
   s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\t'/\\t}; s=${s//$'\n'/\\n}; s=${s//[[:cntrl:]]/}
   printf '"%s"' "$s"
 }
-# mask TEXT: TEXT with the value of every secret variable replaced by ***.
+# mask TEXT: TEXT with the value of every secret variable, and every piece of one of 8
+# characters or more (a value a tool cut short), replaced by ***.
 mask() {
-  local text=$1 name value
+  local text=$1 name value len k
   for name in "${SECRET_NAMES[@]}"; do
     value=${!name:-}
-    [ -z "$value" ] || text=${text//"$value"/***}
+    [ -n "$value" ] || continue
+    text=${text//"$value"/***}
+    # Longest pieces first, so each is masked whole.
+    for ((len = ${#value} - 1; len >= 8; len--)); do
+      for ((k = 0; k + len <= ${#value}; k++)); do
+        text=${text//"${value:k:len}"/***}
+      done
+    done
   done
   printf '%s' "$text"
 }

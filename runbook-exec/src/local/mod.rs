@@ -26,7 +26,7 @@ mod files;
 mod identity;
 mod leftovers;
 mod probes;
-mod process;
+pub(crate) mod process;
 mod spawn;
 
 use std::collections::BTreeMap;
