@@ -55,6 +55,7 @@ use std::path::Path;
 pub mod findings;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+pub mod ops;
 mod rehearsal;
 pub use rehearsal::{RehearsalOptions, rehearse, sandbox_values};
 

@@ -44,8 +44,6 @@ struct Inner {
     /// Every path a tool takes is confined to it.
     root: root::Root,
     sessions: Mutex<HashMap<String, Shared>>,
-    /// Sessions whose pre-flight failed, with what it found: no step runs in them.
-    blocked: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// A session, taken out (`None`) once finished.
@@ -162,9 +160,15 @@ struct StartArgs {
     /// The sandbox lifetime (default: recommended from the runbook).
     #[serde(default)]
     lifetime: Option<LifetimeArg>,
-    /// Sandbox values for variables, overriding the runbook's (`{"PGPORT": "55433"}`).
+    /// Sandbox values for variables, overriding the runbook's (`{"PGPORT": "55433"}`);
+    /// a name the runbook does not declare is refused.
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    /// A lessons library inside the server's root: every lesson that applies is carried
+    /// into the run (its pre-flight check runs before step 1, its known issue goes on the
+    /// matching steps), as `runbook run --lessons` does.
+    #[serde(default)]
+    lessons: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -205,7 +209,8 @@ struct FinishArgs {
     /// Replace a package this library wrote there, unchanged since.
     #[serde(default)]
     force: bool,
-    /// Rehearse the package's scripts in a fresh sandbox with other values (default true).
+    /// Rehearse the package's scripts in a fresh sandbox with other values, when the run
+    /// passed (default true), as `runbook run` does.
     #[serde(default = "yes")]
     rehearse: bool,
 }
@@ -295,6 +300,9 @@ struct SessionView {
     /// Why the pre-flight failed (empty when it passed).
     #[serde(skip_serializing_if = "Option::is_none")]
     preflight_problems: Option<Vec<String>>,
+    /// The lessons carried into the run, and what each added (`session_start`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lessons: Option<Vec<String>>,
 }
 
 /// What `run_next` and `retry` return.
@@ -403,7 +411,7 @@ pub fn tools() -> Vec<Tool> {
         ),
         tool::<FinishArgs, Finished>(
             "finish",
-            "End the session, rehearse and write the handoff package: the verdict and the package's files.",
+            "End the session and write the handoff package (rehearsed when the run passed): the verdict and the package's files.",
         ),
         tool::<SessionArgs, SessionView>(
             "session_status",
@@ -433,7 +441,6 @@ impl McpServer {
                 provider,
                 root: root::Root::open(root)?,
                 sessions: Mutex::new(HashMap::new()),
-                blocked: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -511,9 +518,8 @@ impl McpServer {
             "session_start" => self.start(parse(args)?).await,
             "run_next" => {
                 let a: SessionArgs = parse(args)?;
-                self.refuse_blocked(&a.session)?;
                 self.with_session(&a.session, async |s| {
-                    let record = s.run_next().await?;
+                    let record = s.run_next().await.map_err(|e| refusal(s, e))?;
                     to_value(&StepRun {
                         done: record.is_none(),
                         step: record,
@@ -524,9 +530,8 @@ impl McpServer {
             }
             "retry" => {
                 let a: SessionArgs = parse(args)?;
-                self.refuse_blocked(&a.session)?;
                 self.with_session(&a.session, async |s| {
-                    let record = s.retry().await?;
+                    let record = s.retry().await.map_err(|e| refusal(s, e))?;
                     to_value(&StepRun {
                         done: false,
                         step: Some(record),
@@ -586,9 +591,6 @@ impl McpServer {
                     .ok()
                     .and_then(|mut s| s.remove(&a.sandbox));
                 let was_session = held.is_some();
-                if let Ok(mut blocked) = self.inner.blocked.lock() {
-                    blocked.remove(&a.sandbox);
-                }
                 if let Some(shared) = held {
                     drop(shared.lock().await.take());
                 }
@@ -609,29 +611,6 @@ impl McpServer {
         }
     }
 
-    /// Refuses to run a step in a session whose pre-flight failed, as `runbook run` does:
-    /// what it found missing (a tool, a free port) would make the step do harm or fail.
-    fn refuse_blocked(&self, id: &str) -> Result<(), ToolError> {
-        let blocked = self
-            .inner
-            .blocked
-            .lock()
-            .ok()
-            .and_then(|b| b.get(id).cloned());
-        match blocked {
-            Some(problems) => Err(ToolError::new(
-                "preflight_failed",
-                format!(
-                    "the pre-flight of session `{id}` failed, so no step runs in it:\n{}\n\
-                     Fix the sandbox's tools (or the runbook) and start a new session; \
-                     `sandbox_destroy` ends this one.",
-                    problems.join("\n")
-                ),
-            )),
-            None => Ok(()),
-        }
-    }
-
     /// Runs `work` on a session, then masks the session's secrets in what it returns.
     async fn with_session(
         &self,
@@ -649,7 +628,18 @@ impl McpServer {
     }
 
     async fn start(&self, a: StartArgs) -> ToolResult {
-        let runbook = load(&a.source, &self.inner.root)?;
+        let mut runbook = load(&a.source, &self.inner.root)?;
+        let lessons = match &a.lessons {
+            Some(dir) => self.inner.root.lessons("lessons", dir)?,
+            None => Vec::new(),
+        };
+        let carried =
+            crate::ops::prepare(&mut runbook, &a.vars, &lessons).map_err(|e| match e {
+                crate::ops::OpsError::UndeclaredVariable(m) => {
+                    ToolError::at("undeclared_variable", "vars", m)
+                }
+                other => ToolError::new("execution_failed", other.to_string()),
+            })?;
         let options = RunOptions {
             lifetime: a.lifetime.map(|l| match l {
                 LifetimeArg::Ephemeral => Lifetime::Ephemeral,
@@ -660,7 +650,11 @@ impl McpServer {
             ..RunOptions::default()
         };
         let session = Session::start(self.inner.provider.as_ref(), runbook, options).await?;
-        self.opened(session).await
+        self.opened(
+            session,
+            Some(carried.iter().map(ToString::to_string).collect()),
+        )
+        .await
     }
 
     async fn resume(&self, a: ResumeArgs) -> ToolResult {
@@ -676,11 +670,11 @@ impl McpServer {
             RunOptions::default(),
         )
         .await?;
-        self.opened(session).await
+        self.opened(session, None).await
     }
 
     /// A new session: its pre-flight, then it is kept under its id.
-    async fn opened(&self, mut session: Session) -> ToolResult {
+    async fn opened(&self, mut session: Session, lessons: Option<Vec<String>>) -> ToolResult {
         let (tools, problems) = match session.preflight().await {
             Ok(tools) => (tools, Vec::new()),
             Err(ExecError::Preflight(problems)) => (session.report().preflight.clone(), problems),
@@ -688,15 +682,11 @@ impl McpServer {
         };
         let mut view = status(&session);
         view.preflight = Some(tools);
-        view.preflight_problems = Some(problems.clone());
+        view.preflight_problems = Some(problems);
+        view.lessons = lessons;
         let mut value = to_value(&view)?;
         mask(&mut value, session.redactor(), session.id());
-        let id = self.keep(session);
-        if !problems.is_empty()
-            && let Ok(mut blocked) = self.inner.blocked.lock()
-        {
-            blocked.insert(id.clone(), problems);
-        }
+        self.keep(session);
         Ok(value)
     }
 
@@ -715,27 +705,24 @@ impl McpServer {
             sessions.remove(&a.session);
         }
         let redactor = session.redactor().clone();
-        let mut outcome = session.finish().await?;
-        if a.rehearse {
-            let package = crate::render_package(&outcome)
-                .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
-            let values = crate::sandbox_values(&outcome.runbook);
-            let rehearsal = crate::rehearse(
-                self.inner.provider.as_ref(),
-                &outcome.runbook,
-                &package,
-                &values,
-                &crate::RehearsalOptions::default(),
-            )
-            .await?;
-            outcome.report.rehearsal = Some(rehearsal);
-        }
-        let package = crate::render_package(&outcome)
-            .map_err(|e| ToolError::new("render_failed", e.to_string()))?;
-        package
-            .write_to(out, a.force)
-            .map_err(|e| ToolError::new("render_failed", target.message(&e)))?;
-        let files: Vec<String> = package.paths().map(str::to_owned).collect();
+        let outcome = session.finish().await?;
+        let request = crate::ops::FinishRequest {
+            out,
+            force: a.force,
+            rehearse: a.rehearse,
+        };
+        let handoff =
+            crate::ops::finish(self.inner.provider.as_ref(), outcome, request, &mut |_| {})
+                .await
+                .map_err(|e| match e {
+                    crate::ops::OpsError::Render(e) => {
+                        ToolError::new("render_failed", target.message(&e))
+                    }
+                    crate::ops::OpsError::Exec(e) => e.into(),
+                    other => ToolError::new("execution_failed", other.to_string()),
+                })?;
+        let outcome = handoff.outcome;
+        let files = handoff.files;
         let mut value = to_value(&Finished {
             verdict: outcome.report.verdict.as_str().to_owned(),
             rehearsal: outcome
@@ -748,6 +735,24 @@ impl McpServer {
         })?;
         mask(&mut value, &redactor, &a.session);
         Ok(value)
+    }
+}
+
+/// A step the session refused to run because its pre-flight failed (as `runbook run`
+/// runs none then), said with what to do; other errors as they are.
+fn refusal(session: &Session, e: ExecError) -> ToolError {
+    match e {
+        ExecError::Preflight(problems) => ToolError::new(
+            "preflight_failed",
+            format!(
+                "the pre-flight of session `{}` failed, so no step runs in it:\n{}\n\
+                 Fix the sandbox's tools (or the runbook) and start a new session; \
+                 `sandbox_destroy` ends this one.",
+                session.id(),
+                problems.join("\n")
+            ),
+        ),
+        e => e.into(),
     }
 }
 
@@ -780,6 +785,7 @@ fn status(s: &Session) -> SessionView {
         verdict: report.verdict.as_str().to_owned(),
         preflight: None,
         preflight_problems: None,
+        lessons: None,
     }
 }
 

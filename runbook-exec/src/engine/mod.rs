@@ -49,6 +49,8 @@ pub struct Session {
     log: SandboxLog,
     started: Instant,
     provider: String,
+    /// What the last pre-flight found wrong: while it holds anything, no step runs.
+    preflight_problems: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -196,6 +198,7 @@ impl Session {
             started: Instant::now(),
             provider,
             options,
+            preflight_problems: Vec::new(),
         };
         let header = format!(
             "### sandbox {} ({}, {}) {} at {}\n",
@@ -239,6 +242,13 @@ impl Session {
     /// print them.
     pub fn values(&self) -> &BTreeMap<String, String> {
         &self.values
+    }
+
+    /// What the last pre-flight found wrong (a missing tool, a failing pre-flight check),
+    /// if it failed: then [`Session::run_next`] and [`Session::retry`] refuse to run a
+    /// step, with [`ExecError::Preflight`], until a pre-flight passes.
+    pub fn preflight_problems(&self) -> &[String] {
+        &self.preflight_problems
     }
 
     /// The redactor for this session's secrets.
@@ -308,6 +318,7 @@ pub async fn drive(mut session: Session, mode: RunMode) -> Result<Outcome> {
         Err(ExecError::Preflight(problems)) => problems,
         Err(e) => return Err(e),
     };
+    // A failed pre-flight runs no step: the session itself refuses them.
     if problems.is_empty() {
         let passed = session.run_remaining().await?;
         if (passed && mode.exercise_rollback) || (!passed && mode.rollback_on_failure) {

@@ -10,7 +10,8 @@ use crate::{ExecError, Result};
 
 impl Session {
     /// Checks that every prerequisite is present in a satisfying version; the detected
-    /// versions become the report's version metadata.
+    /// versions become the report's version metadata. When it fails, the session runs no
+    /// step until a pre-flight passes (see [`Session::preflight_problems`]).
     pub async fn preflight(&mut self) -> Result<Vec<ToolVersion>> {
         let mut found = Vec::new();
         let mut problems = Vec::new();
@@ -82,6 +83,7 @@ impl Session {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+        self.preflight_problems = problems.clone();
         if problems.is_empty() {
             Ok(found)
         } else {

@@ -19,6 +19,11 @@ impl Session {
     /// The record is a copy, so the session stays free for the natural next call
     /// (`session.amend(&record.id, …)`).
     pub async fn run_next(&mut self) -> Result<Option<StepRecord>> {
+        if !self.preflight_problems.is_empty() {
+            // What the pre-flight found missing (a tool, a free port) would make the step
+            // fail or do harm.
+            return Err(ExecError::Preflight(self.preflight_problems.clone()));
+        }
         let Some(step) = self.runbook.steps.get(self.next).cloned() else {
             self.finish_verdict();
             return Ok(None);
@@ -56,6 +61,9 @@ impl Session {
 
     /// Re-runs the failing step (after [`Session::amend`]).
     pub async fn retry(&mut self) -> Result<StepRecord> {
+        if !self.preflight_problems.is_empty() {
+            return Err(ExecError::Preflight(self.preflight_problems.clone()));
+        }
         if self.failure().is_none() {
             return Err(ExecError::NothingToRetry);
         }

@@ -556,7 +556,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             keep,
         } => {
             let mut runbook = load_clean(&file)?;
-            carry_lessons(&mut runbook, load_lessons(run.lessons.clone())?);
+            let vars = run.values.values()?;
+            for carried in
+                runbook::ops::prepare(&mut runbook, &vars, &load_lessons(run.lessons.clone())?)?
+            {
+                eprintln!("{carried}");
+            }
             runbook::render::check_target(&run.out, run.force)?;
             let lifetime = match (lifetime.map(Lifetime::from), keep) {
                 (Some(l), true) if l != Lifetime::Persistent => {
@@ -567,17 +572,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 (_, true) => Some(Lifetime::Persistent),
                 (l, false) => l,
             };
-            let vars = run.values.values()?;
             let provider = provider(&run.sandbox, run.isolate_network).await?;
             run_session(provider.as_ref(), Start::New(runbook, lifetime), &run, vars).await
         }
         Command::Resume { id, file, run } => {
             let mut runbook = file.as_deref().map(load_clean).transpose()?;
+            let vars = run.values.values()?;
             if let Some(rb) = runbook.as_mut() {
-                carry_lessons(rb, load_lessons(run.lessons.clone())?);
+                let lessons = load_lessons(run.lessons.clone())?;
+                for carried in runbook::ops::prepare(rb, &vars, &lessons)? {
+                    eprintln!("{carried}");
+                }
             }
             runbook::render::check_target(&run.out, run.force)?;
-            let vars = run.values.values()?;
             let provider = provider(&run.sandbox, run.isolate_network).await?;
             run_session(provider.as_ref(), Start::Resume(id, runbook), &run, vars).await
         }
@@ -747,6 +754,7 @@ async fn run_session(
         Start::New(rb, l) => l.unwrap_or_else(|| runbook::recommend_lifetime(rb).lifetime),
         Start::Resume(..) => Lifetime::Persistent,
     };
+    let given = vars.clone();
     let options = RunOptions {
         lifetime: match &start {
             Start::New(_, l) => *l,
@@ -766,6 +774,8 @@ async fn run_session(
             Start::Resume(id, rb) => Session::resume(provider, &id, rb, options).await?,
         };
         // After the start: a resumed sandbox's runbook is known only now.
+        runbook::ops::check_vars(session.runbook(), &given)
+            .map_err(|e| runbook::exec::ExecError::Usage(e.to_string()))?;
         args.values.warn_exposed(session.runbook());
         runbook::exec::drive(session, mode).await
     };
@@ -813,59 +823,60 @@ async fn run_session(
     let kept = (outcome.report.sandbox.lifetime == Some(Lifetime::Persistent))
         .then(|| outcome.report.sandbox.id.clone());
     let out = &args.out;
-    let mut outcome = outcome;
-    runbook::write_package(&outcome, out, args.force)?;
-    let verdict = outcome.report.verdict.as_str();
-    eprintln!("handoff package ({verdict}): {}", out.display());
-    if let Some(id) = kept {
-        eprintln!(
-            "sandbox {id} is kept: `runbook resume {id} [FILE]` continues it, `runbook sandbox destroy {id}` removes it"
-        );
-    }
-    if !outcome.passed() {
-        return Ok(ExitCode::FAILURE);
-    }
-    if !rehearse {
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!("rehearsing the package: its own scripts, in a fresh sandbox, with other values");
-    let package = runbook::render_package(&outcome)?;
-    let values = runbook::sandbox_values(&outcome.runbook);
-    let options = runbook::RehearsalOptions::default();
-    let rehearsal = runbook::rehearse(provider, &outcome.runbook, &package, &values, &options);
+    let request = runbook::ops::FinishRequest {
+        out,
+        force: args.force,
+        rehearse,
+    };
+    let mut on = |stage: runbook::ops::FinishStage<'_>| match stage {
+        runbook::ops::FinishStage::Written(outcome) => {
+            let verdict = outcome.report.verdict.as_str();
+            eprintln!("handoff package ({verdict}): {}", out.display());
+            if let Some(id) = &kept {
+                eprintln!(
+                    "sandbox {id} is kept: `runbook resume {id} [FILE]` continues it, `runbook sandbox destroy {id}` removes it"
+                );
+            }
+        }
+        runbook::ops::FinishStage::Rehearsing => eprintln!(
+            "rehearsing the package: its own scripts, in a fresh sandbox, with other values"
+        ),
+        runbook::ops::FinishStage::Rehearsed(rehearsal) => {
+            for run in &rehearsal.runs {
+                eprintln!(
+                    "  {} {}: {}",
+                    if run.passed { "ok" } else { "FAILED" },
+                    run.phase,
+                    run.command
+                );
+            }
+            if rehearsal.verdict != runbook::report::Verdict::Passed {
+                eprintln!("rehearsal FAILED: {}", rehearsal.failure);
+            }
+        }
+        _ => {}
+    };
+    let finishing = runbook::ops::finish(provider, outcome, request, &mut on);
     // The rehearsal sandbox dies with the rehearsal when a signal wins.
-    let rehearsal = tokio::select! {
-        r = rehearsal => r?,
+    let handoff = tokio::select! {
+        r = finishing => r?,
         n = signals.next() => {
             eprintln!("\n{}: the rehearsal sandbox was torn down; {} holds the sandbox run's package, not rehearsed", signal_name(n), out.display());
             return Ok(ExitCode::from(128 + n));
         }
     };
-    for run in &rehearsal.runs {
+    if let Some(rehearsal) = &handoff.outcome.report.rehearsal {
         eprintln!(
-            "  {} {}: {}",
-            if run.passed { "ok" } else { "FAILED" },
-            run.phase,
-            run.command
+            "handoff package ({}): {}",
+            if rehearsal.verdict == runbook::report::Verdict::Passed {
+                "passed, rehearsed"
+            } else {
+                "rehearsal FAILED"
+            },
+            out.display()
         );
     }
-    let passed = rehearsal.verdict == runbook::report::Verdict::Passed;
-    if !passed {
-        eprintln!("rehearsal FAILED: {}", rehearsal.failure);
-    }
-    outcome.report.rehearsal = Some(rehearsal);
-    // The package is ours and unchanged since a moment ago: it gains its evidence.
-    runbook::write_package(&outcome, out, true)?;
-    eprintln!(
-        "handoff package ({}): {}",
-        if passed {
-            "passed, rehearsed"
-        } else {
-            "rehearsal FAILED"
-        },
-        out.display()
-    );
-    Ok(if passed {
+    Ok(if handoff.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -1123,32 +1134,6 @@ fn load_lessons(arg: Option<PathBuf>) -> Result<Vec<runbook::Lesson>, Failure> {
 
 fn parse_failure(e: &ParseError) -> Failure {
     Failure(format!("{e}\n    help: {}", e.help))
-}
-
-/// Carries every lesson that applies into the runbook about to run, saying which.
-fn carry_lessons(runbook: &mut Runbook, lessons: Vec<runbook::Lesson>) {
-    for lesson in &lessons {
-        if !lesson.applies_to(runbook) {
-            continue;
-        }
-        let done = runbook.adopt_lesson(lesson);
-        if done.is_empty() {
-            continue;
-        }
-        let mut what = Vec::new();
-        if done.preflight {
-            what.push("its pre-flight check runs before step 1".to_owned());
-        }
-        if !done.steps.is_empty() {
-            what.push(format!("its known issue is on {}", done.steps.join(", ")));
-        }
-        eprintln!(
-            "lesson `{}` applies ({}): {}",
-            lesson.id,
-            lesson.title,
-            what.join("; ")
-        );
-    }
 }
 
 /// A check of `command` with the `--expect KIND:VALUE` conditions.
