@@ -869,3 +869,135 @@ fn an_oversized_request_gets_an_error_and_the_server_goes_on() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+/// What a package's file says once the values that differ between any two runs (ids,
+/// users, times, durations, hashes) are put aside.
+fn normalized(text: &str) -> String {
+    let hex = regex_lite(text, |c| c.is_ascii_hexdigit(), 8, "H");
+    regex_lite(&hex, |c| c.is_ascii_digit(), 1, "N")
+}
+
+/// Replaces every run of at least `min` characters matching `class` with `with`.
+fn regex_lite(text: &str, class: impl Fn(char) -> bool, min: usize, with: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in text.chars() {
+        if class(c) {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.chars().count() >= min { with } else { &run });
+        run.clear();
+        out.push(c);
+    }
+    out.push_str(if run.chars().count() >= min { with } else { &run });
+    out
+}
+
+/// The same runbook with the same lessons library, through `runbook run` and through MCP
+/// (`session_start`, `run_next` to the end, `finish`), writes the same package: the same
+/// files, the same content but for ids, times and durations, the lesson carried by both.
+/// A misspelt variable is refused by both before any sandbox exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_and_mcp_write_the_same_package() {
+    let dir = common::workdir("runbook-parity-");
+    std::fs::copy(
+        repo().join("examples/quickstart/runbook.yaml"),
+        dir.path().join("runbook.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("lessons")).unwrap();
+    std::fs::write(
+        dir.path().join("lessons/worker-dir.yaml"),
+        "apiVersion: runbook/v1\nkind: Lesson\nid: nohup-present\ntitle: nohup must be on the target\n\
+         origin: { runbook: quickstart, step: start-worker }\napplies:\n  tools: [{ tool: nohup }]\n\
+         preflight:\n  run: command -v nohup\nknownIssue:\n  error: 'nohup: command not found'\n  \
+         cause: A minimal image without coreutils' nohup\n  fix: Install coreutils\n",
+    )
+    .unwrap();
+
+    let misspelt = common::runbook(
+        dir.path(),
+        &["run", "runbook.yaml", "--var", "APP_PROT=9999"],
+    );
+    let stderr = String::from_utf8_lossy(&misspelt.stderr);
+    assert_eq!(misspelt.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`APP_PROT` (did you mean `APP_PORT`?)"), "{stderr}");
+    assert!(!dir.path().join("state/local").exists(), "a sandbox was made: {stderr}");
+
+    let cli = common::runbook(
+        dir.path(),
+        &[
+            "run", "runbook.yaml", "--lessons", "lessons", "--lifetime", "session", "--out",
+            "cli-package",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(cli.status.success(), "{stderr}");
+    assert!(stderr.contains("lesson `nohup-present` applies"), "{stderr}");
+
+    let client = connect(dir.path()).await;
+    let (is_error, refused) = call(
+        &client,
+        "session_start",
+        json!({ "path": "runbook.yaml", "vars": { "APP_PROT": "9999" } }),
+    )
+    .await;
+    assert!(is_error, "{refused:#}");
+    assert_eq!(refused["error"]["kind"], "undeclared_variable", "{refused:#}");
+    assert_eq!(refused["error"]["argument"], "vars", "{refused:#}");
+    assert!(refused.to_string().contains("did you mean `APP_PORT`?"), "{refused:#}");
+
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "path": "runbook.yaml", "lessons": "lessons", "lifetime": "session" }),
+    )
+    .await;
+    assert!(
+        started["lessons"][0].as_str().unwrap().contains("nohup-present"),
+        "{started:#}"
+    );
+    let session = started["session"].as_str().unwrap().to_owned();
+    loop {
+        let next = ok(&client, "run_next", json!({ "session": session })).await;
+        assert_ne!(next["step"]["status"], "failed", "{next:#}");
+        if next["done"] == true {
+            break;
+        }
+    }
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": "mcp-package" }),
+    )
+    .await;
+    assert_eq!(finished["rehearsal"], "passed", "{finished:#}");
+    client.cancel().await.unwrap();
+
+    let (mut cli_files, mut mcp_files) = (Vec::new(), Vec::new());
+    list(&dir.path().join("cli-package"), Path::new(""), &mut cli_files);
+    list(&dir.path().join("mcp-package"), Path::new(""), &mut mcp_files);
+    cli_files.sort();
+    mcp_files.sort();
+    assert_eq!(cli_files, mcp_files);
+    for file in cli_files.iter().filter(|f| *f != "SHA256SUMS") {
+        let read = |which: &str| {
+            normalized(&String::from_utf8_lossy(
+                &std::fs::read(dir.path().join(which).join(file)).unwrap(),
+            ))
+        };
+        let (by_cli, by_mcp) = (read("cli-package"), read("mcp-package"));
+        if by_cli != by_mcp {
+            let first = by_cli
+                .lines()
+                .zip(by_mcp.lines())
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("cli: {a}\nmcp: {b}"))
+                .unwrap_or_else(|| "(one is longer)".into());
+            panic!("{file} differs:\n{first}");
+        }
+    }
+    let readme = std::fs::read_to_string(dir.path().join("mcp-package/README.md")).unwrap();
+    assert!(readme.contains("nohup-present"), "the lesson is in the package");
+}
