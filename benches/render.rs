@@ -49,6 +49,7 @@ fn report(rb: &runbook::Runbook) -> Report {
                     failure: String::new(),
                     failure_kind: None,
                     diagnostics: String::new(),
+                    ..Default::default()
                 }],
             })
             .collect(),

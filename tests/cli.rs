@@ -1421,3 +1421,99 @@ steps:
         check(&out, "nobody");
     }
 }
+
+/// A first draft sets a parameter PostgreSQL 15 no longer has (`wal_keep_segments`, gone
+/// since 13). The server refuses to start and says why only in its own log file; the
+/// command says "could not start server". The run names the log's line in its output,
+/// in the report and in the package, none of it typed by hand.
+#[test]
+fn a_server_that_refuses_its_config_is_shown_failing_with_its_own_log_line() {
+    let dir = workdir();
+    let port = common::free_port().to_string();
+    std::fs::write(
+        dir.path().join("draft.yaml"),
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: pg-draft }}
+variables:
+  - name: PGPORT
+    category: endpoint
+    sandbox: "{port}"
+    production: Your server's port
+steps:
+  - id: init-cluster
+    title: Create the cluster with replication settings
+    run: |
+      initdb --pgdata=data --username=postgres --auth=trust >/dev/null
+      printf "port = %s\nunix_socket_directories = '%s'\nwal_keep_segments = 64\n" "$PGPORT" "$PWD" >> data/postgresql.conf
+    verify:
+      - file: {{ path: data/PG_VERSION }}
+    rollback:
+      run: rm -rf data
+  - id: start-server
+    title: Start the server
+    run: pg_ctl --pgdata=data --log=data/server.log --wait --timeout=30 start
+    diagnose:
+      - pg_controldata data | head -n 3
+    verify:
+      - run: pg_isready -h "$PWD" -p "$PGPORT"
+        expect: {{ exitCode: 0 }}
+    rollback:
+      run: pg_ctl --pgdata=data --mode=fast --wait stop
+"#
+        ),
+    )
+    .unwrap();
+    let out = runbook(
+        dir.path(),
+        &[
+            "run",
+            "draft.yaml",
+            "--lifetime",
+            "ephemeral",
+            "--out",
+            "pkg",
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let cause = "unrecognized configuration parameter \"wal_keep_segments\"";
+    let shown = stderr
+        .split("the cause, as the sandbox showed it:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no cause section: {stderr}"));
+    assert!(shown.contains(cause), "{stderr}");
+    assert!(
+        stderr.contains("end of data/server.log (changed by the step)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("$ pg_controldata data | head -n 3"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rerun with --keep"), "{stderr}");
+
+    let report = runbook::report_from_yaml_str(
+        &std::fs::read_to_string(dir.path().join("pkg/test-results/test-summary.yaml")).unwrap(),
+    )
+    .unwrap();
+    let attempt = &report.steps[1].attempts[0];
+    assert!(
+        attempt.causes.iter().any(|c| c.contains(cause)),
+        "{:#?}",
+        attempt.causes
+    );
+    assert_eq!(attempt.files[0].path, "data/server.log");
+    assert!(attempt.files[0].lines.len() <= 40);
+    assert_eq!(attempt.diagnose[0].exit_code, Some(0));
+    assert!(
+        attempt.diagnose[0]
+            .output
+            .contains("pg_control version number"),
+        "{:?}",
+        attempt.diagnose
+    );
+    let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
+    assert!(readme.contains(cause), "the package shows the cause");
+}

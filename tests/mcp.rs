@@ -886,11 +886,19 @@ fn regex_lite(text: &str, class: impl Fn(char) -> bool, min: usize, with: &str) 
             run.push(c);
             continue;
         }
-        out.push_str(if run.chars().count() >= min { with } else { &run });
+        out.push_str(if run.chars().count() >= min {
+            with
+        } else {
+            &run
+        });
         run.clear();
         out.push(c);
     }
-    out.push_str(if run.chars().count() >= min { with } else { &run });
+    out.push_str(if run.chars().count() >= min {
+        with
+    } else {
+        &run
+    });
     out
 }
 
@@ -922,19 +930,34 @@ async fn the_cli_and_mcp_write_the_same_package() {
     );
     let stderr = String::from_utf8_lossy(&misspelt.stderr);
     assert_eq!(misspelt.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("`APP_PROT` (did you mean `APP_PORT`?)"), "{stderr}");
-    assert!(!dir.path().join("state/local").exists(), "a sandbox was made: {stderr}");
+    assert!(
+        stderr.contains("`APP_PROT` (did you mean `APP_PORT`?)"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("state/local").exists(),
+        "a sandbox was made: {stderr}"
+    );
 
     let cli = common::runbook(
         dir.path(),
         &[
-            "run", "runbook.yaml", "--lessons", "lessons", "--lifetime", "session", "--out",
+            "run",
+            "runbook.yaml",
+            "--lessons",
+            "lessons",
+            "--lifetime",
+            "session",
+            "--out",
             "cli-package",
         ],
     );
     let stderr = String::from_utf8_lossy(&cli.stderr);
     assert!(cli.status.success(), "{stderr}");
-    assert!(stderr.contains("lesson `nohup-present` applies"), "{stderr}");
+    assert!(
+        stderr.contains("lesson `nohup-present` applies"),
+        "{stderr}"
+    );
 
     let client = connect(dir.path()).await;
     let (is_error, refused) = call(
@@ -944,9 +967,15 @@ async fn the_cli_and_mcp_write_the_same_package() {
     )
     .await;
     assert!(is_error, "{refused:#}");
-    assert_eq!(refused["error"]["kind"], "undeclared_variable", "{refused:#}");
+    assert_eq!(
+        refused["error"]["kind"], "undeclared_variable",
+        "{refused:#}"
+    );
     assert_eq!(refused["error"]["argument"], "vars", "{refused:#}");
-    assert!(refused.to_string().contains("did you mean `APP_PORT`?"), "{refused:#}");
+    assert!(
+        refused.to_string().contains("did you mean `APP_PORT`?"),
+        "{refused:#}"
+    );
 
     let started = ok(
         &client,
@@ -955,7 +984,10 @@ async fn the_cli_and_mcp_write_the_same_package() {
     )
     .await;
     assert!(
-        started["lessons"][0].as_str().unwrap().contains("nohup-present"),
+        started["lessons"][0]
+            .as_str()
+            .unwrap()
+            .contains("nohup-present"),
         "{started:#}"
     );
     let session = started["session"].as_str().unwrap().to_owned();
@@ -976,8 +1008,16 @@ async fn the_cli_and_mcp_write_the_same_package() {
     client.cancel().await.unwrap();
 
     let (mut cli_files, mut mcp_files) = (Vec::new(), Vec::new());
-    list(&dir.path().join("cli-package"), Path::new(""), &mut cli_files);
-    list(&dir.path().join("mcp-package"), Path::new(""), &mut mcp_files);
+    list(
+        &dir.path().join("cli-package"),
+        Path::new(""),
+        &mut cli_files,
+    );
+    list(
+        &dir.path().join("mcp-package"),
+        Path::new(""),
+        &mut mcp_files,
+    );
     cli_files.sort();
     mcp_files.sort();
     assert_eq!(cli_files, mcp_files);
@@ -999,5 +1039,8 @@ async fn the_cli_and_mcp_write_the_same_package() {
         }
     }
     let readme = std::fs::read_to_string(dir.path().join("mcp-package/README.md")).unwrap();
-    assert!(readme.contains("nohup-present"), "the lesson is in the package");
+    assert!(
+        readme.contains("nohup-present"),
+        "the lesson is in the package"
+    );
 }

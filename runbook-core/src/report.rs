@@ -182,6 +182,40 @@ pub struct Attempt {
     /// What the sandbox showed when the attempt failed (pod status, events, logs).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub diagnostics: String,
+    /// The lines that carry the cause of a failure (`FATAL: …`, `permission denied`),
+    /// picked from the output, the files the attempt changed and the step's `diagnose`
+    /// commands: what to read first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<String>,
+    /// The ends of the text files the failed attempt created or changed in the sandbox
+    /// (its logs first), collected before anything was torn down; bounded and redacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileTail>,
+    /// What the step's `diagnose` commands printed when the attempt failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnose: Vec<DiagnoseOutput>,
+}
+
+/// The end of a file a failed attempt created or changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileTail {
+    /// Its path, relative to the sandbox's working directory.
+    pub path: String,
+    /// Its last lines (at most 40, from its last 4 KiB).
+    pub lines: Vec<String>,
+}
+
+/// What one `diagnose` command printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnoseOutput {
+    /// The command, as written.
+    pub command: String,
+    /// Its exit code (`None`: killed).
+    pub exit_code: Option<i32>,
+    /// Its stdout and stderr (at most 8 KiB, the end kept).
+    pub output: String,
 }
 
 impl Attempt {

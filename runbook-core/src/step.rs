@@ -62,6 +62,11 @@ pub struct Step {
     /// Errors met while testing this step, with their cause and fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known_issues: Vec<KnownIssue>,
+    /// Commands that show why the step failed (`journalctl -u app`, `kubectl describe
+    /// pod …`): run like checks when an attempt fails, before anything is torn down;
+    /// their output goes into the attempt's evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnose: Vec<String>,
 }
 
 impl Step {
@@ -80,7 +85,15 @@ impl Step {
             read_only: false,
             notes: Vec::new(),
             known_issues: Vec::new(),
+            diagnose: Vec::new(),
         }
+    }
+
+    /// Adds a command that shows why the step failed, run only when an attempt fails
+    /// (see [`Step::diagnose`](Step#structfield.diagnose)).
+    pub fn diagnose(mut self, command: impl Into<String>) -> Self {
+        self.diagnose.push(command.into());
+        self
     }
 
     /// Sets the command, exactly as the human will run it.

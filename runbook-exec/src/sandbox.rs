@@ -85,6 +85,10 @@ pub struct SandboxInfo {
     /// can still be destroyed by id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub damaged: Option<String>,
+    /// Where to look at it: the local provider's working directory of its commands, the
+    /// kube provider's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// What [`Provider::reap`] did.

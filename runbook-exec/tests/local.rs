@@ -366,6 +366,62 @@ async fn a_secret_interrupted_by_the_other_stream_never_leaks_in_fifty_runs() {
     assert!(log.matches("***").count() >= 50, "{log}");
 }
 
+/// A failing step that wrote a huge log (256 MiB, a secret in its last lines) and a
+/// binary file: the evidence holds at most 40 lines of the log's end, masked, and
+/// nothing of the binary file; the step's `diagnose` command runs and is kept bounded.
+#[tokio::test]
+async fn the_evidence_of_a_failure_is_bounded_and_masked() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("evidence")
+        .variable(
+            Variable::new("API_TOKEN", Category::Credential)
+                .secret(SecretSource::Vault, "secret/api")
+                .generated(),
+        )
+        .step(
+            step(
+                "big-log",
+                "mkdir -p logs; (yes 'an ordinary line of the server log' || true) | head -c 268435456 > logs/server.log; \
+                 echo \"FATAL: token $API_TOKEN refused\" >> logs/server.log; head -c 4096 /dev/zero > data.bin; \
+                 echo 'could not start: examine the log output'; exit 1",
+                Check::command("true").exit_code(0),
+            )
+            .diagnose("(yes diagnose-line || true) | head -n 100000"),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Ephemeral))
+        .await
+        .unwrap();
+    let token = session.values()["API_TOKEN"].clone();
+    let record = session.run_next().await.unwrap().unwrap();
+    let attempt = &record.attempts[0];
+    assert_eq!(attempt.files.len(), 1, "{:#?}", attempt.files);
+    assert_eq!(attempt.files[0].path, "logs/server.log");
+    assert!(attempt.files[0].lines.len() <= 40);
+    assert_eq!(
+        attempt.files[0].lines.last().unwrap(),
+        "an ordinary lineFATAL: token *** refused",
+        "{:#?}",
+        attempt.files[0].lines
+    );
+    assert_eq!(
+        attempt.causes[0], "an ordinary lineFATAL: token *** refused",
+        "{:#?}",
+        attempt.causes
+    );
+    assert!(attempt.diagnose[0].output.len() <= 8192);
+    let all = serde_json::to_string(&record).unwrap();
+    assert!(!all.contains(&token[..8]));
+    assert!(
+        all.len() < 64 * 1024,
+        "the record stays small: {} bytes",
+        all.len()
+    );
+    session.finish().await.unwrap();
+}
+
 /// A tool that cuts a value (a process name keeps 15 characters) must not leak its
 /// beginning: the process check's observation, the step's output and the events show
 /// `***` where the first characters of the secret were.

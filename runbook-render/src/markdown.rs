@@ -425,6 +425,7 @@ fn step_section(
                         out.push_str(&fenced("text", &clip(&a.diagnostics, 4000)));
                         out.push('\n');
                     }
+                    attempt_evidence(out, a);
                 }
             }
             for (i, a) in r
@@ -433,6 +434,16 @@ fn step_section(
                 .enumerate()
                 .take(r.attempts.len().saturating_sub(1))
             {
+                if let Some(cause) = a.causes.first() {
+                    let _ = writeln!(
+                        out,
+                        "- Attempt {} failed: {} (cause: {})",
+                        i + 1,
+                        a.failure.lines().next().unwrap_or(""),
+                        code(cause)
+                    );
+                    continue;
+                }
                 match a.failure.split_once('\n') {
                     None => {
                         let _ = writeln!(out, "- Attempt {} failed: {}", i + 1, a.failure);
@@ -643,4 +654,24 @@ fn versions(out: &mut String, report: Option<&Report>) {
         None => out.push_str("Not tested: `versions.yaml` lists the requirements only.\n"),
     }
     out.push('\n');
+}
+
+/// What the sandbox showed of a failed attempt: the cause lines, the ends of the files
+/// it changed, what the step's `diagnose` commands printed.
+fn attempt_evidence(out: &mut String, a: &runbook_core::report::Attempt) {
+    if !a.causes.is_empty() {
+        out.push_str("The cause, as the sandbox showed it:\n\n");
+        out.push_str(&fenced("text", &a.causes.join("\n")));
+        out.push('\n');
+    }
+    for f in &a.files {
+        let _ = writeln!(out, "End of {} (changed by the step):\n", code(&f.path));
+        out.push_str(&fenced("text", &f.lines.join("\n")));
+        out.push('\n');
+    }
+    for d in &a.diagnose {
+        let _ = writeln!(out, "{}:\n", code(&d.command));
+        out.push_str(&fenced("text", &clip(&d.output, 4000)));
+        out.push('\n');
+    }
 }

@@ -71,6 +71,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
                 failure: String::new(),
                 failure_kind: None,
                 diagnostics: String::new(),
+                ..Default::default()
             }],
         })
         .collect();

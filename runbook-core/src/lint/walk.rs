@@ -170,6 +170,13 @@ pub(crate) fn walk_texts<'r>(
             w.path.pop();
         }
         w.texts("notes", &s.notes);
+        w.path.push(Key("diagnose"));
+        for (k, command) in s.diagnose.iter().enumerate() {
+            w.path.push(Index(k));
+            (w.visit)(&w.path, TextKind::Command, command);
+            w.path.pop();
+        }
+        w.path.pop();
         w.path.push(Key("knownIssues"));
         for (k, issue) in s.known_issues.iter().enumerate() {
             w.path.push(Index(k));

@@ -8,6 +8,7 @@
 
 mod capture;
 mod checks;
+mod diagnose;
 mod finish;
 mod log;
 mod options;

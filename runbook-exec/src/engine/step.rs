@@ -169,6 +169,7 @@ impl Session {
             self.write_files(step).await?;
         }
         let started = Instant::now();
+        let since = super::diagnose::now_epoch();
         let kind = if rollback { "rollback" } else { "step" };
         self.log_line(&format!(
             "\n=== {kind} {} (attempt {attempt_no}): {}\n$ {}\n",
@@ -262,14 +263,17 @@ impl Session {
                 }
             }
         }
-        let diagnostics = if failure.is_empty() {
-            String::new()
+        let (diagnostics, evidence) = if failure.is_empty() {
+            (String::new(), super::diagnose::Evidence::default())
         } else {
             let d = self.sandbox.diagnostics().await.unwrap_or_default();
             if !d.is_empty() {
                 self.log_line(&format!("--- diagnostics\n{d}\n"));
             }
-            self.redactor.redact(&d)
+            let evidence = self
+                .evidence(step, &since, &output.stdout, &output.stderr)
+                .await?;
+            (self.redactor.redact(&d), evidence)
         };
         let duration_ms = millis(started.elapsed());
         observer.event(&Event::StepFinished {
@@ -287,6 +291,9 @@ impl Session {
             failure,
             failure_kind,
             diagnostics,
+            causes: evidence.causes,
+            files: evidence.files,
+            diagnose: evidence.diagnose,
         })
     }
 }

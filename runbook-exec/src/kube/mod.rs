@@ -495,6 +495,7 @@ impl Provider for KubeProvider {
                 created_unix: known.map_or(0, |k| k.created_unix),
                 last_step: known.and_then(|k| k.last_step.clone()),
                 damaged: known.and_then(|k| k.damaged.clone()),
+                location: ns.metadata.name.clone().map(|n| format!("namespace {n}")),
             });
         }
         Ok(out)

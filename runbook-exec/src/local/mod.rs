@@ -562,6 +562,7 @@ impl LocalProvider {
                 .and_then(|m| m.modified().ok())
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs());
+            let location = Some(dir.join("work").to_string_lossy().into_owned());
             let info = match read_meta_checked(&dir) {
                 Ok(meta) => SandboxInfo {
                     id,
@@ -574,6 +575,7 @@ impl LocalProvider {
                         .flatten()
                         .and_then(|s| s.completed.last().cloned()),
                     damaged: None,
+                    location,
                 },
                 Err(why) => SandboxInfo {
                     id,
@@ -583,6 +585,7 @@ impl LocalProvider {
                     created_unix,
                     last_step: None,
                     damaged: Some(why),
+                    location,
                 },
             };
             out.push(info);

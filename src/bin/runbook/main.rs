@@ -822,6 +822,16 @@ async fn run_session(
     }
     let kept = (outcome.report.sandbox.lifetime == Some(Lifetime::Persistent))
         .then(|| outcome.report.sandbox.id.clone());
+    // Where a kept sandbox is, to look around in it.
+    let location = match &kept {
+        Some(id) => provider
+            .list()
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|s| &s.id == id))
+            .and_then(|s| s.location),
+        None => None,
+    };
     let out = &args.out;
     let request = runbook::ops::FinishRequest {
         out,
@@ -834,7 +844,11 @@ async fn run_session(
             eprintln!("handoff package ({verdict}): {}", out.display());
             if let Some(id) = &kept {
                 eprintln!(
-                    "sandbox {id} is kept: `runbook resume {id} [FILE]` continues it, `runbook sandbox destroy {id}` removes it"
+                    "sandbox {id} is kept{}: `runbook resume {id} [FILE]` continues it, `runbook sandbox destroy {id}` removes it",
+                    location
+                        .as_deref()
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -917,6 +931,36 @@ fn print_failure(report: &runbook::report::Report) {
             "last output:\n{}",
             indent(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
         );
+    }
+    if !attempt.causes.is_empty() {
+        eprintln!(
+            "the cause, as the sandbox showed it:\n{}",
+            indent(&attempt.causes.join("\n"))
+        );
+    }
+    for file in &attempt.files {
+        let tail: Vec<&str> = file
+            .lines
+            .iter()
+            .rev()
+            .take(10)
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "end of {} (changed by the step):\n{}",
+            file.path,
+            indent(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        );
+    }
+    for d in &attempt.diagnose {
+        eprintln!("$ {}\n{}", d.command, indent(d.output.trim_end()));
+    }
+    match report.sandbox.lifetime {
+        Some(runbook::Lifetime::Persistent) => {}
+        _ => eprintln!(
+            "sandbox {} was torn down; rerun with --keep to keep it and continue it with `runbook resume`",
+            report.sandbox.id
+        ),
     }
 }
 
@@ -1300,12 +1344,12 @@ async fn sandbox(provider: &dyn Provider, command: SandboxCommand) -> Result<Exi
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             println!(
-                "{:<28} {:<16} {:<20} {:>6}  {:<8} LIFETIME",
-                "ID", "RUNBOOK", "LAST STEP", "AGE", "PROVIDER"
+                "{:<28} {:<16} {:<20} {:>6}  {:<8} {:<10} WHERE",
+                "ID", "RUNBOOK", "LAST STEP", "AGE", "PROVIDER", "LIFETIME"
             );
             for s in list {
                 println!(
-                    "{:<28} {:<16} {:<20} {:>6}  {:<8} {}",
+                    "{:<28} {:<16} {:<20} {:>6}  {:<8} {:<10} {}",
                     s.id,
                     s.runbook,
                     s.last_step.as_deref().unwrap_or("-"),
@@ -1314,7 +1358,8 @@ async fn sandbox(provider: &dyn Provider, command: SandboxCommand) -> Result<Exi
                     match &s.damaged {
                         Some(why) => format!("DAMAGED: {why}"),
                         None => s.lifetime.to_string(),
-                    }
+                    },
+                    s.location.as_deref().unwrap_or("-")
                 );
             }
             Ok(ExitCode::SUCCESS)
