@@ -532,10 +532,9 @@ async fn a_persistent_session_outlives_the_server_and_resumes() {
 /// The same story through the official Python MCP SDK (`mcp`, installed by the README's
 /// test command): an independent client, in another language.
 #[test]
+#[ignore = "needs the Python venv of the README's test line"]
 fn the_postgres_story_through_the_python_sdk() {
-    let Some(python) = common::python("mcp") else {
-        return;
-    };
+    let python = common::python("mcp");
     let dir = common::workdir("runbook-mcp-py-");
     let (draft, fixed) = first_draft();
     let issue = &fixed.known_issues[0];

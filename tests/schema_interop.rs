@@ -73,10 +73,9 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
+#[ignore = "needs the Python venv of the README's test line"]
 fn python_jsonschema_accepts_every_example_and_rejects_every_invalid_fixture() {
-    let Some(python) = common::python("jsonschema") else {
-        return;
-    };
+    let python = common::python("jsonschema");
     let mut examples = Vec::new();
     yaml_files(&repo().join("examples"), &mut examples);
     yaml_files(&repo().join("tests/fixtures/schema/valid"), &mut examples);
@@ -148,10 +147,9 @@ fn document() -> impl Strategy<Value = String> {
 }
 
 #[test]
+#[ignore = "needs the Python venv of the README's test line"]
 fn python_jsonschema_and_the_parser_agree_on_generated_documents() {
-    let Some(python) = common::python("jsonschema") else {
-        return;
-    };
+    let python = common::python("jsonschema");
     let mut runner = TestRunner::deterministic();
     let strategy = document();
     let texts: Vec<String> = (0..400)

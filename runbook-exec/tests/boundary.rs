@@ -1,13 +1,14 @@
 //! The local sandbox is a boundary, tried as a hostile step would: each test is named
-//! after the escape it pins (issue: "The sandbox is a boundary"). They need root, as CI
-//! has: containment and per-sandbox users only exist for root.
+//! after the escape it pins (issue: "The sandbox is a boundary"). They need root
+//! (containment and per-sandbox users only exist for root), so they are ignored unless
+//! asked for: CI runs them as root with `cargo test --workspace -- --ignored`.
 
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
-use common::{needs_root, processes_with, provider, run_ephemeral, wait_for};
+use common::{processes_with, provider, require_root, run_ephemeral, wait_for};
 use runbook_core::{Category, Check, ConfigFile, Lifetime, Runbook, Step, Variable};
 use runbook_exec::{ExecError, Provider, ProvisionRequest, RunMode, RunOptions, Session, run_all};
 
@@ -38,10 +39,9 @@ mod links {
     /// A step plants `config/app.conf -> victim` and `config/sub -> a root-only
     /// directory`; the next step declares both as its config files.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn root_never_writes_through_a_link_the_sandbox_planted() {
-        if !needs_root("root_never_writes_through_a_link_the_sandbox_planted") {
-            return;
-        }
+        require_root();
         let secret_dir = root_only_dir();
         let victim = secret_dir.path().join("victim.conf");
         std::fs::write(&victim, "root's own\n").unwrap();
@@ -82,10 +82,9 @@ mod links {
     }
 
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn the_log_never_goes_to_a_shared_directory() {
-        if !needs_root("the_log_never_goes_to_a_shared_directory") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let runbook = Runbook::builder("log-home")
             .step(step("say", "echo hello"))
@@ -110,10 +109,9 @@ mod isolation {
     /// Two live sandboxes, each with a secret config file and a daemon: neither can read
     /// the other's files or signal the other's processes.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn a_sandbox_cannot_read_or_signal_another() {
-        if !needs_root("a_sandbox_cannot_read_or_signal_another") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let runbook = Runbook::builder("neighbour")
             .variable(Variable::new("TOKEN", Category::Credential).generated())
@@ -184,10 +182,9 @@ mod containment {
     /// thing; the gate that holds it there leaves no trace (a nested bash runs freely,
     /// stdin is at its end, the environment is the one given).
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn every_command_starts_inside_the_sandbox_cgroup() {
-        if !needs_root("every_command_starts_inside_the_sandbox_cgroup") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let inside = r#"grep -q "/runbook/inside-[0-9a-f]*/" /proc/$$/cgroup"#;
         let runbook = Runbook::builder("inside")
@@ -213,10 +210,9 @@ mod containment {
     }
 
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn daemons_that_leave_the_process_group_die_with_an_ephemeral_sandbox() {
-        if !needs_root("daemons_that_leave_the_process_group_die_with_an_ephemeral_sandbox") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let runbook = Runbook::builder("escape")
             .step(step(
@@ -239,10 +235,9 @@ mod containment {
     }
 
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn a_timeout_kills_what_the_command_started_outside_its_group() {
-        if !needs_root("a_timeout_kills_what_the_command_started_outside_its_group") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let runbook = Runbook::builder("slow")
             .step(step("slow", "(setsid sleep 7793 &); sleep 7794").timeout(Duration::from_secs(1)))
@@ -269,10 +264,9 @@ mod containment {
     /// as a SIGKILL would leave it); resuming ends what the interrupted attempt left,
     /// and keeps the daemon an earlier, completed step started.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn resume_ends_what_an_interrupted_attempt_left_running() {
-        if !needs_root("resume_ends_what_an_interrupted_attempt_left_running") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let runbook = Runbook::builder("interrupted")
             .step(step("daemon", "(setsid sleep 8895 &)"))
@@ -338,10 +332,9 @@ mod cleanup {
     use super::*;
 
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn reap_cannot_take_a_sandbox_that_is_being_provisioned() {
-        if !needs_root("reap_cannot_take_a_sandbox_that_is_being_provisioned") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let request = ProvisionRequest {
             runbook: "busy".into(),
@@ -365,10 +358,9 @@ mod cleanup {
     }
 
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn damaged_sandboxes_are_listed_reported_and_destroyable() {
-        if !needs_root("damaged_sandboxes_are_listed_reported_and_destroyable") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let make = |lifetime| ProvisionRequest {
             runbook: "damaged".into(),
@@ -416,10 +408,9 @@ mod cleanup {
     /// A state root deleted with a sandbox still in it (a test's temporary directory, an
     /// `rm -rf`): reap, from any state root, removes the user and cgroup left behind.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn reap_removes_what_a_deleted_sandbox_left_outside_its_directory() {
-        if !needs_root("reap_removes_what_a_deleted_sandbox_left_outside_its_directory") {
-            return;
-        }
+        require_root();
         let (doomed_root, doomed) = provider();
         let request = ProvisionRequest {
             runbook: "deleted".into(),
@@ -438,10 +429,9 @@ mod cleanup {
     }
 
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn destroying_a_busy_sandbox_says_who_holds_it() {
-        if !needs_root("destroying_a_busy_sandbox_says_who_holds_it") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let request = ProvisionRequest {
             runbook: "held".into(),
@@ -555,10 +545,9 @@ mod environment {
     /// or as the sandbox: the executor names its own programs by absolute paths. The
     /// command itself does see the runbook's `PATH`.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn a_variable_named_path_cannot_choose_the_programs_that_start_a_command() {
-        if !needs_root("a_variable_named_path_cannot_choose_the_programs_that_start_a_command") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         for isolated in [false, true] {
             let reports = drop_box();
@@ -636,10 +625,9 @@ __attribute__((constructor)) static void report(void) {
     /// kernel makes non-dumpable: its `/proc` files belong to root. The system's bash run
     /// the same way is traceable (its files are the user's), so the check can fail.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn the_loader_waits_where_the_sandbox_cannot_trace_it() {
-        if !needs_root("the_loader_waits_where_the_sandbox_cannot_trace_it") {
-            return;
-        }
+        require_root();
         let (root, provider) = provider();
         let sandbox = provision(&provider, false).await;
         let (code, _) = run(&*sandbox, "true", &[]).await.unwrap();
@@ -692,10 +680,9 @@ __attribute__((constructor)) static void report(void) {
     /// `LD_PRELOAD` as a variable: the library loads into the command's own shell, as
     /// the sandbox's user and inside its cgroup, and never into anything root runs.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn a_preloaded_library_never_runs_as_root_or_before_the_cgroup() {
-        if !needs_root("a_preloaded_library_never_runs_as_root_or_before_the_cgroup") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let lib_dir = tempfile::tempdir().unwrap();
         for isolated in [false, true] {
@@ -731,10 +718,9 @@ __attribute__((constructor)) static void report(void) {
     /// the daemons die at teardown and the user goes. Names bash keeps for itself are
     /// refused before anything runs.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn shell_startup_variables_start_nothing_outside_the_cgroup() {
-        if !needs_root("shell_startup_variables_start_nothing_outside_the_cgroup") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         for isolated in [false, true] {
             let scripts = drop_box();
@@ -806,10 +792,9 @@ mod leftovers {
     /// a semaphore set; after teardown none is left, and the next sandbox (which may
     /// get the same uid) finds nothing of them.
     #[tokio::test]
+    #[ignore = "needs root"]
     async fn a_sandbox_leaves_no_temporary_file_or_ipc_object_to_the_next() {
-        if !needs_root("a_sandbox_leaves_no_temporary_file_or_ipc_object_to_the_next") {
-            return;
-        }
+        require_root();
         let (_root, provider) = provider();
         let shared = drop_box();
         let mut first = provision(&provider, false).await;

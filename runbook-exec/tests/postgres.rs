@@ -170,10 +170,9 @@ fn cmdline(pid: i32) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs root (a network namespace)"]
 async fn the_postgres_story_runs_network_isolated() {
-    if !common::needs_root("the_postgres_story_runs_network_isolated") {
-        return;
-    }
+    common::require_root();
     let (_root, provider) = provider();
     let provider = with_pg_path(provider).isolate_network(true);
     // Inside its own namespace the sandbox may use any port: nothing else is there.

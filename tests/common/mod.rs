@@ -22,10 +22,11 @@ mod ports;
 #[allow(unused_imports)] // not every test file starts daemons
 pub use ports::free_port;
 
-/// The Python of the README's test command (`target/py`, or `$RUNBOOK_PYTHON`) when it can
-/// import `module`. Under CI a missing one fails the test; elsewhere the test says it is
-/// skipped.
-pub fn python(module: &str) -> Option<std::path::PathBuf> {
+/// The Python of the README's test command (`target/py`, or `$RUNBOOK_PYTHON`), which must
+/// import `module`: the test fails otherwise. Tests that call it are
+/// `#[ignore = "needs the Python venv of the README's test line"]`, so they run only when
+/// asked (`cargo test -- --ignored`; CI does).
+pub fn python(module: &str) -> std::path::PathBuf {
     let python = std::env::var_os("RUNBOOK_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
@@ -35,16 +36,12 @@ pub fn python(module: &str) -> Option<std::path::PathBuf> {
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(python);
-    }
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{} cannot import {module}: run the README's test command (it makes target/py)",
+        ok,
+        "{} cannot import {module}: run the README's test line (it makes target/py)",
         python.display()
     );
-    eprintln!("skipped: no Python with {module} at {}", python.display());
-    None
+    python
 }
 
 /// Where Debian puts PostgreSQL 15's programs.

@@ -1,20 +1,108 @@
-//! Typed probes evaluated in-process: a TCP connection, an HTTP request, a process by
-//! name. (Files are in `files.rs`: they need the no-link-followed rules.)
+//! Typed probes: how the local sandbox observes each kind (in-process, through `files.rs`,
+//! or by a command inside the sandbox's network namespace), and those evaluated
+//! in-process: a TCP connection, an HTTP request, a process by name. (Files are in
+//! `files.rs`: they need the no-link-followed rules.)
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use runbook_core::HttpProbe;
 
-use crate::Observation;
+use super::files;
+use super::sandbox::LocalSandbox;
+use crate::{CommandSpec, ExecError, Observation, OutputSink, Result, Sandbox};
+
+impl LocalSandbox {
+    /// Observes `probe` from where the sandbox's commands would (the body of
+    /// [`Sandbox::probe`]).
+    pub(super) async fn probe_local(
+        &self,
+        probe: &runbook_core::Probe,
+    ) -> Result<crate::Observation> {
+        match probe {
+            runbook_core::Probe::File(f) => {
+                let (root, f) = (self.work_dir(), f.clone());
+                tokio::task::spawn_blocking(move || files::observe_file(&root, &f))
+                    .await
+                    .map_err(|e| ExecError::Provider(format!("a file check failed: {e}")))?
+            }
+            // Inside a network namespace, ports and URLs are only reachable from a process
+            // in it: the same shell the scripts use, run there.
+            runbook_core::Probe::Tcp(t) if self.meta.netns.is_some() => {
+                self.probe_by_command(format!(
+                    "timeout 5 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"' '{}' '{}'",
+                    t.host.replace('\'', ""),
+                    t.port.replace('\'', "")
+                ))
+                .await
+            }
+            runbook_core::Probe::Http(h) if self.meta.netns.is_some() => {
+                self.probe_by_command(format!(
+                    "curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 -- '{}' | grep -qx '{}'",
+                    h.url.replace('\'', ""),
+                    h.status
+                ))
+                .await
+            }
+            runbook_core::Probe::Tcp(t) => {
+                let (host, port) = (t.host.clone(), t.port.clone());
+                tokio::task::spawn_blocking(move || {
+                    Ok(tcp(&host, &port, Duration::from_secs(5)))
+                })
+                .await
+                .map_err(|e| ExecError::Provider(format!("a TCP check failed: {e}")))?
+            }
+            runbook_core::Probe::Http(h) => {
+                let h = h.clone();
+                tokio::task::spawn_blocking(move || Ok(http(&h)))
+                    .await
+                    .map_err(|e| ExecError::Provider(format!("an HTTP check failed: {e}")))?
+            }
+            runbook_core::Probe::Process(p) => {
+                let pids = self.processes().await.unwrap_or_default();
+                Ok(process_named(&pids, &p.name))
+            }
+            other => Err(ExecError::Unsupported {
+                provider: "local".into(),
+                what: format!("this kind of check ({})", crate::sandbox::probe_kind(other)),
+            }),
+        }
+    }
+
+    /// A typed probe evaluated by a shell command in the sandbox (where in-process cannot
+    /// see what the sandbox sees): satisfied when it exits 0.
+    async fn probe_by_command(&self, command: String) -> Result<crate::Observation> {
+        struct Discard;
+        impl OutputSink for Discard {
+            fn output(&mut self, _: crate::Stream, _: &[u8]) {}
+        }
+        let spec = CommandSpec {
+            command: command.clone(),
+            env: BTreeMap::new(),
+            workdir: None,
+            timeout: Duration::from_secs(15),
+            errexit: false,
+        };
+        let exit = Sandbox::run(self, &spec, &mut Discard).await?;
+        Ok(crate::Observation {
+            satisfied: exit.code == Some(0),
+            actual: match exit.code {
+                Some(0) => "as expected".into(),
+                Some(c) => format!("`{command}` exited {c}"),
+                None => format!("`{command}` was killed"),
+            },
+        })
+    }
+}
 
 fn seen(satisfied: bool, actual: String) -> Observation {
     Observation { satisfied, actual }
 }
 
 /// Connects to `host:port`, every address it resolves to, within `limit` each.
-pub(super) fn tcp(host: &str, port: &str, limit: Duration) -> Observation {
+fn tcp(host: &str, port: &str, limit: Duration) -> Observation {
     let Ok(port) = port.trim().parse::<u16>() else {
         return seen(false, format!("`{port}` is not a port"));
     };
@@ -37,7 +125,7 @@ const MAX_RESPONSE: u64 = 4 * 1024 * 1024;
 
 /// A plain HTTP/1.1 GET (no TLS, no redirects): its status and whether the body holds
 /// the text. `https://` URLs are for a command check with `curl`.
-pub(super) fn http(probe: &HttpProbe) -> Observation {
+fn http(probe: &HttpProbe) -> Observation {
     let Some(rest) = probe.url.strip_prefix("http://") else {
         return seen(
             false,
@@ -110,7 +198,7 @@ pub(super) fn http(probe: &HttpProbe) -> Observation {
 }
 
 /// Whether one of `pids` runs under `name` (the kernel's command name, 15 characters).
-pub(super) fn process_named(pids: &[i32], name: &str) -> Observation {
+fn process_named(pids: &[i32], name: &str) -> Observation {
     let want: String = name.chars().take(15).collect();
     let running = pids.iter().any(|p| {
         std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim_end() == want)
