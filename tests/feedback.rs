@@ -315,6 +315,15 @@ fn a_production_failure_becomes_a_preflight_check_for_a_similar_runbook() {
     );
     assert!(!target.join("data").exists(), "nothing was created");
     assert!(!target.join(".runbook-journal").exists(), "no step started");
+    // The outcome names the pre-flight check that failed, and no step.
+    let outcome = std::fs::read_to_string(target.join(".runbook-outcome")).unwrap();
+    assert!(
+        outcome.starts_with("status=failed\nphase=deploy\nexit=1\ncheck=")
+            && outcome.contains("pg-port-taken")
+            && outcome.contains("\nreason=expected ")
+            && !outcome.contains("step="),
+        "{outcome}"
+    );
 
     // On a good target the check passes and the deploy goes through; then roll it back.
     let good_vars = BTreeMap::from([

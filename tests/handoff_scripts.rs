@@ -138,6 +138,7 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
         stdout.contains("==> [1/2] Install the configuration (install-config)"),
         "{stdout}"
     );
+    assert_eq!(outcome(&work), "status=passed\nphase=deploy\nexit=0\n");
     let conf = std::fs::read_to_string(work.join("heartbeat/app.conf")).unwrap();
     assert!(
         conf.contains("port=9191") && conf.contains("token=prod/Token-42_not+hex"),
@@ -215,10 +216,20 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
     let again = script(&package, "deploy.sh", &work, &vars);
     assert_eq!(again.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&again.stderr).contains("Already deployed"));
+    let refusal = outcome(&work);
+    assert!(
+        refusal.starts_with("status=refused\nphase=deploy\nexit=3\nreason=Already deployed: "),
+        "{refusal}"
+    );
     // Without a terminal and without --yes, rollback changes nothing.
     let refused = script(&package, "rollback.sh", &work, &vars);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    assert!(
+        outcome(&work).starts_with("status=refused\nphase=rollback\nexit=2\nreason=refusing: "),
+        "{}",
+        outcome(&work)
+    );
     assert!(work.join("heartbeat/app.conf").exists());
     let rollback = script_with(
         &package,
@@ -258,8 +269,18 @@ async fn quickstart_scripts_deploy_verify_and_roll_back() {
         .partition(|f| f.starts_with("feedback/"));
     assert_eq!(
         rest,
-        [".runbook-journal", ".runbook-lock"],
-        "the rendered config files are removed with their step; the journal and the lock stay"
+        [".runbook-journal", ".runbook-lock", ".runbook-outcome"],
+        "the rendered config files are removed with their step; the journal, the lock and \
+         the outcome stay"
+    );
+    // The outcome names the first failure: the step, the check, why (the token masked).
+    let failed = outcome(&work);
+    assert!(
+        failed.starts_with(
+            "status=failed\nphase=verify\nexit=1\nstep=install-config\n\
+             check=the configured port is the one asked for\nreason=expected exit code 0, "
+        ) && failed.lines().count() == 6,
+        "{failed}"
     );
     assert!(!feedback.is_empty());
     for f in feedback {
@@ -347,6 +368,11 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
         .output()
         .unwrap();
     assert_eq!(ready.status.code(), Some(2), "the server is stopped");
+}
+
+/// The outcome the last script wrote in the work directory `work`.
+fn outcome(work: &Path) -> String {
+    std::fs::read_to_string(work.join(".runbook-outcome")).unwrap()
 }
 
 /// Every regular file under `dir`, relative, sorted.
@@ -1022,5 +1048,78 @@ fn a_journal_lock_or_work_directory_that_is_a_link_is_refused() {
             &vars,
             &common::pg_path(),
         ),
+    );
+}
+
+/// `.runbook-outcome` says how a script ended, for a program to read: replaced whole, never
+/// written through a link planted in its place, every secret (and every piece of one)
+/// masked, one line a key. A script refused for a linked work directory writes none.
+#[test]
+fn the_outcome_is_one_line_a_key_masked_and_never_written_through_a_link() {
+    let dir = open_dir();
+    let runbook = runbook::from_yaml_str(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: outcome }
+variables:
+  - { name: API_TOKEN, category: credential, generate: true, production: your token }
+steps:
+  - id: show
+    title: Show the token
+    run: "true"
+    verify:
+      - name: the token is there
+        run: printf 'token %s\nand %s\n' "$API_TOKEN" "${API_TOKEN:2:9}"
+        expect: { stdout: { equals: nothing } }
+"#,
+    )
+    .unwrap();
+    let package = untested_package(&runbook, dir.path());
+    let work = work_dir(dir.path());
+    let token = "tok-0a1b2c3d4e5f";
+    let vars = BTreeMap::from([("API_TOKEN".to_owned(), token.to_owned())]);
+    let other = dir.path().join("other");
+    plant(&other, "precious\n");
+    let link = work.join(".runbook-outcome");
+    std::os::unix::fs::symlink(&other, &link).unwrap();
+
+    for name in ["deploy.sh", "verify.sh"] {
+        let out = script(&package, name, &work, &vars);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "precious\n");
+        assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        let text = outcome(&work);
+        let phase = name.trim_end_matches(".sh");
+        assert_eq!(
+            text,
+            format!(
+                "status=failed\nphase={phase}\nexit=1\nstep=show\ncheck=the token is there\n\
+                 reason=expected exit code 0, stdout equals \"nothing\"; saw stdout \"token *** \
+                 and ***\" (after 1 attempt(s))\n"
+            ),
+            "{name}"
+        );
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&other, &link).unwrap();
+    }
+    // Nothing else is left in the work directory: no temporary file of the outcome.
+    let names: Vec<String> = files_under(&work)
+        .into_iter()
+        .filter(|f| !f.starts_with("feedback/"))
+        .collect();
+    assert_eq!(
+        names,
+        [".runbook-journal", ".runbook-lock", ".runbook-outcome"]
+    );
+
+    // A work directory that is a link: refused before anything is written there.
+    std::fs::remove_file(&link).unwrap();
+    let linked = dir.path().join("linked-work");
+    std::os::unix::fs::symlink(&work, &linked).unwrap();
+    let out = script(&package, "verify.sh", &linked, &vars);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "an outcome was written through the linked work directory"
     );
 }

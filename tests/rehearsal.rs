@@ -68,9 +68,11 @@ steps:
       verify: [{ run: test ! -e app.conf, expect: { exitCode: 0 } }]
 "#,
     );
+    // The step, the check and why, as the script recorded them in its outcome file.
     assert!(
         err.contains("phase `deploy`")
-            && err.contains("at step `write-config`")
+            && err.contains("at step `write-config`, check `cat app.conf`: expected exit code 0")
+            && err.contains("saw stdout \"port=8080\"")
             && err.contains("APP_PORT"),
         "{err}"
     );
@@ -96,7 +98,8 @@ fn a_check_that_is_not_repeatable_fails_the_rehearsal() {
 "#,
     );
     assert!(
-        err.contains("phase `verify`") && err.contains("the counter moves on"),
+        err.contains("phase `verify`")
+            && err.contains("at step `count`, check `the counter moves on`: expected "),
         "{err}"
     );
 }

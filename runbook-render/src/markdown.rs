@@ -529,7 +529,9 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
         "- **Where:** relative paths are relative to the work directory: `RUNBOOK_WORK_DIR` \
          (default `work/` inside this package). `deploy.sh` keeps its journal there \
          (`.runbook-journal`), which `rollback.sh` reads; both hold a lock there (`.runbook-lock`, \
-         with `flock`), so only one of them runs at a time.\n",
+         with `flock`), so only one of them runs at a time. Every script records how it ended \
+         there, for a program to read (`.runbook-outcome`: `status=`, `phase=`, `step=`, \
+         `check=`, `reason=`).\n",
     );
     out.push_str(
         "- **Environment:** set every variable of the table below (`adaptation-checklist.md` says \

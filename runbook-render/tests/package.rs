@@ -180,6 +180,35 @@ fn every_example_script_passes_bash_n_and_shellcheck() {
     }
 }
 
+/// The shared bash is one source file each (every script holds a copy of library.sh,
+/// deploy.sh and rollback.sh of journal.sh): shellcheck checks each as a file, as it
+/// stands in the source tree, by its own `# shellcheck shell=bash` directive (no
+/// `--shell` here), besides checking every rendered script as a whole.
+#[test]
+fn the_shared_library_passes_shellcheck_as_a_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scripts");
+    for file in ["library.sh", "journal.sh"] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# shellcheck shell=bash\n"),
+            "{file} names its shell for shellcheck"
+        );
+        let out = Command::new("shellcheck")
+            .arg(&path)
+            .output()
+            .expect("shellcheck is installed (apt-get install shellcheck)");
+        assert!(
+            out.status.success(),
+            "shellcheck {}:\n{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let out = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+        assert!(out.status.success(), "bash -n {file}: {out:?}");
+    }
+}
+
 #[test]
 fn the_package_has_every_file_and_checksums_that_verify() {
     let (_, runbook) = examples()

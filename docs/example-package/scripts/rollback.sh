@@ -45,23 +45,31 @@ export PGDATA PGHOST PGPORT APP_DB APP_USER PG_SUPERUSER_PASSWORD APP_PASSWORD
 PACKAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
 CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}"
+
+# For feedback files and the outcome: what this package is, and which values to mask.
+RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=rollback
+SECRET_NAMES=('PG_SUPERUSER_PASSWORD' 'APP_PASSWORD')
+
+# The library of deploy.sh, rollback.sh and verify.sh, made from one source
+# (runbook-render/src/scripts/library.sh): each script holds a copy, so that it runs alone
+# wherever the package is copied. The script sets PACKAGE_DIR, WORK_DIR, CHECK_TIMEOUT,
+# RUNBOOK_NAME, RUNBOOK_VERSION, RUNBOOK_PLATFORM, PHASE and SECRET_NAMES before it.
+
 # A symbolic link in place of the work directory (or of deploy.sh's and rollback.sh's
 # journal and lock) would let whoever made it choose where this script writes and what
 # state it reads: refuse it.
 refuse_link() {
   if [ -L "$1" ]; then
-    echo "refusing: $2 ($1) is a symbolic link; nothing was written through it" >&2
-    exit 2
+    refuse 2 "refusing: $2 ($1) is a symbolic link; nothing was written through it"
   fi
 }
-mkdir -p "$WORK_DIR"
-WORK_DIR="$(cd "$WORK_DIR" && pwd)"
-refuse_link "$WORK_DIR" "the work directory"
-JOURNAL="$WORK_DIR/.runbook-journal" LOCK="$WORK_DIR/.runbook-lock"
-
-# For feedback files: what this package is, and which values to mask.
-RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=rollback
-SECRET_NAMES=('PG_SUPERUSER_PASSWORD' 'APP_PASSWORD')
+# refuse CODE MESSAGE: the script will not go on: MESSAGE goes to stderr and into the
+# outcome (status refused), and the script exits with CODE.
+refuse() {
+  echo "$2" >&2
+  [ -n "$OUTCOME_STATUS" ] || OUTCOME_STATUS=refused OUTCOME_REASON=$2
+  exit "$1"
+}
 # Milliseconds since the epoch, without a process where bash has EPOCHREALTIME (5+).
 now_ms() {
   if [ -n "${EPOCHREALTIME:-}" ]; then
@@ -75,9 +83,13 @@ now_ms() {
 # the feedback file if it fails.
 OUTDIR=$(mktemp -d)
 STEP_OUT=$OUTDIR/stdout STEP_ERR=$OUTDIR/stderr ERRFILE=$OUTDIR/check-stderr
-FAIL_COMMAND="" FAIL_CODE="" FAIL_CHECK=""
+# What failed last (a check, a step's command, a tool), for the feedback file and the outcome.
+FAIL_COMMAND="" FAIL_CODE="" FAIL_CHECK="" FAIL_REASON=""
 declare -A FOUND=() REQUIRED=()
-trap 'rm -rf "$OUTDIR"' EXIT
+# How this script ended, for `.runbook-outcome` (see write_outcome): written on exit once
+# the work directory is known.
+OUTCOME="" OUTCOME_STATUS="" OUTCOME_STEP="" OUTCOME_CHECK="" OUTCOME_REASON=""
+trap 'on_exit $?' EXIT
 
 # match MODE WANT TEXT: whether TEXT (without trailing whitespace) satisfies MODE WANT.
 match_text() {
@@ -125,7 +137,8 @@ check() {
     fi
     sleep "$((interval / 1000)).$(printf '%03d' $((interval % 1000)))"
   done
-  echo "    FAILED: $name: expected $expected; saw $seen (after $attempt attempt(s))" >&2
+  FAIL_REASON="expected $expected; saw $seen (after $attempt attempt(s))"
+  echo "    FAILED: $name: $FAIL_REASON" >&2
   return 1
 }
 
@@ -153,7 +166,8 @@ run_step() {
       n=$((n + 1))
     done
     FAIL_CHECK="" FAIL_COMMAND=$command FAIL_CODE=$code
-    echo "    FAILED: the command exited with code $code" >&2
+    FAIL_REASON="the command exited with code $code"
+    echo "    FAILED: $FAIL_REASON" >&2
     return 1
   fi
   echo "    ok: command ($(( $(now_ms) - start )) ms)"
@@ -187,17 +201,20 @@ need_tool() {
   shift 4
   REQUIRED[$tool]=$requirement
   if ! out=$(bash -c "$detect" 2>&1 9>&-); then
-    echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
+    FAIL_CHECK=$tool FAIL_REASON="\`$detect\` failed; is $tool installed and on PATH ($PATH)?"
+    echo "    FAILED: $tool: $FAIL_REASON" >&2
     return 1
   fi
   if [[ "$out" =~ $pattern ]]; then
     version=${BASH_REMATCH[1]:-${BASH_REMATCH[0]}}
   else
-    echo "    FAILED: $tool: cannot read a version from \`$detect\`: $out" >&2
+    FAIL_CHECK=$tool FAIL_REASON="cannot read a version from \`$detect\`: $out"
+    echo "    FAILED: $tool: $FAIL_REASON" >&2
     return 1
   fi
   if ! version_satisfies "$version" "$@"; then
-    echo "    FAILED: $tool $version does not satisfy $requirement" >&2
+    FAIL_CHECK=$tool FAIL_REASON="$tool $version does not satisfy $requirement"
+    echo "    FAILED: $FAIL_REASON" >&2
     return 1
   fi
   FOUND[$tool]=$version
@@ -290,8 +307,74 @@ write_feedback() {
   echo "Feedback written to $file: send it to the runbook's maintainers, or make a lesson of it:" >&2
   echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
 }
+
+# The outcome: `.runbook-outcome` in the work directory says how the last script that ran
+# there ended, for a program to read (the rehearsal does) rather than this English: one
+# `key=value` a line, the value to the end of the line (control characters as spaces,
+# secrets masked). `status` is running, passed, failed (a step, a check or the pre-flight
+# failed) or refused (the script would not go on: a symbolic link, the lock, the journal's
+# state, root, no confirmation); `phase` is deploy, rollback or verify; `exit` the exit
+# code; `step` the step it failed at; `check` the check that failed (absent when a step's
+# command did); `reason` what happened, in one line.
+
+# note_failure [STEP]: the first failure this script reports is its outcome: STEP (none in
+# the pre-flight), and the check and the reason the failed check or command left.
+note_failure() {
+  [ -z "$OUTCOME_STATUS" ] || return 0
+  OUTCOME_STATUS=failed OUTCOME_STEP=${1:-} OUTCOME_CHECK=$FAIL_CHECK OUTCOME_REASON=$FAIL_REASON
+}
+# record_failure STEP: STEP failed: the outcome says so, and a feedback file tells why.
+record_failure() {
+  note_failure "$1"
+  write_feedback "$1"
+}
+# outcome_line KEY VALUE: KEY=VALUE, masked, on one line; nothing for an empty VALUE.
+outcome_line() {
+  local value
+  value=$(mask "$2")
+  [ -z "$value" ] || printf '%s=%s\n' "$1" "${value//[[:cntrl:]]/ }"
+}
+# write_outcome STATUS [EXIT]: replaces the outcome file whole: a new file, renamed over
+# the old one, so that nothing is ever written through a link planted there. Where it
+# cannot be written, nothing is.
+write_outcome() {
+  local tmp
+  tmp=$(mktemp "$OUTCOME.XXXXXX" 2>/dev/null) || return 0
+  if {
+    echo "status=$1"
+    echo "phase=$PHASE"
+    outcome_line exit "${2:-}"
+    outcome_line step "$OUTCOME_STEP"
+    outcome_line check "$OUTCOME_CHECK"
+    outcome_line reason "$OUTCOME_REASON"
+  } > "$tmp" && mv -fT -- "$tmp" "$OUTCOME" 2>/dev/null; then
+    return 0
+  fi
+  rm -f -- "$tmp"
+}
+# on_exit CODE: the temporary files go; the outcome is written (passed when CODE is 0).
+on_exit() {
+  local status=${OUTCOME_STATUS:-failed}
+  rm -rf "$OUTDIR"
+  [ "$1" -ne 0 ] || status=passed
+  [ -z "$OUTCOME" ] || write_outcome "$status" "$1" || true
+}
+# enter_work_dir: creates the work directory (relative paths are relative to it) and
+# refuses it if it is a symbolic link; from then on this script's outcome is written there.
+enter_work_dir() {
+  mkdir -p "$WORK_DIR"
+  WORK_DIR="$(cd "$WORK_DIR" && pwd)"
+  refuse_link "$WORK_DIR" "the work directory"
+  OUTCOME="$WORK_DIR/.runbook-outcome"
+  write_outcome running
+}
+
 # The config files each step renders: FILE_STEPS[i] renders FILE_PATHS[i].
 FILE_STEPS=('init-cluster') FILE_PATHS=('config/postgresql.conf')
+# The journal and the lock of deploy.sh and rollback.sh (verify.sh changes nothing and holds
+# neither), copied into both from this one source (runbook-render/src/scripts/journal.sh),
+# after library.sh. The script sets STEPS, FILE_STEPS, FILE_PATHS, JOURNAL and LOCK first.
+
 # The journal: what deploy.sh started and completed, and the files it rendered.
 journal() { refuse_link "$JOURNAL" "the journal"; printf '%s\n' "$*" >> "$JOURNAL"; }
 # known_step ID: ID is one of the steps this script was generated with. A journal line
@@ -339,14 +422,35 @@ load_journal() {
   done < "$JOURNAL"
 }
 
+# lock_work_dir: one deploy or rollback at a time in a work directory, for the whole run:
+# `flock` on the lock file, which is never removed (removing it would let two runs lock two
+# different files). Its descriptor (9) is closed in every command the script runs, so a
+# daemon a step starts does not keep it locked.
+lock_work_dir() {
+  refuse_link "$JOURNAL" "the journal"
+  refuse_link "$LOCK" "the lock file"
+  if ! command -v flock >/dev/null; then
+    refuse 1 "this script needs flock (util-linux) to make sure it runs alone; nothing was changed"
+  fi
+  # Created exclusively (noclobber never follows a link) and opened read-only: nothing is
+  # ever written to it, nor through a link put there in the meantime.
+  (set -C && : > "$LOCK") 2>/dev/null || true
+  refuse_link "$LOCK" "the lock file"
+  exec 9<"$LOCK"
+  if ! flock -n 9; then
+    refuse 4 "refusing: another deploy.sh or rollback.sh is running in $WORK_DIR (it holds the lock $LOCK); nothing was changed. Wait for it to finish, then run this again."
+  fi
+}
+
+enter_work_dir
+JOURNAL="$WORK_DIR/.runbook-journal" LOCK="$WORK_DIR/.runbook-lock"
 
 preflight() {
-  local failed=0
   echo "==> Pre-flight: the tools this runbook was tested with"
-  need_tool 'initdb' '>=15, <16' 'initdb --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
-  need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
-  need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
-  if [ "$failed" -ne 0 ]; then
+  need_tool 'initdb' '>=15, <16' 'initdb --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || note_failure
+  need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || note_failure
+  need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || note_failure
+  if [ -n "$OUTCOME_STATUS" ]; then
     echo "Pre-flight failed: nothing was changed. Fix what it names (or pass --no-preflight at your own risk)." >&2
     exit 1
   fi
@@ -354,8 +458,7 @@ preflight() {
 
 # The sandbox ran every command as an unprivileged user (rb-e41d9e83), not as root.
 if [ "$(id -u)" -eq 0 ] && [ -z "$AS_ROOT" ]; then
-  echo "refusing to run as root: the sandbox ran these commands as an unprivileged user (rb-e41d9e83). Run as the user that should own what this deploys, or pass --as-root." >&2
-  exit 2
+  refuse 2 "refusing to run as root: the sandbox ran these commands as an unprivileged user (rb-e41d9e83). Run as the user that should own what this deploys, or pass --as-root."
 fi
 
 # The sandbox gave commands a clean environment: variables like these were not set there.
@@ -408,23 +511,9 @@ RUNBOOK_CMD
   UNVERIFIED=$((UNVERIFIED + 1))
 }
 
-refuse_link "$JOURNAL" "the journal"
-refuse_link "$LOCK" "the lock file"
-if ! command -v flock >/dev/null; then
-  echo "this script needs flock (util-linux) to make sure it runs alone; nothing was changed" >&2
-  exit 1
-fi
-# Created exclusively (noclobber never follows a link) and opened read-only: nothing is
-# ever written to it, nor through a link put there in the meantime.
-(set -C && : > "$LOCK") 2>/dev/null || true
-refuse_link "$LOCK" "the lock file"
-exec 9<"$LOCK"
-if ! flock -n 9; then
-  echo "refusing: another deploy.sh or rollback.sh is running in $WORK_DIR (it holds the lock $LOCK); nothing was changed. Wait for it to finish, then run this again." >&2
-  exit 4
-fi
+lock_work_dir
 fail() {
-  write_feedback "$1"
+  record_failure "$1"
   echo "FAILED rolling back step $1. Fix the cause, then run $0 again: it goes on with what the journal shows is still deployed." >&2
   exit 1
 }
@@ -445,8 +534,7 @@ if [ "${#INCOMPLETE[@]}" -gt 0 ]; then
 fi
 if [ -n "$TO" ]; then
   if [[ " ${PLAN[*]} " != *" $TO "* ]]; then
-    echo "step '$TO' is not among the steps to roll back (${PLAN[*]:-none})" >&2
-    exit 2
+    refuse 2 "step '$TO' is not among the steps to roll back (${PLAN[*]:-none})"
   fi
   CUT=()
   for step in "${PLAN[@]}"; do CUT+=("$step"); [ "$step" = "$TO" ] && break; done
@@ -459,11 +547,10 @@ fi
 echo "This rolls back, in this order: ${PLAN[*]}"
 if [ -z "$YES" ]; then
   if [ ! -t 0 ]; then
-    echo "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes." >&2
-    exit 2
+    refuse 2 "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes."
   fi
   read -r -p "Proceed? [y/N] " answer
-  case "$answer" in y|Y|yes|YES) ;; *) echo "Nothing was changed."; exit 1 ;; esac
+  case "$answer" in y|Y|yes|YES) ;; *) refuse 1 "Nothing was changed." ;; esac
 fi
 UNVERIFIED=0
 for step in "${PLAN[@]}"; do

@@ -41,22 +41,31 @@ export PGDATA PGHOST PGPORT APP_DB APP_USER PG_SUPERUSER_PASSWORD APP_PASSWORD
 PACKAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
 CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}"
+
+# For feedback files and the outcome: what this package is, and which values to mask.
+RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=verify
+SECRET_NAMES=('PG_SUPERUSER_PASSWORD' 'APP_PASSWORD')
+
+# The library of deploy.sh, rollback.sh and verify.sh, made from one source
+# (runbook-render/src/scripts/library.sh): each script holds a copy, so that it runs alone
+# wherever the package is copied. The script sets PACKAGE_DIR, WORK_DIR, CHECK_TIMEOUT,
+# RUNBOOK_NAME, RUNBOOK_VERSION, RUNBOOK_PLATFORM, PHASE and SECRET_NAMES before it.
+
 # A symbolic link in place of the work directory (or of deploy.sh's and rollback.sh's
 # journal and lock) would let whoever made it choose where this script writes and what
 # state it reads: refuse it.
 refuse_link() {
   if [ -L "$1" ]; then
-    echo "refusing: $2 ($1) is a symbolic link; nothing was written through it" >&2
-    exit 2
+    refuse 2 "refusing: $2 ($1) is a symbolic link; nothing was written through it"
   fi
 }
-mkdir -p "$WORK_DIR"
-WORK_DIR="$(cd "$WORK_DIR" && pwd)"
-refuse_link "$WORK_DIR" "the work directory"
-
-# For feedback files: what this package is, and which values to mask.
-RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=verify
-SECRET_NAMES=('PG_SUPERUSER_PASSWORD' 'APP_PASSWORD')
+# refuse CODE MESSAGE: the script will not go on: MESSAGE goes to stderr and into the
+# outcome (status refused), and the script exits with CODE.
+refuse() {
+  echo "$2" >&2
+  [ -n "$OUTCOME_STATUS" ] || OUTCOME_STATUS=refused OUTCOME_REASON=$2
+  exit "$1"
+}
 # Milliseconds since the epoch, without a process where bash has EPOCHREALTIME (5+).
 now_ms() {
   if [ -n "${EPOCHREALTIME:-}" ]; then
@@ -70,9 +79,13 @@ now_ms() {
 # the feedback file if it fails.
 OUTDIR=$(mktemp -d)
 STEP_OUT=$OUTDIR/stdout STEP_ERR=$OUTDIR/stderr ERRFILE=$OUTDIR/check-stderr
-FAIL_COMMAND="" FAIL_CODE="" FAIL_CHECK=""
+# What failed last (a check, a step's command, a tool), for the feedback file and the outcome.
+FAIL_COMMAND="" FAIL_CODE="" FAIL_CHECK="" FAIL_REASON=""
 declare -A FOUND=() REQUIRED=()
-trap 'rm -rf "$OUTDIR"' EXIT
+# How this script ended, for `.runbook-outcome` (see write_outcome): written on exit once
+# the work directory is known.
+OUTCOME="" OUTCOME_STATUS="" OUTCOME_STEP="" OUTCOME_CHECK="" OUTCOME_REASON=""
+trap 'on_exit $?' EXIT
 
 # match MODE WANT TEXT: whether TEXT (without trailing whitespace) satisfies MODE WANT.
 match_text() {
@@ -120,7 +133,8 @@ check() {
     fi
     sleep "$((interval / 1000)).$(printf '%03d' $((interval % 1000)))"
   done
-  echo "    FAILED: $name: expected $expected; saw $seen (after $attempt attempt(s))" >&2
+  FAIL_REASON="expected $expected; saw $seen (after $attempt attempt(s))"
+  echo "    FAILED: $name: $FAIL_REASON" >&2
   return 1
 }
 
@@ -148,7 +162,8 @@ run_step() {
       n=$((n + 1))
     done
     FAIL_CHECK="" FAIL_COMMAND=$command FAIL_CODE=$code
-    echo "    FAILED: the command exited with code $code" >&2
+    FAIL_REASON="the command exited with code $code"
+    echo "    FAILED: $FAIL_REASON" >&2
     return 1
   fi
   echo "    ok: command ($(( $(now_ms) - start )) ms)"
@@ -182,17 +197,20 @@ need_tool() {
   shift 4
   REQUIRED[$tool]=$requirement
   if ! out=$(bash -c "$detect" 2>&1 9>&-); then
-    echo "    FAILED: $tool: \`$detect\` failed; is $tool installed and on PATH ($PATH)?" >&2
+    FAIL_CHECK=$tool FAIL_REASON="\`$detect\` failed; is $tool installed and on PATH ($PATH)?"
+    echo "    FAILED: $tool: $FAIL_REASON" >&2
     return 1
   fi
   if [[ "$out" =~ $pattern ]]; then
     version=${BASH_REMATCH[1]:-${BASH_REMATCH[0]}}
   else
-    echo "    FAILED: $tool: cannot read a version from \`$detect\`: $out" >&2
+    FAIL_CHECK=$tool FAIL_REASON="cannot read a version from \`$detect\`: $out"
+    echo "    FAILED: $tool: $FAIL_REASON" >&2
     return 1
   fi
   if ! version_satisfies "$version" "$@"; then
-    echo "    FAILED: $tool $version does not satisfy $requirement" >&2
+    FAIL_CHECK=$tool FAIL_REASON="$tool $version does not satisfy $requirement"
+    echo "    FAILED: $FAIL_REASON" >&2
     return 1
   fi
   FOUND[$tool]=$version
@@ -286,13 +304,75 @@ write_feedback() {
   echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
 }
 
+# The outcome: `.runbook-outcome` in the work directory says how the last script that ran
+# there ended, for a program to read (the rehearsal does) rather than this English: one
+# `key=value` a line, the value to the end of the line (control characters as spaces,
+# secrets masked). `status` is running, passed, failed (a step, a check or the pre-flight
+# failed) or refused (the script would not go on: a symbolic link, the lock, the journal's
+# state, root, no confirmation); `phase` is deploy, rollback or verify; `exit` the exit
+# code; `step` the step it failed at; `check` the check that failed (absent when a step's
+# command did); `reason` what happened, in one line.
+
+# note_failure [STEP]: the first failure this script reports is its outcome: STEP (none in
+# the pre-flight), and the check and the reason the failed check or command left.
+note_failure() {
+  [ -z "$OUTCOME_STATUS" ] || return 0
+  OUTCOME_STATUS=failed OUTCOME_STEP=${1:-} OUTCOME_CHECK=$FAIL_CHECK OUTCOME_REASON=$FAIL_REASON
+}
+# record_failure STEP: STEP failed: the outcome says so, and a feedback file tells why.
+record_failure() {
+  note_failure "$1"
+  write_feedback "$1"
+}
+# outcome_line KEY VALUE: KEY=VALUE, masked, on one line; nothing for an empty VALUE.
+outcome_line() {
+  local value
+  value=$(mask "$2")
+  [ -z "$value" ] || printf '%s=%s\n' "$1" "${value//[[:cntrl:]]/ }"
+}
+# write_outcome STATUS [EXIT]: replaces the outcome file whole: a new file, renamed over
+# the old one, so that nothing is ever written through a link planted there. Where it
+# cannot be written, nothing is.
+write_outcome() {
+  local tmp
+  tmp=$(mktemp "$OUTCOME.XXXXXX" 2>/dev/null) || return 0
+  if {
+    echo "status=$1"
+    echo "phase=$PHASE"
+    outcome_line exit "${2:-}"
+    outcome_line step "$OUTCOME_STEP"
+    outcome_line check "$OUTCOME_CHECK"
+    outcome_line reason "$OUTCOME_REASON"
+  } > "$tmp" && mv -fT -- "$tmp" "$OUTCOME" 2>/dev/null; then
+    return 0
+  fi
+  rm -f -- "$tmp"
+}
+# on_exit CODE: the temporary files go; the outcome is written (passed when CODE is 0).
+on_exit() {
+  local status=${OUTCOME_STATUS:-failed}
+  rm -rf "$OUTDIR"
+  [ "$1" -ne 0 ] || status=passed
+  [ -z "$OUTCOME" ] || write_outcome "$status" "$1" || true
+}
+# enter_work_dir: creates the work directory (relative paths are relative to it) and
+# refuses it if it is a symbolic link; from then on this script's outcome is written there.
+enter_work_dir() {
+  mkdir -p "$WORK_DIR"
+  WORK_DIR="$(cd "$WORK_DIR" && pwd)"
+  refuse_link "$WORK_DIR" "the work directory"
+  OUTCOME="$WORK_DIR/.runbook-outcome"
+  write_outcome running
+}
+
+enter_work_dir
+
 preflight() {
-  local failed=0
   echo "==> Pre-flight: the tools this runbook was tested with"
-  need_tool 'initdb' '>=15, <16' 'initdb --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
-  need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
-  need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || failed=1
-  if [ "$failed" -ne 0 ]; then
+  need_tool 'initdb' '>=15, <16' 'initdb --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || note_failure
+  need_tool 'pg_ctl' '>=15, <16' 'pg_ctl --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || note_failure
+  need_tool 'psql' '>=15, <16' 'psql --version' '([0-9]+\.[0-9]+(\.[0-9]+)?)' '>= 15 0 0' '< 16 0 0' || note_failure
+  if [ -n "$OUTCOME_STATUS" ]; then
     echo "Pre-flight failed: nothing was changed. Fix what it names (or pass --no-preflight at your own risk)." >&2
     exit 1
   fi
@@ -318,7 +398,7 @@ echo '==> [1/3] Initialize the database cluster (init-cluster)'
 check 'cluster is PostgreSQL 15' 'exit code 0, stdout equals "15"' 0 1000 0 equals '15' none '' "$(cat <<'RUNBOOK_CMD'
 cat "$PGDATA/PG_VERSION"
 RUNBOOK_CMD
-)" || { write_feedback 'init-cluster'; return 1; }
+)" || { record_failure 'init-cluster'; return 1; }
 }
 
 # Step 2/3: Start the server (passed in the sandbox (attempt 1))
@@ -327,7 +407,7 @@ echo '==> [2/3] Start the server (start-server)'
 check 'server accepts connections' 'exit code 0, stdout contains "accepting connections"' 30000 500 0 contains 'accepting connections' none '' "$(cat <<'RUNBOOK_CMD'
 pg_isready --host="$PGHOST" --port="$PGPORT"
 RUNBOOK_CMD
-)" || { write_feedback 'start-server'; return 1; }
+)" || { record_failure 'start-server'; return 1; }
 }
 
 # Step 3/3: Create the application role and database (passed in the sandbox (attempt 2))
@@ -336,11 +416,11 @@ echo '==> [3/3] Create the application role and database (create-app-db)'
 check 'app user can connect' 'exit code 0, stdout equals "1"' 0 1000 0 equals '1' none '' "$(cat <<'RUNBOOK_CMD'
 PGPASSWORD="$APP_PASSWORD" psql --host="$PGHOST" --port="$PGPORT" --username="$APP_USER" --dbname="$APP_DB" -tAc 'SELECT 1'
 RUNBOOK_CMD
-)" || { write_feedback 'create-app-db'; return 1; }
+)" || { record_failure 'create-app-db'; return 1; }
 check 'app user can run DDL' 'exit code 0, stdout contains "DROP TABLE"' 0 1000 0 contains 'DROP TABLE' none '' "$(cat <<'RUNBOOK_CMD'
 PGPASSWORD="$APP_PASSWORD" psql --host="$PGHOST" --port="$PGPORT" --username="$APP_USER" --dbname="$APP_DB" -v ON_ERROR_STOP=1 -c 'CREATE TABLE _runbook_ddl_test (id int); DROP TABLE _runbook_ddl_test;'
 RUNBOOK_CMD
-)" || { write_feedback 'create-app-db'; return 1; }
+)" || { record_failure 'create-app-db'; return 1; }
 }
 
 [ -n "$NO_PREFLIGHT" ] || preflight

@@ -1,0 +1,319 @@
+# shellcheck shell=bash
+# The library of deploy.sh, rollback.sh and verify.sh, made from one source
+# (runbook-render/src/scripts/library.sh): each script holds a copy, so that it runs alone
+# wherever the package is copied. The script sets PACKAGE_DIR, WORK_DIR, CHECK_TIMEOUT,
+# RUNBOOK_NAME, RUNBOOK_VERSION, RUNBOOK_PLATFORM, PHASE and SECRET_NAMES before it.
+
+# A symbolic link in place of the work directory (or of deploy.sh's and rollback.sh's
+# journal and lock) would let whoever made it choose where this script writes and what
+# state it reads: refuse it.
+refuse_link() {
+  if [ -L "$1" ]; then
+    refuse 2 "refusing: $2 ($1) is a symbolic link; nothing was written through it"
+  fi
+}
+# refuse CODE MESSAGE: the script will not go on: MESSAGE goes to stderr and into the
+# outcome (status refused), and the script exits with CODE.
+refuse() {
+  echo "$2" >&2
+  [ -n "$OUTCOME_STATUS" ] || OUTCOME_STATUS=refused OUTCOME_REASON=$2
+  exit "$1"
+}
+# Milliseconds since the epoch, without a process where bash has EPOCHREALTIME (5+).
+now_ms() {
+  if [ -n "${EPOCHREALTIME:-}" ]; then
+    local t=${EPOCHREALTIME/[.,]/}
+    echo "$(( 10#$t / 1000 ))"
+  else
+    date +%s%3N
+  fi
+}
+# A step's output goes to the terminal as it comes and, through tee, to these files, for
+# the feedback file if it fails.
+OUTDIR=$(mktemp -d)
+STEP_OUT=$OUTDIR/stdout STEP_ERR=$OUTDIR/stderr ERRFILE=$OUTDIR/check-stderr
+# What failed last (a check, a step's command, a tool), for the feedback file and the outcome.
+FAIL_COMMAND="" FAIL_CODE="" FAIL_CHECK="" FAIL_REASON=""
+declare -A FOUND=() REQUIRED=()
+# How this script ended, for `.runbook-outcome` (see write_outcome): written on exit once
+# the work directory is known.
+OUTCOME="" OUTCOME_STATUS="" OUTCOME_STEP="" OUTCOME_CHECK="" OUTCOME_REASON=""
+trap 'on_exit $?' EXIT
+
+# match MODE WANT TEXT: whether TEXT (without trailing whitespace) satisfies MODE WANT.
+match_text() {
+  local mode=$1 want=$2 text=$3
+  text="${text%"${text##*[![:space:]]}"}"
+  case "$mode" in
+    none) return 0 ;;
+    equals) want="${want%"${want##*[![:space:]]}"}"; [ "$text" = "$want" ] ;;
+    contains) [[ "$text" == *"$want"* ]] ;;
+    matches) printf '%s' "$text" | grep -qzP -- "$want" ;;
+    *) return 1 ;;
+  esac
+}
+
+# check NAME EXPECTED WITHIN_MS INTERVAL_MS EXIT OUT_MODE OUT_WANT ERR_MODE ERR_WANT COMMAND
+# Runs COMMAND (as written: no errexit) until its exit code and output satisfy the
+# expectation or WITHIN_MS passes.
+check() {
+  local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
+  local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
+  local deadline attempt=0 code out err seen errfile=$ERRFILE
+  # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
+  [ -z "${RUNBOOK_CHECK_ONCE:-}" ] || within=0
+  deadline=$(( $(now_ms) + within ))
+  while :; do
+    attempt=$((attempt + 1))
+    code=0
+    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile" 9>&-) || code=$?
+    err=$(<"$errfile")
+    if [ "$code" -ne "$want_exit" ]; then
+      seen="exit code $code${err:+ ($err)}"
+    elif ! match_text "$out_mode" "$out_want" "$out"; then
+      seen="stdout \"$out\""
+    elif ! match_text "$err_mode" "$err_want" "$err"; then
+      seen="stderr \"$err\""
+    else
+      echo "    ok: $name (attempt $attempt)"
+      return 0
+    fi
+    FAIL_CHECK=$name FAIL_COMMAND=$command FAIL_CODE=$code
+    printf '%s\n' "$out" > "$STEP_OUT"
+    printf '%s\n' "$err" > "$STEP_ERR"
+    if [ "$(( $(now_ms) + interval ))" -ge "$deadline" ]; then
+      break
+    fi
+    sleep "$((interval / 1000)).$(printf '%03d' $((interval % 1000)))"
+  done
+  FAIL_REASON="expected $expected; saw $seen (after $attempt attempt(s))"
+  echo "    FAILED: $name: $FAIL_REASON" >&2
+  return 1
+}
+
+# run_step ID TITLE TIMEOUT_S WORKDIR COMMAND: runs COMMAND as the sandbox did, with
+# bash -e -o pipefail -c: it fails at its first failing line.
+run_step() {
+  local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0 out_fd err_fd out_pid err_pid n=0
+  echo "==> $title ($id)"
+  start=$(now_ms)
+  # The command stays in the foreground (Ctrl-C reaches it); the tees are not waited for,
+  # so a daemon the step starts, which keeps their pipes open, cannot hold this script.
+  # The descriptors are closed in the command's shell, so no daemon inherits them; nor
+  # the lock's (9), which a daemon would otherwise hold after this script exits.
+  exec {out_fd}> >(exec 9>&-; tee "$STEP_OUT")
+  out_pid=$!
+  exec {err_fd}> >(exec {out_fd}>&- 9>&-; tee "$STEP_ERR" >&2)
+  err_pid=$!
+  # shellcheck disable=SC2261 # one redirection per stream: shellcheck misreads >&"$fd"
+  (exec {out_fd}>&- {err_fd}>&- 9>&- && cd "$WORK_DIR/$dir" && timeout "$limit" bash -e -o pipefail -c "$command") >&"$out_fd" 2>&"$err_fd" || code=$?
+  exec {out_fd}>&- {err_fd}>&-
+  if [ "$code" -ne 0 ]; then
+    # Let the tees write out what the command printed (at most a second).
+    while [ "$n" -lt 20 ] && { kill -0 "$out_pid" || kill -0 "$err_pid"; } 2>/dev/null; do
+      sleep 0.05
+      n=$((n + 1))
+    done
+    FAIL_CHECK="" FAIL_COMMAND=$command FAIL_CODE=$code
+    FAIL_REASON="the command exited with code $code"
+    echo "    FAILED: $FAIL_REASON" >&2
+    return 1
+  fi
+  echo "    ok: command ($(( $(now_ms) - start )) ms)"
+}
+
+# version_satisfies VERSION "OP MAJOR MINOR PATCH"...: every bound holds.
+version_key() { printf '%09d%09d%09d' "$((10#${1:-0}))" "$((10#${2:-0}))" "$((10#${3:-0}))"; }
+version_satisfies() {
+  local version=${1#v} bound op major minor patch have want
+  shift
+  version=${version%%[-+]*}
+  IFS=. read -r major minor patch _ <<< "$version.."
+  have=$(version_key "$major" "$minor" "$patch")
+  for bound in "$@"; do
+    read -r op major minor patch <<< "$bound"
+    want=$(version_key "$major" "$minor" "$patch")
+    case "$op" in
+      '>=') [[ ! "$have" < "$want" ]] ;;
+      '>') [[ "$have" > "$want" ]] ;;
+      '<') [[ "$have" < "$want" ]] ;;
+      '<=') [[ ! "$have" > "$want" ]] ;;
+      '=') [ "$have" = "$want" ] ;;
+    esac || return 1
+  done
+}
+
+# need_tool TOOL REQUIREMENT DETECT_COMMAND ERE BOUND...: the tool is there, in a version
+# that satisfies the requirement, read the way the sandbox read it.
+need_tool() {
+  local tool=$1 requirement=$2 detect=$3 pattern=$4 out version
+  shift 4
+  REQUIRED[$tool]=$requirement
+  if ! out=$(bash -c "$detect" 2>&1 9>&-); then
+    FAIL_CHECK=$tool FAIL_REASON="\`$detect\` failed; is $tool installed and on PATH ($PATH)?"
+    echo "    FAILED: $tool: $FAIL_REASON" >&2
+    return 1
+  fi
+  if [[ "$out" =~ $pattern ]]; then
+    version=${BASH_REMATCH[1]:-${BASH_REMATCH[0]}}
+  else
+    FAIL_CHECK=$tool FAIL_REASON="cannot read a version from \`$detect\`: $out"
+    echo "    FAILED: $tool: $FAIL_REASON" >&2
+    return 1
+  fi
+  if ! version_satisfies "$version" "$@"; then
+    FAIL_CHECK=$tool FAIL_REASON="$tool $version does not satisfy $requirement"
+    echo "    FAILED: $FAIL_REASON" >&2
+    return 1
+  fi
+  FOUND[$tool]=$version
+  echo "    ok: $tool $version ($(command -v "$tool" || echo "$detect"))"
+}
+# yaml_quote TEXT: TEXT as a YAML double-quoted scalar (control characters dropped).
+yaml_quote() {
+  local s=$1
+  s=${s//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\t'/\\t}; s=${s//$'\n'/\\n}; s=${s//[[:cntrl:]]/}
+  printf '"%s"' "$s"
+}
+# mask TEXT: TEXT with the value of every secret variable, and every piece of one of 8
+# characters or more (a value a tool cut short), replaced by ***.
+mask() {
+  local text=$1 name value len k
+  for name in "${SECRET_NAMES[@]}"; do
+    value=${!name:-}
+    [ -n "$value" ] || continue
+    text=${text//"$value"/***}
+    # Longest pieces first, so each is masked whole.
+    for ((len = ${#value} - 1; len >= 8; len--)); do
+      for ((k = 0; k + len <= ${#value}; k++)); do
+        text=${text//"${value:k:len}"/***}
+      done
+    done
+  done
+  printf '%s' "$text"
+}
+# yaml_lines KEY FILE: the last 20 lines of FILE (at most its last 16 KiB, a cut first
+# line dropped so no partial secret survives), masked, as a YAML list under KEY.
+yaml_lines() {
+  local key=$1 file=$2 line items=()
+  [ -s "$file" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=$(mask "$line")
+    items+=("  - $(yaml_quote "${line:0:1000}")")
+  done < <(
+    if [ "$(wc -c < "$file")" -gt 16384 ]; then tail -c 16384 "$file" | sed 1d; else cat "$file"; fi |
+      if command -v iconv >/dev/null; then iconv -c -f UTF-8 -t UTF-8; else cat; fi | tail -n 20
+  )
+  [ "${#items[@]}" -eq 0 ] || printf '%s\n' "$key:" "${items[@]}"
+}
+# write_feedback STEP: records the last failure for the runbook's maintainers
+# (RUNBOOK_NO_FEEDBACK=1: not, for a failure that is expected).
+write_feedback() {
+  local step=$1 dir="$PACKAGE_DIR/feedback" file stamp os n=1 tool
+  [ -z "${RUNBOOK_NO_FEEDBACK:-}" ] || return 0
+  if ! { mkdir -p "$dir" 2>/dev/null && [ -w "$dir" ]; }; then
+    dir="$WORK_DIR/feedback"
+    mkdir -p "$dir" || return 0
+  fi
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  file="$dir/$stamp-$step.yaml"
+  while [ -e "$file" ]; do n=$((n + 1)); file="$dir/$stamp-$step-$n.yaml"; done
+  os=$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | tr -d '"') || true
+  (
+    umask 077
+    echo "# What failed on this target, for the runbook's maintainers. Secrets are masked."
+    echo "apiVersion: runbook/v1"
+    echo "kind: Feedback"
+    if [ -f "$PACKAGE_DIR/SHA256SUMS" ] && command -v sha256sum >/dev/null; then
+      echo "package: $(sha256sum "$PACKAGE_DIR/SHA256SUMS" | cut -d' ' -f1)"
+    fi
+    echo "runbook:"
+    echo "  name: $(yaml_quote "$RUNBOOK_NAME")"
+    [ -z "$RUNBOOK_VERSION" ] || echo "  version: $(yaml_quote "$RUNBOOK_VERSION")"
+    [ -z "$RUNBOOK_PLATFORM" ] || echo "  platform: $(yaml_quote "$RUNBOOK_PLATFORM")"
+    echo "phase: $PHASE"
+    echo "step: $(yaml_quote "$step")"
+    [ -z "$FAIL_CHECK" ] || echo "check: $(yaml_quote "$(mask "$FAIL_CHECK")")"
+    echo "command: $(yaml_quote "$(mask "$FAIL_COMMAND")")"
+    [ -z "$FAIL_CODE" ] || echo "exitCode: $FAIL_CODE"
+    yaml_lines stdout "$STEP_OUT"
+    yaml_lines stderr "$STEP_ERR"
+    echo "target:"
+    echo "  os: $(yaml_quote "${os:-$(uname -s)}")"
+    echo "  kernel: $(yaml_quote "$(uname -r)")"
+    echo "  architecture: $(yaml_quote "$(uname -m)")"
+    echo "  user: $(yaml_quote "$(id -un 2>/dev/null || id -u)")"
+    if [ "${#REQUIRED[@]}" -gt 0 ]; then
+      echo "  tools:"
+      for tool in "${!REQUIRED[@]}"; do
+        echo "    - tool: $(yaml_quote "$tool")"
+        echo "      required: $(yaml_quote "${REQUIRED[$tool]}")"
+        [ -z "${FOUND[$tool]:-}" ] || echo "      found: $(yaml_quote "${FOUND[$tool]}")"
+      done
+    fi
+    echo "time: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  ) > "$file" || return 0
+  echo "Feedback written to $file: send it to the runbook's maintainers, or make a lesson of it:" >&2
+  echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
+}
+
+# The outcome: `.runbook-outcome` in the work directory says how the last script that ran
+# there ended, for a program to read (the rehearsal does) rather than this English: one
+# `key=value` a line, the value to the end of the line (control characters as spaces,
+# secrets masked). `status` is running, passed, failed (a step, a check or the pre-flight
+# failed) or refused (the script would not go on: a symbolic link, the lock, the journal's
+# state, root, no confirmation); `phase` is deploy, rollback or verify; `exit` the exit
+# code; `step` the step it failed at; `check` the check that failed (absent when a step's
+# command did); `reason` what happened, in one line.
+
+# note_failure [STEP]: the first failure this script reports is its outcome: STEP (none in
+# the pre-flight), and the check and the reason the failed check or command left.
+note_failure() {
+  [ -z "$OUTCOME_STATUS" ] || return 0
+  OUTCOME_STATUS=failed OUTCOME_STEP=${1:-} OUTCOME_CHECK=$FAIL_CHECK OUTCOME_REASON=$FAIL_REASON
+}
+# record_failure STEP: STEP failed: the outcome says so, and a feedback file tells why.
+record_failure() {
+  note_failure "$1"
+  write_feedback "$1"
+}
+# outcome_line KEY VALUE: KEY=VALUE, masked, on one line; nothing for an empty VALUE.
+outcome_line() {
+  local value
+  value=$(mask "$2")
+  [ -z "$value" ] || printf '%s=%s\n' "$1" "${value//[[:cntrl:]]/ }"
+}
+# write_outcome STATUS [EXIT]: replaces the outcome file whole: a new file, renamed over
+# the old one, so that nothing is ever written through a link planted there. Where it
+# cannot be written, nothing is.
+write_outcome() {
+  local tmp
+  tmp=$(mktemp "$OUTCOME.XXXXXX" 2>/dev/null) || return 0
+  if {
+    echo "status=$1"
+    echo "phase=$PHASE"
+    outcome_line exit "${2:-}"
+    outcome_line step "$OUTCOME_STEP"
+    outcome_line check "$OUTCOME_CHECK"
+    outcome_line reason "$OUTCOME_REASON"
+  } > "$tmp" && mv -fT -- "$tmp" "$OUTCOME" 2>/dev/null; then
+    return 0
+  fi
+  rm -f -- "$tmp"
+}
+# on_exit CODE: the temporary files go; the outcome is written (passed when CODE is 0).
+on_exit() {
+  local status=${OUTCOME_STATUS:-failed}
+  rm -rf "$OUTDIR"
+  [ "$1" -ne 0 ] || status=passed
+  [ -z "$OUTCOME" ] || write_outcome "$status" "$1" || true
+}
+# enter_work_dir: creates the work directory (relative paths are relative to it) and
+# refuses it if it is a symbolic link; from then on this script's outcome is written there.
+enter_work_dir() {
+  mkdir -p "$WORK_DIR"
+  WORK_DIR="$(cd "$WORK_DIR" && pwd)"
+  refuse_link "$WORK_DIR" "the work directory"
+  OUTCOME="$WORK_DIR/.runbook-outcome"
+  write_outcome running
+}
