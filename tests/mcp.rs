@@ -870,10 +870,11 @@ fn an_oversized_request_gets_an_error_and_the_server_goes_on() {
 }
 
 /// What a package's file says once the values that differ between any two runs (ids,
-/// users, times, durations, hashes) are put aside.
+/// users, times, durations, hashes, how many attempts a retried check took) are put aside.
 fn normalized(text: &str) -> String {
     let hex = regex_lite(text, |c| c.is_ascii_hexdigit(), 8, "H");
-    regex_lite(&hex, |c| c.is_ascii_digit(), 1, "N")
+    // The quickstart's worker beats on its own clock: a check may need a second attempt.
+    regex_lite(&hex, |c| c.is_ascii_digit(), 1, "N").replace(" after N attempts (N ms)", "")
 }
 
 /// Replaces every run of at least `min` characters matching `class` with `with`.

@@ -128,6 +128,23 @@ fn a_runbook_name_too_long_for_a_namespace_is_refused() {
     assert!(!rb.lint().iter().any(|d| d.rule == Rule::InvalidName));
 }
 
+/// A runbook with one variable named `name`, used by its one step.
+fn with_variable(name: &str) -> Result<runbook_core::Built, runbook_core::BuildError> {
+    runbook_core::Runbook::builder("reserved")
+        .variable(
+            runbook_core::Variable::new(name, runbook_core::Category::Other)
+                .sandbox("x")
+                .production("y"),
+        )
+        .step(
+            runbook_core::Step::new("s", "S")
+                .run(format!("echo \"${name}\""))
+                .read_only()
+                .verify(runbook_core::Check::command("echo ok").stdout_equals("ok")),
+        )
+        .build()
+}
+
 /// Names that would change what runs rather than what a step does are refused, each
 /// with the reason; ordinary names that merely contain them are not.
 #[test]
@@ -147,41 +164,19 @@ fn variables_that_steer_the_loader_the_shell_or_the_sandbox_are_reserved() {
         ("RUNBOOK_SANDBOX_ID", "sandbox and the package's scripts"),
     ];
     for (name, why) in reserved {
-        let runbook = runbook_core::Runbook::builder("reserved")
-            .variable(
-                runbook_core::Variable::new(name, runbook_core::Category::Other)
-                    .sandbox("x")
-                    .production("y"),
-            )
-            .step(
-                runbook_core::Step::new("s", "S")
-                    .run(format!("echo \"${name}\""))
-                    .read_only()
-                    .verify(runbook_core::Check::command("echo ok").stdout_equals("ok")),
-            )
-            .build();
-        let err = runbook.expect_err(name);
-        let text = err.to_string();
+        let text = with_variable(name).expect_err(name).to_string();
         assert!(
             text.contains("reserved-variable") && text.contains(why),
             "{name}: {text}"
         );
     }
     for fine in ["APP_PATH", "OLD_HOME", "ENVIRONMENT", "LDAP_URL", "MY_IFS"] {
-        let d = runbook_core::Runbook::builder("fine")
-            .variable(
-                runbook_core::Variable::new(fine, runbook_core::Category::Other)
-                    .sandbox("x")
-                    .production("y"),
-            )
-            .step(
-                runbook_core::Step::new("s", "S")
-                    .run(format!("echo \"${fine}\""))
-                    .read_only()
-                    .verify(runbook_core::Check::command("echo ok").stdout_equals("ok")),
-            )
-            .build()
-            .unwrap_or_else(|e| panic!("{fine}: {e}"));
-        assert!(d.warnings.iter().all(|w| w.rule != Rule::ReservedVariable));
+        let built = with_variable(fine).unwrap_or_else(|e| panic!("{fine}: {e}"));
+        assert!(
+            built
+                .warnings
+                .iter()
+                .all(|w| w.rule != Rule::ReservedVariable)
+        );
     }
 }

@@ -856,14 +856,7 @@ async fn run_session(
             "rehearsing the package: its own scripts, in a fresh sandbox, with other values"
         ),
         runbook::ops::FinishStage::Rehearsed(rehearsal) => {
-            for run in &rehearsal.runs {
-                eprintln!(
-                    "  {} {}: {}",
-                    if run.passed { "ok" } else { "FAILED" },
-                    run.phase,
-                    run.command
-                );
-            }
+            print_rehearsal_runs(rehearsal);
             if rehearsal.verdict != runbook::report::Verdict::Passed {
                 eprintln!("rehearsal FAILED: {}", rehearsal.failure);
             }
@@ -895,6 +888,18 @@ async fn run_session(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One line per script the rehearsal ran.
+fn print_rehearsal_runs(rehearsal: &runbook::report::Rehearsal) {
+    for run in &rehearsal.runs {
+        eprintln!(
+            "  {} {}: {}",
+            if run.passed { "ok" } else { "FAILED" },
+            run.phase,
+            run.command
+        );
+    }
 }
 
 fn print_failure(report: &runbook::report::Report) {
@@ -1051,14 +1056,7 @@ async fn rehearse_package(
         }
     };
     rehearsal.edited = edited;
-    for run in &rehearsal.runs {
-        eprintln!(
-            "  {} {}: {}",
-            if run.passed { "ok" } else { "FAILED" },
-            run.phase,
-            run.command
-        );
-    }
+    print_rehearsal_runs(&rehearsal);
     write_no_follow(&evidence, &runbook::to_yaml(&rehearsal))?;
     let passed = rehearsal.verdict == runbook::report::Verdict::Passed;
     if passed {
