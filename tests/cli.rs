@@ -1517,3 +1517,89 @@ steps:
     let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
     assert!(readme.contains(cause), "the package shows the cause");
 }
+
+/// After a failed run with `--keep`, the output says where the sandbox is, and `runbook
+/// sandbox exec` runs a command in it as its steps ran: its user, its variables (a secret
+/// masked in what comes back), the files the steps left. A sandbox that does not exist is
+/// refused in plain words.
+#[test]
+fn a_kept_sandbox_can_be_entered_to_look_around() {
+    let dir = workdir();
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: broken }
+variables:
+  - name: GREETING
+    category: other
+    sandbox: hello
+    production: Yours
+  - name: API_TOKEN
+    category: credential
+    generate: true
+    production: From your secret manager
+steps:
+  - id: write
+    title: Write a note, then fail
+    run: |
+      echo "$GREETING from the step" > note.txt
+      exit 3
+    verify:
+      - file: { path: note.txt, contains: "${GREETING}" }
+    rollback:
+      run: rm -f note.txt
+"#,
+    )
+    .unwrap();
+    let out = runbook(
+        dir.path(),
+        &["run", "broken.yaml", "--keep", "--out", "pkg"],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let kept = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("sandbox "))
+        .filter(|l| l.contains("is kept"))
+        .unwrap_or_else(|| panic!("no kept line: {stderr}"));
+    let id = kept.split_whitespace().next().unwrap().to_owned();
+    let work = dir.path().join("state/local").join(&id).join("work");
+    assert!(kept.contains(&format!("({})", work.display())), "{kept}");
+
+    let look = runbook(
+        dir.path(),
+        &[
+            "sandbox",
+            "exec",
+            &id,
+            "--",
+            "cat note.txt; echo \"token=$API_TOKEN\"; pwd; exit 4",
+        ],
+    );
+    let (stdout, stderr) = text(&look);
+    assert_eq!(look.status.code(), Some(4), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!("hello from the step\ntoken=***\n{}\n", work.display())
+    );
+    if common::is_root() {
+        let who = runbook(dir.path(), &["sandbox", "exec", &id, "--", "id", "-un"]);
+        let (stdout, _) = text(&who);
+        assert!(
+            stdout.starts_with("rb-"),
+            "the sandbox's own user: {stdout}"
+        );
+    }
+
+    let missing = runbook(
+        dir.path(),
+        &["sandbox", "exec", "nope-12345678", "--", "true"],
+    );
+    let (_, stderr) = text(&missing);
+    assert_eq!(missing.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no sandbox `nope-12345678`"), "{stderr}");
+    assert_no_rust_leak(&stderr);
+    let destroyed = runbook(dir.path(), &["sandbox", "destroy", &id]);
+    assert!(destroyed.status.success());
+}

@@ -5,6 +5,7 @@
 //! A server that refuses its configuration says why in its own log, and the command
 //! that started it only says "could not start server": the agent must see the log line.
 //! Everything is bounded (files, lines, bytes) and goes through the session's redactor.
+//! [`Session::exec`] runs a command the same way, for a person or agent looking around.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -149,6 +150,31 @@ impl Session {
             causes: causes(texts),
             files,
             diagnose,
+        })
+    }
+
+    /// Runs `command` in the sandbox as its steps run (its user, cgroup, network and
+    /// variables), for a person or an agent looking around a kept sandbox: recorded in
+    /// the sandbox log, output redacted, at most 1 MiB of each stream kept. Changes no
+    /// state of the session: no step, no report.
+    pub async fn exec(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<runbook_core::report::CommandOutput> {
+        self.log_line(&format!("\n=== exec\n$ {command}\n"));
+        let spec = self.spec(command.to_owned(), None, timeout);
+        let mut sink = Capture::new("exec", 1 << 20, &self.redactor, &mut self.log, &NoObserver);
+        let exit = self.sandbox.run(&spec, &mut sink).await?;
+        let out = sink.finish();
+        Ok(runbook_core::report::CommandOutput {
+            exit_code: exit.code,
+            timed_out: exit.timed_out,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            stdout_dropped: out.stdout_dropped,
+            stderr_dropped: out.stderr_dropped,
+            duration_ms: super::millis(exit.duration),
         })
     }
 

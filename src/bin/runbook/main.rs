@@ -230,6 +230,15 @@ enum SandboxCommand {
     },
     /// Destroy what crashed runs left behind: expired namespaces (kube), non-persistent sandboxes nobody uses.
     Reap,
+    /// Run a command in a kept sandbox as its steps run (its user, cgroup, network and
+    /// variables), to look around: `runbook sandbox exec ID -- tail data/server.log`.
+    Exec {
+        /// The sandbox id (`runbook sandbox list`).
+        id: String,
+        /// The command: one argument is shell text, several are quoted and joined.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -890,6 +899,44 @@ async fn run_session(
     })
 }
 
+/// `runbook sandbox exec`: a command in a kept sandbox, its output as it would be in a
+/// step's record (secrets masked), its exit code as ours.
+async fn sandbox_exec(
+    provider: &dyn Provider,
+    id: &str,
+    command: &[String],
+) -> Result<ExitCode, Failure> {
+    let text = match command {
+        [one] => one.clone(),
+        many => many
+            .iter()
+            .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    let mut session = Session::resume(provider, id, None, RunOptions::default())
+        .await
+        .map_err(|e| match e {
+            runbook::exec::ExecError::NotFound(_) => Failure(format!(
+                "no sandbox `{id}`: `runbook sandbox list` shows those there are"
+            )),
+            runbook::exec::ExecError::Usage(m) if m.contains("not persistent") => Failure(format!(
+                "sandbox `{id}` is not kept, so it cannot be entered: run with --keep (a persistent sandbox) to look around after a run"
+            )),
+            e => e.into(),
+        })?;
+    let out = session
+        .exec(&text, std::time::Duration::from_secs(600))
+        .await?;
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    Ok(match out.exit_code {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::from(137),
+    })
+}
+
 /// One line per script the rehearsal ran.
 fn print_rehearsal_runs(rehearsal: &runbook::report::Rehearsal) {
     for run in &rehearsal.runs {
@@ -1332,6 +1379,7 @@ fn new_runbook(name: &str, out: &Path) -> Result<ExitCode, Failure> {
 
 async fn sandbox(provider: &dyn Provider, command: SandboxCommand) -> Result<ExitCode, Failure> {
     match command {
+        SandboxCommand::Exec { id, command } => sandbox_exec(provider, &id, &command).await,
         SandboxCommand::List => {
             let list = provider.list().await?;
             if list.is_empty() {
