@@ -250,7 +250,9 @@ impl Probe {
             Probe::Process(p) => Probe::Process(ProcessProbe {
                 name: fill(&p.name),
             }),
-            other => other.clone(),
+            // A command takes its values from the environment; a Kubernetes check is
+            // filled by the provider (its namespace).
+            Probe::Command(_) | Probe::Kube(_) => self.clone(),
         }
     }
 }

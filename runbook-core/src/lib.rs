@@ -55,6 +55,7 @@ pub mod prerequisite;
 pub mod report;
 mod runbook;
 mod schema;
+pub mod shell;
 mod step;
 pub mod template;
 mod variable;

@@ -1273,3 +1273,44 @@ async fn tcp_http_and_process_checks_see_what_runs() {
         assert!(!checks[failing].passed, "{checks:#?}");
     }
 }
+
+/// In a network namespace the local provider observes TCP and HTTP checks by running
+/// their one shell form, the scripts' own: an HTTP check's expected body text and status
+/// are judged there too (the old namespace shell ignored the body).
+#[tokio::test]
+#[ignore = "needs root (a network namespace)"]
+async fn an_isolated_sandbox_judges_http_checks_as_the_scripts_do() {
+    common::require_root();
+    let port = common::free_port();
+    let runbook = |body: &str| {
+        Runbook::builder("isolated-http")
+            .variable(
+                Variable::new("PORT", Category::Endpoint)
+                    .sandbox(port.to_string())
+                    .production("yours"),
+            )
+            .step(
+                Step::new("serve", "Serve a page")
+                    .run("echo ok > index.html; (setsid python3 -m http.server \"$PORT\" --bind 127.0.0.1 >/dev/null 2>&1 &)")
+                    .verify(
+                        Check::http(runbook_core::HttpProbe {
+                            url: "http://127.0.0.1:${PORT}/index.html".into(),
+                            status: 200,
+                            body_contains: Some(body.into()),
+                            timeout: None,
+                        })
+                        .within(Duration::from_secs(4)),
+                    )
+                    .rollback("true"),
+            )
+            .build()
+            .unwrap()
+            .runbook
+    };
+    let (_root, provider) = provider();
+    let provider = provider.isolate_network(true);
+    let served = run_ephemeral(&provider, runbook("ok")).await;
+    assert!(served.passed(), "{:#?}", served.report);
+    let wrong = run_ephemeral(&provider, runbook("not on the page")).await;
+    assert!(!wrong.passed(), "the body is judged in the namespace too");
+}

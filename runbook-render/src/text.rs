@@ -28,7 +28,7 @@ pub fn human_ms(ms: u64) -> String {
 
 /// Single-quotes `s` for bash.
 pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    runbook_core::shell::quote(s)
 }
 
 /// Escapes text for XML attributes and content.

@@ -54,7 +54,11 @@ impl Session {
                         &out.stderr,
                     )
                 }
-                typed => {
+                typed @ (Probe::File(_)
+                | Probe::Tcp(_)
+                | Probe::Http(_)
+                | Probe::Process(_)
+                | Probe::Kube(_)) => {
                     // A typed probe is held to the same deadline as a command check.
                     let limit = match deadline {
                         Some(d) => d

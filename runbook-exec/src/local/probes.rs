@@ -29,30 +29,20 @@ impl LocalSandbox {
                     .map_err(|e| ExecError::Provider(format!("a file check failed: {e}")))?
             }
             // Inside a network namespace, ports and URLs are only reachable from a process
-            // in it: the same shell the scripts use, run there.
-            runbook_core::Probe::Tcp(t) if self.meta.netns.is_some() => {
-                self.probe_by_command(format!(
-                    "timeout 5 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"' '{}' '{}'",
-                    t.host.replace('\'', ""),
-                    t.port.replace('\'', "")
-                ))
-                .await
-            }
-            runbook_core::Probe::Http(h) if self.meta.netns.is_some() => {
-                self.probe_by_command(format!(
-                    "curl -sS -o /dev/null -w '%{{http_code}}' --max-time 10 -- '{}' | grep -qx '{}'",
-                    h.url.replace('\'', ""),
-                    h.status
-                ))
-                .await
+            // in it: the probe's one shell form, the one the scripts run, run there.
+            runbook_core::Probe::Tcp(_) | runbook_core::Probe::Http(_)
+                if self.meta.netns.is_some() =>
+            {
+                let command = probe.shell().ok_or_else(|| {
+                    ExecError::Provider("a TCP or HTTP check has a shell form".into())
+                })?;
+                self.probe_by_command(command).await
             }
             runbook_core::Probe::Tcp(t) => {
                 let (host, port) = (t.host.clone(), t.port.clone());
-                tokio::task::spawn_blocking(move || {
-                    Ok(tcp(&host, &port, Duration::from_secs(5)))
-                })
-                .await
-                .map_err(|e| ExecError::Provider(format!("a TCP check failed: {e}")))?
+                tokio::task::spawn_blocking(move || Ok(tcp(&host, &port, Duration::from_secs(5))))
+                    .await
+                    .map_err(|e| ExecError::Provider(format!("a TCP check failed: {e}")))?
             }
             runbook_core::Probe::Http(h) => {
                 let h = h.clone();
@@ -64,10 +54,12 @@ impl LocalSandbox {
                 let pids = self.processes().await.unwrap_or_default();
                 Ok(process_named(&pids, &p.name))
             }
-            other => Err(ExecError::Unsupported {
-                provider: "local".into(),
-                what: format!("this kind of check ({})", crate::sandbox::probe_kind(other)),
-            }),
+            runbook_core::Probe::Command(_) | runbook_core::Probe::Kube(_) => {
+                Err(ExecError::Unsupported {
+                    provider: "local".into(),
+                    what: format!("this kind of check ({})", crate::sandbox::probe_kind(probe)),
+                })
+            }
         }
     }
 

@@ -209,14 +209,14 @@ fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
             };
             (command, expect)
         }
-        typed => (probe_shell(typed).unwrap_or_default(), Expect::default()),
+        typed @ (Probe::File(_) | Probe::Tcp(_) | Probe::Http(_) | Probe::Process(_)) => {
+            (probe_shell(typed).unwrap_or_default(), Expect::default())
+        }
     }
 }
 
-/// The shell form of a typed probe, as the scripts run it (exit 0 when it holds): `test`,
-/// `grep` and `stat` for a file, bash's `/dev/tcp` for a port, `curl` for a URL,
-/// `/proc/*/comm` for a process. `None` for a command (it is its own shell) and for a
-/// Kubernetes check (it needs the runbook's namespace: see the scripts).
+/// The shell form of a typed probe, as the scripts run it: [`Probe::shell`], the one
+/// meaning the sandbox uses too.
 ///
 /// ```
 /// use runbook_core::{FileProbe, Probe};
@@ -224,59 +224,7 @@ fn check_command(runbook: &Runbook, check: &Check) -> (String, Expect) {
 /// assert_eq!(shell.as_deref(), Some(r#"test -e 'app/'"${NAME}"'.conf'"#));
 /// ```
 pub fn probe_shell(probe: &Probe) -> Option<String> {
-    Some(match probe {
-        Probe::Command(_) | Probe::Kube(_) => return None,
-        Probe::File(f) => file_command(f),
-        Probe::Tcp(t) => format!(
-            "timeout 5 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"' {} {}",
-            expected_word("equals", &t.host),
-            expected_word("equals", &t.port)
-        ),
-        Probe::Http(h) => http_command(h),
-        // The kernel's command name, at most 15 characters, as the sandbox compares it.
-        Probe::Process(p) => format!(
-            "grep -qsxF -- {} /proc/[0-9]*/comm",
-            expected_word("equals", &p.name.chars().take(15).collect::<String>())
-        ),
-    })
-}
-
-/// A `file` probe as portable shell: `test`, `grep` and `stat`, relative to the work
-/// directory, its `${NAME}` placeholders expanded from the environment.
-fn file_command(f: &runbook_core::FileProbe) -> String {
-    let path = expected_word("equals", &f.path);
-    if !f.exists {
-        return format!("test ! -e {path}");
-    }
-    let mut parts = vec![format!("test -e {path}")];
-    if let Some(bits) = f.mode_bits() {
-        parts.push(format!("test \"$(stat -c %a {path})\" = '{bits:o}'"));
-    }
-    if let Some(c) = &f.contains {
-        parts.push(format!("grep -qF -- {} {path}", expected_word("equals", c)));
-    }
-    if let Some(m) = &f.matches {
-        parts.push(format!("grep -qzP -- {} {path}", sh_quote(m)));
-    }
-    parts.join(" && ")
-}
-
-/// An `http` probe as `curl` (needed on the target for these checks only).
-fn http_command(h: &runbook_core::HttpProbe) -> String {
-    let secs = h.timeout.map_or(10, |t| t.as_duration().as_secs().max(1));
-    let mut text = format!(
-        "body=$(mktemp) && code=$(curl -sS -o \"$body\" -w '%{{http_code}}' --max-time {secs} -- {}) && test \"$code\" = '{}'",
-        expected_word("equals", &h.url),
-        h.status
-    );
-    if let Some(b) = &h.body_contains {
-        text.push_str(&format!(
-            " && grep -qF -- {} \"$body\"",
-            expected_word("equals", b)
-        ));
-    }
-    text.push_str("; rc=$?; rm -f \"$body\"; exit \"$rc\"");
-    text
+    probe.shell()
 }
 
 /// An expected text as one bash word: its `${NAME}` placeholders expand from the
@@ -286,19 +234,7 @@ fn expected_word(mode: &str, text: &str) -> String {
     if mode == "matches" {
         return sh_quote(text);
     }
-    let mut out = String::new();
-    let mut last = 0;
-    for r in runbook_core::template::template_references(text) {
-        if r.offset > last {
-            out.push_str(&sh_quote(&text[last..r.offset]));
-        }
-        let _ = write!(out, "\"${{{}}}\"", r.name);
-        last = r.offset + r.name.len() + 3;
-    }
-    if last < text.len() || out.is_empty() {
-        out.push_str(&sh_quote(&text[last..]));
-    }
-    out
+    runbook_core::shell::expanding(text)
 }
 
 /// The same check as a `kubectl` command and what its output must be, for the
