@@ -191,7 +191,9 @@ struct AmendArgs {
     /// The step's new checks (they replace the old ones).
     #[serde(default)]
     verify: Option<Vec<Check>>,
-    /// The error met ("ERROR:  permission denied for schema public").
+    /// The error met ("ERROR:  permission denied for schema public"); by default the
+    /// failed attempt's first cause line (what the sandbox showed).
+    #[serde(default)]
     error: String,
     /// Why it happened.
     cause: String,

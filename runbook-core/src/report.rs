@@ -194,6 +194,20 @@ pub struct Attempt {
     /// What the step's `diagnose` commands printed when the attempt failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnose: Vec<DiagnoseOutput>,
+    /// How the step was changed after this attempt failed, when it was amended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amendment: Option<AmendmentRecord>,
+}
+
+/// An amendment that followed a failed attempt: what changed and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AmendmentRecord {
+    /// The step before and after, as a line diff of its YAML (`-` removed, `+` added, two
+    /// spaces unchanged).
+    pub diff: String,
+    /// The fix, as the known issue recorded it.
+    pub fix: String,
 }
 
 /// The end of a file a failed attempt created or changed.
@@ -374,4 +388,48 @@ pub struct ScriptRun {
     /// The last lines it printed (redacted), when it failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output: String,
+}
+
+/// A line diff of `before` and `after`: each line prefixed with `-` (removed), `+` (added)
+/// or two spaces (kept), in order. Texts of more than 2,000 lines are shown whole, removed
+/// then added.
+///
+/// ```
+/// let d = runbook_core::report::line_diff("a\nb\nc\n", "a\nB\nc\n");
+/// assert_eq!(d, "  a\n-b\n+B\n  c\n");
+/// ```
+pub fn line_diff(before: &str, after: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
+    let mut out = String::new();
+    if a.len() > 2000 || b.len() > 2000 {
+        a.iter().for_each(|l| out.push_str(&format!("-{l}\n")));
+        b.iter().for_each(|l| out.push_str(&format!("+{l}\n")));
+        return out;
+    }
+    // The longest common subsequence, from the end.
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push_str(&format!("  {}\n", a[i]));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push_str(&format!("+{}\n", b[j]));
+            j += 1;
+        } else {
+            out.push_str(&format!("-{}\n", a[i]));
+            i += 1;
+        }
+    }
+    out
 }

@@ -428,6 +428,9 @@ fn step_section(
                     attempt_evidence(out, a);
                 }
             }
+            if r.attempts.len() > 1 {
+                out.push_str("What failed in the sandbox, and how it was fixed:\n\n");
+            }
             for (i, a) in r
                 .attempts
                 .iter()
@@ -442,17 +445,23 @@ fn step_section(
                         a.failure.lines().next().unwrap_or(""),
                         code(cause)
                     );
-                    continue;
-                }
-                match a.failure.split_once('\n') {
-                    None => {
-                        let _ = writeln!(out, "- Attempt {} failed: {}", i + 1, a.failure);
-                    }
-                    Some(_) => {
-                        let _ = writeln!(out, "- Attempt {} failed:\n", i + 1);
-                        for line in fenced("text", &a.failure).lines() {
-                            let _ = writeln!(out, "  {line}");
+                } else {
+                    match a.failure.split_once('\n') {
+                        None => {
+                            let _ = writeln!(out, "- Attempt {} failed: {}", i + 1, a.failure);
                         }
+                        Some(_) => {
+                            let _ = writeln!(out, "- Attempt {} failed:\n", i + 1);
+                            for line in fenced("text", &a.failure).lines() {
+                                let _ = writeln!(out, "  {line}");
+                            }
+                        }
+                    }
+                }
+                if let Some(fixed) = &a.amendment {
+                    let _ = writeln!(out, "\n  Fixed: {}\n", inline(&fixed.fix));
+                    for line in fenced("diff", fixed.diff.trim_end()).lines() {
+                        let _ = writeln!(out, "  {line}");
                     }
                 }
             }

@@ -71,7 +71,9 @@ impl Session {
     }
 
     /// Changes a step that has not passed yet and records why: the error seen, its root
-    /// cause and the fix. The known issue goes into the runbook, so the human learns it.
+    /// cause and the fix. The known issue goes into the runbook, so the human learns it;
+    /// an empty `error` is taken from the failed attempt's first cause line. The failed
+    /// attempt keeps the amendment (the step's diff and the fix) as evidence.
     pub fn amend(&mut self, step_id: &str, amendment: Amendment, issue: KnownIssue) -> Result<()> {
         if self.completed.iter().any(|c| c == step_id) {
             return Err(ExecError::StepPassed(step_id.to_owned()));
@@ -98,13 +100,55 @@ impl Session {
         if let Some(timeout) = amendment.timeout {
             step.timeout = timeout.map(runbook_core::HumanDuration);
         }
+        // The failed attempt this amendment answers, if the step failed: its cause line is
+        // the known issue's error when the caller gave none (rather than a generic "could
+        // not start server").
+        let failed = self
+            .report
+            .steps
+            .iter()
+            .position(|r| r.id == step_id)
+            .filter(|&i| {
+                self.report.steps[i]
+                    .attempts
+                    .last()
+                    .is_some_and(|a| !a.passed())
+            });
+        let error = match (issue.error.trim().is_empty(), failed) {
+            (true, Some(i)) => {
+                let a = self.report.steps[i]
+                    .attempts
+                    .last()
+                    .expect("a failed attempt");
+                a.causes
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| a.failure.lines().next().unwrap_or_default().to_owned())
+            }
+            _ => issue.error.clone(),
+        };
         // A known issue must not carry a secret into the package.
         step.known_issues.push(KnownIssue::new(
-            self.redactor.redact(&issue.error),
+            self.redactor.redact(&error),
             self.redactor.redact(&issue.cause),
             self.redactor.redact(&issue.fix),
         ));
         refuse_lint_errors(&amended)?;
+        if let Some(i) = failed {
+            let yaml = |rb: &runbook_core::Runbook| {
+                let mut s = rb.step(step_id).cloned().expect("the step exists");
+                // The diff shows what was changed, not the known issue it records.
+                s.known_issues.clear();
+                runbook_core::to_yaml(&s)
+            };
+            let diff = runbook_core::report::line_diff(&yaml(&self.runbook), &yaml(&amended));
+            if let Some(a) = self.report.steps[i].attempts.last_mut() {
+                a.amendment = Some(runbook_core::report::AmendmentRecord {
+                    diff: self.redactor.redact(&diff),
+                    fix: self.redactor.redact(&issue.fix),
+                });
+            }
+        }
         self.runbook = amended;
         let note = format!(
             "### step {step_id} amended: {}\n",
@@ -294,6 +338,7 @@ impl Session {
             causes: evidence.causes,
             files: evidence.files,
             diagnose: evidence.diagnose,
+            amendment: None,
         })
     }
 }
