@@ -423,7 +423,7 @@ pub fn line_diff(before: &str, after: &str) -> String {
             out.push_str(&format!("  {}\n", a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] > lcs[i + 1][j]) {
             out.push_str(&format!("+{}\n", b[j]));
             j += 1;
         } else {
