@@ -404,7 +404,7 @@ pub fn tools() -> Vec<Tool> {
         ),
         tool::<AmendArgs, SessionView>(
             "amend",
-            "Fix a step (a new command and/or checks) and record the known issue: the error, its cause and the fix.",
+            "Fix a step (a new command and/or checks) and record the known issue: the error, its cause and the fix. A step that already passed is first rolled back, with every step after it, and runs again next.",
         ),
         tool::<SessionArgs, StepRun>("retry", "Run the step that failed again (after `amend`)."),
         tool::<SessionArgs, RolledBack>(
@@ -558,6 +558,20 @@ impl McpServer {
                 let issue = KnownIssue::new(a.error, a.cause, a.fix);
                 let step = a.step;
                 self.with_session(&a.session, async |s| {
+                    // A step that passed: its rollback and those of the steps after it run
+                    // first (recorded in the report's `rewinds`), then it is amended.
+                    if s.step_passed(&step) {
+                        let rewind = s.rewind_to(&step).await?;
+                        if rewind.verdict != crate::report::Verdict::Passed {
+                            return Err(ToolError::new(
+                                "rewind_failed",
+                                format!(
+                                    "a rollback failed while going back before step `{step}`; \
+                                     the session's report (`rewinds`) says which; fix it, or start a new session"
+                                ),
+                            ));
+                        }
+                    }
                     s.amend(&step, amendment, issue)?;
                     to_value(&status(s))
                 })

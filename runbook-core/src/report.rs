@@ -33,6 +33,10 @@ pub struct Report {
     /// The rollback exercise, when one was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackExercise>,
+    /// The rollbacks run to go back before a step that passed and was then amended
+    /// ([`Session::rewind_to`](../../runbook_exec/struct.Session.html)), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewinds: Vec<RollbackExercise>,
     /// The rehearsal of the package in a second sandbox, when one was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<Rehearsal>,

@@ -38,7 +38,7 @@ pub enum ExecError {
         what: String,
     },
     /// A step that already passed cannot be amended.
-    #[error("step `{0}` already passed; amend a step that has not")]
+    #[error("step `{0}` already passed: go back before it with `rewind_to` first, then amend it")]
     StepPassed(String),
     /// The runbook has no step by that id.
     #[error("no step `{0}` in the runbook")]

@@ -1314,3 +1314,60 @@ async fn an_isolated_sandbox_judges_http_checks_as_the_scripts_do() {
     let wrong = run_ephemeral(&provider, runbook("not on the page")).await;
     assert!(!wrong.passed(), "the body is judged in the namespace too");
 }
+
+/// The fix belongs to a step that passed: going back before it runs the rollbacks of the
+/// steps after it and its own, newest first, recorded as such; the amended step and those
+/// after it then run again, and the failure that led there keeps the amendment.
+#[tokio::test]
+async fn an_amendment_of_a_passed_step_rewinds_to_it_and_runs_again() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("rewind")
+        .step(
+            step(
+                "write-config",
+                "echo 'mode=old' > app.conf",
+                Check::file(runbook_core::FileProbe::exists("app.conf")),
+            )
+            .rollback("rm app.conf"),
+        )
+        .step(
+            step("copy", "cp app.conf served.conf", Check::command("true").exit_code(0))
+                .rollback("rm served.conf"),
+        )
+        .step(
+            step(
+                "serve",
+                "grep -q 'mode=new' served.conf || { echo 'error: mode=old is not supported' >&2; exit 1; }",
+                Check::command("true").exit_code(0),
+            )
+            .read_only(),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Session))
+        .await
+        .unwrap();
+    assert!(!session.run_remaining().await.unwrap());
+    let fix = Amendment::run("echo 'mode=new' > app.conf");
+    let issue = KnownIssue::new("", "the old mode is gone", "Write mode=new");
+    let refused = session.amend("write-config", fix.clone(), issue.clone()).unwrap_err();
+    assert!(refused.to_string().contains("rewind_to"), "{refused}");
+
+    let rewind = session.rewind_to("write-config").await.unwrap().clone();
+    assert_eq!(rewind.verdict, Verdict::Passed);
+    let undone: Vec<&str> = rewind.steps.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(undone, ["copy", "write-config"], "newest first");
+    assert_eq!(session.next_step().unwrap().id, "write-config");
+
+    session.amend("write-config", fix, issue).unwrap();
+    assert!(session.run_remaining().await.unwrap(), "{:#?}", session.report());
+    let outcome = session.finish().await.unwrap();
+    assert!(outcome.passed());
+    assert_eq!(outcome.report.rewinds.len(), 1);
+    let serve = outcome.report.steps.iter().find(|r| r.id == "serve").unwrap();
+    let answered = serve.attempts[0].amendment.as_ref().expect("the failure keeps its fix");
+    assert!(answered.diff.contains("+") && answered.diff.contains("mode=new"), "{}", answered.diff);
+    let known = &outcome.runbook.steps[0].known_issues[0];
+    assert_eq!(known.error, "error: mode=old is not supported");
+}

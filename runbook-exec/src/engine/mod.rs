@@ -269,6 +269,11 @@ impl Session {
             .filter(|r| r.status == StepStatus::Failed)
     }
 
+    /// Whether `step_id` has passed in this session (and is not rolled back).
+    pub fn step_passed(&self, step_id: &str) -> bool {
+        self.completed.iter().any(|c| c == step_id)
+    }
+
     fn record(&self, id: &str) -> Option<&StepRecord> {
         self.report.steps.iter().find(|r| r.id == id)
     }

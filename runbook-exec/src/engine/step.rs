@@ -73,7 +73,8 @@ impl Session {
     /// Changes a step that has not passed yet and records why: the error seen, its root
     /// cause and the fix. The known issue goes into the runbook, so the human learns it;
     /// an empty `error` is taken from the failed attempt's first cause line. The failed
-    /// attempt keeps the amendment (the step's diff and the fix) as evidence.
+    /// attempt keeps the amendment (the step's diff and the fix) as evidence. A step that
+    /// passed is refused: go back before it with [`Session::rewind_to`] first.
     pub fn amend(&mut self, step_id: &str, amendment: Amendment, issue: KnownIssue) -> Result<()> {
         if self.completed.iter().any(|c| c == step_id) {
             return Err(ExecError::StepPassed(step_id.to_owned()));
@@ -100,20 +101,21 @@ impl Session {
         if let Some(timeout) = amendment.timeout {
             step.timeout = timeout.map(runbook_core::HumanDuration);
         }
-        // The failed attempt this amendment answers, if the step failed: its cause line is
-        // the known issue's error when the caller gave none (rather than a generic "could
-        // not start server").
+        // The failed attempt this amendment answers: the step's own, or (after a rewind to
+        // an earlier step) the last failure not answered yet. Its cause line is the known
+        // issue's error when the caller gave none (rather than a generic "could not start
+        // server").
+        let unanswered = |r: &runbook_core::report::StepRecord| {
+            r.attempts
+                .last()
+                .is_some_and(|a| !a.passed() && a.amendment.is_none())
+        };
         let failed = self
             .report
             .steps
             .iter()
-            .position(|r| r.id == step_id)
-            .filter(|&i| {
-                self.report.steps[i]
-                    .attempts
-                    .last()
-                    .is_some_and(|a| !a.passed())
-            });
+            .position(|r| r.id == step_id && unanswered(r))
+            .or_else(|| self.report.steps.iter().rposition(unanswered));
         let error = match (issue.error.trim().is_empty(), failed) {
             (true, Some(i)) => {
                 let a = self.report.steps[i]
