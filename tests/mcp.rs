@@ -1044,3 +1044,78 @@ async fn the_cli_and_mcp_write_the_same_package() {
         "the lesson is in the package"
     );
 }
+
+const REWIND: &str = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: rewind }
+steps:
+  - id: write-config
+    title: Write the config
+    run: echo 'mode=old' > app.conf
+    verify:
+      - file: { path: app.conf }
+    rollback:
+      run: rm app.conf
+  - id: serve
+    title: Serve it
+    run: "grep -q 'mode=new' app.conf || { echo 'error: mode=old is not supported' >&2; exit 1; }"
+    readOnly: true
+    verify:
+      - run: "true"
+"#;
+
+/// The fix belongs to a step that passed: `amend` rolls it (and the steps after it) back
+/// first, the known issue's error comes from what the sandbox showed, and the package
+/// says what failed and how it was fixed.
+#[tokio::test(flavor = "multi_thread")]
+async fn amend_goes_back_before_a_step_that_passed() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": REWIND, "lifetime": "session" }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    ok(&client, "run_next", json!({ "session": session })).await;
+    let failed = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(failed["step"]["status"], "failed", "{failed:#}");
+    let amended = ok(
+        &client,
+        "amend",
+        json!({
+            "session": session, "step": "write-config", "run": "echo 'mode=new' > app.conf",
+            "cause": "the old mode is gone", "fix": "Write mode=new",
+        }),
+    )
+    .await;
+    assert_eq!(amended["nextStep"], "write-config", "{amended:#}");
+    loop {
+        let next = ok(&client, "run_next", json!({ "session": session })).await;
+        assert_ne!(next["step"]["status"], "failed", "{next:#}");
+        if next["done"] == true {
+            break;
+        }
+    }
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": "pkg", "rehearse": false }),
+    )
+    .await;
+    assert_eq!(finished["verdict"], "passed", "{finished:#}");
+    let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
+    assert!(
+        readme.contains("What failed in the sandbox, and how it was fixed"),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("error: mode=old is not supported"),
+        "{readme}"
+    );
+    let summary =
+        std::fs::read_to_string(dir.path().join("pkg/test-results/test-summary.yaml")).unwrap();
+    assert!(summary.contains("rewinds:"), "{summary}");
+    client.cancel().await.unwrap();
+}

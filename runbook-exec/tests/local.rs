@@ -1351,7 +1351,9 @@ async fn an_amendment_of_a_passed_step_rewinds_to_it_and_runs_again() {
     assert!(!session.run_remaining().await.unwrap());
     let fix = Amendment::run("echo 'mode=new' > app.conf");
     let issue = KnownIssue::new("", "the old mode is gone", "Write mode=new");
-    let refused = session.amend("write-config", fix.clone(), issue.clone()).unwrap_err();
+    let refused = session
+        .amend("write-config", fix.clone(), issue.clone())
+        .unwrap_err();
     assert!(refused.to_string().contains("rewind_to"), "{refused}");
 
     let rewind = session.rewind_to("write-config").await.unwrap().clone();
@@ -1361,13 +1363,29 @@ async fn an_amendment_of_a_passed_step_rewinds_to_it_and_runs_again() {
     assert_eq!(session.next_step().unwrap().id, "write-config");
 
     session.amend("write-config", fix, issue).unwrap();
-    assert!(session.run_remaining().await.unwrap(), "{:#?}", session.report());
+    assert!(
+        session.run_remaining().await.unwrap(),
+        "{:#?}",
+        session.report()
+    );
     let outcome = session.finish().await.unwrap();
     assert!(outcome.passed());
     assert_eq!(outcome.report.rewinds.len(), 1);
-    let serve = outcome.report.steps.iter().find(|r| r.id == "serve").unwrap();
-    let answered = serve.attempts[0].amendment.as_ref().expect("the failure keeps its fix");
-    assert!(answered.diff.contains("+") && answered.diff.contains("mode=new"), "{}", answered.diff);
+    let serve = outcome
+        .report
+        .steps
+        .iter()
+        .find(|r| r.id == "serve")
+        .unwrap();
+    let answered = serve.attempts[0]
+        .amendment
+        .as_ref()
+        .expect("the failure keeps its fix");
+    assert!(
+        answered.diff.contains("+") && answered.diff.contains("mode=new"),
+        "{}",
+        answered.diff
+    );
     let known = &outcome.runbook.steps[0].known_issues[0];
     assert_eq!(known.error, "error: mode=old is not supported");
 }

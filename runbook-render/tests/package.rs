@@ -107,6 +107,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
             verdict: Verdict::Passed,
             steps: Vec::new(),
         }),
+        rewinds: Vec::new(),
         rehearsal: None,
         settings: None,
     }
