@@ -743,8 +743,11 @@ __attribute__((constructor)) static void report(void) {
             .await
             .unwrap();
             assert_eq!((code, out.as_str()), (Some(0), "two\n"));
+            // A daemon started in the background may not have exec'd `sleep` yet.
+            wait_for("both daemons to start", Duration::from_secs(5), || {
+                processes_with("sleep 889").len() >= 2
+            });
             let daemons = processes_with("sleep 889");
-            assert!(daemons.len() >= 2, "both daemons started: {daemons:?}");
             for pid in daemons {
                 assert!(
                     cgroup_of(pid).contains(&format!("/runbook/{id}/")),

@@ -71,6 +71,9 @@ const RENDER_CONFIG: &str = include_str!("scripts/render_config.sh");
 const PREFLIGHT: &str = include_str!("scripts/preflight.sh");
 /// `warn_environment`, when the runbook's tools read variables such as `PG*`.
 const ENVIRONMENT: &str = include_str!("scripts/environment.sh");
+/// What every script sets up before its own part (at `!SETTINGS!`): the variables it
+/// needs, where it works, what it is and which values to mask, then the library.
+const SETTINGS: &str = include_str!("scripts/settings.sh");
 const DEPLOY: &str = include_str!("scripts/deploy.sh");
 const ROLLBACK: &str = include_str!("scripts/rollback.sh");
 const VERIFY: &str = include_str!("scripts/verify.sh");
@@ -249,6 +252,15 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
             sh_quote(runbook.target.platform.as_deref().unwrap_or("")),
         ),
         ("SECRET_NAMES", quoted(&mut secret_names.iter().copied())),
+        (
+            "PHASE",
+            match kind {
+                Kind::Deploy => "deploy",
+                Kind::Rollback => "rollback",
+                Kind::Verify => "verify",
+            }
+            .to_owned(),
+        ),
         ("LIBRARY", source(LIBRARY)),
         ("FILE_STEPS", quoted(&mut files.iter().map(|f| f.0))),
         ("FILE_PATHS", quoted(&mut files.iter().map(|f| f.1))),
@@ -277,7 +289,8 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
         Kind::Rollback => ROLLBACK,
         Kind::Verify => VERIFY,
     };
-    fill(template, &values)
+    // The settings' own markers are filled in the same single pass.
+    fill(&template.replacen("!SETTINGS!\n", SETTINGS, 1), &values)
 }
 
 /// Every variable must be set: never defaulted to a sandbox value.

@@ -41,6 +41,21 @@ pub(crate) struct Captured {
     pub stderr_dropped: u64,
 }
 
+impl Captured {
+    /// What the report keeps of a command: how it ended and what this capture kept.
+    pub fn into_output(self, exit: &crate::Exit) -> runbook_core::report::CommandOutput {
+        runbook_core::report::CommandOutput {
+            exit_code: exit.code,
+            timed_out: exit.timed_out,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            stdout_dropped: self.stdout_dropped,
+            stderr_dropped: self.stderr_dropped,
+            duration_ms: super::millis(exit.duration),
+        }
+    }
+}
+
 impl<'a> Capture<'a> {
     pub fn new(
         step: &'a str,

@@ -166,16 +166,7 @@ impl Session {
         let spec = self.spec(command.to_owned(), None, timeout);
         let mut sink = Capture::new("exec", 1 << 20, &self.redactor, &mut self.log, &NoObserver);
         let exit = self.sandbox.run(&spec, &mut sink).await?;
-        let out = sink.finish();
-        Ok(runbook_core::report::CommandOutput {
-            exit_code: exit.code,
-            timed_out: exit.timed_out,
-            stdout: out.stdout,
-            stderr: out.stderr,
-            stdout_dropped: out.stdout_dropped,
-            stderr_dropped: out.stderr_dropped,
-            duration_ms: super::millis(exit.duration),
-        })
+        Ok(sink.finish().into_output(&exit))
     }
 
     /// Runs `command` like a check, without events; returns its exit code and output

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use runbook_core::report::{Attempt, CommandOutput, FailureKind, StepRecord, StepStatus, Verdict};
+use runbook_core::report::{Attempt, FailureKind, StepRecord, StepStatus, Verdict};
 use runbook_core::template::fill_template;
 use runbook_core::{KnownIssue, Step};
 
@@ -236,16 +236,7 @@ impl Session {
             observer.as_ref(),
         );
         let exit = self.sandbox.run(&spec, &mut sink).await?;
-        let out = sink.finish();
-        let output = CommandOutput {
-            exit_code: exit.code,
-            timed_out: exit.timed_out,
-            stdout: out.stdout,
-            stderr: out.stderr,
-            stdout_dropped: out.stdout_dropped,
-            stderr_dropped: out.stderr_dropped,
-            duration_ms: millis(exit.duration),
-        };
+        let output = sink.finish().into_output(&exit);
         let mut failure = String::new();
         let mut failure_kind = None;
         if exit.timed_out {

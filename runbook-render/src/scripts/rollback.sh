@@ -32,16 +32,7 @@ if [ -n "$TO" ] && [[ " ${STEPS[*]} " != *" $TO "* ]]; then
   exit 2
 fi
 
-!VARIABLES!
-PACKAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
-CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-!CHECK_TIMEOUT!}"
-
-# For feedback files and the outcome: what this package is, and which values to mask.
-RUNBOOK_NAME=!NAME! RUNBOOK_VERSION=!VERSION! RUNBOOK_PLATFORM=!PLATFORM! PHASE=rollback
-SECRET_NAMES=(!SECRET_NAMES!)
-
-!LIBRARY!
+!SETTINGS!
 
 # The config files each step renders: FILE_STEPS[i] renders FILE_PATHS[i].
 FILE_STEPS=(!FILE_STEPS!) FILE_PATHS=(!FILE_PATHS!)

@@ -28,16 +28,7 @@ if [ -n "$FROM" ] && [[ " ${STEPS[*]} " != *" $FROM "* ]]; then
   exit 2
 fi
 
-!VARIABLES!
-PACKAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
-CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-!CHECK_TIMEOUT!}"
-
-# For feedback files and the outcome: what this package is, and which values to mask.
-RUNBOOK_NAME=!NAME! RUNBOOK_VERSION=!VERSION! RUNBOOK_PLATFORM=!PLATFORM! PHASE=verify
-SECRET_NAMES=(!SECRET_NAMES!)
-
-!LIBRARY!
+!SETTINGS!
 
 enter_work_dir
 
