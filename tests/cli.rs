@@ -1603,3 +1603,74 @@ steps:
     let destroyed = runbook(dir.path(), &["sandbox", "destroy", &id]);
     assert!(destroyed.status.success());
 }
+
+/// The loop from the CLI: a kept run fails at a step whose cause is in an earlier one
+/// that passed; the person fixes the YAML and resumes with `--amend`; the run goes back
+/// before the changed step (rolling back what passed after it) and on to the end; the
+/// package says what failed and how it was fixed, none of it typed by hand.
+#[test]
+fn resume_amend_goes_back_to_the_changed_step_and_records_the_fix() {
+    let dir = workdir();
+    let draft = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: amendable }
+steps:
+  - id: write-config
+    title: Write the config
+    run: echo 'mode=old' > app.conf
+    verify:
+      - file: { path: app.conf }
+    rollback:
+      run: rm app.conf
+  - id: serve
+    title: Serve it
+    run: "grep -q 'mode=new' app.conf || { echo 'error: mode=old is not supported' >&2; exit 1; }"
+    readOnly: true
+    verify:
+      - run: "true"
+"#;
+    std::fs::write(dir.path().join("draft.yaml"), draft).unwrap();
+    std::fs::write(
+        dir.path().join("fixed.yaml"),
+        draft.replace("echo 'mode=old'", "echo 'mode=new'"),
+    )
+    .unwrap();
+    let out = runbook(dir.path(), &["run", "draft.yaml", "--keep", "--out", "draft-pkg"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let hint = stderr
+        .lines()
+        .find(|l| l.contains("--amend FIXED.yaml"))
+        .unwrap_or_else(|| panic!("no hint: {stderr}"));
+    let id = hint
+        .split("runbook resume ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    let resumed = runbook(
+        dir.path(),
+        &["resume", &id, "--amend", "fixed.yaml", "--out", "pkg"],
+    );
+    let (_, stderr) = text(&resumed);
+    assert!(resumed.status.success(), "{stderr}");
+    assert!(stderr.contains("amended: the run goes back to step `write-config`"), "{stderr}");
+    let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
+    for shown in [
+        "What failed in the sandbox, and how it was fixed:",
+        "error: mode=old is not supported",
+        "+    run: echo 'mode=new' > app.conf",
+    ] {
+        assert!(readme.contains(shown), "`{shown}` is not in the README:\n{readme}");
+    }
+    let summary =
+        std::fs::read_to_string(dir.path().join("pkg/test-results/test-summary.yaml")).unwrap();
+    assert!(summary.contains("rewinds:"), "{summary}");
+    let (shipped, _) = runbook::load(dir.path().join("pkg/runbook.yaml")).unwrap();
+    assert_eq!(
+        shipped.steps[0].known_issues[0].error,
+        "error: mode=old is not supported"
+    );
+    assert!(runbook(dir.path(), &["sandbox", "destroy", &id]).status.success());
+}

@@ -437,3 +437,38 @@ pub fn line_diff(before: &str, after: &str) -> String {
     }
     out
 }
+
+/// A [`line_diff`] with only the changed lines and `context` kept lines around each
+/// change; the rest becomes `  …`.
+///
+/// ```
+/// let d = runbook_core::report::line_diff("a\nb\nc\nd\ne\nf\n", "a\nb\nc\nd\ne\nF\n");
+/// assert_eq!(runbook_core::report::compact_diff(&d, 1), "  …\n  e\n-f\n+F\n");
+/// ```
+pub fn compact_diff(diff: &str, context: usize) -> String {
+    let lines: Vec<&str> = diff.lines().collect();
+    let changed: Vec<bool> = lines.iter().map(|l| !l.starts_with("  ")).collect();
+    let near = |i: usize| {
+        let from = i.saturating_sub(context);
+        let to = (i + context).min(lines.len().saturating_sub(1));
+        (from..=to).any(|j| changed[j])
+    };
+    let mut out = String::new();
+    let mut skipped = false;
+    for (i, line) in lines.iter().enumerate() {
+        if near(i) {
+            if skipped {
+                out.push_str("  …\n");
+                skipped = false;
+            }
+            out.push_str(line);
+            out.push('\n');
+        } else {
+            skipped = true;
+        }
+    }
+    if skipped {
+        out.push_str("  …\n");
+    }
+    out
+}

@@ -1,6 +1,6 @@
 //! The rollback exercise: every completed step undone in reverse order, each verified.
 
-use runbook_core::Step;
+use runbook_core::{Runbook, Step};
 use runbook_core::report::{RollbackExercise, StepRecord, StepStatus, Verdict};
 
 use super::Session;
@@ -98,4 +98,105 @@ impl Session {
             steps: records,
         })
     }
+}
+
+impl Session {
+    /// Continues the session with `edited`, the runbook as a person fixed it after a
+    /// failure (`runbook resume ID --amend FIXED.yaml`): the first step that differs
+    /// (its text, or a config file it uses) is where the run picks up again. When that
+    /// step already passed, the session first goes back before it ([`Session::rewind_to`]).
+    /// The failure that led here keeps the difference as its amendment; the changed step
+    /// gets a known issue whose error is that failure's cause line, unless the edit gave it
+    /// one itself. Returns the id of the step the run continues from, if any differs.
+    pub async fn amend_runbook(&mut self, edited: Runbook) -> Result<Option<String>> {
+        super::refuse_lint_errors(&edited)?;
+        let Some(changed) = first_changed_step(&self.runbook, &edited) else {
+            return Ok(None);
+        };
+        if self.completed.iter().any(|c| *c == changed) {
+            let rewind = self.rewind_to(&changed).await?;
+            if rewind.verdict != Verdict::Passed {
+                return Err(ExecError::Usage(format!(
+                    "a rollback failed while going back before step `{changed}` (see the report's `rewinds`): \
+                     fix it in the sandbox (`runbook sandbox exec`), or start over with a new run"
+                )));
+            }
+        }
+        let mut edited = edited;
+        let unanswered = |r: &StepRecord| {
+            r.attempts
+                .last()
+                .is_some_and(|a| !a.passed() && a.amendment.is_none())
+        };
+        if let Some(i) = self.report.steps.iter().rposition(unanswered) {
+            let diff = runbook_core::report::line_diff(
+                &runbook_core::to_yaml_string(&self.runbook),
+                &runbook_core::to_yaml_string(&edited),
+            );
+            let attempt = self.report.steps[i].attempts.last().expect("a failed attempt");
+            let error = attempt
+                .causes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| attempt.failure.lines().next().unwrap_or_default().to_owned());
+            let step = edited
+                .steps
+                .iter_mut()
+                .find(|s| s.id == changed)
+                .expect("the changed step is in the edited runbook");
+            let before = self.runbook.step(&changed).map_or(0, |s| s.known_issues.len());
+            if step.known_issues.len() <= before {
+                step.known_issues.push(runbook_core::KnownIssue::new(
+                    self.redactor.redact(&error),
+                    "Found in the sandbox: see the failed attempt's evidence.",
+                    format!("The runbook was changed from step `{changed}` on, as the amendment's diff shows."),
+                ));
+            }
+            let fix = step
+                .known_issues
+                .last()
+                .map(|k| k.fix.clone())
+                .unwrap_or_default();
+            if let Some(a) = self.report.steps[i].attempts.last_mut() {
+                a.amendment = Some(runbook_core::report::AmendmentRecord {
+                    diff: self.redactor.redact(&runbook_core::report::compact_diff(&diff, 2)),
+                    fix: self.redactor.redact(&fix),
+                });
+            }
+        }
+        // What is still to run starts at the changed step; what passed before it stays.
+        self.completed.retain(|c| edited.steps.iter().any(|s| s.id == *c));
+        self.runbook = edited;
+        self.next = self
+            .runbook
+            .steps
+            .iter()
+            .position(|s| !self.completed.contains(&s.id))
+            .unwrap_or(self.runbook.steps.len());
+        self.log_line(&format!("### runbook amended: the run goes on from step {changed}\n"));
+        self.save()?;
+        Ok(Some(changed))
+    }
+}
+
+/// The first step of `edited` that differs from `before` (its own text, known issues
+/// aside, or the content of a config file it uses), or that `before` does not have.
+fn first_changed_step(before: &Runbook, edited: &Runbook) -> Option<String> {
+    let bare = |s: &Step| {
+        let mut s = s.clone();
+        s.known_issues.clear();
+        s
+    };
+    let file = |rb: &Runbook, path: &str| rb.config_file(path).map(|f| f.content.clone());
+    edited.steps.iter().enumerate().find_map(|(i, s)| {
+        let same = before.steps.get(i).is_some_and(|b| bare(b) == bare(s))
+            && s.files.iter().all(|f| file(before, f) == file(edited, f))
+            // Files written before the first step belong to no step: the first step.
+            && (i > 0
+                || edited.config_files.iter().all(|f| {
+                    edited.steps.iter().any(|s| s.files.contains(&f.path))
+                        || file(before, &f.path) == Some(f.content.clone())
+                }));
+        (!same).then(|| s.id.clone())
+    })
 }

@@ -92,7 +92,13 @@ enum Command {
         /// The sandbox id (`runbook sandbox list`).
         id: String,
         /// A runbook to continue with; by default the one the sandbox was started with.
+        #[arg(conflicts_with = "amend")]
         file: Option<PathBuf>,
+        /// The runbook as you fixed it after a failure: the run goes back before the first
+        /// step that changed (rolling back what passed after it) and goes on from there;
+        /// the failure and the change are recorded in the package.
+        #[arg(long, value_name = "FIXED")]
+        amend: Option<PathBuf>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -584,8 +590,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let provider = provider(&run.sandbox, run.isolate_network).await?;
             run_session(provider.as_ref(), Start::New(runbook, lifetime), &run, vars).await
         }
-        Command::Resume { id, file, run } => {
-            let mut runbook = file.as_deref().map(load_clean).transpose()?;
+        Command::Resume {
+            id,
+            file,
+            amend,
+            run,
+        } => {
+            let amending = amend.is_some();
+            let mut runbook = file.or(amend).as_deref().map(load_clean).transpose()?;
             let vars = run.values.values()?;
             if let Some(rb) = runbook.as_mut() {
                 let lessons = load_lessons(run.lessons.clone())?;
@@ -595,7 +607,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             runbook::render::check_target(&run.out, run.force)?;
             let provider = provider(&run.sandbox, run.isolate_network).await?;
-            run_session(provider.as_ref(), Start::Resume(id, runbook), &run, vars).await
+            let start = match (amending, runbook) {
+                (true, Some(rb)) => Start::Amend(id, rb),
+                (_, runbook) => Start::Resume(id, runbook),
+            };
+            run_session(provider.as_ref(), start, &run, vars).await
         }
     }
 }
@@ -733,6 +749,8 @@ fn load_clean(file: &Path) -> Result<Runbook, Failure> {
 enum Start {
     New(Runbook, Option<Lifetime>),
     Resume(String, Option<Runbook>),
+    /// Continue a kept sandbox with the runbook as fixed after a failure.
+    Amend(String, Runbook),
 }
 
 async fn run_session(
@@ -761,13 +779,13 @@ async fn run_session(
     let rehearse = !args.no_rehearsal && matches!(start, Start::New(..));
     let lifetime_hint = match &start {
         Start::New(rb, l) => l.unwrap_or_else(|| runbook::recommend_lifetime(rb).lifetime),
-        Start::Resume(..) => Lifetime::Persistent,
+        Start::Resume(..) | Start::Amend(..) => Lifetime::Persistent,
     };
     let given = vars.clone();
     let options = RunOptions {
         lifetime: match &start {
             Start::New(_, l) => *l,
-            Start::Resume(..) => None,
+            Start::Resume(..) | Start::Amend(..) => None,
         },
         vars,
         observer,
@@ -781,6 +799,14 @@ async fn run_session(
         let session = match start {
             Start::New(rb, _) => Session::start(provider, rb, options).await?,
             Start::Resume(id, rb) => Session::resume(provider, &id, rb, options).await?,
+            Start::Amend(id, fixed) => {
+                let mut session = Session::resume(provider, &id, None, options).await?;
+                match session.amend_runbook(fixed).await? {
+                    Some(step) => eprintln!("amended: the run goes back to step `{step}` and on"),
+                    None => eprintln!("the fixed runbook changes no step: the run goes on"),
+                }
+                session
+            }
         };
         // After the start: a resumed sandbox's runbook is known only now.
         runbook::ops::check_vars(session.runbook(), &given)
@@ -1008,7 +1034,10 @@ fn print_failure(report: &runbook::report::Report) {
         eprintln!("$ {}\n{}", d.command, indent(d.output.trim_end()));
     }
     match report.sandbox.lifetime {
-        Some(runbook::Lifetime::Persistent) => {}
+        Some(runbook::Lifetime::Persistent) => eprintln!(
+            "fix the runbook, then go on in the same sandbox: `runbook resume {} --amend FIXED.yaml`",
+            report.sandbox.id
+        ),
         _ => eprintln!(
             "sandbox {} was torn down; rerun with --keep to keep it and continue it with `runbook resume`",
             report.sandbox.id
