@@ -1485,7 +1485,7 @@ steps:
         .unwrap_or_else(|| panic!("no cause section: {stderr}"));
     assert!(shown.contains(cause), "{stderr}");
     assert!(
-        stderr.contains("end of data/server.log (changed by the step)"),
+        stderr.contains("end of data/server.log (changed while the step ran)"),
         "{stderr}"
     );
     assert!(
@@ -1635,7 +1635,10 @@ steps:
         draft.replace("echo 'mode=old'", "echo 'mode=new'"),
     )
     .unwrap();
-    let out = runbook(dir.path(), &["run", "draft.yaml", "--keep", "--out", "draft-pkg"]);
+    let out = runbook(
+        dir.path(),
+        &["run", "draft.yaml", "--keep", "--out", "draft-pkg"],
+    );
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let hint = stderr
@@ -1655,14 +1658,20 @@ steps:
     );
     let (_, stderr) = text(&resumed);
     assert!(resumed.status.success(), "{stderr}");
-    assert!(stderr.contains("amended: the run goes back to step `write-config`"), "{stderr}");
+    assert!(
+        stderr.contains("amended: the run goes back to step `write-config`"),
+        "{stderr}"
+    );
     let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
     for shown in [
         "What failed in the sandbox, and how it was fixed:",
         "error: mode=old is not supported",
-        "+    run: echo 'mode=new' > app.conf",
+        "+  run: echo 'mode=new' > app.conf",
     ] {
-        assert!(readme.contains(shown), "`{shown}` is not in the README:\n{readme}");
+        assert!(
+            readme.contains(shown),
+            "`{shown}` is not in the README:\n{readme}"
+        );
     }
     let summary =
         std::fs::read_to_string(dir.path().join("pkg/test-results/test-summary.yaml")).unwrap();
@@ -1672,5 +1681,9 @@ steps:
         shipped.steps[0].known_issues[0].error,
         "error: mode=old is not supported"
     );
-    assert!(runbook(dir.path(), &["sandbox", "destroy", &id]).status.success());
+    assert!(
+        runbook(dir.path(), &["sandbox", "destroy", &id])
+            .status
+            .success()
+    );
 }

@@ -396,12 +396,15 @@ fn step_section(
             let took = last.map_or(0, |a| a.duration_ms);
             if r.status == StepStatus::Passed {
                 let _ = write!(out, "**Result:** Success ({})", human_ms(took));
-                if r.attempts.len() > 1 {
+                if r.attempts.iter().any(|a| !a.passed()) {
                     let _ = write!(
                         out,
                         " on attempt {}, after fixing the issue below",
                         r.attempts.len()
                     );
+                } else if r.attempts.len() > 1 {
+                    // It passed before, and ran again after an amendment of an earlier step.
+                    let _ = write!(out, " (run {} times)", r.attempts.len());
                 }
                 out.push_str("\n\n");
             } else {
@@ -428,14 +431,17 @@ fn step_section(
                     attempt_evidence(out, a);
                 }
             }
-            if r.attempts.len() > 1 {
+            let earlier = r.attempts.len().saturating_sub(1);
+            let failed_before = r.attempts[..earlier].iter().any(|a| !a.passed());
+            if failed_before {
                 out.push_str("What failed in the sandbox, and how it was fixed:\n\n");
             }
             for (i, a) in r
                 .attempts
                 .iter()
                 .enumerate()
-                .take(r.attempts.len().saturating_sub(1))
+                .take(earlier)
+                .filter(|(_, a)| !a.passed())
             {
                 if let Some(cause) = a.causes.first() {
                     let _ = writeln!(
@@ -465,7 +471,7 @@ fn step_section(
                     }
                 }
             }
-            if r.attempts.len() > 1 {
+            if failed_before {
                 out.push('\n');
             }
         }
@@ -676,7 +682,11 @@ fn attempt_evidence(out: &mut String, a: &runbook_core::report::Attempt) {
         out.push('\n');
     }
     for f in &a.files {
-        let _ = writeln!(out, "End of {} (changed by the step):\n", code(&f.path));
+        let _ = writeln!(
+            out,
+            "End of {} (changed while the step ran):\n",
+            code(&f.path)
+        );
         out.push_str(&fenced("text", &f.lines.join("\n")));
         out.push('\n');
     }

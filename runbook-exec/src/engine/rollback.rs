@@ -1,7 +1,7 @@
 //! The rollback exercise: every completed step undone in reverse order, each verified.
 
-use runbook_core::{Runbook, Step};
 use runbook_core::report::{RollbackExercise, StepRecord, StepStatus, Verdict};
+use runbook_core::{Runbook, Step};
 
 use super::Session;
 use crate::{ExecError, Result};
@@ -133,18 +133,27 @@ impl Session {
                 &runbook_core::to_yaml_string(&self.runbook),
                 &runbook_core::to_yaml_string(&edited),
             );
-            let attempt = self.report.steps[i].attempts.last().expect("a failed attempt");
-            let error = attempt
-                .causes
-                .first()
-                .cloned()
-                .unwrap_or_else(|| attempt.failure.lines().next().unwrap_or_default().to_owned());
+            let attempt = self.report.steps[i]
+                .attempts
+                .last()
+                .expect("a failed attempt");
+            let error = attempt.causes.first().cloned().unwrap_or_else(|| {
+                attempt
+                    .failure
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            });
             let step = edited
                 .steps
                 .iter_mut()
                 .find(|s| s.id == changed)
                 .expect("the changed step is in the edited runbook");
-            let before = self.runbook.step(&changed).map_or(0, |s| s.known_issues.len());
+            let before = self
+                .runbook
+                .step(&changed)
+                .map_or(0, |s| s.known_issues.len());
             if step.known_issues.len() <= before {
                 step.known_issues.push(runbook_core::KnownIssue::new(
                     self.redactor.redact(&error),
@@ -159,13 +168,16 @@ impl Session {
                 .unwrap_or_default();
             if let Some(a) = self.report.steps[i].attempts.last_mut() {
                 a.amendment = Some(runbook_core::report::AmendmentRecord {
-                    diff: self.redactor.redact(&runbook_core::report::compact_diff(&diff, 2)),
+                    diff: self
+                        .redactor
+                        .redact(&runbook_core::report::compact_diff(&diff, 2)),
                     fix: self.redactor.redact(&fix),
                 });
             }
         }
         // What is still to run starts at the changed step; what passed before it stays.
-        self.completed.retain(|c| edited.steps.iter().any(|s| s.id == *c));
+        self.completed
+            .retain(|c| edited.steps.iter().any(|s| s.id == *c));
         self.runbook = edited;
         self.next = self
             .runbook
@@ -173,7 +185,9 @@ impl Session {
             .iter()
             .position(|s| !self.completed.contains(&s.id))
             .unwrap_or(self.runbook.steps.len());
-        self.log_line(&format!("### runbook amended: the run goes on from step {changed}\n"));
+        self.log_line(&format!(
+            "### runbook amended: the run goes on from step {changed}\n"
+        ));
         self.save()?;
         Ok(Some(changed))
     }

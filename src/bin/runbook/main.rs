@@ -1025,7 +1025,7 @@ fn print_failure(report: &runbook::report::Report) {
             .map(String::as_str)
             .collect();
         eprintln!(
-            "end of {} (changed by the step):\n{}",
+            "end of {} (changed while the step ran):\n{}",
             file.path,
             indent(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
         );
