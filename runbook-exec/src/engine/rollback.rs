@@ -113,7 +113,7 @@ impl Session {
         let Some(changed) = first_changed_step(&self.runbook, &edited) else {
             return Ok(None);
         };
-        if self.completed.iter().any(|c| *c == changed) {
+        if self.completed.contains(&changed) {
             let rewind = self.rewind_to(&changed).await?;
             if rewind.verdict != Verdict::Passed {
                 return Err(ExecError::Usage(format!(
