@@ -178,11 +178,17 @@ yaml_quote() {
 # mask TEXT: TEXT with the value of every secret variable, and every piece of one of 8
 # characters or more (a value a tool cut short), replaced by ***.
 mask() {
-  local text=$1 name value len k
+  local text=$1 name value len k piece
   for name in "${SECRET_NAMES[@]}"; do
     value=${!name:-}
     [ -n "$value" ] || continue
     text=${text//"$value"/***}
+    # Any piece of 8 or more holds an 8-character one: without one, nothing more to do.
+    piece=
+    for ((k = 0; k + 8 <= ${#value}; k++)); do
+      if [[ $text == *"${value:k:8}"* ]]; then piece=1; break; fi
+    done
+    [ -n "$piece" ] || continue
     # Longest pieces first, so each is masked whole.
     for ((len = ${#value} - 1; len >= 8; len--)); do
       for ((k = 0; k + len <= ${#value}; k++)); do
