@@ -1687,3 +1687,31 @@ steps:
             .success()
     );
 }
+
+/// A sandbox that is not kept (a session's, alive in another process) cannot be entered:
+/// the refusal says why and what to do, and the sandbox is left as it was.
+#[tokio::test]
+async fn a_sandbox_that_is_not_kept_cannot_be_entered() {
+    use runbook::exec::Provider;
+    let dir = workdir();
+    let provider = runbook::exec::LocalProvider::with_root(dir.path().join("state"));
+    let request = runbook::exec::ProvisionRequest {
+        runbook: "busy".into(),
+        lifetime: runbook::Lifetime::Session,
+    };
+    let sandbox = provider.provision(&request).await.unwrap();
+    let id = sandbox.id().to_owned();
+    let refused = runbook(dir.path(), &["sandbox", "exec", &id, "--", "true"]);
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("sandbox `{id}` is not kept")) && stderr.contains("--keep"),
+        "{stderr}"
+    );
+    assert_no_rust_leak(&stderr);
+    assert!(
+        provider.sandbox_dir(&id).is_dir(),
+        "the sandbox is left as it was"
+    );
+    drop(sandbox);
+}
