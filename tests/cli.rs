@@ -1611,24 +1611,7 @@ steps:
 #[test]
 fn resume_amend_goes_back_to_the_changed_step_and_records_the_fix() {
     let dir = workdir();
-    let draft = r#"apiVersion: runbook/v1
-kind: Runbook
-metadata: { name: amendable }
-steps:
-  - id: write-config
-    title: Write the config
-    run: echo 'mode=old' > app.conf
-    verify:
-      - file: { path: app.conf }
-    rollback:
-      run: rm app.conf
-  - id: serve
-    title: Serve it
-    run: "grep -q 'mode=new' app.conf || { echo 'error: mode=old is not supported' >&2; exit 1; }"
-    readOnly: true
-    verify:
-      - run: "true"
-"#;
+    let draft = include_str!("fixtures/amend/draft.yaml");
     std::fs::write(dir.path().join("draft.yaml"), draft).unwrap();
     std::fs::write(
         dir.path().join("fixed.yaml"),

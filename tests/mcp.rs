@@ -1045,24 +1045,8 @@ async fn the_cli_and_mcp_write_the_same_package() {
     );
 }
 
-const REWIND: &str = r#"apiVersion: runbook/v1
-kind: Runbook
-metadata: { name: rewind }
-steps:
-  - id: write-config
-    title: Write the config
-    run: echo 'mode=old' > app.conf
-    verify:
-      - file: { path: app.conf }
-    rollback:
-      run: rm app.conf
-  - id: serve
-    title: Serve it
-    run: "grep -q 'mode=new' app.conf || { echo 'error: mode=old is not supported' >&2; exit 1; }"
-    readOnly: true
-    verify:
-      - run: "true"
-"#;
+/// A runbook whose second step fails because of what the first one, which passes, wrote.
+const REWIND: &str = include_str!("fixtures/amend/draft.yaml");
 
 /// The fix belongs to a step that passed: `amend` rolls it (and the steps after it) back
 /// first, the known issue's error comes from what the sandbox showed, and the package

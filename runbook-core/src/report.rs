@@ -241,6 +241,15 @@ impl Attempt {
     pub fn passed(&self) -> bool {
         self.failure.is_empty()
     }
+
+    /// The line that says why a failed attempt failed: its first cause line (what the
+    /// sandbox showed), else the first line of its failure.
+    pub fn cause_line(&self) -> String {
+        self.causes
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.failure.lines().next().unwrap_or_default().to_owned())
+    }
 }
 
 /// Why an attempt failed.

@@ -83,12 +83,7 @@ impl Session {
                 break;
             }
         }
-        self.next = self
-            .runbook
-            .steps
-            .iter()
-            .position(|s| !self.completed.contains(&s.id))
-            .unwrap_or(self.runbook.steps.len());
+        self.next = self.first_pending();
         Ok(RollbackExercise {
             verdict: if all_passed {
                 Verdict::Passed
@@ -123,28 +118,16 @@ impl Session {
             }
         }
         let mut edited = edited;
-        let unanswered = |r: &StepRecord| {
-            r.attempts
-                .last()
-                .is_some_and(|a| !a.passed() && a.amendment.is_none())
-        };
-        if let Some(i) = self.report.steps.iter().rposition(unanswered) {
+        if let Some(i) = self.unanswered_failure(None) {
             let diff = runbook_core::report::line_diff(
                 &runbook_core::to_yaml_string(&self.runbook),
                 &runbook_core::to_yaml_string(&edited),
             );
-            let attempt = self.report.steps[i]
+            let error = self.report.steps[i]
                 .attempts
                 .last()
-                .expect("a failed attempt");
-            let error = attempt.causes.first().cloned().unwrap_or_else(|| {
-                attempt
-                    .failure
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            });
+                .map(runbook_core::report::Attempt::cause_line)
+                .unwrap_or_default();
             let step = edited
                 .steps
                 .iter_mut()
@@ -166,25 +149,13 @@ impl Session {
                 .last()
                 .map(|k| k.fix.clone())
                 .unwrap_or_default();
-            if let Some(a) = self.report.steps[i].attempts.last_mut() {
-                a.amendment = Some(runbook_core::report::AmendmentRecord {
-                    diff: self
-                        .redactor
-                        .redact(&runbook_core::report::compact_diff(&diff, 2)),
-                    fix: self.redactor.redact(&fix),
-                });
-            }
+            self.answer(i, &runbook_core::report::compact_diff(&diff, 2), &fix);
         }
         // What is still to run starts at the changed step; what passed before it stays.
         self.completed
             .retain(|c| edited.steps.iter().any(|s| s.id == *c));
         self.runbook = edited;
-        self.next = self
-            .runbook
-            .steps
-            .iter()
-            .position(|s| !self.completed.contains(&s.id))
-            .unwrap_or(self.runbook.steps.len());
+        self.next = self.first_pending();
         self.log_line(&format!(
             "### runbook amended: the run goes on from step {changed}\n"
         ));

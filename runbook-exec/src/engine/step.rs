@@ -105,28 +105,13 @@ impl Session {
         // an earlier step) the last failure not answered yet. Its cause line is the known
         // issue's error when the caller gave none (rather than a generic "could not start
         // server").
-        let unanswered = |r: &runbook_core::report::StepRecord| {
-            r.attempts
+        let failed = self.unanswered_failure(Some(step_id));
+        let error = match failed {
+            Some(i) if issue.error.trim().is_empty() => self.report.steps[i]
+                .attempts
                 .last()
-                .is_some_and(|a| !a.passed() && a.amendment.is_none())
-        };
-        let failed = self
-            .report
-            .steps
-            .iter()
-            .position(|r| r.id == step_id && unanswered(r))
-            .or_else(|| self.report.steps.iter().rposition(unanswered));
-        let error = match (issue.error.trim().is_empty(), failed) {
-            (true, Some(i)) => {
-                let a = self.report.steps[i]
-                    .attempts
-                    .last()
-                    .expect("a failed attempt");
-                a.causes
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| a.failure.lines().next().unwrap_or_default().to_owned())
-            }
+                .map(runbook_core::report::Attempt::cause_line)
+                .unwrap_or_default(),
             _ => issue.error.clone(),
         };
         // A known issue must not carry a secret into the package.
@@ -144,12 +129,7 @@ impl Session {
                 runbook_core::to_yaml(&s)
             };
             let diff = runbook_core::report::line_diff(&yaml(&self.runbook), &yaml(&amended));
-            if let Some(a) = self.report.steps[i].attempts.last_mut() {
-                a.amendment = Some(runbook_core::report::AmendmentRecord {
-                    diff: self.redactor.redact(&diff),
-                    fix: self.redactor.redact(&issue.fix),
-                });
-            }
+            self.answer(i, &diff, &issue.fix);
         }
         self.runbook = amended;
         let note = format!(
@@ -158,6 +138,41 @@ impl Session {
         );
         self.log_line(&note);
         self.save()
+    }
+
+    /// The step record whose last attempt failed and no amendment has answered yet:
+    /// `step_id`'s own when it is one, else (after a rewind to an earlier step) the latest.
+    pub(super) fn unanswered_failure(&self, step_id: Option<&str>) -> Option<usize> {
+        let unanswered = |r: &StepRecord| {
+            r.attempts
+                .last()
+                .is_some_and(|a| !a.passed() && a.amendment.is_none())
+        };
+        self.report
+            .steps
+            .iter()
+            .position(|r| Some(r.id.as_str()) == step_id && unanswered(r))
+            .or_else(|| self.report.steps.iter().rposition(unanswered))
+    }
+
+    /// Records on record `i`'s failed attempt the amendment that answers it (redacted).
+    pub(super) fn answer(&mut self, i: usize, diff: &str, fix: &str) {
+        let amendment = runbook_core::report::AmendmentRecord {
+            diff: self.redactor.redact(diff),
+            fix: self.redactor.redact(fix),
+        };
+        if let Some(a) = self.report.steps[i].attempts.last_mut() {
+            a.amendment = Some(amendment);
+        }
+    }
+
+    /// The first step that has not passed (or the end): where the run goes on.
+    pub(super) fn first_pending(&self) -> usize {
+        self.runbook
+            .steps
+            .iter()
+            .position(|s| !self.completed.contains(&s.id))
+            .unwrap_or(self.runbook.steps.len())
     }
 
     /// Runs every remaining step; stops at the first failure. Returns whether all passed.
