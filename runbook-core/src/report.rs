@@ -265,6 +265,9 @@ pub enum FailureKind {
     Killed,
     /// The command ran past its timeout and was killed.
     TimedOut,
+    /// The caller cancelled the attempt (an MCP client's `notifications/cancelled`): the
+    /// command, or the check running, was killed. It says nothing of the step itself.
+    Cancelled,
     /// The command succeeded but a check did not confirm the result.
     Check {
         /// The check's index in the step's `verify` (or the rollback's).

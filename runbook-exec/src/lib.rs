@@ -52,7 +52,9 @@ mod sandbox;
 mod state;
 mod time;
 
-pub use engine::{Amendment, Outcome, RunMode, RunOptions, Session, drive, log_path, run_all};
+pub use engine::{
+    Amendment, Canceller, Outcome, RunMode, RunOptions, Session, drive, log_path, run_all,
+};
 pub use error::{ExecError, Result};
 pub use events::{Event, NoObserver, Observer, Recorder};
 #[cfg(feature = "kube")]

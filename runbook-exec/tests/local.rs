@@ -155,6 +155,69 @@ async fn a_timeout_kills_the_whole_process_group() {
 }
 
 #[tokio::test]
+async fn a_cancelled_step_is_killed_recorded_as_cancelled_and_can_be_retried() {
+    use runbook_core::report::FailureKind;
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("cancel")
+        .step(
+            Step::new("hang", "Hang")
+                .run("sleep 434343 & sleep 434344; touch finished")
+                .verify(Check::command("test -e finished").exit_code(0))
+                .rollback("rm -f finished"),
+        )
+        .step(step(
+            "waits",
+            "echo ok",
+            Check::command("true").exit_code(0),
+        ))
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options(Lifetime::Session))
+        .await
+        .unwrap();
+    // A cancel while nothing runs is for nobody: it must not stop the step that follows.
+    session.canceller().cancel();
+    let cancel = session.canceller();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cancel.cancel();
+    });
+    let started = std::time::Instant::now();
+    let record = session.run_next().await.unwrap().unwrap();
+    canceller.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(record.status, StepStatus::Failed);
+    let attempt = &record.attempts[0];
+    assert_eq!(
+        attempt.failure_kind,
+        Some(FailureKind::Cancelled),
+        "{attempt:#?}"
+    );
+    assert!(attempt.failure.contains("cancelled"), "{}", attempt.failure);
+    wait_for(
+        "the cancelled processes to die",
+        Duration::from_secs(2),
+        || processes_with("sleep 434343").is_empty() && processes_with("sleep 434344").is_empty(),
+    );
+    // The session stays usable: the step runs again (amended to be quick) and passes.
+    session
+        .amend(
+            "hang",
+            Amendment::run("touch finished"),
+            KnownIssue::new("", "it hung", "do not sleep"),
+        )
+        .unwrap();
+    assert_eq!(session.retry().await.unwrap().status, StepStatus::Passed);
+    assert_eq!(session.next_step().map(|s| s.id.as_str()), Some("waits"));
+    session.finish().await.unwrap();
+}
+
+#[tokio::test]
 async fn teardown_kills_daemons_that_escaped_the_process_group() {
     let (_root, provider) = provider();
     let runbook = Runbook::builder("daemons")

@@ -6,6 +6,7 @@
 //! every attempt. An agent drives it stepwise ([`Session::run_next`],
 //! [`Session::amend`], [`Session::retry`]); [`run_all`] drives it to the end.
 
+mod cancel;
 mod capture;
 mod checks;
 mod diagnose;
@@ -17,6 +18,7 @@ mod rollback;
 mod step;
 mod values;
 
+pub use self::cancel::Canceller;
 pub use self::finish::Outcome;
 pub use self::options::{Amendment, RunMode, RunOptions};
 use self::values::resolve_values;
@@ -52,6 +54,8 @@ pub struct Session {
     provider: String,
     /// What the last pre-flight found wrong: while it holds anything, no step runs.
     preflight_problems: Vec<String>,
+    /// Cancels the step in flight from another task.
+    canceller: Canceller,
 }
 
 impl std::fmt::Debug for Session {
@@ -200,6 +204,7 @@ impl Session {
             provider,
             options,
             preflight_problems: Vec::new(),
+            canceller: Canceller::default(),
         };
         let header = format!(
             "### sandbox {} ({}, {}) {} at {}\n",
@@ -255,6 +260,33 @@ impl Session {
     /// The redactor for this session's secrets.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
+    }
+
+    /// A handle that cancels the step (or rollback) this session is running, from another
+    /// task: its command is killed and the attempt recorded as cancelled. The session stays
+    /// usable (`retry` runs the step again).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut session: runbook_exec::Session) -> runbook_exec::Result<()> {
+    /// let cancel = session.canceller();
+    /// tokio::spawn(async move {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    ///     cancel.cancel();
+    /// });
+    /// let record = session.run_next().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn canceller(&self) -> Canceller {
+        self.canceller.clone()
+    }
+
+    /// Sends this session's events to `observer` from now on (a progress reporter for one
+    /// call, say); returns the one it replaces.
+    pub fn set_observer(
+        &mut self,
+        observer: std::sync::Arc<dyn crate::Observer>,
+    ) -> std::sync::Arc<dyn crate::Observer> {
+        std::mem::replace(&mut self.options.observer, observer)
     }
 
     /// The step that runs next, or `None` when every step passed.

@@ -250,11 +250,23 @@ impl Session {
             &mut self.log,
             observer.as_ref(),
         );
-        let exit = self.sandbox.run(&spec, &mut sink).await?;
+        // Cancelling drops the run, which kills the command's process group and cgroup.
+        let mut operation = self.canceller.begin();
+        let (exit, mut cancelled) = tokio::select! {
+            exit = self.sandbox.run(&spec, &mut sink) => (exit?, false),
+            () = operation.cancelled() => (
+                crate::Exit { code: None, timed_out: false, duration: started.elapsed() },
+                true,
+            ),
+        };
         let output = sink.finish().into_output(&exit);
         let mut failure = String::new();
         let mut failure_kind = None;
-        if exit.timed_out {
+        if cancelled {
+            failure =
+                "cancelled while the command ran: it was killed, with everything it started".into();
+            failure_kind = Some(FailureKind::Cancelled);
+        } else if exit.timed_out {
             failure = format!(
                 "the command timed out after {} (raise the step's `timeout:` if it needs longer)",
                 runbook_core::HumanDuration(timeout)
@@ -276,6 +288,7 @@ impl Session {
             "--- {} in {:.2}s\n",
             match exit.code {
                 Some(c) => format!("exit {c}"),
+                None if cancelled => "cancelled".into(),
                 None if exit.timed_out => "timed out".into(),
                 None => "killed".into(),
             },
@@ -284,7 +297,15 @@ impl Session {
         let mut check_records = Vec::new();
         if failure.is_empty() {
             for (index, check) in step.verify.iter().enumerate() {
-                let record = self.run_check(step, check).await?;
+                let record = tokio::select! {
+                    record = self.run_check(step, check) => record?,
+                    () = operation.cancelled() => {
+                        cancelled = true;
+                        failure = format!("cancelled while check `{}` ran", check.label());
+                        failure_kind = Some(FailureKind::Cancelled);
+                        break;
+                    }
+                };
                 let passed = record.passed;
                 if passed {
                     observer.event(&Event::CheckPassed {
@@ -315,7 +336,9 @@ impl Session {
                 }
             }
         }
-        let (diagnostics, evidence) = if failure.is_empty() {
+        drop(operation);
+        // A cancelled attempt ends now: the caller asked it to stop, not to investigate.
+        let (diagnostics, evidence) = if failure.is_empty() || cancelled {
             (String::new(), super::diagnose::Evidence::default())
         } else {
             let d = self.sandbox.diagnostics().await.unwrap_or_default();
