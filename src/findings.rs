@@ -16,8 +16,8 @@ pub struct Finding {
     pub severity: String,
     /// The rule's code (`missing-verification`), or `parse`.
     pub code: String,
-    /// The path in the runbook (`steps[2].verify[0]`); empty for a parse error.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// The path in the runbook (`steps[2].verify[0]`); absent for a parse error.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// What is wrong.
     pub message: String,

@@ -65,10 +65,20 @@ async fn call(client: &Client, tool: &str, args: Value) -> (bool, Value) {
         .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
         .await
         .unwrap_or_else(|e| panic!("{tool}: a protocol failure: {e}"));
-    (
-        result.is_error == Some(true),
-        result.structured_content.unwrap_or(Value::Null),
-    )
+    if result.is_error == Some(true) {
+        // A tool error carries no structured content (it would not match the tool's
+        // output schema): the error is JSON text, as every client can read it.
+        assert!(result.structured_content.is_none(), "{tool}: {result:?}");
+        let text = result
+            .content
+            .first()
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.clone());
+        let error = serde_json::from_str(&text.unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{tool}: the error is not JSON text: {e}"));
+        return (true, error);
+    }
+    (false, result.structured_content.unwrap_or(Value::Null))
 }
 
 /// Calls a tool that must succeed; its result must match the output schema it declares.

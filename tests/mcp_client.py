@@ -25,12 +25,14 @@ async def main(job):
 
             async def call(name, args):
                 result = await session.call_tool(name, args)
+                # A tool error is JSON text in `content`, with no structured content.
+                value = (
+                    json.loads(result.content[0].text)
+                    if result.is_error
+                    else result.structured_content
+                )
                 transcript.append(
-                    {
-                        "tool": name,
-                        "isError": bool(result.is_error),
-                        "result": result.structured_content,
-                    }
+                    {"tool": name, "isError": bool(result.is_error), "result": value}
                 )
                 if result.is_error:
                     raise RuntimeError(f"{name} failed")

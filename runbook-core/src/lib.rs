@@ -83,6 +83,6 @@ pub use prerequisite::Prerequisite;
 pub use runbook::{
     ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints, Target,
 };
-pub use schema::{feedback_json_schema, json_schema, lesson_json_schema};
+pub use schema::{feedback_json_schema, finish_schema, json_schema, lesson_json_schema};
 pub use step::{DEFAULT_STEP_TIMEOUT, KnownIssue, Rollback, Step};
 pub use variable::{Category, ConfigFile, SecretRef, SecretSource, Variable};

@@ -26,13 +26,72 @@ fn schema_of<T: schemars::JsonSchema>() -> String {
         .into_generator()
         .into_root_schema_for::<T>();
     let mut value = serde_json::to_value(&schema).unwrap_or_default();
-    plain_descriptions(&mut value);
-    tighten(&mut value);
-    unit_enums(&mut value);
-    name_alternatives(&mut value, "");
+    finish_schema(&mut value);
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// Finishes a schema that schemars generated from this crate's types (or from types that
+/// hold them, such as an MCP tool's arguments) the way runbook's own schemas are: plain
+/// descriptions, the parser's and the error-level lint rules' constraints (a check has
+/// exactly one probe; `kube: null` is no probe), unit enums as `enum`, titled
+/// alternatives, and only the formats standard validators know.
+///
+/// ```
+/// let mut schema = serde_json::json!({"type": "integer", "format": "uint16", "minimum": 0});
+/// runbook_core::finish_schema(&mut schema);
+/// assert_eq!(schema, serde_json::json!({"type": "integer", "minimum": 0, "maximum": 65535}));
+/// ```
+pub fn finish_schema(value: &mut serde_json::Value) {
+    plain_descriptions(value);
+    tighten(value);
+    unit_enums(value);
+    name_alternatives(value, "");
+    standard_formats(value);
+}
+
+/// schemars names each Rust number type in `format` (`uint16`, `int32`, `double`): JSON
+/// Schema defines no such formats, and Ajv's strict mode refuses to compile a schema that
+/// uses them. The range they mean becomes `minimum`/`maximum` (kept within what a JSON
+/// number holds exactly, so 64-bit types get only their sign).
+fn standard_formats(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let range: Option<(i64, Option<i64>)> = match map.get("format").and_then(Value::as_str)
+            {
+                Some("uint8") => Some((0, Some(u8::MAX.into()))),
+                Some("uint16") => Some((0, Some(u16::MAX.into()))),
+                Some("uint32") => Some((0, Some(u32::MAX.into()))),
+                Some("uint" | "uint64" | "uint128") => Some((0, None)),
+                Some("int8") => Some((i8::MIN.into(), Some(i8::MAX.into()))),
+                Some("int16") => Some((i16::MIN.into(), Some(i16::MAX.into()))),
+                Some("int32") => Some((i32::MIN.into(), Some(i32::MAX.into()))),
+                Some("int" | "int64" | "int128") => Some((i64::MIN, None)),
+                _ => None,
+            };
+            if let Some((min, max)) = range {
+                map.remove("format");
+                if min == 0 {
+                    map.insert("minimum".into(), Value::from(0));
+                } else if max.is_some() {
+                    map.insert("minimum".into(), Value::from(min));
+                }
+                if let Some(max) = max {
+                    map.insert("maximum".into(), Value::from(max));
+                }
+            } else if matches!(
+                map.get("format").and_then(Value::as_str),
+                Some("float" | "double")
+            ) {
+                map.remove("format");
+            }
+            map.values_mut().for_each(standard_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(standard_formats),
+        _ => {}
+    }
 }
 
 /// A lowercase slug, as `invalid-name` wants it (runbook names, step and lesson ids).
@@ -280,8 +339,16 @@ fn unlink(text: &str) -> String {
             break;
         };
         out.push_str(&rest[..open]);
-        out.push_str(rest[open + 1..close].trim_matches('`'));
-        rest = &rest[close + 1..];
+        let inner = &rest[open + 1..close];
+        let after = &rest[close + 1..];
+        // `steps[2]` is an index, not a link: only `[`X`]` and `[text](…)` are links.
+        if !inner.starts_with('`') && !after.starts_with('(') {
+            out.push_str(&rest[open..=close]);
+            rest = after;
+            continue;
+        }
+        out.push_str(inner.trim_matches('`'));
+        rest = after;
         if rest.starts_with('(')
             && let Some(end) = rest.find(')')
         {
@@ -297,8 +364,10 @@ mod tests {
     #[test]
     fn descriptions_read_as_plain_text() {
         assert_eq!(
-            super::unlink("See [`Runbook::builder`] and [the docs](https://x.invalid)."),
-            "See Runbook::builder and the docs."
+            super::unlink(
+                "See [`Runbook::builder`] and [the docs](https://x.invalid) at `steps[2]`."
+            ),
+            "See Runbook::builder and the docs at `steps[2]`."
         );
         assert!(!super::json_schema().contains("[`"));
     }
