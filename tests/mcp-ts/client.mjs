@@ -40,6 +40,16 @@ for (const Validator of [Ajv, Ajv2020]) {
   }
 }
 summary.tools = tools.length;
+// `amend`'s checks have the runbook's own Check shape: `kube: null` beside `run` is no
+// second probe (as runbook.schema.json says), two probes are refused.
+{
+  const ajv = new Ajv({ strict: true, allowUnionTypes: true });
+  addFormats(ajv);
+  const amend = ajv.compile(tools.find((t) => t.name === "amend").inputSchema);
+  const args = (check) => ({ session: "s", step: "x", verify: [check], cause: "c", fix: "f" });
+  assert.ok(amend(args({ run: "true", kube: null })), JSON.stringify(amend.errors));
+  assert.ok(!amend(args({ run: "true", file: { path: "x" } })), "two probes accepted");
+}
 
 /** The error a tool call returned: `isError`, JSON text, no structured content. */
 function toolError(result) {
