@@ -1698,3 +1698,184 @@ async fn a_sandbox_that_is_not_kept_cannot_be_entered() {
     );
     drop(sandbox);
 }
+
+/// `sandbox exec` for a user without root: the local provider runs the steps as that user
+/// (no sandbox user, no cgroup), and `exec` runs as they ran. A kept sandbox is entered;
+/// one that is not kept (a run still going) or that does not exist is refused plainly.
+/// As root, the CLI runs as `nobody` with a state directory `nobody` owns.
+#[test]
+fn an_unprivileged_user_enters_a_kept_sandbox_with_exec() {
+    let dir = workdir();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let uid = if common::is_root() {
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        65534
+    } else {
+        current_uid()
+    };
+    std::fs::write(
+        home.join("kept.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: unprivileged }
+steps:
+  - id: write
+    title: Write a note
+    run: echo "written by $(id -u)" > note.txt
+    verify:
+      - file: { path: note.txt, contains: written }
+    rollback:
+      run: rm -f note.txt
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        home.join("busy.yaml"),
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: busy }
+steps:
+  - id: wait
+    title: Take a while
+    run: touch started && sleep 60
+    readOnly: true
+    verify:
+      - run: "true"
+"#,
+    )
+    .unwrap();
+    let as_user = |args: &[&str]| {
+        let mut c = if common::is_root() {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_runbook"),
+            ]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_runbook"))
+        };
+        c.args(args)
+            .current_dir(&home)
+            .env("HOME", &home)
+            .env("RUNBOOK_STATE_DIR", home.join("state"))
+            .env_remove("RUNBOOK_LESSONS")
+            .stdin(std::process::Stdio::null());
+        c
+    };
+
+    let run = as_user(&[
+        "run",
+        "kept.yaml",
+        "--keep",
+        "--no-rehearsal",
+        "--out",
+        "pkg",
+    ])
+    .output()
+    .unwrap();
+    let (_, stderr) = text(&run);
+    assert!(run.status.success(), "{stderr}");
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("sandbox "))
+        .filter(|l| l.contains("is kept"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no kept line: {stderr}"))
+        .to_owned();
+    let work = home.join("state/local").join(&id).join("work");
+    let look = as_user(&[
+        "sandbox",
+        "exec",
+        &id,
+        "--",
+        "cat note.txt; id -u; pwd; exit 5",
+    ])
+    .output()
+    .unwrap();
+    let (stdout, stderr) = text(&look);
+    assert_eq!(look.status.code(), Some(5), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!("written by {uid}\n{uid}\n{}\n", work.display()),
+        "{stderr}"
+    );
+
+    let missing = as_user(&["sandbox", "exec", "nope-12345678", "--", "true"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&missing);
+    assert_eq!(missing.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no sandbox `nope-12345678`"), "{stderr}");
+    assert_no_rust_leak(&stderr);
+
+    // A run that is still going has a sandbox that is not kept: it is not entered.
+    let mut busy = as_user(&["run", "busy.yaml", "--no-rehearsal", "--out", "busy-pkg"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let busy_id = loop {
+        let found = std::fs::read_dir(home.join("state/local"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|name| {
+                name.starts_with("busy-")
+                    && home
+                        .join("state/local")
+                        .join(name)
+                        .join("work/started")
+                        .exists()
+            });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the busy run did not start its step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let refused = as_user(&["sandbox", "exec", &busy_id, "--", "true"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("sandbox `{busy_id}` is not kept")) && stderr.contains("--keep"),
+        "{stderr}"
+    );
+    assert_no_rust_leak(&stderr);
+    // The interrupted run tears its sandbox down.
+    let term = Command::new("kill")
+        .args(["-TERM", &busy.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert_eq!(busy.wait().unwrap().code(), Some(128 + 15));
+    assert!(!home.join("state/local").join(&busy_id).exists());
+
+    assert!(
+        as_user(&["sandbox", "destroy", &id])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+/// This process's user id.
+fn current_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}

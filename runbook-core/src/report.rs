@@ -207,8 +207,9 @@ pub struct Attempt {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AmendmentRecord {
-    /// The step before and after, as a line diff of its YAML (`-` removed, `+` added, two
-    /// spaces unchanged).
+    /// What changed, as a line diff of YAML (`-` removed, `+` added, two spaces
+    /// unchanged, `…` for unchanged lines left out): the step before and after, followed
+    /// by the config files whose content changed; or, for an edited runbook, the runbook.
     pub diff: String,
     /// The fix, as the known issue recorded it.
     pub fix: String,

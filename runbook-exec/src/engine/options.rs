@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runbook_core::{Check, Rollback};
+use runbook_core::{Check, ConfigFile, Rollback};
 
 use runbook_core::Lifetime;
 
@@ -78,6 +78,13 @@ pub struct Amendment {
     pub files: Option<Vec<String>>,
     /// A new timeout (`Some(None)` returns to the default).
     pub timeout: Option<Option<Duration>>,
+    /// New content for config files of the runbook, found by `path`: each replaces that
+    /// file's content (and its description, when not empty). A path the runbook has no
+    /// config file at is refused. When a step that passed uses a changed file, the
+    /// session must go back before that step: [`Session::amend_and_rewind`] does it.
+    ///
+    /// [`Session::amend_and_rewind`]: super::Session::amend_and_rewind
+    pub configs: Vec<ConfigFile>,
 }
 
 impl Amendment {
@@ -110,6 +117,13 @@ impl Amendment {
     /// Sets (or with `None`, clears) the step's timeout. By default, it stays.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Replaces the content of the runbook's config file at `path` (which must exist).
+    /// Any step may use it, not only the amended one.
+    pub fn config(mut self, path: impl Into<String>, content: impl Into<String>) -> Self {
+        self.configs.push(ConfigFile::new(path, content));
         self
     }
 }

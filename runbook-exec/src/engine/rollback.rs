@@ -37,6 +37,19 @@ impl Session {
         Ok(self.report.rewinds.last().expect("just pushed"))
     }
 
+    /// [`Session::rewind_to`] `step_id`, as an error when a rollback failed.
+    pub(super) async fn go_back_before(&mut self, step_id: &str) -> Result<()> {
+        let rewind = self.rewind_to(step_id).await?;
+        if rewind.verdict == Verdict::Passed {
+            Ok(())
+        } else {
+            Err(ExecError::Usage(format!(
+                "a rollback failed while going back before step `{step_id}` (see the report's `rewinds`): \
+                 fix it in the sandbox (`runbook sandbox exec`), or start over with a new run"
+            )))
+        }
+    }
+
     /// Rolls back the completed steps newest first, down to `stop` (included; all when
     /// `None`). A rewind stops at its first failed rollback (what is before it is left
     /// as it is); the exercise goes on, to restore what it can.
@@ -109,13 +122,7 @@ impl Session {
             return Ok(None);
         };
         if self.completed.contains(&changed) {
-            let rewind = self.rewind_to(&changed).await?;
-            if rewind.verdict != Verdict::Passed {
-                return Err(ExecError::Usage(format!(
-                    "a rollback failed while going back before step `{changed}` (see the report's `rewinds`): \
-                     fix it in the sandbox (`runbook sandbox exec`), or start over with a new run"
-                )));
-            }
+            self.go_back_before(&changed).await?;
         }
         let mut edited = edited;
         if let Some(i) = self.unanswered_failure(None) {

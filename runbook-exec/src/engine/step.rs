@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use runbook_core::report::{Attempt, FailureKind, StepRecord, StepStatus, Verdict};
 use runbook_core::template::fill_template;
-use runbook_core::{KnownIssue, Step};
+use runbook_core::{ConfigFile, KnownIssue, Runbook, Step};
 
 use super::capture::Capture;
 use super::{Amendment, Session, millis, refuse_lint_errors};
@@ -73,14 +73,125 @@ impl Session {
     /// Changes a step that has not passed yet and records why: the error seen, its root
     /// cause and the fix. The known issue goes into the runbook, so the human learns it;
     /// an empty `error` is taken from the failed attempt's first cause line. The failed
-    /// attempt keeps the amendment (the step's diff and the fix) as evidence. A step that
-    /// passed is refused: go back before it with [`Session::rewind_to`] first.
+    /// attempt keeps the amendment (the step's diff, with the content of any config file
+    /// it changed, and the fix) as evidence. A step that passed is refused, and so is a
+    /// config file a step that passed uses: [`Session::amend_and_rewind`] goes back
+    /// before such a step first.
     pub fn amend(&mut self, step_id: &str, amendment: Amendment, issue: KnownIssue) -> Result<()> {
         if self.completed.iter().any(|c| c == step_id) {
             return Err(ExecError::StepPassed(step_id.to_owned()));
         }
-        // Amend a copy and lint it first: a refused amendment changes nothing.
+        let (amended, changed) = self.amended(step_id, amendment, &issue)?;
+        if let Some((user, path)) = self.passed_user(&changed) {
+            return Err(ExecError::Usage(format!(
+                "config file `{path}` is used by step `{user}`, which already passed: go back before it \
+                 with `rewind_to(\"{user}\")` first, or amend with `amend_and_rewind`"
+            )));
+        }
+        if let Some(i) = self.unanswered_failure(Some(step_id)) {
+            // What was changed, not the known issue it records; the config files changed
+            // follow the step.
+            let view = |rb: &Runbook| {
+                let mut s = rb.step(step_id).cloned().expect("the step exists");
+                s.known_issues.clear();
+                let mut text = runbook_core::to_yaml(&s);
+                let files: Vec<&ConfigFile> =
+                    changed.iter().filter_map(|p| rb.config_file(p)).collect();
+                if !files.is_empty() {
+                    text.push_str("configFiles:\n");
+                    text.push_str(&runbook_core::to_yaml(&files));
+                }
+                text
+            };
+            let mut diff = runbook_core::report::line_diff(&view(&self.runbook), &view(&amended));
+            if !changed.is_empty() {
+                // A config file can be long: the changed lines and some context suffice.
+                diff = runbook_core::report::compact_diff(&diff, 2);
+            }
+            self.answer(i, &diff, &issue.fix);
+        }
+        self.runbook = amended;
+        let note = format!(
+            "### step {step_id} amended: {}\n",
+            self.redactor.redact(&issue.fix)
+        );
+        self.log_line(&note);
+        self.save()
+    }
+
+    /// Amends `step_id` as [`Session::amend`] does, after going back when it must: when
+    /// the step passed, or when a config file whose content the amendment changes is used
+    /// by a step that passed, the session first rolls back from the last completed step
+    /// down to the earliest such step ([`Session::rewind_to`], recorded in the report's
+    /// `rewinds`). An amendment that would be refused is refused before anything is rolled
+    /// back. Returns the step the session went back to, if it did: the run goes on from
+    /// there ([`Session::run_next`] or [`Session::run_remaining`]; [`Session::retry`] only
+    /// when no rewind was needed).
+    pub async fn amend_and_rewind(
+        &mut self,
+        step_id: &str,
+        amendment: Amendment,
+        issue: KnownIssue,
+    ) -> Result<Option<String>> {
+        let (_, changed) = self.amended(step_id, amendment.clone(), &issue)?;
+        let target = self
+            .runbook
+            .steps
+            .iter()
+            .find(|s| {
+                self.step_passed(&s.id)
+                    && (s.id == step_id || changed.iter().any(|p| uses(&self.runbook, s, p)))
+            })
+            .map(|s| s.id.clone());
+        if let Some(target) = &target {
+            self.go_back_before(target).await?;
+        }
+        self.amend(step_id, amendment, issue)?;
+        Ok(target)
+    }
+
+    /// The runbook with `amendment` applied to `step_id` and `issue` recorded on it
+    /// (redacted, its error taken from the failure it answers when empty), linted; and
+    /// the paths of the config files whose content it changes. Changes nothing.
+    fn amended(
+        &self,
+        step_id: &str,
+        amendment: Amendment,
+        issue: &KnownIssue,
+    ) -> Result<(Runbook, Vec<String>)> {
         let mut amended = self.runbook.clone();
+        let mut changed = Vec::new();
+        for file in amendment.configs {
+            let Some(old) = amended
+                .config_files
+                .iter_mut()
+                .find(|f| f.path == file.path)
+            else {
+                let known: Vec<&str> = self
+                    .runbook
+                    .config_files
+                    .iter()
+                    .map(|f| f.path.as_str())
+                    .collect();
+                return Err(ExecError::Usage(format!(
+                    "no config file `{}` in the runbook (its config files: {}); an amendment changes \
+                     the content of those there are",
+                    file.path,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            if old.content != file.content {
+                old.content = file.content;
+                changed.push(file.path.clone());
+            }
+            if !file.description.is_empty() {
+                old.description = file.description;
+            }
+        }
         let step = amended
             .steps
             .iter_mut()
@@ -105,8 +216,7 @@ impl Session {
         // an earlier step) the last failure not answered yet. Its cause line is the known
         // issue's error when the caller gave none (rather than a generic "could not start
         // server").
-        let failed = self.unanswered_failure(Some(step_id));
-        let error = match failed {
+        let error = match self.unanswered_failure(Some(step_id)) {
             Some(i) if issue.error.trim().is_empty() => self.report.steps[i]
                 .attempts
                 .last()
@@ -121,23 +231,17 @@ impl Session {
             self.redactor.redact(&issue.fix),
         ));
         refuse_lint_errors(&amended)?;
-        if let Some(i) = failed {
-            let yaml = |rb: &runbook_core::Runbook| {
-                let mut s = rb.step(step_id).cloned().expect("the step exists");
-                // The diff shows what was changed, not the known issue it records.
-                s.known_issues.clear();
-                runbook_core::to_yaml(&s)
-            };
-            let diff = runbook_core::report::line_diff(&yaml(&self.runbook), &yaml(&amended));
-            self.answer(i, &diff, &issue.fix);
-        }
-        self.runbook = amended;
-        let note = format!(
-            "### step {step_id} amended: {}\n",
-            self.redactor.redact(&issue.fix)
-        );
-        self.log_line(&note);
-        self.save()
+        Ok((amended, changed))
+    }
+
+    /// The first step that passed and uses one of the config files `paths`, with that
+    /// path.
+    fn passed_user(&self, paths: &[String]) -> Option<(String, String)> {
+        self.runbook.steps.iter().find_map(|s| {
+            let path = paths.iter().find(|p| uses(&self.runbook, s, p))?;
+            self.step_passed(&s.id)
+                .then(|| (s.id.clone(), path.clone()))
+        })
     }
 
     /// The step record whose last attempt failed and no amendment has answered yet:
@@ -372,4 +476,18 @@ impl Session {
             amendment: None,
         })
     }
+}
+
+/// Whether `step` writes the config file at `path` before it runs: it lists it, or no
+/// step does and it is the first step (see `write_files`).
+pub(super) fn uses(runbook: &Runbook, step: &Step, path: &str) -> bool {
+    step.files.iter().any(|f| f == path)
+        || (runbook
+            .steps
+            .first()
+            .is_some_and(|first| first.id == step.id)
+            && !runbook
+                .steps
+                .iter()
+                .any(|s| s.files.iter().any(|f| f == path)))
 }
