@@ -1113,3 +1113,69 @@ async fn amend_goes_back_before_a_step_that_passed() {
     assert!(summary.contains("rewinds:"), "{summary}");
     client.cancel().await.unwrap();
 }
+
+/// The issue's PostgreSQL story through MCP: the reason the server refused to start is
+/// only in its own log; the fix belongs in the config file of an earlier step that passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_file_of_a_passed_step_is_fixed_through_amend() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+    let draft = std::fs::read_to_string(repo().join("tests/fixtures/amend/postgres.yaml")).unwrap();
+    let port = common::free_port().to_string();
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": draft, "lifetime": "session", "vars": { "PGPORT": port } }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    let first = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(first["step"]["status"], "passed", "{first:#}");
+    let failed = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(failed["step"]["id"], "start-server", "{failed:#}");
+    let reason = "unrecognized configuration parameter \"wal_keep_segments\"";
+    let causes = failed["step"]["attempts"][0]["causes"].as_array().unwrap();
+    assert!(
+        causes.iter().any(|c| c.as_str().unwrap().contains(reason)),
+        "{failed:#}"
+    );
+
+    let runbook: runbook::Runbook = runbook::from_yaml_str(&draft).unwrap();
+    let content = runbook.config_files[0]
+        .content
+        .replace("wal_keep_segments = 64", "wal_keep_size = 1GB");
+    let amended = ok(
+        &client,
+        "amend",
+        json!({
+            "session": session, "step": "start-server",
+            "configs": [{ "path": "config/postgresql.conf", "content": content }],
+            "cause": "wal_keep_segments was removed in PostgreSQL 13",
+            "fix": "Keep WAL by size: wal_keep_size = 1GB",
+        }),
+    )
+    .await;
+    // The step that wrote the file passed: the session went back before it.
+    assert_eq!(amended["nextStep"], "init-cluster", "{amended:#}");
+    loop {
+        let next = ok(&client, "run_next", json!({ "session": session })).await;
+        assert_ne!(next["step"]["status"], "failed", "{next:#}");
+        if next["done"] == true {
+            break;
+        }
+    }
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": "pkg", "rehearse": false }),
+    )
+    .await;
+    assert_eq!(finished["verdict"], "passed", "{finished:#}");
+    let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
+    assert!(readme.contains(reason), "{readme}");
+    assert!(readme.contains("+    wal_keep_size = 1GB"), "{readme}");
+    let package = std::fs::read_to_string(dir.path().join("pkg/runbook.yaml")).unwrap();
+    assert!(package.contains("wal_keep_size = 1GB"), "{package}");
+    assert!(package.contains("knownIssues"), "{package}");
+    client.cancel().await.unwrap();
+}

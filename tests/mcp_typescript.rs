@@ -45,7 +45,10 @@ fn the_typescript_sdk_reads_every_result_and_error_cancels_and_follows_progress(
     assert_eq!(summary["tools"], 12, "{summary:#}");
     assert_eq!(summary["storyVerdict"], "passed", "{summary:#}");
     assert_eq!(summary["timeoutRecord"], "cancelled", "{summary:#}");
-    assert!(summary["cancelKilledWithinMs"].as_u64().unwrap() < 2000, "{summary:#}");
+    assert!(
+        summary["cancelKilledWithinMs"].as_u64().unwrap() < 2000,
+        "{summary:#}"
+    );
     assert!(summary["progress"].as_u64().unwrap() >= 3, "{summary:#}");
     // The package the TypeScript client asked for is there.
     assert!(root.join("package/README.md").is_file());

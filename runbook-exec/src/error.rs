@@ -40,6 +40,13 @@ pub enum ExecError {
     /// A step that already passed cannot be amended.
     #[error("step `{0}` already passed: go back before it with `rewind_to` first, then amend it")]
     StepPassed(String),
+    /// A rollback failed while the session went back before a step that passed, to redo
+    /// it; the report's `rewinds` say which. The rollbacks before it ran.
+    #[error(
+        "a rollback failed while going back before step `{0}` (see the report's `rewinds`): \
+         fix it in the sandbox (`runbook sandbox exec`), or start over with a new run"
+    )]
+    RewindFailed(String),
     /// The runbook has no step by that id.
     #[error("no step `{0}` in the runbook")]
     NoSuchStep(String),

@@ -150,36 +150,30 @@ impl McpServer {
     }
 
     async fn amend(&self, a: AmendArgs, call: &Call) -> ToolResult {
-        if a.run.is_none() && a.verify.is_none() {
+        if a.run.is_none() && a.verify.is_none() && a.configs.is_empty() {
             return Err(ToolError::argument(
                 "run",
-                "give the step's new command (`run`) and/or its new checks (`verify`)",
+                "give the step's new command (`run`), its new checks (`verify`) and/or new config file content (`configs`)",
             ));
         }
         let amendment = Amendment {
             run: a.run,
             verify: a.verify,
+            configs: a.configs,
             ..Amendment::default()
         };
         let issue = KnownIssue::new(a.error, a.cause, a.fix);
         let step = a.step;
         let entry = self.inner.sessions.get(&a.session)?;
         self.with_session(&entry, "amend", Some(step.clone()), call, async |s| {
-            // A step that passed: its rollback and those of the steps after it run first
-            // (recorded in the report's `rewinds`), then it is amended.
-            if s.step_passed(&step) {
-                let rewind = s.rewind_to(&step).await?;
-                if rewind.verdict != crate::report::Verdict::Passed {
-                    return Err(ToolError::new(
-                        "rewind_failed",
-                        format!(
-                            "a rollback failed while going back before step `{step}`; \
-                             the session's report (`rewinds`) says which; fix it, or start a new session"
-                        ),
-                    ));
-                }
-            }
-            s.amend(&step, amendment, issue)?;
+            // A passed step that is amended or uses a changed config file: its rollback and
+            // those of the steps after it run first (recorded in the report's `rewinds`).
+            s.amend_and_rewind(&step, amendment, issue)
+                .await
+                .map_err(|e| match e {
+                    e @ ExecError::RewindFailed(_) => ToolError::new("rewind_failed", e.chain()),
+                    e => e.into(),
+                })?;
             to_value(&status(s))
         })
         .await

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rmcp::model::Tool;
-use runbook_core::{Check, Lifetime};
+use runbook_core::{Check, ConfigFile, Lifetime};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -124,6 +124,11 @@ pub(super) struct AmendArgs {
     /// The step's new checks (they replace the old ones).
     #[serde(default)]
     pub(super) verify: Option<Vec<Check>>,
+    /// New content for config files of the runbook (`configFiles`), by `path`: the fix
+    /// may belong in a file an earlier step, already passed, wrote. The steps that use a
+    /// changed file are then rolled back (with every step after them) and run again.
+    #[serde(default)]
+    pub(super) configs: Vec<ConfigFile>,
     /// The error met ("ERROR:  permission denied for schema public"); by default the
     /// failed attempt's first cause line (what the sandbox showed).
     #[serde(default)]
@@ -222,7 +227,7 @@ pub fn tools() -> Vec<Tool> {
         ),
         tool::<AmendArgs, SessionView>(
             "amend",
-            "Fix a step (a new command and/or checks) and record the known issue: the error, its cause and the fix. A step that already passed is first rolled back, with every step after it, and runs again next.",
+            "Fix a step (a new command, checks and/or config file content) and record the known issue: the error, its cause and the fix. A step that already passed (or uses a changed config file) is first rolled back, with every step after it, and runs again next.",
         ),
         tool::<SessionArgs, StepRun>("retry", "Run the step that failed again (after `amend`)."),
         tool::<SessionArgs, RolledBack>(

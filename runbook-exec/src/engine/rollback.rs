@@ -43,10 +43,7 @@ impl Session {
         if rewind.verdict == Verdict::Passed {
             Ok(())
         } else {
-            Err(ExecError::Usage(format!(
-                "a rollback failed while going back before step `{step_id}` (see the report's `rewinds`): \
-                 fix it in the sandbox (`runbook sandbox exec`), or start over with a new run"
-            )))
+            Err(ExecError::RewindFailed(step_id.to_owned()))
         }
     }
 
