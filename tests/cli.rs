@@ -1879,3 +1879,48 @@ fn current_uid() -> u32 {
         .and_then(|u| u.parse().ok())
         .unwrap()
 }
+
+/// A relative `--state-dir` is taken from the working directory once, for every command:
+/// as root, each sandbox's user gets a home under it, which `useradd` wants absolute.
+#[test]
+fn a_relative_state_dir_works_for_run_and_sandbox_list() {
+    let dir = common::workdir("runbook-cli-relstate-");
+    let quickstart = repo().join("examples/quickstart/runbook.yaml");
+    let run = common::runbook(
+        dir.path(),
+        &[
+            "run",
+            quickstart.to_str().unwrap(),
+            "--state-dir",
+            "relstate",
+            "--keep",
+            "--out",
+            "pkg",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(dir.path().join("relstate/local").is_dir());
+    let listed = common::runbook(dir.path(), &["sandbox", "--state-dir", "relstate", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("quickstart"), "{listed}");
+    assert!(
+        listed.contains(&dir.path().join("relstate").display().to_string()),
+        "{listed}"
+    );
+    // The kept sandbox (its worker, its user) goes, through the same relative root.
+    let id = listed
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap();
+    let destroyed = common::runbook(
+        dir.path(),
+        &["sandbox", "--state-dir", "relstate", "destroy", id],
+    );
+    assert!(destroyed.status.success(), "{destroyed:?}");
+}

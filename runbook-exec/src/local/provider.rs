@@ -54,15 +54,19 @@ impl LocalProvider {
         Ok(Self::with_root(default_root()?))
     }
 
-    /// A provider with its sandboxes under `root`.
+    /// A provider with its sandboxes under `root` (a relative one is resolved against the
+    /// working directory, once, here).
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         let run_as = if nix::unistd::geteuid().is_root() {
             RunAs::PerSandbox
         } else {
             RunAs::CurrentUser
         };
+        let root: PathBuf = root.into();
         LocalProvider {
-            root: root.into(),
+            // Made absolute once: every sandbox path (a user's home, a cgroup's work dir)
+            // derives from it, and `useradd` refuses a relative home.
+            root: std::path::absolute(&root).unwrap_or(root),
             shell: "bash".into(),
             run_as,
             path: std::env::var("PATH")
