@@ -1046,8 +1046,14 @@ async fn the_outcome_reports_the_values_the_sandbox_used() {
         .await
         .unwrap();
     assert!(outcome.passed(), "{:#?}", outcome.report);
+    assert_eq!(
+        outcome.values,
+        BTreeMap::from([("PGPORT".to_owned(), "55442".to_owned())]),
+        "a generated value never leaves the session"
+    );
+    // The authored runbook is not rewritten to carry them.
     let port = outcome.runbook.variable("PGPORT").unwrap();
-    assert_eq!(port.sandbox.as_deref(), Some("55442"));
+    assert_eq!(port.sandbox.as_deref(), Some("55432"));
     assert_eq!(outcome.runbook.variable("TOKEN").unwrap().sandbox, None);
 }
 
