@@ -65,7 +65,7 @@ pub use rehearsal::{RehearsalOptions, rehearse, sandbox_values};
 pub struct ReadmeDoctests;
 
 /// Renders and writes the handoff package of a finished sandbox run: the amended
-/// runbook, its evidence and its log. Refuses (and writes nothing) if any file would hold
+/// runbook with the values the run used, its evidence and its log. Refuses (and writes nothing) if any file would hold
 /// one of the run's secrets. `replace` allows replacing a package this library wrote and
 /// nobody changed since; a directory holding anything else is never replaced
 /// ([`render::check_target`]).
@@ -85,5 +85,5 @@ pub fn render_package(outcome: &exec::Outcome) -> Result<render::Package, render
         report: &outcome.report,
         log: Some(outcome.log()),
     };
-    render::Package::render(&outcome.runbook, Some(evidence), &secrets)
+    render::Package::render_run(&outcome.runbook, &outcome.values, evidence, &secrets)
 }

@@ -216,12 +216,11 @@ pub async fn finish(
     on(FinishStage::Written(&outcome));
     if request.rehearse && outcome.passed() {
         on(FinishStage::Rehearsing);
-        let values = crate::sandbox_values(&outcome.runbook);
         let rehearsal = crate::rehearse(
             provider,
             &outcome.runbook,
             &package,
-            &values,
+            &outcome.values,
             &crate::RehearsalOptions::default(),
         )
         .await?;

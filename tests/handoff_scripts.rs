@@ -1123,3 +1123,58 @@ steps:
         "an outcome was written through the linked work directory"
     );
 }
+
+/// The scripts limit a check attempt as the sandbox does (Retry::attempt_limit): the time
+/// left until `within`, else the check timeout. A hanging check fails at its deadline in
+/// one attempt, not at `RUNBOOK_CHECK_TIMEOUT`; a slow one that `within` allows is not cut
+/// at it.
+#[test]
+fn a_check_attempt_ends_at_its_deadline_not_the_check_timeout() {
+    let dir = open_dir();
+    let runbook = runbook::from_yaml_str(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: deadline }
+steps:
+  - id: slow
+    title: A slow check
+    run: "true"
+    readOnly: true
+    verify: [{ name: slow, run: sleep 2 && echo done, expect: { stdout: { equals: done } }, within: 5s }]
+  - id: hangs
+    title: A check that hangs
+    run: "true"
+    readOnly: true
+    verify: [{ name: hangs, run: sleep 10, within: 3s }]
+"#,
+    )
+    .unwrap();
+    let package = untested_package(&runbook, dir.path());
+    let work = work_dir(dir.path());
+    for timeout in ["1", "60"] {
+        let vars = [("RUNBOOK_CHECK_TIMEOUT", timeout)];
+        let started = std::time::Instant::now();
+        let out = script_with(
+            &package,
+            "verify.sh",
+            &[],
+            &work,
+            &BTreeMap::from(vars.map(|(k, v)| (k.to_owned(), v.to_owned()))),
+            &common::pg_path(),
+        );
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(1), "check timeout {timeout}");
+        let text = outcome(&work);
+        assert!(
+            text.contains("step=hangs\n")
+                && text.contains("saw exit code 124 (after 1 attempt(s))"),
+            "check timeout {timeout}: {text}"
+        );
+        // The slow check (2 s) passed, the hanging one took its 3 s.
+        assert!(
+            (std::time::Duration::from_millis(4500)..std::time::Duration::from_secs(9))
+                .contains(&took),
+            "check timeout {timeout}: {took:?}"
+        );
+    }
+}

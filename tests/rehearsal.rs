@@ -269,6 +269,53 @@ steps:
     );
 }
 
+/// The package records the values the run used (a `--var`, not the authored `sandbox:`
+/// value) and the rehearsal picks others; a generated secret is recorded nowhere.
+#[test]
+fn the_package_records_the_values_the_run_used() {
+    let dir = workdir();
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/runbook.yaml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let port_var = format!("APP_PORT={port}");
+    let out = runbook(
+        dir.path(),
+        &[
+            "run",
+            quickstart.to_str().unwrap(),
+            "--var",
+            &port_var,
+            "--out",
+            "pkg",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let read = |p: &str| std::fs::read_to_string(dir.path().join("pkg").join(p)).unwrap();
+    let shipped = runbook::from_yaml_str(&read("runbook.yaml")).unwrap();
+    let value = |name: &str| shipped.variable(name).unwrap().sandbox.clone();
+    assert_eq!(value("APP_PORT"), Some(port.clone()));
+    assert_eq!(
+        value("APP_DIR").as_deref(),
+        Some("app"),
+        "the authored value"
+    );
+    assert_eq!(
+        value("API_TOKEN"),
+        None,
+        "a generated value is never recorded"
+    );
+    assert!(read("README.md").contains(&format!("| `APP_PORT` | `{port}` |")));
+    let rehearsal = read("test-results/rehearsal.yaml");
+    assert!(
+        rehearsal.contains(&format!("name: APP_PORT\n  sandbox: \"{port}\"\n")),
+        "{rehearsal}"
+    );
+}
+
 /// A package made by `run`, not rehearsed, in `dir/pkg`.
 fn quickstart_package(dir: &Path) {
     let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/runbook.yaml");

@@ -169,17 +169,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The package proves itself: its own scripts, in a fresh sandbox, with other values
     // (another port, another data directory, new passwords).
     let package = runbook::render_package(&outcome)?;
-    let values = outcome
-        .runbook
-        .variables
-        .iter()
-        .filter_map(|v| v.sandbox.clone().map(|s| (v.name.clone(), s)))
-        .collect();
     let rehearsal = runbook::rehearse(
         &provider,
         &outcome.runbook,
         &package,
-        &values,
+        &outcome.values,
         &runbook::RehearsalOptions::default(),
     )
     .await?;

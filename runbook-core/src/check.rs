@@ -1,7 +1,7 @@
 //! Verifications: a probe (a command, or a typed Kubernetes query) and a positive expectation.
 
 /// The timeout of one check attempt without a `within` deadline: 60 seconds, in the
-/// sandbox and in the package's scripts alike.
+/// sandbox and in the package's scripts alike (the rule: [`Retry::attempt_limit`]).
 pub const DEFAULT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 use std::borrow::Cow;
@@ -373,10 +373,42 @@ impl Retry {
     /// The default pause between attempts.
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
+    /// The least time an attempt gets, even once the `within` deadline has (nearly)
+    /// passed: the last attempt still gets a chance to answer.
+    pub const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+
     /// The pause between attempts, defaulted.
     pub fn interval(&self) -> Duration {
         self.interval
             .map_or(Self::DEFAULT_INTERVAL, HumanDuration::as_duration)
+    }
+
+    /// The time limit of one attempt, `elapsed` after the first attempt started: with a
+    /// `within` deadline, the time left until it, at least [`MIN_ATTEMPT`](Self::MIN_ATTEMPT);
+    /// without one, `check_timeout` (the run's, [`DEFAULT_CHECK_TIMEOUT`] by default).
+    ///
+    /// The one rule for the engine and the package's scripts (whose `check` computes it in
+    /// bash from the same `within`), so that an attempt ends where it ended in the sandbox.
+    /// A `within` longer than `check_timeout` is not cut to it: it says the check may take
+    /// that long (a `kubectl rollout status --timeout=3m` under `within: 5m`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runbook_core::Check;
+    /// let s = Duration::from_secs;
+    /// let check = Check::command("true").within(s(3));
+    /// assert_eq!(check.retry.attempt_limit(s(1), s(60)), s(2));
+    /// assert_eq!(check.retry.attempt_limit(s(5), s(60)), s(1));
+    /// assert_eq!(Check::command("true").retry.attempt_limit(s(5), s(60)), s(60));
+    /// ```
+    pub fn attempt_limit(&self, elapsed: Duration, check_timeout: Duration) -> Duration {
+        match self.within {
+            Some(within) => within
+                .as_duration()
+                .saturating_sub(elapsed)
+                .max(Self::MIN_ATTEMPT),
+            None => check_timeout,
+        }
     }
 }
 

@@ -580,6 +580,50 @@ async fn an_agent_amends_a_failing_step_and_the_known_issue_is_recorded() {
     // Amending a step that already passed is refused.
 }
 
+/// An attempt gets the time left until `within` (Retry::attempt_limit), as the package's
+/// scripts give it: a hanging check fails at its deadline, not at the check timeout, and a
+/// `within` longer than the check timeout lets a slow attempt finish.
+#[tokio::test]
+async fn a_check_attempt_ends_at_its_deadline_not_the_check_timeout() {
+    let (_root, provider) = provider();
+    let one = |check: Check| {
+        Runbook::builder("deadline")
+            .step(step("s", "true", check))
+            .build()
+            .unwrap()
+            .runbook
+    };
+    // The default check timeout (60 s) does not apply under a `within`.
+    let hangs = one(Check::command("sleep 10").within(Duration::from_secs(3)));
+    let outcome = run_all(
+        &provider,
+        hangs,
+        options(Lifetime::Ephemeral),
+        RunMode::default(),
+    )
+    .await
+    .unwrap();
+    let check = &outcome.report.steps[0].attempts[0].checks[0];
+    assert!(!check.passed && check.attempts == 1, "{check:?}");
+    assert_eq!(check.actual, "the check command timed out");
+    assert!(
+        (2500..8000).contains(&check.duration_ms),
+        "failed after {} ms",
+        check.duration_ms
+    );
+    // Nor does a shorter one cut an attempt that `within` allows.
+    let slow = one(Check::command("sleep 2 && echo done")
+        .stdout_equals("done")
+        .within(Duration::from_secs(5)));
+    let mut opts = options(Lifetime::Ephemeral);
+    opts.check_timeout = Duration::from_secs(1);
+    let outcome = run_all(&provider, slow, opts, RunMode::default())
+        .await
+        .unwrap();
+    let check = &outcome.report.steps[0].attempts[0].checks[0];
+    assert!(check.passed && check.attempts == 1, "{check:?}");
+}
+
 #[tokio::test]
 async fn checks_retry_until_their_deadline() {
     let (_root, provider) = provider();
@@ -1109,8 +1153,14 @@ async fn the_outcome_reports_the_values_the_sandbox_used() {
         .await
         .unwrap();
     assert!(outcome.passed(), "{:#?}", outcome.report);
+    assert_eq!(
+        outcome.values,
+        BTreeMap::from([("PGPORT".to_owned(), "55442".to_owned())]),
+        "a generated value never leaves the session"
+    );
+    // The authored runbook is not rewritten to carry them.
     let port = outcome.runbook.variable("PGPORT").unwrap();
-    assert_eq!(port.sandbox.as_deref(), Some("55442"));
+    assert_eq!(port.sandbox.as_deref(), Some("55432"));
     assert_eq!(outcome.runbook.variable("TOKEN").unwrap().sandbox, None);
 }
 

@@ -71,10 +71,17 @@ pub struct Package {
     files: BTreeMap<String, Vec<u8>>,
 }
 
-/// The runbook as shipped: secret variables keep their source, not their sandbox value.
-fn without_secret_values(runbook: &Runbook) -> Runbook {
+/// The runbook as shipped: its sandbox values are the ones the run used (`values`, when
+/// it ran), and secret variables keep their source, not their sandbox value.
+fn shipped(runbook: &Runbook, values: &BTreeMap<String, String>) -> Runbook {
     let mut shipped = runbook.clone();
     for v in &mut shipped.variables {
+        // A value that must stay hidden is never recorded, whatever the caller passed.
+        if !v.hides_value()
+            && let Some(used) = values.get(&v.name)
+        {
+            v.sandbox = Some(used.clone());
+        }
         if v.is_secret() && v.sandbox.take().is_some() {
             v.generate = true;
         }
@@ -476,6 +483,46 @@ impl Package {
         evidence: Option<Evidence<'_>>,
         secrets: &[&str],
     ) -> Result<Package, RenderError> {
+        Package::render_with(runbook, &BTreeMap::new(), evidence, secrets)
+    }
+
+    /// Renders the package of a sandbox run of `runbook`, as [`render`](Package::render)
+    /// does, recording `values` (the values the run used, by variable name) as the
+    /// variables' sandbox values: in `runbook.yaml`, the README and the checklist. A value
+    /// of a variable that hides its value (a secret, a generated value) is never recorded.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use runbook_core::{Category, Check, Runbook, Step, Variable};
+    /// use runbook_core::report::Report;
+    /// let runbook = Runbook::builder("hello")
+    ///     .variable(Variable::new("PORT", Category::Endpoint).sandbox("8080").production("yours"))
+    ///     .step(Step::new("greet", "Greet").run("echo \"$PORT\"").read_only()
+    ///         .verify(Check::command("true")))
+    ///     .build()?.runbook;
+    /// let report = Report::default();
+    /// let evidence = runbook_render::Evidence { report: &report, log: None };
+    /// let used = BTreeMap::from([("PORT".to_owned(), "18080".to_owned())]);
+    /// let package = runbook_render::Package::render_run(&runbook, &used, evidence, &[])?;
+    /// assert!(package.text("runbook.yaml").unwrap().contains(r#"sandbox: "18080""#));
+    /// assert!(package.text("README.md").unwrap().contains("| `PORT` | `18080` |"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn render_run(
+        runbook: &Runbook,
+        values: &BTreeMap<String, String>,
+        evidence: Evidence<'_>,
+        secrets: &[&str],
+    ) -> Result<Package, RenderError> {
+        Package::render_with(runbook, values, Some(evidence), secrets)
+    }
+
+    fn render_with(
+        runbook: &Runbook,
+        values: &BTreeMap<String, String>,
+        evidence: Option<Evidence<'_>>,
+        secrets: &[&str],
+    ) -> Result<Package, RenderError> {
         // The runbook's literal secret values, then the run's: none may be shipped.
         let mut all: Vec<(String, String)> = runbook
             .variables
@@ -490,7 +537,7 @@ impl Package {
         );
         all.retain(|(_, s)| !s.is_empty());
         // A secret's sandbox value never leaves the sandbox, not even in runbook.yaml.
-        let shipped = without_secret_values(runbook);
+        let shipped = shipped(runbook, values);
         let runbook = &shipped;
         check_inputs(runbook, evidence, &all)?;
         let report = evidence.map(|e| e.report);

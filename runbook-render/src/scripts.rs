@@ -245,6 +245,10 @@ fn script(runbook: &Runbook, report: Option<&Report>, kind: Kind) -> String {
             "CHECK_TIMEOUT",
             timeouts(report).1.as_secs().max(1).to_string(),
         ),
+        (
+            "CHECK_MIN_MS",
+            runbook_core::Retry::MIN_ATTEMPT.as_millis().to_string(),
+        ),
         ("NAME", sh_quote(&runbook.metadata.name)),
         ("VERSION", sh_quote(&runbook.metadata.version)),
         (

@@ -439,6 +439,46 @@ fn a_literal_secret_sandbox_value_is_not_shipped() {
     );
 }
 
+/// A run's package records the values it used; a value of a variable that hides its value
+/// is never recorded, even when the caller passes one.
+#[test]
+fn a_run_records_its_values_and_never_a_hidden_one() {
+    let runbook = Runbook::builder("values")
+        .variable(
+            Variable::new("PORT", Category::Endpoint)
+                .sandbox("8080")
+                .production("yours"),
+        )
+        .variable(Variable::new("TOKEN", Category::Credential).generated())
+        .step(
+            Step::new("use", "Use")
+                .run("test -n \"$TOKEN$PORT\"")
+                .read_only()
+                .verify(Check::command("echo ok").stdout_equals("ok")),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let report = fixed_report(&runbook);
+    let used = BTreeMap::from([
+        ("PORT".to_owned(), "18080".to_owned()),
+        ("TOKEN".to_owned(), "tok-not-shipped".to_owned()),
+    ]);
+    let evidence = Evidence {
+        report: &report,
+        log: None,
+    };
+    let package = Package::render_run(&runbook, &used, evidence, &[]).unwrap();
+    let shipped = runbook_core::from_yaml_str(package.text("runbook.yaml").unwrap()).unwrap();
+    assert_eq!(shipped.variables[0].sandbox.as_deref(), Some("18080"));
+    assert_eq!(shipped.variables[1].sandbox, None);
+    assert!(
+        package
+            .paths()
+            .all(|p| !package.text(p).unwrap_or("").contains("tok-not-shipped"))
+    );
+}
+
 #[test]
 fn a_secret_in_the_log_or_report_stops_the_package() {
     let (_, runbook) = examples()

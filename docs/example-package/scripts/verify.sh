@@ -40,7 +40,7 @@ export PGDATA PGHOST PGPORT APP_DB APP_USER PG_SUPERUSER_PASSWORD APP_PASSWORD
 
 PACKAGE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK_DIR="${RUNBOOK_WORK_DIR:-$PACKAGE_DIR/work}"
-CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}"
+CHECK_TIMEOUT="${RUNBOOK_CHECK_TIMEOUT:-60}" CHECK_MIN_MS=1000
 
 # For feedback files and the outcome: what this package is, and which values to mask.
 RUNBOOK_NAME='postgres' RUNBOOK_VERSION='1.0.0' RUNBOOK_PLATFORM='' PHASE=verify
@@ -49,7 +49,8 @@ SECRET_NAMES=('PG_SUPERUSER_PASSWORD' 'APP_PASSWORD')
 # The library of deploy.sh, rollback.sh and verify.sh, made from one source
 # (runbook-render/src/scripts/library.sh): each script holds a copy, so that it runs alone
 # wherever the package is copied. The script sets PACKAGE_DIR, WORK_DIR, CHECK_TIMEOUT,
-# RUNBOOK_NAME, RUNBOOK_VERSION, RUNBOOK_PLATFORM, PHASE and SECRET_NAMES before it.
+# CHECK_MIN_MS, RUNBOOK_NAME, RUNBOOK_VERSION, RUNBOOK_PLATFORM, PHASE and SECRET_NAMES
+# before it.
 
 # A symbolic link in place of the work directory (or of deploy.sh's and rollback.sh's
 # journal and lock) would let whoever made it choose where this script writes and what
@@ -102,18 +103,25 @@ match_text() {
 
 # check NAME EXPECTED WITHIN_MS INTERVAL_MS EXIT OUT_MODE OUT_WANT ERR_MODE ERR_WANT COMMAND
 # Runs COMMAND (as written: no errexit) until its exit code and output satisfy the
-# expectation or WITHIN_MS passes.
+# expectation or WITHIN_MS passes. An attempt gets the time left until WITHIN_MS (at
+# least CHECK_MIN_MS), or CHECK_TIMEOUT seconds without WITHIN_MS: the sandbox's rule
+# (Retry::attempt_limit in runbook-core), so an attempt ends where it ended there.
 check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
-  local deadline attempt=0 code out err seen errfile=$ERRFILE
-  # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
-  [ -z "${RUNBOOK_CHECK_ONCE:-}" ] || within=0
+  local deadline limit left attempt=0 code out err seen errfile=$ERRFILE
   deadline=$(( $(now_ms) + within ))
   while :; do
     attempt=$((attempt + 1))
+    limit=$CHECK_TIMEOUT
+    if [ "$within" -gt 0 ]; then
+      left=$(( deadline - $(now_ms) ))
+      [ "$left" -ge "$CHECK_MIN_MS" ] || left=$CHECK_MIN_MS
+      # Seconds with three decimals, as timeout(1) reads them.
+      limit=$((left / 1000)).$((left / 100 % 10))$((left / 10 % 10))$((left % 10))
+    fi
     code=0
-    out=$(cd "$WORK_DIR" && timeout "$CHECK_TIMEOUT" bash -c "$command" 2>"$errfile" 9>&-) || code=$?
+    out=$(cd "$WORK_DIR" && timeout "$limit" bash -c "$command" 2>"$errfile" 9>&-) || code=$?
     err=$(<"$errfile")
     if [ "$code" -ne "$want_exit" ]; then
       seen="exit code $code${err:+ ($err)}"
@@ -128,7 +136,8 @@ check() {
     FAIL_CHECK=$name FAIL_COMMAND=$command FAIL_CODE=$code
     printf '%s\n' "$out" > "$STEP_OUT"
     printf '%s\n' "$err" > "$STEP_ERR"
-    if [ "$(( $(now_ms) + interval ))" -ge "$deadline" ]; then
+    # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
+    if [ -n "${RUNBOOK_CHECK_ONCE:-}" ] || [ "$(( $(now_ms) + interval ))" -ge "$deadline" ]; then
       break
     fi
     sleep "$((interval / 1000)).$(printf '%03d' $((interval % 1000)))"

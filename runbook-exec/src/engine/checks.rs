@@ -1,6 +1,6 @@
 //! Running a check with its retry policy, and judging what it saw.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use regex::Regex;
 use runbook_core::report::CheckRecord;
@@ -28,15 +28,13 @@ impl Session {
         let mut attempts = 0;
         loop {
             attempts += 1;
+            // Typed probes and commands alike, as the package's scripts limit an attempt.
+            let limit = check
+                .retry
+                .attempt_limit(started.elapsed(), self.options.check_timeout);
             let verdict = match &check.probe {
                 Probe::Command(command) => {
-                    let timeout = match deadline {
-                        Some(d) => d
-                            .saturating_duration_since(Instant::now())
-                            .max(Duration::from_secs(1)),
-                        None => self.options.check_timeout,
-                    };
-                    let spec = self.spec(command.clone(), step.workdir.clone(), timeout);
+                    let spec = self.spec(command.clone(), step.workdir.clone(), limit);
                     let mut sink = Capture::new(
                         &step.id,
                         CHECK_OUTPUT_CAP,
@@ -59,13 +57,6 @@ impl Session {
                 | Probe::Http(_)
                 | Probe::Process(_)
                 | Probe::Kube(_)) => {
-                    // A typed probe is held to the same deadline as a command check.
-                    let limit = match deadline {
-                        Some(d) => d
-                            .saturating_duration_since(Instant::now())
-                            .max(Duration::from_secs(1)),
-                        None => self.options.check_timeout,
-                    };
                     let probe = typed.filled(&self.values);
                     let observed =
                         match tokio::time::timeout(limit, self.sandbox.probe(&probe)).await {

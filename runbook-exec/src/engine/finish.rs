@@ -1,5 +1,7 @@
 //! Ending a session: the verdict, the state, teardown or keep, and what is handed over.
 
+use std::collections::BTreeMap;
+
 use runbook_core::report::{Report, Verdict};
 use runbook_core::{Lifetime, Runbook};
 
@@ -9,11 +11,21 @@ use crate::events::Event;
 use crate::redact::Redactor;
 use crate::state::{self, SessionState};
 
-/// What a finished session hands over: the amended runbook, the report, the log.
+/// What a finished session hands over: the amended runbook, the values it ran with, the
+/// report, the log.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The runbook as amended during the session (known issues included).
+    /// The runbook as amended during the session (known issues included). Its variables
+    /// keep their authored `sandbox:` values: the values the run used are in
+    /// [`values`](Outcome::values).
     pub runbook: Runbook,
+    /// The value each variable had in the sandbox (after `--var`, the provider's fixed
+    /// values and values chosen at run time), for every variable whose value may be shown:
+    /// never a secret's nor a generated one's
+    /// ([`Variable::hides_value`](runbook_core::Variable::hides_value)), so nothing here
+    /// needs redacting. The package records them as the sandbox values; the rehearsal
+    /// picks others.
+    pub values: BTreeMap<String, String>,
     /// The evidence.
     pub report: Report,
     /// The redacted sandbox log as it ships: each command's output keeps its first and
@@ -40,7 +52,8 @@ impl Outcome {
 
 impl Session {
     /// Ends the session: ephemeral and session sandboxes are destroyed, persistent ones
-    /// kept (and resumable). Returns the amended runbook, the report and the log.
+    /// kept (and resumable). Returns the amended runbook, the values it ran with, the
+    /// report and the log.
     pub async fn finish(mut self) -> Result<Outcome> {
         if self.report.verdict == Verdict::Incomplete && self.next >= self.runbook.steps.len() {
             self.finish_verdict();
@@ -72,18 +85,12 @@ impl Session {
             id: self.sandbox.id().to_owned(),
             destroyed: destroy,
         });
-        // The package reports the values the sandbox used (after `--var`, the provider's
-        // fixed values and values chosen at run time), never a secret's.
-        let mut runbook = self.runbook;
-        for v in &mut runbook.variables {
-            if !self.secret_names.contains(&v.name)
-                && let Some(used) = self.values.get(&v.name)
-            {
-                v.sandbox = Some(used.clone());
-            }
-        }
+        // Only values that may be shown leave the session: the outcome is rendered.
+        let mut values = self.values;
+        values.retain(|name, _| !self.secret_names.contains(name));
         Ok(Outcome {
-            runbook,
+            runbook: self.runbook,
+            values,
             report: self.report,
             log,
             redactor: self.redactor,

@@ -21,7 +21,9 @@ pub struct RunOptions {
     pub vars: BTreeMap<String, String>,
     /// Timeout of a step without its own (default 10 minutes).
     pub step_timeout: Duration,
-    /// Timeout of one check attempt without a retry deadline (default 60 seconds).
+    /// Timeout of one check attempt without a retry deadline (default 60 seconds); with
+    /// one, an attempt gets the time left until it
+    /// ([`Retry::attempt_limit`](runbook_core::Retry::attempt_limit)).
     pub check_timeout: Duration,
     /// Bytes of each stream kept in memory per attempt (default 1 MiB); the rest is
     /// counted, and written in full to the sandbox log.
