@@ -55,6 +55,19 @@ pub enum Event {
         /// The line, without its newline.
         line: String,
     },
+    /// A check's attempt did not confirm the result; it is tried again after its
+    /// interval, until its `within` deadline.
+    #[serde(rename_all = "camelCase")]
+    CheckRetrying {
+        /// Step id.
+        step: String,
+        /// Check label.
+        check: String,
+        /// The attempt that failed (1-based).
+        attempt: u32,
+        /// What it saw.
+        actual: String,
+    },
     /// A check passed.
     #[serde(rename_all = "camelCase")]
     CheckPassed {

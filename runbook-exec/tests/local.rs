@@ -665,6 +665,24 @@ async fn checks_retry_until_their_deadline() {
             .iter()
             .any(|e| matches!(e, Event::CheckPassed { attempts, .. } if *attempts > 1))
     );
+    // Each attempt that must be retried is an event of its own (an MCP client's progress).
+    let retried: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CheckRetrying {
+                step,
+                attempt,
+                actual,
+                ..
+            } if step == "never" => {
+                assert_eq!(actual, "stdout \"no\"");
+                Some(*attempt)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retried.len() as u32, second.attempts - 1, "{retried:?}");
+    assert_eq!(retried[0], 1);
     assert!(
         events
             .iter()

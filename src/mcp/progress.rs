@@ -1,5 +1,6 @@
 //! Progress notifications for a call that carries a `progressToken`: what the engine does
-//! (a step started, a check passed or failed, a step finished) and, every second while a
+//! (a step started, each check attempt that must be retried, a check passed or failed, a
+//! step finished) and, every second while a
 //! command runs, how long it has run and how many lines it printed. At most four
 //! notifications a second: events that come faster are coalesced into the latest.
 
@@ -77,6 +78,12 @@ impl Observer for Reporter {
                 };
                 format!("{what} `{step}` started (attempt {attempt})")
             }
+            Event::CheckRetrying {
+                step,
+                check,
+                attempt,
+                ..
+            } => format!("step `{step}`: check `{check}` attempt {attempt} not yet, retrying"),
             Event::CheckPassed { step, check, .. } => {
                 format!("step `{step}`: check `{check}` passed")
             }

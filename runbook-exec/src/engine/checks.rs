@@ -8,7 +8,7 @@ use runbook_core::{Check, Expect, Probe, Step, TextMatch};
 
 use super::capture::Capture;
 use super::{Session, millis};
-use crate::events::NoObserver;
+use crate::events::{Event, NoObserver};
 use crate::{ExecError, Result};
 
 /// Output kept per check attempt: checks print little, and what they print is compared.
@@ -114,6 +114,12 @@ impl Session {
                 ));
                 return Ok(self.check_record(check, false, attempts, actual, started));
             }
+            self.options.observer.event(&Event::CheckRetrying {
+                step: step.id.clone(),
+                check: self.redactor.redact(&check.label()),
+                attempt: attempts,
+                actual: self.redactor.redact(&actual),
+            });
             tokio::time::sleep(interval).await;
         }
     }

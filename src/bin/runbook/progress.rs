@@ -107,6 +107,9 @@ impl Observer for Terminal {
                 c.started = Some(Instant::now());
                 c.detail.clear();
             }
+            Event::CheckRetrying { check, attempt, .. } => {
+                c.detail = format!(" - check `{check}`: attempt {attempt} not yet, waiting");
+            }
             Event::CheckFailed {
                 check, attempts, ..
             } => {
