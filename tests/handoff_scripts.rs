@@ -319,7 +319,8 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
         &script(&package, "verify.sh", &work, &vars),
     );
     // Re-running everything fails at the first step (initdb will not touch a cluster);
-    // the journal still knows every step that is deployed.
+    // the journal still knows every step that is deployed, the first one included: it
+    // completed once, and what it made is there (issue 24, finding 4).
     let again = script_with(
         &package,
         "deploy.sh",
@@ -340,28 +341,13 @@ async fn postgres_scripts_deploy_verify_and_roll_back_on_another_port_and_data_d
     );
     assert_ok("rollback.sh", &rollback);
     assert!(
-        String::from_utf8_lossy(&rollback.stderr).contains("Not rolled back: init-cluster"),
+        !String::from_utf8_lossy(&rollback.stderr).contains("Not rolled back"),
         "{}",
         String::from_utf8_lossy(&rollback.stderr)
     );
     assert!(
-        work.join("data-prod").exists(),
-        "an incomplete step is left as it is"
-    );
-    assert_ok(
-        "rollback.sh --include-incomplete",
-        &script_with(
-            &package,
-            "rollback.sh",
-            &["--yes", "--include-incomplete"],
-            &work,
-            &vars,
-            &common::pg_path(),
-        ),
-    );
-    assert!(
         !work.join("data-prod").exists(),
-        "rollback removes the data directory"
+        "rollback removes the data directory the first deploy created"
     );
     let ready = Command::new(format!("{PG_BIN}/pg_isready"))
         .args(["-h", "127.0.0.1", "-p", &vars["PGPORT"]])
@@ -1177,4 +1163,442 @@ steps:
             "check timeout {timeout}: {took:?}"
         );
     }
+}
+
+/// A primary and a standby, as files: the PostgreSQL replication story of issue 24 without
+/// the server. `init-primary` fails on a data directory that exists (as initdb does),
+/// `configure-primary`'s check on a port that is not a number, `start-standby` half-way
+/// (after creating its directory) when the standby is given the primary's port.
+fn replica() -> Runbook {
+    runbook::from_yaml_str(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: replica }
+variables:
+  - { name: PRIMARY_DIR, category: other, sandbox: primary, production: the primary's data directory }
+  - { name: STANDBY_DIR, category: other, sandbox: standby, production: the standby's data directory }
+  - { name: PORT, category: other, sandbox: "5432", production: the primary's port }
+  - { name: STANDBY_PORT, category: other, sandbox: "5433", production: the standby's port }
+steps:
+  - id: init-primary
+    title: Initialise the primary
+    run: |
+      mkdir "$PRIMARY_DIR"
+      echo 15 > "$PRIMARY_DIR/PG_VERSION"
+    verify: [{ run: test -s "$PRIMARY_DIR/PG_VERSION", expect: { exitCode: 0 } }]
+    rollback: { run: rm -rf "$PRIMARY_DIR" }
+  - id: configure-primary
+    title: Configure the primary
+    run: echo "port=$PORT" > "$PRIMARY_DIR/postgresql.conf"
+    verify:
+      - run: grep -qx 'port=[0-9][0-9]*' "$PRIMARY_DIR/postgresql.conf"
+        expect: { exitCode: 0 }
+    rollback: { run: rm -f "$PRIMARY_DIR/postgresql.conf" }
+  - id: start-standby
+    title: Start the standby
+    run: |
+      mkdir "$STANDBY_DIR"
+      test "$STANDBY_PORT" != "$PORT"
+      echo "port=$STANDBY_PORT" > "$STANDBY_DIR/postgresql.conf"
+    verify: [{ run: test -s "$STANDBY_DIR/postgresql.conf", expect: { exitCode: 0 } }]
+    rollback: { run: rm -rf "$STANDBY_DIR" }
+"#,
+    )
+    .unwrap()
+}
+
+/// The replica's values on a target: its directories under `work`, the ports given.
+fn replica_values(work: &Path, port: &str, standby_port: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "PRIMARY_DIR".to_owned(),
+            work.join("pg-main").to_string_lossy().into_owned(),
+        ),
+        (
+            "STANDBY_DIR".to_owned(),
+            work.join("pg-replica").to_string_lossy().into_owned(),
+        ),
+        ("PORT".to_owned(), port.to_owned()),
+        ("STANDBY_PORT".to_owned(), standby_port.to_owned()),
+    ])
+}
+
+/// Runs a package script as an operator: not root (as root, `nobody`, through `setpriv`),
+/// umask 022, a clean environment with `vars`. With `terminal`, on a terminal (`script`
+/// from util-linux) that is typed `terminal`'s text; without, with no terminal at all.
+fn operator(
+    package: &Path,
+    name: &str,
+    args: &[&str],
+    work: &Path,
+    vars: &BTreeMap<String, String>,
+    terminal: Option<&str>,
+) -> Output {
+    use std::io::Write as _;
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = format!(
+        "umask 022 && exec bash {}",
+        quote(&package.join("scripts").join(name).to_string_lossy())
+    );
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut words: Vec<String> = Vec::new();
+    if is_root() {
+        words.extend(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+            ]
+            .map(String::from),
+        );
+    }
+    match terminal {
+        Some(_) => words.extend(["script", "-qec", &line, "/dev/null"].map(String::from)),
+        None => words.extend(["bash", "-c", &line].map(String::from)),
+    }
+    let mut c = Command::new(&words[0]);
+    c.args(&words[1..])
+        .env_clear()
+        .env("PATH", common::pg_path())
+        .env("HOME", work)
+        .env("LANG", "C.UTF-8")
+        .env("RUNBOOK_WORK_DIR", work)
+        .envs(vars)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(terminal.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The feedback files of `package` run in `work`: in the package, or in the work directory
+/// when the operator may not write the package.
+fn feedback_files(package: &Path, work: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = [package.join("feedback"), work.join("feedback")]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Issue 24, finding 2: a feedback file holds a command's output, so it is created 0600 by
+/// the operator's own scripts on the target, whatever their umask (022 here), for each
+/// script that writes one.
+#[test]
+fn feedback_files_are_created_0600_under_the_operators_umask() {
+    let dir = open_dir();
+    let package = untested_package(&replica(), dir.path());
+    let work = work_dir(dir.path());
+    // A port that is not a number: configure-primary's check fails.
+    let vars = replica_values(&work, "six-four-three-two", "6433");
+    let deploy = operator(&package, "deploy.sh", &[], &work, &vars, None);
+    assert_eq!(deploy.status.code(), Some(1), "{:?}", text(&deploy));
+    assert!(text(&deploy).1.contains("FAILED at step configure-primary"));
+    let verify = operator(&package, "verify.sh", &["--once"], &work, &vars, None);
+    assert_eq!(verify.status.code(), Some(1), "{:?}", text(&verify));
+    // deploy.sh's, then verify.sh's two (init-primary is deployed, so every step is checked).
+    let files = feedback_files(&package, &work);
+    let mut seen = Vec::new();
+    for f in &files {
+        let meta = std::fs::metadata(f).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", f.display());
+        let fb = runbook::load_feedback(f).unwrap();
+        assert_ne!(fb.target.user, "root", "the test ran the scripts as root");
+        seen.push((fb.phase, fb.step));
+    }
+    seen.sort_by_key(|(phase, step)| (format!("{phase:?}"), step.clone()));
+    use runbook::feedback::Phase;
+    assert_eq!(
+        seen,
+        [
+            (Phase::Deploy, "configure-primary".to_owned()),
+            (Phase::Verify, "configure-primary".to_owned()),
+            (Phase::Verify, "start-standby".to_owned()),
+        ],
+        "{files:?}"
+    );
+}
+
+/// Issue 24, finding 3: the deploy fails at its last step; rollback.sh reverts the steps
+/// that completed and leaves the failed one. deploy.sh then names the step that failed, not
+/// the first one (rolled back), and does not offer to resume after steps that are gone;
+/// once the failed step is rolled back too, nothing is left "started": a plain deploy runs
+/// from the start.
+#[test]
+fn after_a_rollback_deploy_names_the_step_that_failed() {
+    let dir = open_dir();
+    let package = untested_package(&replica(), dir.path());
+    let work = work_dir(dir.path());
+    // The standby given the primary's port: start-standby fails after its mkdir.
+    let wrong = replica_values(&work, "6432", "6432");
+    let right = replica_values(&work, "6432", "6433");
+    let deploy = operator(&package, "deploy.sh", &[], &work, &wrong, None);
+    assert_eq!(deploy.status.code(), Some(1));
+    assert!(text(&deploy).1.contains("FAILED at step start-standby"));
+
+    // Before any rollback: the failed step, and resuming there is right.
+    let refused = operator(&package, "deploy.sh", &[], &work, &right, None);
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("An earlier deploy stopped at step start-standby")
+            && stderr.contains("Resume with --from start-standby"),
+        "{stderr}"
+    );
+
+    let rollback = operator(&package, "rollback.sh", &["--yes"], &work, &right, None);
+    let (stdout, stderr) = text(&rollback);
+    assert_eq!(rollback.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("This rolls back, in this order: configure-primary init-primary\n")
+            && stderr.contains("Not rolled back: start-standby"),
+        "{stdout}{stderr}"
+    );
+    assert!(!work.join("pg-main").exists() && work.join("pg-replica").exists());
+
+    let refused = operator(&package, "deploy.sh", &[], &work, &right, None);
+    let (_, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("An earlier deploy stopped at step start-standby")
+            && stderr.contains("(init-primary configure-primary)")
+            && stderr.contains("rollback.sh --include-incomplete")
+            && !stderr.contains("stopped at step init-primary")
+            && !stderr.contains("--from"),
+        "{stderr}"
+    );
+    assert!(
+        !work.join("pg-main").exists(),
+        "a refused deploy ran a step"
+    );
+
+    let rollback = operator(
+        &package,
+        "rollback.sh",
+        &["--yes", "--include-incomplete"],
+        &work,
+        &right,
+        None,
+    );
+    let (stdout, stderr) = text(&rollback);
+    assert_eq!(rollback.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("This rolls back, in this order: start-standby\n"),
+        "{stdout}"
+    );
+    assert!(!work.join("pg-replica").exists());
+    // Nothing is left started: no refusal, no --again needed.
+    let deploy = operator(&package, "deploy.sh", &[], &work, &right, None);
+    assert_ok("deploy.sh after the whole rollback", &deploy);
+    assert_ok(
+        "verify.sh",
+        &operator(&package, "verify.sh", &[], &work, &right, None),
+    );
+}
+
+/// Issue 24, finding 4: `--again` over a half-done deploy fails at its first step (its data
+/// directory exists, as initdb's would); that step, which completed before, stays
+/// completed, so `rollback.sh --yes` still rolls it back, and deploy.sh names it as where
+/// the last deploy stopped.
+#[test]
+fn a_failed_rerun_with_again_leaves_completed_steps_to_roll_back() {
+    let dir = open_dir();
+    let package = untested_package(&replica(), dir.path());
+    let work = work_dir(dir.path());
+    let wrong = replica_values(&work, "7432", "7432");
+    let right = replica_values(&work, "7432", "7433");
+    let deploy = operator(&package, "deploy.sh", &[], &work, &wrong, None);
+    assert!(text(&deploy).1.contains("FAILED at step start-standby"));
+    let again = operator(&package, "deploy.sh", &["--again"], &work, &right, None);
+    let (_, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("File exists") && stderr.contains("FAILED at step init-primary"),
+        "{stderr}"
+    );
+    let refused = operator(&package, "deploy.sh", &[], &work, &right, None);
+    assert!(
+        text(&refused)
+            .1
+            .contains("An earlier deploy stopped at step init-primary"),
+        "{:?}",
+        text(&refused)
+    );
+
+    let rollback = operator(&package, "rollback.sh", &["--yes"], &work, &right, None);
+    let (stdout, stderr) = text(&rollback);
+    assert_eq!(rollback.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("This rolls back, in this order: configure-primary init-primary\n"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("Not rolled back: start-standby") && !stderr.contains("init-primary"),
+        "{stderr}"
+    );
+    assert!(
+        !work.join("pg-main").exists(),
+        "the primary's data directory, which the first deploy created, is left behind"
+    );
+    assert!(
+        work.join("pg-replica").exists(),
+        "an incomplete step is left as it is"
+    );
+}
+
+/// Issue 24, finding 5: the deploy stopped at step 2 of 3, and the standby's directory
+/// holds what some other deploy put there. `rollback.sh --all` would run every rollback:
+/// it lists the step this target never ran and asks a second time on a terminal; without
+/// one it needs `--yes --all` and prints the list before it acts. The hint for an empty
+/// journal no longer says `--all` "reverts every step regardless".
+#[test]
+fn rollback_all_lists_the_steps_never_run_and_asks_again() {
+    let dir = open_dir();
+    let package = untested_package(&replica(), dir.path());
+    let work = work_dir(dir.path());
+    let vars = replica_values(&work, "port-not-a-number", "8433");
+
+    let nothing = operator(&package, "rollback.sh", &["--yes"], &work, &vars, None);
+    let (stdout, _) = text(&nothing);
+    assert_ok("rollback.sh on a fresh work directory", &nothing);
+    assert!(
+        stdout.contains("Nothing to roll back")
+            && !stdout.contains("regardless")
+            && stdout.contains("asks first"),
+        "{stdout}"
+    );
+
+    let standby = work.join("pg-replica");
+    std::fs::create_dir(&standby).unwrap();
+    plant(&standby.join("precious"), "another deploy's standby\n");
+    if is_root() {
+        let nobody = nix_user("nobody");
+        std::os::unix::fs::chown(&standby, Some(nobody.0), Some(nobody.1)).unwrap();
+    }
+    let deploy = operator(&package, "deploy.sh", &[], &work, &vars, None);
+    assert!(text(&deploy).1.contains("FAILED at step configure-primary"));
+    let untouched = || {
+        assert_eq!(
+            std::fs::read_to_string(standby.join("precious")).unwrap(),
+            "another deploy's standby\n"
+        );
+        assert!(work.join("pg-main/PG_VERSION").exists());
+    };
+    let warning = "WARNING: --all also runs the rollback of 1 step(s) the journal";
+
+    // No terminal, no --yes: the list, and a refusal naming --yes --all.
+    let refused = operator(&package, "rollback.sh", &["--all"], &work, &vars, None);
+    let (stdout, stderr) = text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(warning) && stdout.contains("never ran: start-standby."),
+        "{stdout}"
+    );
+    assert!(stderr.contains("--yes --all"), "{stderr}");
+    untouched();
+
+    // On a terminal: yes to the plan, then anything but `all` to the second question.
+    for typed in ["y\nn\n", "y\ny\n"] {
+        let asked = operator(
+            &package,
+            "rollback.sh",
+            &["--all"],
+            &work,
+            &vars,
+            Some(typed),
+        );
+        let (stdout, stderr) = text(&asked);
+        assert_eq!(asked.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(
+            stdout.contains(warning)
+                && stdout.contains("Also roll back start-standby, which this target never ran?")
+                && stdout.contains("Nothing was changed"),
+            "{stdout}"
+        );
+        untouched();
+    }
+
+    // --yes --all: the list comes before the first rollback runs.
+    let all = operator(
+        &package,
+        "rollback.sh",
+        &["--yes", "--all"],
+        &work,
+        &vars,
+        None,
+    );
+    let (stdout, stderr) = text(&all);
+    assert_eq!(all.status.code(), Some(0), "{stdout}{stderr}");
+    let listed = stdout.find(warning).expect("the list is printed");
+    let acted = stdout
+        .find("==> [3/3] Roll back: Start the standby")
+        .expect("the rollback ran");
+    assert!(listed < acted, "{stdout}");
+    assert!(!standby.exists() && !work.join("pg-main").exists());
+}
+
+/// Issue 24, finding 6: verify.sh (and `--once`) on a target never deployed says so in one
+/// message and writes one feedback file, not one a step; on a deployed target it still
+/// checks every step.
+#[test]
+fn verify_on_a_target_never_deployed_says_so_once() {
+    let dir = open_dir();
+    let package = untested_package(&replica(), dir.path());
+    let work = work_dir(dir.path());
+    let vars = replica_values(&work, "9432", "9433");
+    for (n, args) in [&["--once"][..], &[]].into_iter().enumerate() {
+        let verify = operator(&package, "verify.sh", args, &work, &vars, None);
+        let (stdout, stderr) = text(&verify);
+        assert_eq!(verify.status.code(), Some(1), "{stdout}{stderr}");
+        assert_eq!(stderr.matches("Not deployed:").count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("shows nothing deployed from this work directory")
+                && !stdout.contains("Configure the primary"),
+            "{stdout}{stderr}"
+        );
+        assert_eq!(
+            feedback_files(&package, &work).len(),
+            n + 1,
+            "verify.sh {args:?}: more than one feedback file"
+        );
+        assert!(
+            outcome(&work).starts_with("status=failed\nphase=verify\nexit=1\nstep=init-primary\n"),
+            "{}",
+            outcome(&work)
+        );
+    }
+
+    // Deployed, then two steps broken: both are reported.
+    assert_ok(
+        "deploy.sh",
+        &operator(&package, "deploy.sh", &[], &work, &vars, None),
+    );
+    std::fs::remove_file(work.join("pg-main/postgresql.conf")).unwrap();
+    std::fs::remove_file(work.join("pg-replica/postgresql.conf")).unwrap();
+    let verify = operator(&package, "verify.sh", &["--once"], &work, &vars, None);
+    let (_, stderr) = text(&verify);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(
+        stderr.contains("2 step(s) failed verification") && !stderr.contains("Not deployed"),
+        "{stderr}"
+    );
 }

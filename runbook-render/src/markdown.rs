@@ -635,8 +635,10 @@ fn rollback_procedure(out: &mut String, runbook: &Runbook, report: Option<&Repor
     out.push_str(
         "Undo the steps in reverse order. `scripts/rollback.sh` does this for the steps its journal \
          shows `deploy.sh` completed (after listing them and asking; `--yes` to confirm without a \
-         terminal, `--all` for every step, `--to STEP` to stop after one, `--include-incomplete` for a \
-         step that failed half-way):\n\n",
+         terminal, `--to STEP` to stop after one, `--include-incomplete` for a step that failed \
+         half-way; `--all` runs every step's rollback, even of steps the journal shows never ran \
+         here, which can destroy what was there before: it lists those and asks again, or needs \
+         `--yes --all`):\n\n",
     );
     for (i, s) in steps.iter().enumerate() {
         let rb = s.rollback.as_ref().expect("filtered");

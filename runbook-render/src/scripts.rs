@@ -13,7 +13,15 @@
 //!   completed, newest first, after listing them and asking (or `--yes`), and removes
 //!   the config files those steps rendered; a step that started but did not complete is
 //!   named and left alone unless `--include-incomplete` (its rollback could destroy what
-//!   existed before the deploy); without a terminal and without `--yes` nothing changes;
+//!   existed before the deploy); a step that completed once stays completed when a re-run
+//!   of it fails (`--again`), so it is still rolled back; `--all` lists the steps the
+//!   journal shows never ran and asks again (or needs `--yes --all`); without a terminal
+//!   and without `--yes` nothing changes;
+//! - after a failed deploy, `deploy.sh` names the step it failed at (also once the steps
+//!   before it are rolled back), never an earlier one;
+//! - `verify.sh` on a work directory whose journal shows nothing deployed stops at the
+//!   first failing step and says so: one message, one feedback file;
+//! - feedback files are created 0600, exclusively, whatever the operator's umask;
 //! - the journal is data: a line whose step id or config file is not one the script was
 //!   generated with is ignored with a warning, never expanded (an array subscript would
 //!   be evaluated as code) nor used as a path;

@@ -285,8 +285,12 @@ write_feedback() {
   file="$dir/$stamp-$step.yaml"
   while [ -e "$file" ]; do n=$((n + 1)); file="$dir/$stamp-$step-$n.yaml"; done
   os=$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | tr -d '"') || true
+  # Opened inside the subshell, under its umask: created 0600 whatever the operator's umask
+  # (it holds the command's output), and exclusively (noclobber), never through a link.
   (
     umask 077
+    set -C
+    exec > "$file" || exit 1
     echo "# What failed on this target, for the runbook's maintainers. Secrets are masked."
     echo "apiVersion: runbook/v1"
     echo "kind: Feedback"
@@ -318,7 +322,7 @@ write_feedback() {
       done
     fi
     echo "time: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  ) > "$file" || return 0
+  ) || return 0
   echo "Feedback written to $file: send it to the runbook's maintainers, or make a lesson of it:" >&2
   echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
 }
@@ -409,11 +413,15 @@ file_index() {
   done
   return 1
 }
-# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, RENDERED by rollback.sh
+# STARTED and COMPLETED: the steps the journal shows started and completed since their
+# last rollback; STOPPED_AT: the step the last deploy started and did not complete (the
+# one it failed at), empty when it completed what it started or that step was rolled back.
+# shellcheck disable=SC2034 # COMPLETED and STOPPED_AT are read by deploy.sh, RENDERED by rollback.sh
 declare -A STARTED=() COMPLETED=()
+STOPPED_AT=""
 # shellcheck disable=SC2034
 load_journal() {
-  STARTED=(); COMPLETED=(); RENDERED=()
+  STARTED=(); COMPLETED=(); RENDERED=(); STOPPED_AT=""
   [ -f "$JOURNAL" ] || return 0
   local what id rest n=0 i
   while read -r what id rest || [ -n "$what" ]; do
@@ -428,11 +436,12 @@ load_journal() {
       continue
     }
     case "$what" in
-      # A step started again is incomplete until it completes again; `--again` forgets
-      # nothing, so a re-run that fails still leaves every deployed step to roll back.
-      started) STARTED[$id]=1; unset "COMPLETED[$id]" ;;
-      completed) COMPLETED[$id]=1 ;;
-      rolledback) unset "STARTED[$id]" "COMPLETED[$id]" ;;
+      # A step that completed stays completed when it is started again (`--again`,
+      # `--from`): what it deployed is still there, so a re-run that fails still leaves it,
+      # and every other deployed step, to roll back. Only its rollback clears it.
+      started) STARTED[$id]=1; STOPPED_AT=$id ;;
+      completed) COMPLETED[$id]=1; [ "$STOPPED_AT" != "$id" ] || STOPPED_AT="" ;;
+      rolledback) unset "STARTED[$id]" "COMPLETED[$id]"; [ "$STOPPED_AT" != "$id" ] || STOPPED_AT="" ;;
     esac
   done < "$JOURNAL"
 }
@@ -586,9 +595,22 @@ fi
 warn_environment
 load_journal
 if [ -z "$FROM" ] && [ -z "$AGAIN" ] && [ "${#STARTED[@]}" -gt 0 ]; then
+  # The step named is the one the last deploy failed at, not the first step that is not
+  # deployed (after a rollback, every step before the failed one is not).
+  if [ -n "$STOPPED_AT" ]; then
+    BEFORE=()
+    for step in "${STEPS[@]}"; do
+      [ "$step" != "$STOPPED_AT" ] || break
+      [ -n "${COMPLETED[$step]:-}" ] || BEFORE+=("$step")
+    done
+    if [ "${#BEFORE[@]}" -eq 0 ]; then
+      refuse 3 "An earlier deploy stopped at step $STOPPED_AT: it started and did not complete (journal: $JOURNAL). Resume with --from $STOPPED_AT, roll back with scripts/rollback.sh, or start over with --again."
+    fi
+    refuse 3 "An earlier deploy stopped at step $STOPPED_AT: it started, did not complete and was not rolled back, and the journal ($JOURNAL) shows the steps before it not deployed (${BEFORE[*]}). Inspect what $STOPPED_AT left, then roll it back with scripts/rollback.sh --include-incomplete, or start over with --again."
+  fi
   for step in "${STEPS[@]}"; do
     if [ -z "${COMPLETED[$step]:-}" ]; then
-      refuse 3 "An earlier deploy stopped at step $step (journal: $JOURNAL). Resume with --from $step, roll back with scripts/rollback.sh, or start over with --again."
+      refuse 3 "An earlier deploy did not finish: the journal ($JOURNAL) shows step $step not deployed, after steps that are. Deploy the rest with --from $step, roll back with scripts/rollback.sh, or start over with --again."
     fi
   done
   refuse 3 "Already deployed: the journal ($JOURNAL) shows every step completed. Check it with scripts/verify.sh; repeat it with --again."

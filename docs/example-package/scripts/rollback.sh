@@ -285,8 +285,12 @@ write_feedback() {
   file="$dir/$stamp-$step.yaml"
   while [ -e "$file" ]; do n=$((n + 1)); file="$dir/$stamp-$step-$n.yaml"; done
   os=$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | tr -d '"') || true
+  # Opened inside the subshell, under its umask: created 0600 whatever the operator's umask
+  # (it holds the command's output), and exclusively (noclobber), never through a link.
   (
     umask 077
+    set -C
+    exec > "$file" || exit 1
     echo "# What failed on this target, for the runbook's maintainers. Secrets are masked."
     echo "apiVersion: runbook/v1"
     echo "kind: Feedback"
@@ -318,7 +322,7 @@ write_feedback() {
       done
     fi
     echo "time: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  ) > "$file" || return 0
+  ) || return 0
   echo "Feedback written to $file: send it to the runbook's maintainers, or make a lesson of it:" >&2
   echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
 }
@@ -409,11 +413,15 @@ file_index() {
   done
   return 1
 }
-# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, RENDERED by rollback.sh
+# STARTED and COMPLETED: the steps the journal shows started and completed since their
+# last rollback; STOPPED_AT: the step the last deploy started and did not complete (the
+# one it failed at), empty when it completed what it started or that step was rolled back.
+# shellcheck disable=SC2034 # COMPLETED and STOPPED_AT are read by deploy.sh, RENDERED by rollback.sh
 declare -A STARTED=() COMPLETED=()
+STOPPED_AT=""
 # shellcheck disable=SC2034
 load_journal() {
-  STARTED=(); COMPLETED=(); RENDERED=()
+  STARTED=(); COMPLETED=(); RENDERED=(); STOPPED_AT=""
   [ -f "$JOURNAL" ] || return 0
   local what id rest n=0 i
   while read -r what id rest || [ -n "$what" ]; do
@@ -428,11 +436,12 @@ load_journal() {
       continue
     }
     case "$what" in
-      # A step started again is incomplete until it completes again; `--again` forgets
-      # nothing, so a re-run that fails still leaves every deployed step to roll back.
-      started) STARTED[$id]=1; unset "COMPLETED[$id]" ;;
-      completed) COMPLETED[$id]=1 ;;
-      rolledback) unset "STARTED[$id]" "COMPLETED[$id]" ;;
+      # A step that completed stays completed when it is started again (`--again`,
+      # `--from`): what it deployed is still there, so a re-run that fails still leaves it,
+      # and every other deployed step, to roll back. Only its rollback clears it.
+      started) STARTED[$id]=1; STOPPED_AT=$id ;;
+      completed) COMPLETED[$id]=1; [ "$STOPPED_AT" != "$id" ] || STOPPED_AT="" ;;
+      rolledback) unset "STARTED[$id]" "COMPLETED[$id]"; [ "$STOPPED_AT" != "$id" ] || STOPPED_AT="" ;;
     esac
   done < "$JOURNAL"
 }
@@ -556,16 +565,31 @@ if [ -n "$TO" ]; then
   PLAN=("${CUT[@]}")
 fi
 if [ "${#PLAN[@]}" -eq 0 ]; then
-  echo "Nothing to roll back: the journal ($JOURNAL) shows no deployed step. --all reverts every step regardless."
+  echo "Nothing to roll back: the journal ($JOURNAL) shows no deployed step. If this target was deployed from another work directory, set RUNBOOK_WORK_DIR to it. (--all runs every step's rollback whatever the journal says, even of steps never run here, which can destroy what was there before: it lists those and asks first.)"
   exit 0
 fi
+# --all: the steps in the plan that this target never ran, per the journal: their
+# rollbacks undo what this deploy did not create (an rm -rf of someone else's data).
+NEVER_RAN=()
+if [ -n "$ALL" ]; then
+  for step in "${PLAN[@]}"; do
+    [ -n "${STARTED[$step]:-}" ] || [ -n "${COMPLETED[$step]:-}" ] || NEVER_RAN+=("$step")
+  done
+fi
 echo "This rolls back, in this order: ${PLAN[*]}"
+if [ "${#NEVER_RAN[@]}" -gt 0 ]; then
+  echo "WARNING: --all also runs the rollback of ${#NEVER_RAN[@]} step(s) the journal ($JOURNAL) shows this target never ran: ${NEVER_RAN[*]}. Their rollbacks can destroy what was there before, which no deploy from this work directory created."
+fi
 if [ -z "$YES" ]; then
   if [ ! -t 0 ]; then
-    refuse 2 "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes."
+    refuse 2 "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes${ALL:+ (with --all: --yes --all, after reading the list above)}."
   fi
   read -r -p "Proceed? [y/N] " answer
   case "$answer" in y|Y|yes|YES) ;; *) refuse 1 "Nothing was changed." ;; esac
+  if [ "${#NEVER_RAN[@]}" -gt 0 ]; then
+    read -r -p "Also roll back ${NEVER_RAN[*]}, which this target never ran? Type the word all to confirm: " answer
+    [ "$answer" = all ] || refuse 1 "Nothing was changed. Without --all, only what the journal shows deployed is rolled back."
+  fi
 fi
 UNVERIFIED=0
 for step in "${PLAN[@]}"; do

@@ -57,9 +57,22 @@ fail() {
 !WARN_ENVIRONMENT!
 load_journal
 if [ -z "$FROM" ] && [ -z "$AGAIN" ] && [ "${#STARTED[@]}" -gt 0 ]; then
+  # The step named is the one the last deploy failed at, not the first step that is not
+  # deployed (after a rollback, every step before the failed one is not).
+  if [ -n "$STOPPED_AT" ]; then
+    BEFORE=()
+    for step in "${STEPS[@]}"; do
+      [ "$step" != "$STOPPED_AT" ] || break
+      [ -n "${COMPLETED[$step]:-}" ] || BEFORE+=("$step")
+    done
+    if [ "${#BEFORE[@]}" -eq 0 ]; then
+      refuse 3 "An earlier deploy stopped at step $STOPPED_AT: it started and did not complete (journal: $JOURNAL). Resume with --from $STOPPED_AT, roll back with scripts/rollback.sh, or start over with --again."
+    fi
+    refuse 3 "An earlier deploy stopped at step $STOPPED_AT: it started, did not complete and was not rolled back, and the journal ($JOURNAL) shows the steps before it not deployed (${BEFORE[*]}). Inspect what $STOPPED_AT left, then roll it back with scripts/rollback.sh --include-incomplete, or start over with --again."
+  fi
   for step in "${STEPS[@]}"; do
     if [ -z "${COMPLETED[$step]:-}" ]; then
-      refuse 3 "An earlier deploy stopped at step $step (journal: $JOURNAL). Resume with --from $step, roll back with scripts/rollback.sh, or start over with --again."
+      refuse 3 "An earlier deploy did not finish: the journal ($JOURNAL) shows step $step not deployed, after steps that are. Deploy the rest with --from $step, roll back with scripts/rollback.sh, or start over with --again."
     fi
   done
   refuse 3 "Already deployed: the journal ($JOURNAL) shows every step completed. Check it with scripts/verify.sh; repeat it with --again."

@@ -22,11 +22,15 @@ file_index() {
   done
   return 1
 }
-# shellcheck disable=SC2034 # COMPLETED is read by deploy.sh, RENDERED by rollback.sh
+# STARTED and COMPLETED: the steps the journal shows started and completed since their
+# last rollback; STOPPED_AT: the step the last deploy started and did not complete (the
+# one it failed at), empty when it completed what it started or that step was rolled back.
+# shellcheck disable=SC2034 # COMPLETED and STOPPED_AT are read by deploy.sh, RENDERED by rollback.sh
 declare -A STARTED=() COMPLETED=()
+STOPPED_AT=""
 # shellcheck disable=SC2034
 load_journal() {
-  STARTED=(); COMPLETED=(); RENDERED=()
+  STARTED=(); COMPLETED=(); RENDERED=(); STOPPED_AT=""
   [ -f "$JOURNAL" ] || return 0
   local what id rest n=0 i
   while read -r what id rest || [ -n "$what" ]; do
@@ -41,11 +45,12 @@ load_journal() {
       continue
     }
     case "$what" in
-      # A step started again is incomplete until it completes again; `--again` forgets
-      # nothing, so a re-run that fails still leaves every deployed step to roll back.
-      started) STARTED[$id]=1; unset "COMPLETED[$id]" ;;
-      completed) COMPLETED[$id]=1 ;;
-      rolledback) unset "STARTED[$id]" "COMPLETED[$id]" ;;
+      # A step that completed stays completed when it is started again (`--again`,
+      # `--from`): what it deployed is still there, so a re-run that fails still leaves it,
+      # and every other deployed step, to roll back. Only its rollback clears it.
+      started) STARTED[$id]=1; STOPPED_AT=$id ;;
+      completed) COMPLETED[$id]=1; [ "$STOPPED_AT" != "$id" ] || STOPPED_AT="" ;;
+      rolledback) unset "STARTED[$id]" "COMPLETED[$id]"; [ "$STOPPED_AT" != "$id" ] || STOPPED_AT="" ;;
     esac
   done < "$JOURNAL"
 }

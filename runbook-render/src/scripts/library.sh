@@ -234,8 +234,12 @@ write_feedback() {
   file="$dir/$stamp-$step.yaml"
   while [ -e "$file" ]; do n=$((n + 1)); file="$dir/$stamp-$step-$n.yaml"; done
   os=$(sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | tr -d '"') || true
+  # Opened inside the subshell, under its umask: created 0600 whatever the operator's umask
+  # (it holds the command's output), and exclusively (noclobber), never through a link.
   (
     umask 077
+    set -C
+    exec > "$file" || exit 1
     echo "# What failed on this target, for the runbook's maintainers. Secrets are masked."
     echo "apiVersion: runbook/v1"
     echo "kind: Feedback"
@@ -267,7 +271,7 @@ write_feedback() {
       done
     fi
     echo "time: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  ) > "$file" || return 0
+  ) || return 0
   echo "Feedback written to $file: send it to the runbook's maintainers, or make a lesson of it:" >&2
   echo "  runbook feedback '$file' --lessons DIR --check 'A COMMAND THAT WOULD HAVE CAUGHT IT' [--cause ... --fix ...]" >&2
 }

@@ -75,16 +75,31 @@ if [ -n "$TO" ]; then
   PLAN=("${CUT[@]}")
 fi
 if [ "${#PLAN[@]}" -eq 0 ]; then
-  echo "Nothing to roll back: the journal ($JOURNAL) shows no deployed step. --all reverts every step regardless."
+  echo "Nothing to roll back: the journal ($JOURNAL) shows no deployed step. If this target was deployed from another work directory, set RUNBOOK_WORK_DIR to it. (--all runs every step's rollback whatever the journal says, even of steps never run here, which can destroy what was there before: it lists those and asks first.)"
   exit 0
 fi
+# --all: the steps in the plan that this target never ran, per the journal: their
+# rollbacks undo what this deploy did not create (an rm -rf of someone else's data).
+NEVER_RAN=()
+if [ -n "$ALL" ]; then
+  for step in "${PLAN[@]}"; do
+    [ -n "${STARTED[$step]:-}" ] || [ -n "${COMPLETED[$step]:-}" ] || NEVER_RAN+=("$step")
+  done
+fi
 echo "This rolls back, in this order: ${PLAN[*]}"
+if [ "${#NEVER_RAN[@]}" -gt 0 ]; then
+  echo "WARNING: --all also runs the rollback of ${#NEVER_RAN[@]} step(s) the journal ($JOURNAL) shows this target never ran: ${NEVER_RAN[*]}. Their rollbacks can destroy what was there before, which no deploy from this work directory created."
+fi
 if [ -z "$YES" ]; then
   if [ ! -t 0 ]; then
-    refuse 2 "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes."
+    refuse 2 "refusing: rolling back can destroy data, and there is no terminal to confirm on. Re-run with --yes${ALL:+ (with --all: --yes --all, after reading the list above)}."
   fi
   read -r -p "Proceed? [y/N] " answer
   case "$answer" in y|Y|yes|YES) ;; *) refuse 1 "Nothing was changed." ;; esac
+  if [ "${#NEVER_RAN[@]}" -gt 0 ]; then
+    read -r -p "Also roll back ${NEVER_RAN[*]}, which this target never ran? Type the word all to confirm: " answer
+    [ "$answer" = all ] || refuse 1 "Nothing was changed. Without --all, only what the journal shows deployed is rolled back."
+  fi
 fi
 UNVERIFIED=0
 for step in "${PLAN[@]}"; do
