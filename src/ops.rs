@@ -294,4 +294,38 @@ mod tests {
         assert!(!err.contains("did you mean"), "{err}");
         check_vars(&runbook, &vars("APP_DIR")).unwrap();
     }
+
+    #[test]
+    fn a_lesson_that_does_not_fit_is_skipped_with_a_warning_not_refused() {
+        let mut runbook = runbook_core::from_yaml_str(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t }\nvariables:\n  - { name: OUT, category: other, sandbox: a, production: p }\nsteps:\n  - id: s\n    title: S\n    run: touch \"$OUT\"\n    readOnly: true\n    verify: [{ run: 'true' }]\n",
+        )
+        .unwrap();
+        let lesson = |id: &str, check: &str| {
+            runbook_core::lesson_from_yaml_str(&format!(
+                "apiVersion: runbook/v1\nkind: Lesson\nid: {id}\ntitle: T\norigin: {{ runbook: o, step: s }}\n\
+                 applies: {{ tools: [{{ tool: touch }}] }}\npreflight: {{ run: '{check}' }}\n\
+                 roles: [{{ variable: APP_PORT, category: endpoint, kind: port }}]\n"
+            ))
+            .unwrap()
+        };
+        let lessons = [
+            lesson("needs-a-port", "! ss -ltn | grep -q :$APP_PORT"),
+            lesson("needs-nothing", "test -n \"$OUT\""),
+        ];
+        let carried = prepare(&mut runbook, &BTreeMap::new(), &lessons).unwrap();
+        assert_eq!(carried.len(), 2, "{carried:?}");
+        let skipped = carried[0].to_string();
+        assert!(
+            skipped.starts_with("warning: lesson `needs-a-port`")
+                && skipped.contains("`$APP_PORT`"),
+            "{skipped}"
+        );
+        assert!(carried[1].skipped.is_none() && carried[1].preflight);
+        assert_eq!(runbook.preflight.len(), 1);
+        assert_eq!(
+            runbook.preflight[0].lesson.as_deref(),
+            Some("needs-nothing")
+        );
+    }
 }

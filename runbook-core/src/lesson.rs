@@ -706,7 +706,7 @@ fn command_pattern(command: &str, tools: &[String]) -> Option<String> {
             let after = &words[at + 1..];
             let sub = after
                 .first()
-                .filter(|w| bare(&w))
+                .filter(|w| bare(w))
                 .or_else(|| after.iter().rev().find(|w| bare(w)));
             let mut pattern = format!(r"\b{}\b", regex::escape(tool));
             if let Some(sub) = sub {
