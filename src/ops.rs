@@ -3,7 +3,8 @@
 //! through any of them.
 //!
 //! - [`prepare`]: refuses a variable the runbook does not declare (naming the closest one)
-//!   and carries every lesson of the library that applies;
+//!   and carries every lesson of the library that applies, fitted to the runbook's
+//!   variables (a lesson that does not fit is skipped with a warning, never refused);
 //! - then the caller drives a [`Session`](crate::exec::Session) (a failed pre-flight makes
 //!   the session itself refuse to run steps);
 //! - [`finish`]: writes the package, rehearses it when the run passed, and writes it again
@@ -33,7 +34,8 @@ pub enum OpsError {
     Render(#[from] RenderError),
 }
 
-/// A lesson carried into a runbook: its id, title and what it added.
+/// A lesson of the library that applies to a runbook: its id, title and what it added,
+/// or why it was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarriedLesson {
     /// The lesson's id.
@@ -44,13 +46,34 @@ pub struct CarriedLesson {
     pub preflight: bool,
     /// The steps that now carry its known issue.
     pub steps: Vec<String>,
+    /// The check's variables renamed to the runbook's, as (the lesson's, the runbook's).
+    pub renamed: Vec<(String, String)>,
+    /// Why it was not carried (a role its check needs that no variable plays); the run
+    /// goes on without it.
+    pub skipped: Option<String>,
 }
 
 impl std::fmt::Display for CarriedLesson {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(why) = &self.skipped {
+            return write!(
+                f,
+                "warning: lesson `{}` ({}) applies but is skipped: {why}",
+                self.id, self.title
+            );
+        }
         let mut what = Vec::new();
         if self.preflight {
-            what.push("its pre-flight check runs before step 1".to_owned());
+            let mut check = "its pre-flight check runs before step 1".to_owned();
+            if !self.renamed.is_empty() {
+                let names: Vec<String> = self
+                    .renamed
+                    .iter()
+                    .map(|(from, to)| format!("${to} for ${from}"))
+                    .collect();
+                check.push_str(&format!(" with {}", names.join(", ")));
+            }
+            what.push(check);
         }
         if !self.steps.is_empty() {
             what.push(format!("its known issue is on {}", self.steps.join(", ")));
@@ -68,8 +91,10 @@ impl std::fmt::Display for CarriedLesson {
 /// Gets a runbook ready to run with `vars`: every name in `vars` must be a variable the
 /// runbook declares (a misspelt `--var APP_PROT` would otherwise be ignored silently, and
 /// the run would use the sandbox value), and every lesson of `lessons` that applies is
-/// carried into it (its pre-flight check, its known issue on the matching steps).
-/// Returns the lessons carried. Nothing is provisioned.
+/// carried into it (its pre-flight check with the runbook's variable names, its known
+/// issue on the matching steps). Returns the lessons carried, and those skipped because a
+/// variable their check needs plays no role in this runbook (with `skipped` set: a
+/// warning to show, not a refusal). Nothing is provisioned.
 pub fn prepare(
     runbook: &mut Runbook,
     vars: &BTreeMap<String, String>,
@@ -134,23 +159,32 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Carries every lesson that applies into the runbook; returns what each added.
+/// Carries every lesson that applies into the runbook; returns what each added, or why
+/// it was skipped.
 fn carry_lessons(runbook: &mut Runbook, lessons: &[Lesson]) -> Vec<CarriedLesson> {
     let mut carried = Vec::new();
     for lesson in lessons {
         if !lesson.applies_to(runbook) {
             continue;
         }
-        let done = runbook.adopt_lesson(lesson);
-        if done.is_empty() {
-            continue;
-        }
-        carried.push(CarriedLesson {
+        let entry = |skipped| CarriedLesson {
             id: lesson.id.clone(),
             title: lesson.title.clone(),
-            preflight: done.preflight,
-            steps: done.steps.clone(),
-        });
+            preflight: false,
+            steps: Vec::new(),
+            renamed: Vec::new(),
+            skipped,
+        };
+        match runbook.adopt_lesson(lesson) {
+            Ok(done) if done.is_empty() => {}
+            Ok(done) => carried.push(CarriedLesson {
+                preflight: done.preflight,
+                steps: done.steps,
+                renamed: done.renamed,
+                ..entry(None)
+            }),
+            Err(misfit) => carried.push(entry(Some(misfit.problems.join("; ")))),
+        }
     }
     carried
 }
@@ -258,5 +292,39 @@ mod tests {
         let err = check_vars(&runbook, &vars("ZZZ")).unwrap_err().to_string();
         assert!(!err.contains("did you mean"), "{err}");
         check_vars(&runbook, &vars("APP_DIR")).unwrap();
+    }
+
+    #[test]
+    fn a_lesson_that_does_not_fit_is_skipped_with_a_warning_not_refused() {
+        let mut runbook = runbook_core::from_yaml_str(
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: { name: t }\nvariables:\n  - { name: OUT, category: other, sandbox: a, production: p }\nsteps:\n  - id: s\n    title: S\n    run: touch \"$OUT\"\n    readOnly: true\n    verify: [{ run: 'true' }]\n",
+        )
+        .unwrap();
+        let lesson = |id: &str, check: &str| {
+            runbook_core::lesson_from_yaml_str(&format!(
+                "apiVersion: runbook/v1\nkind: Lesson\nid: {id}\ntitle: T\norigin: {{ runbook: o, step: s }}\n\
+                 applies: {{ tools: [{{ tool: touch }}] }}\npreflight: {{ run: '{check}' }}\n\
+                 roles: [{{ variable: APP_PORT, category: endpoint, kind: port }}]\n"
+            ))
+            .unwrap()
+        };
+        let lessons = [
+            lesson("needs-a-port", "! ss -ltn | grep -q :$APP_PORT"),
+            lesson("needs-nothing", "test -n \"$OUT\""),
+        ];
+        let carried = prepare(&mut runbook, &BTreeMap::new(), &lessons).unwrap();
+        assert_eq!(carried.len(), 2, "{carried:?}");
+        let skipped = carried[0].to_string();
+        assert!(
+            skipped.starts_with("warning: lesson `needs-a-port`")
+                && skipped.contains("`$APP_PORT`"),
+            "{skipped}"
+        );
+        assert!(carried[1].skipped.is_none() && carried[1].preflight);
+        assert_eq!(runbook.preflight.len(), 1);
+        assert_eq!(
+            runbook.preflight[0].lesson.as_deref(),
+            Some("needs-nothing")
+        );
     }
 }

@@ -660,3 +660,264 @@ steps:
         "{feedback:#?}"
     );
 }
+
+/// A feedback file as `deploy.sh` of the PostgreSQL example writes it when another process
+/// holds the port (its stderr ends with the server's log line).
+fn port_feedback(root: &Path) -> PathBuf {
+    let path = root.join("20261129T172138Z-start-server.yaml");
+    std::fs::write(
+        &path,
+        r#"# What failed on this target, for the runbook's maintainers. Secrets are masked.
+apiVersion: runbook/v1
+kind: Feedback
+package: "787826cb055007d4ba42d57a78f2891f7669c02a0405e6d2082453e4cb25b2f9"
+runbook:
+  name: "postgres"
+  version: "1.0.0"
+  platform: "linux"
+phase: deploy
+step: "start-server"
+command: "pg_ctl --pgdata=\"$PGDATA\" --log=\"$PGDATA/server.log\" --wait --timeout=60 start"
+exitCode: 1
+stderr:
+  - "pg_ctl: could not start server"
+  - "2026-11-29 17:21:38.197 UTC [6638] FATAL:  could not bind IPv4 address \"127.0.0.1\": Address already in use"
+target:
+  tools:
+    - tool: "pg_ctl"
+      required: ">=15, <16"
+      found: "15.10"
+time: 2026-11-29T17:21:38Z
+"#,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_lesson_travels_to_a_runbook_with_other_names_and_is_skipped_where_no_role_fits() {
+    let dir = common::workdir("runbook-feedback-");
+    let root = dir.path();
+    let feedback = port_feedback(root);
+    let lessons = root.join("lessons");
+    for name in ["pg-other-names.yaml", "pg-socket-only.yaml"] {
+        std::fs::copy(
+            repo().join("tests/fixtures/feedback").join(name),
+            root.join(name),
+        )
+        .unwrap();
+    }
+
+    // 1. The lesson, with the error given and the roles read from the example runbook.
+    let made = runbook(
+        root,
+        &[
+            "feedback",
+            feedback.to_str().unwrap(),
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--id",
+            "pg-port-taken",
+            "--title",
+            "The PostgreSQL port may already be taken on the target",
+            "--origin",
+            repo()
+                .join("examples/postgres/runbook.yaml")
+                .to_str()
+                .unwrap(),
+            "--check",
+            PORT_FREE,
+            "--cause",
+            "Another process listens on the port",
+            "--fix",
+            "Choose a free port for PGPORT, or stop the other process",
+            "--error",
+            "2026-11-29 17:21:38.197 UTC [6638] FATAL:  could not bind IPv4 address \"127.0.0.1\": Address already in use",
+            "--commands",
+            r"pg_ctl\b.*\bstart\b",
+        ],
+    );
+    assert!(made.status.success(), "{}", text(&made));
+    let out = String::from_utf8_lossy(&made.stdout);
+    assert!(
+        out.contains("role: `$PGPORT` (TCP port of the server"),
+        "{out}"
+    );
+    let lesson = runbook::lesson_from_yaml_str(
+        &std::fs::read_to_string(lessons.join("pg-port-taken.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        lesson.origin.error,
+        "FATAL: could not bind IPv4 address \"127.0.0.1\": Address already in use"
+    );
+    assert_eq!(
+        lesson.applies.commands.as_deref(),
+        Some(r"pg_ctl\b.*\bstart\b")
+    );
+    assert_eq!(lesson.roles.len(), 2, "{lesson:#?}");
+
+    // 2. validate names the check with the second runbook's variables.
+    let warned = runbook(
+        root,
+        &[
+            "validate",
+            "pg-other-names.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+        ],
+    );
+    assert!(warned.status.success(), "{}", text(&warned));
+    let out = String::from_utf8_lossy(&warned.stdout);
+    assert!(
+        out.contains("warning[unaddressed-lesson]")
+            && out.contains("$DB_ADDR/$DB_LISTEN_PORT")
+            && !out.contains("$PGPORT\""),
+        "{out}"
+    );
+
+    // 3. Its run carries the check with its own values: on a taken port it stops in
+    // pre-flight (nothing initialised)...
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let stopped = runbook(
+        root,
+        &[
+            "run",
+            "pg-other-names.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--out",
+            "stopped",
+            "--no-rehearsal",
+            "--var",
+            &format!("DB_LISTEN_PORT={taken_port}"),
+        ],
+    );
+    assert!(!stopped.status.success(), "{}", text(&stopped));
+    let all = text(&stopped);
+    assert!(
+        all.contains("$DB_LISTEN_PORT for $PGPORT") && all.contains("pre-flight"),
+        "{all}"
+    );
+    assert!(!all.contains("undeclared-variable"), "{all}");
+
+    // ...and on a free one it passes, and its package carries the rewritten check.
+    let passed = runbook(
+        root,
+        &[
+            "run",
+            "pg-other-names.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--out",
+            "other-package",
+            "--no-rehearsal",
+            "--var",
+            &format!("DB_LISTEN_PORT={}", common::free_port()),
+        ],
+    );
+    assert!(passed.status.success(), "{}", text(&passed));
+    let package = root.join("other-package");
+    give_to_nobody(&package);
+    let rb = std::fs::read_to_string(package.join("runbook.yaml")).unwrap();
+    assert!(rb.contains("$DB_ADDR/$DB_LISTEN_PORT"), "{rb}");
+    assert!(rb.contains("free port for DB_LISTEN_PORT"), "{rb}");
+
+    // On a target whose port is taken, deploy.sh refuses before any change and says the
+    // lesson's fix.
+    let target = fresh_dir(root, "other-target");
+    let vars = BTreeMap::from([
+        ("DB_DIR", target.join("db").to_string_lossy().into_owned()),
+        ("DB_ADDR", "127.0.0.1".to_owned()),
+        ("DB_LISTEN_PORT", taken_port.clone()),
+    ]);
+    let refused = script(&package, "deploy.sh", &[], &target, &vars);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("lesson `pg-port-taken`")
+            && err
+                .contains("fix: Choose a free port for DB_LISTEN_PORT, or stop the other process")
+            && err.contains("Pre-flight failed: nothing was changed"),
+        "{err}"
+    );
+    assert!(!target.join("db").exists());
+    drop(taken);
+
+    // 4. A PostgreSQL runbook with no TCP endpoint: validate says the lesson cannot be
+    // carried; run skips it with a warning naming it and passes.
+    let told = runbook(
+        root,
+        &[
+            "validate",
+            "pg-socket-only.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+        ],
+    );
+    assert!(told.status.success(), "{}", text(&told));
+    let out = String::from_utf8_lossy(&told.stdout);
+    assert!(
+        out.contains("pg-port-taken")
+            && out.contains("cannot be carried")
+            && out.contains("`$PGPORT`"),
+        "{out}"
+    );
+    let skipped = runbook(
+        root,
+        &[
+            "run",
+            "pg-socket-only.yaml",
+            "--lessons",
+            lessons.to_str().unwrap(),
+            "--out",
+            "socket-package",
+            "--no-rehearsal",
+        ],
+    );
+    assert!(skipped.status.success(), "{}", text(&skipped));
+    let err = String::from_utf8_lossy(&skipped.stderr);
+    assert!(
+        err.contains("warning: lesson `pg-port-taken`") && err.contains("skipped"),
+        "{err}"
+    );
+    let rb = std::fs::read_to_string(root.join("socket-package/runbook.yaml")).unwrap();
+    assert!(!rb.contains("pg-port-taken"), "{rb}");
+
+    // 5. A library written before roles still loads: fits by name, skipped elsewhere.
+    let old = repo().join("tests/fixtures/feedback/lessons-before-roles");
+    let by_name = runbook(
+        root,
+        &[
+            "validate",
+            repo()
+                .join("tests/fixtures/feedback/pg-scratch.yaml")
+                .to_str()
+                .unwrap(),
+            "--lessons",
+            old.to_str().unwrap(),
+        ],
+    );
+    assert!(by_name.status.success(), "{}", text(&by_name));
+    assert!(
+        text(&by_name).contains("add to `preflight:` an item with `lesson: pg-port-taken`"),
+        "{}",
+        text(&by_name)
+    );
+    let elsewhere = runbook(
+        root,
+        &[
+            "validate",
+            "pg-other-names.yaml",
+            "--lessons",
+            old.to_str().unwrap(),
+        ],
+    );
+    assert!(elsewhere.status.success(), "{}", text(&elsewhere));
+    assert!(
+        text(&elsewhere).contains("states no role"),
+        "{}",
+        text(&elsewhere)
+    );
+}

@@ -190,3 +190,50 @@ impl Feedback {
             })
     }
 }
+
+/// An error line without what differs from one occurrence to the next: timestamps
+/// (`2026-11-29 17:21:38.197 UTC`, `2026-11-29T17:21:38Z`, `17:21:38`), process ids
+/// (`[6638]`, `pid 6638`) and hex ids (`0x7f3a…`, UUIDs, runs of 8 or more hex digits
+/// with a letter and a digit in them), with the spaces around them collapsed. What is left is what a
+/// known issue and a lesson's title should say, and what the next occurrence will print.
+///
+/// ```
+/// use runbook_core::feedback::normalise_error;
+/// assert_eq!(
+///     normalise_error("2026-11-29 17:21:38.197 UTC [6638] FATAL:  could not bind IPv4 address \"127.0.0.1\": Address already in use"),
+///     "FATAL: could not bind IPv4 address \"127.0.0.1\": Address already in use"
+/// );
+/// assert_eq!(normalise_error("container 3f9d2c71e0ab exited (pid 412)"), "container exited");
+/// ```
+pub fn normalise_error(text: &str) -> String {
+    static NOISE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(concat!(
+            // A date with an optional time and zone, or a time of day alone.
+            r"\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?",
+            r"(?:\s?(?:Z|UTC|GMT|CES?T|EST|EDT|PST|PDT|[+-]\d{2}:?\d{2})\b)?",
+            r"|\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:\s?(?:Z|UTC|GMT)\b)?",
+            // Process ids.
+            r"|\[\d+\]|\(?\b[Pp][Ii][Dd][ =:]\s*\d+\)?",
+            // Hex ids: 0x…, UUIDs, long runs of hex digits holding a digit.
+            r"|\b0x[0-9a-fA-F]+\b",
+            r"|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+            r"|\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*\b",
+        ))
+        .expect("a valid pattern")
+    });
+    let cleaned = NOISE.replace_all(text, |c: &regex::Captures<'_>| {
+        let m = &c[0];
+        // The last alternative matches every number: only a long one with a letter or of 8
+        // digits and more is an id (a port or an exit code stays).
+        let bare_hex = m.chars().all(|ch| ch.is_ascii_hexdigit());
+        if bare_hex && (m.len() < 8 || !m.chars().any(|ch| ch.is_ascii_alphabetic())) {
+            m.to_owned()
+        } else {
+            String::new()
+        }
+    });
+    let collapsed = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed
+        .trim_matches(|c: char| c == ':' || c == '-' || c == ',' || c.is_whitespace())
+        .to_owned()
+}

@@ -5,8 +5,11 @@ use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::feedback::{Feedback, Phase};
+use std::collections::BTreeMap;
+
+use crate::feedback::{Feedback, Phase, normalise_error};
 use crate::lint::{Diagnostic, Rule};
+use crate::role::{LessonRole, check_variables, map_roles, rename_check, rename_words};
 use crate::{ApiVersion, Check, KnownIssue, PreflightCheck, Runbook};
 
 /// The kind of a lesson document; always `Lesson`.
@@ -61,6 +64,11 @@ pub struct Lesson {
     /// A check to run before step 1 changes anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preflight: Option<Check>,
+    /// What each variable the check uses stands for, so that a runbook naming its
+    /// variables otherwise can carry it (see [`Lesson::fit`]). Lessons written before
+    /// roles have none: they fit the runbooks that declare the check's variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<LessonRole>,
     /// The error, its cause and the fix, for the matching steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_issue: Option<KnownIssue>,
@@ -164,8 +172,16 @@ pub struct LessonDraft {
     pub fix: Option<String>,
     /// The tools it applies to, instead of those the failed command invokes.
     pub tools: Vec<String>,
-    /// A regular expression on step commands, to narrow where it applies.
+    /// A regular expression on step commands: where it applies and which steps get the
+    /// known issue (default: the failing command's tool and subcommand, `\bpg_ctl\b[^\n]*\bstart\b`).
     pub commands: Option<String>,
+    /// The error, instead of the line of the feedback that reads like one (normalised
+    /// either way: see [`normalise_error`]).
+    pub error: Option<String>,
+    /// The runbook the failing package was rendered from: the roles of the check's
+    /// variables are read from it. Without it the lesson states no roles and fits only
+    /// runbooks that declare the check's variables by the same names.
+    pub origin: Option<Runbook>,
 }
 
 /// A lesson that could not be made or is not valid.
@@ -197,7 +213,13 @@ impl Lesson {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_feedback(feedback: &Feedback, draft: LessonDraft) -> Result<Lesson, LessonError> {
-        let error = feedback.error_excerpt();
+        let error = normalise_error(&draft.error.unwrap_or_else(|| feedback.error_excerpt()));
+        if error.is_empty() {
+            return Err(LessonError(
+                "the error is empty once timestamps and ids are removed: give it with --error"
+                    .into(),
+            ));
+        }
         let known_issue = match (draft.cause, draft.fix) {
             (Some(cause), Some(fix)) => Some(KnownIssue::new(error.clone(), cause, fix)),
             (None, None) => None,
@@ -238,6 +260,47 @@ impl Lesson {
         } else {
             draft.tools
         };
+        let commands = match draft.commands {
+            Some(re) => {
+                // A pattern the failing command does not match would not even bring the
+                // lesson back to the runbook it was learnt from.
+                let compiled = Regex::new(&re).map_err(|e| {
+                    LessonError(format!(
+                        "--commands `{re}` is not a regular expression: {e}"
+                    ))
+                })?;
+                if !compiled.is_match(&feedback.command) {
+                    return Err(LessonError(format!(
+                        "--commands `{re}` does not match the command that failed ({}): the lesson \
+                         would apply nowhere it is needed",
+                        shorten(&feedback.command, 120)
+                    )));
+                }
+                Some(re)
+            }
+            None => command_pattern(&feedback.command, &tools),
+        };
+        let roles = match (&draft.origin, &draft.check) {
+            (Some(origin), Some(check)) => check_variables(check)
+                .iter()
+                .map(|name| {
+                    LessonRole::of(origin, name).ok_or_else(|| {
+                        LessonError(format!(
+                            "the check uses `${name}`, which runbook `{}` does not declare: use its \
+                             variables' names (it declares: {})",
+                            origin.metadata.name,
+                            origin
+                                .variables
+                                .iter()
+                                .map(|v| v.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => Vec::new(),
+        };
         let lesson = Lesson {
             api_version: ApiVersion::V1,
             kind: LessonKind::Lesson,
@@ -266,9 +329,10 @@ impl Lesson {
                     })
                     .collect(),
                 platform: feedback.runbook.platform.clone(),
-                commands: draft.commands,
+                commands,
             },
             preflight: draft.check,
+            roles,
             known_issue,
         };
         match lesson.problems().first() {
@@ -302,6 +366,11 @@ impl Lesson {
                 "`applies.commands` is not a valid regular expression: {e}"
             ));
         }
+        for (i, r) in self.roles.iter().enumerate() {
+            if self.roles[..i].iter().any(|o| o.variable == r.variable) {
+                out.push(format!("`roles` names `{}` twice", r.variable));
+            }
+        }
         for t in &self.applies.tools {
             if let Some(v) = &t.version
                 && semver::VersionReq::parse(v).is_err()
@@ -331,10 +400,17 @@ impl Lesson {
         platform && tools && commands
     }
 
-    /// The indexes of the steps the lesson's known issue belongs to: those whose command
-    /// or rollback invokes one of its tools or matches its pattern, and in the runbook it
-    /// was learnt from, the step that failed.
+    /// The indexes of the steps the lesson's known issue belongs to: in the runbook it
+    /// was learnt from, the step that failed (and no other: a step that runs the same tool
+    /// did not fail); elsewhere, the steps whose command or rollback matches its
+    /// `applies.commands` pattern, or for a lesson without one (written before patterns),
+    /// those that invoke one of its tools.
     pub fn matching_steps(&self, runbook: &Runbook) -> Vec<usize> {
+        if runbook.metadata.name == self.origin.runbook
+            && let Some(i) = runbook.steps.iter().position(|s| s.id == self.origin.step)
+        {
+            return vec![i];
+        }
         let re = self
             .applies
             .commands
@@ -345,19 +421,55 @@ impl Lesson {
             .iter()
             .enumerate()
             .filter(|(_, s)| {
-                let commands = || std::iter::once(&s.run).chain(s.rollback.iter().map(|r| &r.run));
-                (runbook.metadata.name == self.origin.runbook && s.id == self.origin.step)
-                    || re
-                        .as_ref()
-                        .is_some_and(|re| commands().any(|c| re.is_match(c)))
-                    || (re.is_none()
-                        && commands().any(|c| {
-                            let invoked = invoked_tools(c);
-                            self.applies.tools.iter().any(|t| invoked.contains(&t.tool))
-                        }))
+                let mut commands = std::iter::once(&s.run).chain(s.rollback.iter().map(|r| &r.run));
+                match &re {
+                    Some(re) => commands.any(|c| re.is_match(c)),
+                    None => commands.any(|c| {
+                        let invoked = invoked_tools(c);
+                        self.applies.tools.iter().any(|t| invoked.contains(&t.tool))
+                    }),
+                }
             })
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// The variables the lesson's check uses, each once.
+    pub fn check_variables(&self) -> Vec<String> {
+        self.preflight
+            .as_ref()
+            .map_or_else(Vec::new, check_variables)
+    }
+
+    /// The lesson as `runbook` carries it: each variable its check uses mapped to the
+    /// runbook's variable that plays the same role ([`LessonRole`]), the check's references
+    /// and the names in its title, cause and fix rewritten. Refused, naming each role no
+    /// variable plays (or several could), when the runbook cannot run the check.
+    pub fn fit(&self, runbook: &Runbook) -> Result<Fit, LessonMisfit> {
+        let names =
+            map_roles(&self.roles, &self.check_variables(), runbook).map_err(|problems| {
+                LessonMisfit {
+                    lesson: self.id.clone(),
+                    title: self.title.clone(),
+                    problems,
+                }
+            })?;
+        let renamed: BTreeMap<String, String> =
+            names.into_iter().filter(|(from, to)| from != to).collect();
+        let mut lesson = self.clone();
+        if !renamed.is_empty() {
+            lesson.title = rename_words(&self.title, &renamed);
+            lesson.preflight = self.preflight.as_ref().map(|c| rename_check(c, &renamed));
+            lesson.known_issue = self.known_issue.as_ref().map(|k| KnownIssue {
+                cause: rename_words(&k.cause, &renamed),
+                fix: rename_words(&k.fix, &renamed),
+                ..k.clone()
+            });
+        }
+        Ok(Fit {
+            lesson,
+            renamed: renamed.into_iter().collect(),
+        })
     }
 
     /// Whether `runbook` already carries the lesson: its pre-flight item (when it has
@@ -390,6 +502,27 @@ impl Lesson {
     }
 }
 
+/// A lesson as a runbook carries it: see [`Lesson::fit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    /// The lesson, with the runbook's variable names.
+    pub lesson: Lesson,
+    /// Each variable of the check renamed, as (the lesson's name, the runbook's name).
+    pub renamed: Vec<(String, String)>,
+}
+
+/// A lesson a runbook cannot carry: a variable its check needs plays no role there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lesson `{lesson}` ({title}) does not fit this runbook: {}", problems.join("; "))]
+pub struct LessonMisfit {
+    /// The lesson's id.
+    pub lesson: String,
+    /// Its title.
+    pub title: String,
+    /// Each role that cannot be mapped, in one sentence.
+    pub problems: Vec<String>,
+}
+
 /// What [`Runbook::adopt_lesson`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Adoption {
@@ -397,6 +530,8 @@ pub struct Adoption {
     pub preflight: bool,
     /// The steps that received the known issue.
     pub steps: Vec<String>,
+    /// The check's variables renamed to the runbook's, as (the lesson's, the runbook's).
+    pub renamed: Vec<(String, String)>,
 }
 
 impl Adoption {
@@ -407,10 +542,13 @@ impl Adoption {
 }
 
 impl Runbook {
-    /// Carries a lesson: its check joins `preflight` (once), its known issue goes to the
-    /// matching steps (once each). The version is left alone; see
+    /// Carries a lesson, fitted to this runbook's variables ([`Lesson::fit`]): its check
+    /// joins `preflight` (once), its known issue goes to the matching steps (once each).
+    /// A lesson that does not fit changes nothing. The version is left alone; see
     /// [`Runbook::bump_minor_version`].
-    pub fn adopt_lesson(&mut self, lesson: &Lesson) -> Adoption {
+    pub fn adopt_lesson(&mut self, lesson: &Lesson) -> Result<Adoption, LessonMisfit> {
+        let Fit { lesson, renamed } = lesson.fit(self)?;
+        let lesson = &lesson;
         let mut done = Adoption::default();
         let mine = |l: &Option<String>| l.as_deref() == Some(lesson.id.as_str());
         if let Some(item) = lesson.preflight_item()
@@ -438,7 +576,10 @@ impl Runbook {
                 }
             }
         }
-        done
+        if !done.is_empty() {
+            done.renamed = renamed;
+        }
+        Ok(done)
     }
 
     /// Bumps the minor version (`1.0.3` -> `1.1.0`; none -> `0.1.0`).
@@ -460,7 +601,8 @@ impl Runbook {
 }
 
 /// An `unaddressed-lesson` warning for each lesson that applies to `runbook` and that it
-/// does not carry.
+/// does not carry: how to carry it (its check with this runbook's variable names), or why
+/// it cannot be carried (a role no variable plays), in which case `run --lessons` skips it.
 pub fn unaddressed_lessons(runbook: &Runbook, lessons: &[Lesson]) -> Vec<Diagnostic> {
     lessons
         .iter()
@@ -472,16 +614,47 @@ pub fn unaddressed_lessons(runbook: &Runbook, lessons: &[Lesson]) -> Vec<Diagnos
                 None if !runbook.preflight.is_empty() => "preflight".to_owned(),
                 None => "metadata".to_owned(),
             };
+            let learnt = format!("(learnt from {})", l.origin.describe());
+            let fit = match l.fit(runbook) {
+                Ok(fit) => fit,
+                Err(misfit) => {
+                    return Diagnostic::new(
+                        Rule::UnaddressedLesson,
+                        path,
+                        format!(
+                            "lesson `{}` applies to this runbook but cannot be carried: {} {learnt}; \
+                             `runbook run --lessons` skips it",
+                            l.id,
+                            misfit.problems.join("; ")
+                        ),
+                        "declare a variable that plays the role (its category, kind and tools), \
+                         or carry the check by hand with this runbook's names and `lesson: <id>`",
+                    );
+                }
+            };
+            let carried = &fit.lesson;
             let mut help = String::from("carry it: ");
-            if let Some(check) = &l.preflight {
+            if let Some(check) = &carried.preflight {
                 help.push_str(&format!(
-                    "add to `preflight:` an item with `lesson: {}` and its check ({}{}); ",
+                    "add to `preflight:` an item with `lesson: {}` and its check ({}{}){}; ",
                     l.id,
                     check.label(),
                     if check.expect == crate::Expect::default() {
                         String::new()
                     } else {
                         format!(", expect {}", check.expectation())
+                    },
+                    if fit.renamed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " with this runbook's variables ({})",
+                            fit.renamed
+                                .iter()
+                                .map(|(from, to)| format!("{to} for {from}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
                     }
                 ));
             }
@@ -498,15 +671,51 @@ pub fn unaddressed_lessons(runbook: &Runbook, lessons: &[Lesson]) -> Vec<Diagnos
                 Rule::UnaddressedLesson,
                 path,
                 format!(
-                    "lesson `{}` applies to this runbook: {} (learnt from {})",
-                    l.id,
-                    l.title,
-                    l.origin.describe()
+                    "lesson `{}` applies to this runbook: {} {learnt}",
+                    l.id, carried.title
                 ),
                 help,
             )
         })
         .collect()
+}
+
+/// The pattern of the steps a failure is about: the first of `tools` the failing command
+/// invokes, and its subcommand (the bare word right after it, `helm upgrade`, else the
+/// last bare word of that simple command, `pg_ctl … start`): `\bpg_ctl\b[^\n]*\bstart\b`.
+/// `None` when the command invokes none of them.
+fn command_pattern(command: &str, tools: &[String]) -> Option<String> {
+    let spaced = command
+        .replace("$(", " ; ")
+        .replace(['`', ';', '|', '&', '\n', '(', ')'], " ; ");
+    let words: Vec<&str> = spaced.split_whitespace().collect();
+    let simple: Vec<&[&str]> = words.split(|w| *w == ";").collect();
+    let bare = |w: &&&str| {
+        let mut chars = w.chars();
+        chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    };
+    for tool in tools {
+        for words in &simple {
+            let Some(at) = words
+                .iter()
+                .position(|w| w.rsplit('/').next() == Some(tool.as_str()))
+            else {
+                continue;
+            };
+            let after = &words[at + 1..];
+            let sub = after
+                .first()
+                .filter(|w| bare(w))
+                .or_else(|| after.iter().rev().find(|w| bare(w)));
+            let mut pattern = format!(r"\b{}\b", regex::escape(tool));
+            if let Some(sub) = sub {
+                pattern.push_str(&format!(r"[^\n]*\b{}\b", regex::escape(sub)));
+            }
+            return Some(pattern);
+        }
+    }
+    None
 }
 
 fn uses_tool(runbook: &Runbook, matcher: &ToolMatcher) -> bool {
@@ -562,7 +771,7 @@ pub fn invoked_tools(command: &str) -> Vec<String> {
     let mut at_start = true;
     let mut skip_options = false;
     let mut timeout_arg = false;
-    let spaced = command
+    let spaced = without_quoted(&without_heredocs(&command.replace("\\\n", " ")))
         .replace("$(", " ; ")
         .replace(['`', ';', '|', '&', '\n', '(', ')'], " ; ");
     for word in spaced.split_whitespace() {
@@ -602,10 +811,73 @@ pub fn invoked_tools(command: &str) -> Vec<String> {
         }
         at_start = false;
         skip_options = false;
+        if word.starts_with(['-', '\\', '*', '<', '>']) {
+            // An option or a redirection left at the start of a line: not a tool.
+            continue;
+        }
         let tool = word.rsplit('/').next().unwrap_or(word);
         if !tool.is_empty() && !BUILTINS.contains(&tool) && !out.iter().any(|t| t == tool) {
             out.push(tool.to_owned());
         }
+    }
+    out
+}
+
+/// `command` without the bodies of its here-documents (`<<'SQL'` … `SQL`): their lines
+/// are input, not commands.
+fn without_heredocs(command: &str) -> String {
+    let mut out = String::with_capacity(command.len());
+    let mut until: Option<String> = None;
+    for line in command.lines() {
+        if let Some(end) = &until {
+            if line.trim() == end {
+                until = None;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if let Some(at) = line.find("<<")
+            && !line[at..].starts_with("<<<")
+        {
+            let word: String = line[at + 2..]
+                .trim_start_matches('-')
+                .trim_start()
+                .trim_start_matches(['\'', '"'])
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !word.is_empty() {
+                until = Some(word);
+            }
+        }
+    }
+    out
+}
+
+/// `command` with the text of its single-quoted strings removed (`-c 'CREATE TABLE t
+/// (id int); DROP …'` is an argument, not commands); the quotes stay.
+fn without_quoted(command: &str) -> String {
+    let mut out = String::with_capacity(command.len());
+    let (mut single, mut double, mut escaped) = (false, false, false);
+    for c in command.chars() {
+        if single {
+            if c == '\'' {
+                single = false;
+                out.push(c);
+            }
+            continue;
+        }
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            double = !double;
+        } else if c == '\'' && !double {
+            single = true;
+        }
+        out.push(c);
     }
     out
 }

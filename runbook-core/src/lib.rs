@@ -53,6 +53,7 @@ mod plain;
 mod preflight;
 pub mod prerequisite;
 pub mod report;
+mod role;
 mod runbook;
 mod schema;
 pub mod shell;
@@ -80,6 +81,7 @@ pub use limitation::{Limitation, LimitationKind, limitations};
 pub use lint::{Diagnostic, Rule, Severity};
 pub use preflight::PreflightCheck;
 pub use prerequisite::Prerequisite;
+pub use role::{LessonRole, ValueKind};
 pub use runbook::{
     ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints, Target,
 };

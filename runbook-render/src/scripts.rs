@@ -492,9 +492,24 @@ fn preflight(runbook: &Runbook, kind: Kind) -> String {
                 name: Some(item.label()),
                 ..item.check.clone()
             };
-            let learnt = item.origin.as_deref().map_or_else(String::new, |o| {
+            let mut learnt = item.origin.as_deref().map_or_else(String::new, |o| {
                 format!("echo {} >&2; ", sh_quote(&format!("      learnt from {o}")))
             });
+            // A lesson's fix travels as the known issue it put on the matching steps.
+            let fix = item.lesson.as_deref().and_then(|id| {
+                runbook
+                    .steps
+                    .iter()
+                    .flat_map(|s| &s.known_issues)
+                    .find(|k| k.lesson.as_deref() == Some(id))
+            });
+            if let Some(k) = fix {
+                let _ = write!(
+                    learnt,
+                    "echo {} >&2; ",
+                    sh_quote(&format!("      fix: {}", k.fix))
+                );
+            }
             let on_fail = format!("{{ {learnt}note_failure; }}");
             check_call(&mut checks, runbook, &check, &on_fail);
         }

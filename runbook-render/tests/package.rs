@@ -720,6 +720,7 @@ fn lesson_text_is_inert_in_the_readme() {
                 .named(evil("check"))
                 .stdout_contains(evil("expect")),
         ),
+        roles: Vec::new(),
         known_issue: Some(KnownIssue::new(evil("error"), evil("cause"), evil("fix"))),
     };
     let mut runbook = Runbook::builder("inert")
@@ -730,7 +731,7 @@ fn lesson_text_is_inert_in_the_readme() {
                 .verify(Check::command("true").stdout_equals("")),
         )
         .build_unchecked();
-    let adopted = runbook.adopt_lesson(&lesson);
+    let adopted = runbook.adopt_lesson(&lesson).unwrap();
     assert!(adopted.preflight && adopted.steps == ["a"], "{adopted:?}");
     let report = fixed_report(&runbook);
     let tested = Package::render(

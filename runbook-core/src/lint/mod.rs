@@ -15,8 +15,8 @@ use serde::Serialize;
 
 pub use path::{FieldPath, PathPart, Segment};
 pub use removed_apis::{REMOVED_APIS, RemovedApi, manifest_headers, removed_api};
-pub(crate) use rules::is_slug;
 pub use rules::lint;
+pub(crate) use rules::{is_shell_environment, is_slug};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -79,6 +79,11 @@ fn slug_ids<'a>(
     }
 }
 
+/// Whether `name` is an environment variable every shell has (`HOME`, `PATH`, …).
+pub(crate) fn is_shell_environment(name: &str) -> bool {
+    SHELL_ENVIRONMENT.contains(&name)
+}
+
 pub(crate) fn is_slug(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()

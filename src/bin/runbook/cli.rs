@@ -90,6 +90,15 @@ pub struct Feedback {
     /// The tools it applies to (default: those the failed command invokes) (repeatable).
     #[arg(long, value_name = "TOOL")]
     pub tool: Vec<String>,
+    /// The error as the target printed it (default: the line of the feedback that reads like an error); timestamps, process ids and hex ids are removed either way.
+    #[arg(long, value_name = "TEXT")]
+    pub error: Option<String>,
+    /// A regular expression the failing command matches: the lesson applies to runbooks with a matching command, and its known issue goes to those steps (default: the failing command's tool and subcommand, e.g. `\bpg_ctl\b[^\n]*\bstart\b`).
+    #[arg(long, value_name = "REGEX")]
+    pub commands: Option<String>,
+    /// The runbook the failing package was rendered from, to state the roles of the check's variables (default: the package's runbook.yaml next to the feedback directory, or --runbook when it has the same name).
+    #[arg(long, value_name = "FILE")]
+    pub origin: Option<PathBuf>,
     /// Also amend this runbook: the known issue on its steps, the check in its pre-flight, the minor version bumped.
     #[arg(long, value_name = "FILE")]
     pub runbook: Option<PathBuf>,

@@ -21,9 +21,14 @@ pub fn exec(args: Feedback) -> Result<ExitCode, Failure> {
         cause,
         fix,
         tool,
+        error,
+        commands,
+        origin,
         runbook,
     } = args;
     let check = check.map(|c| expected_check(c, &expect)).transpose()?;
+    let feedback = runbook::load_feedback(&file).map_err(|e| parse_failure(&e))?;
+    let origin = origin_runbook(&file, &feedback, origin.as_deref(), runbook.as_deref())?;
     let draft = runbook::LessonDraft {
         id,
         title,
@@ -31,9 +36,48 @@ pub fn exec(args: Feedback) -> Result<ExitCode, Failure> {
         cause,
         fix,
         tools: tool,
-        commands: None,
+        commands,
+        error,
+        origin,
     };
-    write_lesson(&file, lessons, draft, runbook.as_deref())
+    write_lesson(&file, &feedback, lessons, draft, runbook.as_deref())
+}
+
+/// The runbook the failing package was rendered from: `--origin`, else the package's own
+/// `runbook.yaml` (the feedback file is `<package>/feedback/<file>`), else `--runbook`;
+/// the last two only when they have the feedback's runbook name.
+fn origin_runbook(
+    file: &Path,
+    feedback: &runbook::Feedback,
+    origin: Option<&Path>,
+    amend: Option<&Path>,
+) -> Result<Option<runbook::Runbook>, Failure> {
+    let name = &feedback.runbook.name;
+    if let Some(path) = origin {
+        let (rb, _) = runbook::load(path).map_err(|e| parse_failure(&e))?;
+        if &rb.metadata.name != name {
+            return Err(Failure(format!(
+                "--origin {} is runbook `{}`, but the feedback is from runbook `{name}`",
+                path.display(),
+                rb.metadata.name
+            )));
+        }
+        return Ok(Some(rb));
+    }
+    let packaged = file
+        .parent()
+        .filter(|d| d.file_name().is_some_and(|n| n == "feedback"))
+        .and_then(Path::parent)
+        .map(|p| p.join("runbook.yaml"));
+    for path in packaged.iter().map(PathBuf::as_path).chain(amend) {
+        // A file that does not load is not the origin; the lesson is made without it.
+        if let Ok((rb, _)) = runbook::load(path)
+            && &rb.metadata.name == name
+        {
+            return Ok(Some(rb));
+        }
+    }
+    Ok(None)
 }
 
 /// A check of `command` with the `--expect KIND:VALUE` conditions.
@@ -64,6 +108,7 @@ fn expected_check(command: String, expect: &[String]) -> Result<runbook::Check, 
 /// The lesson into the library, and with `--runbook` (`amend`) into that runbook.
 fn write_lesson(
     file: &Path,
+    feedback: &runbook::Feedback,
     lessons: Option<PathBuf>,
     draft: runbook::LessonDraft,
     amend: Option<&Path>,
@@ -71,8 +116,17 @@ fn write_lesson(
     let dir = lessons_dir(lessons).ok_or_else(|| {
         Failure("say where the lessons library is: --lessons DIR (or $RUNBOOK_LESSONS)".into())
     })?;
-    let feedback = runbook::load_feedback(file).map_err(|e| parse_failure(&e))?;
-    let lesson = runbook::Lesson::from_feedback(&feedback, draft)?;
+    let has_origin = draft.origin.is_some();
+    let lesson = runbook::Lesson::from_feedback(feedback, draft)?;
+    let unstated = lesson.check_variables();
+    if !has_origin && !unstated.is_empty() {
+        eprintln!(
+            "warning: the runbook `{}` was not found (give --origin FILE): the roles of ${} are \
+             not stated, so the lesson fits only runbooks that declare them by these names",
+            feedback.runbook.name,
+            unstated.join(", $")
+        );
+    }
     // The library must stay readable: refuse a lesson whose id is taken.
     let existing = runbook::load_lessons(&dir).map_err(|e| parse_failure(&e))?;
     let path = dir.join(format!("{}.yaml", lesson.id));
@@ -88,7 +142,12 @@ fn write_lesson(
         None => None,
         Some(rb_path) => {
             let (mut rb, _) = runbook::load(rb_path).map_err(|e| parse_failure(&e))?;
-            let done = rb.adopt_lesson(&lesson);
+            let done = rb.adopt_lesson(&lesson).map_err(|misfit| {
+                Failure(format!(
+                    "{} cannot carry the lesson; nothing was written: {misfit}",
+                    rb_path.display()
+                ))
+            })?;
             if done.is_empty() {
                 eprintln!(
                     "{} already carries lesson `{}`",
@@ -124,6 +183,12 @@ fn write_lesson(
     );
     write_new(&path, &text)?;
     println!("lesson `{}` written to {}", lesson.id, path.display());
+    for role in &lesson.roles {
+        println!("  role: {}", role.describe());
+    }
+    if let Some(pattern) = &lesson.applies.commands {
+        println!("  applies to steps whose command matches: {pattern}");
+    }
     if let Some((rb_path, rb, done)) = amended {
         std::fs::write(rb_path, runbook::to_yaml_string(&rb))
             .map_err(|e| Failure(format!("cannot write {}: {e}", rb_path.display())))?;
