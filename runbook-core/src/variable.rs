@@ -27,7 +27,8 @@ pub struct Variable {
     /// What the value is.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// What kind of value it is; drives the adaptation checklist wording.
+    /// What kind of value it is; with the platform, the value's kind and what the package
+    /// holds, it drives the adaptation checklist wording.
     #[serde(default)]
     pub category: Category,
     /// The value used in the sandbox.
@@ -43,8 +44,9 @@ pub struct Variable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretRef>,
     /// The value to use when the package is rehearsed in a second sandbox (by default one
-    /// is derived from the category: another free port, a suffixed name or directory, a
-    /// new random secret).
+    /// is derived from what the value is, [`Variable::value_kind`]: another free port, a
+    /// suffixed name or directory, a new random secret; an address, a CIDR, a URL, a
+    /// hostname or a version is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<String>,
 }

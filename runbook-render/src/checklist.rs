@@ -34,11 +34,11 @@ impl<'a> Facts<'a> {
         let network_policies = manifests
             .iter()
             .filter(|f| {
-                f.content
-                    .lines()
-                    .any(|l| l.split_once(':').is_some_and(|(k, v)| {
+                f.content.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
                         k.trim().trim_start_matches("- ") == "kind" && v.trim() == "NetworkPolicy"
-                    }))
+                    })
+                })
             })
             .map(|f| f.path.as_str())
             .collect();
@@ -71,8 +71,8 @@ fn item(facts: &Facts<'_>, v: &Variable) -> String {
         None => what.to_owned(),
     };
     let k8s = facts.kubernetes;
-    let port = kind == Some(ValueKind::Port)
-        && matches!(v.category, Category::Endpoint | Category::Other);
+    let port =
+        kind == Some(ValueKind::Port) && matches!(v.category, Category::Endpoint | Category::Other);
     let label = match v.category {
         _ if port => "Port",
         Category::Namespace if !k8s => "Scope",

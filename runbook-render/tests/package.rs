@@ -960,7 +960,11 @@ fn forbidden_words(runbook: &Runbook, package: &Package, file: &str) -> Vec<Stri
         ("pods", kubernetes, "a Kubernetes target"),
         ("storageclass", kubernetes, "a Kubernetes target"),
         ("ingress", kubernetes, "a Kubernetes target"),
-        ("`pg*`", pg_warning, "a script that warns about PG* variables"),
+        (
+            "`pg*`",
+            pg_warning,
+            "a script that warns about PG* variables",
+        ),
         ("config/", !config.is_empty(), "a config file"),
     ];
     let mut out: Vec<String> = pairs
@@ -982,7 +986,10 @@ fn forbidden_words(runbook: &Runbook, package: &Package, file: &str) -> Vec<Stri
             .unwrap_or_else(|| panic!("{file}: no checklist line for {}", v.name));
         let words = line.split(" Production:").next().unwrap_or_default();
         if !words.contains("**Port**") || words.to_lowercase().contains("endpoint") {
-            out.push(format!("{file}: port {} is not called a port: {line}", v.name));
+            out.push(format!(
+                "{file}: port {} is not called a port: {line}",
+                v.name
+            ));
         }
     }
     out
@@ -1035,7 +1042,9 @@ fn no_word_for_a_thing_the_package_does_not_hold() {
         if !runbook.prerequisites.is_empty()
             && !readme.contains("found the runbook's tools in `/usr/lib/postgresql/15/bin`")
         {
-            violations.push(format!("{name}: the README does not say where the tools were found"));
+            violations.push(format!(
+                "{name}: the README does not say where the tools were found"
+            ));
         }
     }
     assert!(violations.is_empty(), "{}", violations.join("\n"));
