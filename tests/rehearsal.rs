@@ -415,3 +415,142 @@ fn rehearse_never_writes_its_evidence_through_a_link() {
             .is_symlink()
     );
 }
+
+/// An address range is not a name: the rehearsal keeps a CIDR as it is, and says so in
+/// its evidence and on the terminal; a real PostgreSQL server, configured with it in
+/// `pg_hba.conf`, starts and lets a client in from that range, on another port and in
+/// another data directory than the sandbox run's.
+#[test]
+fn a_cidr_rehearses_unchanged_and_postgres_accepts_it() {
+    let dir = workdir();
+    let port = common::free_port();
+    std::fs::write(
+        dir.path().join("hba.yaml"),
+        format!(
+            r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: {{ name: hba }}
+target: {{ platform: linux }}
+prerequisites:
+  - {{ tool: initdb, version: ">=15, <16" }}
+  - {{ tool: pg_ctl, version: ">=15, <16" }}
+  - {{ tool: psql, version: ">=15, <16" }}
+variables:
+  - {{ name: PGDATA, category: other, sandbox: pgdata }}
+  - {{ name: PGPORT, category: endpoint, sandbox: "{port}" }}
+  - {{ name: ALLOW_CIDR, category: networkPolicy, sandbox: 127.0.0.1/32, production: the clients' address range }}
+configFiles:
+  - path: config/pg_hba.conf
+    content: |
+      local all all trust
+      host all all ${{ALLOW_CIDR}} trust
+steps:
+  - id: init
+    title: Initialise the server with the clients' range
+    run: |
+      initdb --pgdata="$PGDATA" --auth=trust > /dev/null
+      cp config/pg_hba.conf "$PGDATA/pg_hba.conf"
+    files: [config/pg_hba.conf]
+    timeout: 2m
+    verify:
+      - name: the clients' range is in pg_hba.conf
+        run: grep -c "^host all all $ALLOW_CIDR trust$" "$PGDATA/pg_hba.conf"
+        expect: {{ stdout: {{ equals: "1" }} }}
+    rollback:
+      run: rm -rf "$PGDATA"
+      verify: [{{ run: test ! -e "$PGDATA", expect: {{ exitCode: 0 }} }}]
+  - id: start
+    title: Start the server
+    run: pg_ctl --pgdata="$PGDATA" --log="$PGDATA/server.log" -o "-p $PGPORT -k '' -c listen_addresses=127.0.0.1" --wait --timeout=60 start
+    timeout: 90s
+    verify:
+      - name: a client from the range gets in
+        run: psql --host=127.0.0.1 --port="$PGPORT" --dbname=postgres -tAc 'SELECT 1'
+        expect: {{ stdout: {{ equals: "1" }} }}
+        within: 30s
+        interval: 500ms
+    rollback:
+      run: pg_ctl --pgdata="$PGDATA" --mode=fast --wait stop
+"#
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "hba.yaml", "--out", "hba", "--exercise-rollback"])
+        .current_dir(dir.path())
+        .env("RUNBOOK_STATE_DIR", dir.path().join("state"))
+        .env("PATH", common::pg_path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(
+        out.status.success() && err.contains("handoff package (passed, rehearsed)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("  ALLOW_CIDR: 127.0.0.1/32 (unchanged: an address range (CIDR))")
+            && err.contains(&format!("  PGPORT: {port} -> "))
+            && err.contains("  PGDATA: pgdata -> pgdata_rehearsal (the sandbox value, suffixed)"),
+        "the terminal says which values changed and which stayed: {err}"
+    );
+    let evidence =
+        std::fs::read_to_string(dir.path().join("hba/test-results/rehearsal.yaml")).unwrap();
+    let rehearsal: runbook::report::Rehearsal =
+        serde_saphyr::from_str(&evidence).unwrap_or_else(|e| panic!("{e}: {evidence}"));
+    let cidr = rehearsal
+        .values
+        .iter()
+        .find(|v| v.name == "ALLOW_CIDR")
+        .unwrap();
+    assert_eq!(
+        (
+            cidr.sandbox.as_str(),
+            cidr.rehearsal.as_str(),
+            cidr.how.as_str()
+        ),
+        (
+            "127.0.0.1/32",
+            "127.0.0.1/32",
+            "unchanged: an address range (CIDR)"
+        )
+    );
+    let port_value = rehearsal
+        .values
+        .iter()
+        .find(|v| v.name == "PGPORT")
+        .unwrap();
+    assert_ne!(port_value.rehearsal, port.to_string(), "{evidence}");
+}
+
+/// A failed rehearsal's cause is on the terminal, not only in its evidence: the line the
+/// failing command printed.
+#[test]
+fn a_failed_rehearsal_prints_its_cause_line() {
+    let dir = workdir();
+    let err = failing_rehearsal(
+        dir.path(),
+        "cause",
+        r#"variables:
+  - { name: APP_DIR, category: other, sandbox: app }
+steps:
+  - id: configure
+    title: Write the config into the app directory
+    run: mkdir -p "$APP_DIR" && cd app && echo ok > app.conf
+    verify: [{ run: cat "$APP_DIR/app.conf", expect: { stdout: { equals: ok } } }]
+    rollback:
+      run: rm -rf "$APP_DIR"
+      verify: [{ run: test ! -e "$APP_DIR", expect: { exitCode: 0 } }]
+"#,
+    );
+    let cause = err
+        .lines()
+        .find_map(|l| l.strip_prefix("cause: "))
+        .unwrap_or_else(|| panic!("no cause line: {err}"));
+    assert!(
+        cause.contains("cd: app: No such file or directory"),
+        "{cause}\n{err}"
+    );
+    let evidence =
+        std::fs::read_to_string(dir.path().join("cause/test-results/rehearsal.yaml")).unwrap();
+    assert!(evidence.contains("cause: "), "{evidence}");
+}

@@ -77,14 +77,14 @@ pub use lesson::{
     invoked_tools, slugify, unaddressed_lessons,
 };
 pub use lifetime::{Lifetime, LifetimeRecommendation, Scenario, recommend_lifetime};
-pub use limitation::{Limitation, LimitationKind, limitations};
+pub use limitation::{Limitation, LimitationKind, limitations, targets_kubernetes};
 pub use lint::{Diagnostic, Rule, Severity};
 pub use preflight::PreflightCheck;
 pub use prerequisite::Prerequisite;
-pub use role::{LessonRole, ValueKind};
+pub use role::LessonRole;
 pub use runbook::{
     ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints, Target,
 };
 pub use schema::{feedback_json_schema, finish_schema, json_schema, lesson_json_schema};
 pub use step::{DEFAULT_STEP_TIMEOUT, KnownIssue, Rollback, Step};
-pub use variable::{Category, ConfigFile, SecretRef, SecretSource, Variable};
+pub use variable::{Category, ConfigFile, SecretRef, SecretSource, ValueKind, Variable};

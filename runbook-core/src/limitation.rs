@@ -236,10 +236,16 @@ pub fn limitations(runbook: &Runbook, report: Option<&Report>) -> Vec<Limitation
     out
 }
 
-/// Whether the runbook is about Kubernetes: a target version, a typed Kubernetes check,
-/// `kubectl`/`helm` in its commands, or a run on the kube provider.
-fn targets_kubernetes(runbook: &Runbook, report: Option<&Report>) -> bool {
-    runbook.target.kubernetes_version.is_some()
+/// Whether the runbook is about Kubernetes: its target platform, a target version, a
+/// typed Kubernetes check, `kubectl`/`helm` in its commands, or a run on the kube
+/// provider. The package's words follow it (a namespace, a cluster, pods).
+pub fn targets_kubernetes(runbook: &Runbook, report: Option<&Report>) -> bool {
+    runbook
+        .target
+        .platform
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("kubernetes"))
+        || runbook.target.kubernetes_version.is_some()
         || report.is_some_and(|r| r.sandbox.provider == "kube")
         || runbook.steps.iter().any(|s| {
             s.run.contains("kubectl ")

@@ -358,6 +358,10 @@ pub struct Rehearsal {
     /// What failed, naming the phase (and the step the script named), when it failed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub failure: String,
+    /// The line of the failed script's output that says why (the first naming an error,
+    /// the scripts' own summary lines aside), when it printed one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cause: String,
     /// Every variable's value in the rehearsal, next to the sandbox run's (secrets masked).
     pub values: Vec<RehearsalValue>,
     /// Each script run, in order.

@@ -9,38 +9,20 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::template::{shell_assignments, shell_references, template_references};
-use crate::{Category, Check, Probe, Runbook, TextMatch, Variable};
-
-/// What kind of value a variable holds, read from its sandbox value (from its name when
-/// it has none).
-///
-/// ```
-/// use runbook_core::{Category, ValueKind, Variable};
-/// let port = Variable::new("DB_LISTEN_PORT", Category::Endpoint).sandbox("55498");
-/// let host = Variable::new("DB_ADDR", Category::Endpoint).sandbox("127.0.0.1");
-/// assert_eq!(ValueKind::of(&port), Some(ValueKind::Port));
-/// assert_eq!(ValueKind::of(&host), Some(ValueKind::Address));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum ValueKind {
-    /// A TCP or UDP port (`5432`).
-    Port,
-    /// A host name or an IP address (`127.0.0.1`, `db.internal`).
-    Address,
-    /// A network in CIDR notation (`10.0.0.0/8`).
-    Cidr,
-    /// A URL (`https://db.internal:8443/`).
-    Url,
-    /// A file system path with a slash in it (`/var/lib/pg`, `data/main`).
-    Path,
-    /// A number that is not a port.
-    Number,
-}
+use crate::{Category, Check, Probe, Runbook, TextMatch, ValueKind, Variable};
 
 impl ValueKind {
-    /// The kind of `variable`'s value; `None` when nothing tells (a bare word such as
-    /// `pgdata`).
+    /// The kind of value `variable` plays in a lesson's role, read from its sandbox value
+    /// ([`Variable::value_kind`]) or, when it has none, from its name; a hostname counts as
+    /// an address; `None` when nothing tells (a bare word such as `pgdata`, a version).
+    ///
+    /// ```
+    /// use runbook_core::{Category, ValueKind, Variable};
+    /// let port = Variable::new("DB_LISTEN_PORT", Category::Endpoint).sandbox("55498");
+    /// let host = Variable::new("DB_ADDR", Category::Endpoint).sandbox("127.0.0.1");
+    /// assert_eq!(ValueKind::of(&port), Some(ValueKind::Port));
+    /// assert_eq!(ValueKind::of(&host), Some(ValueKind::Address));
+    /// ```
     pub fn of(variable: &Variable) -> Option<ValueKind> {
         let value = variable.sandbox.as_deref().map(str::trim).unwrap_or("");
         if value.is_empty() {
@@ -54,44 +36,24 @@ impl ValueKind {
                 None
             };
         }
-        let networked = matches!(variable.category, Category::Endpoint | Category::Hostname);
-        if let Ok(n) = value.parse::<u64>() {
-            return Some(if networked && (1..=65535).contains(&n) {
-                ValueKind::Port
-            } else {
-                ValueKind::Number
-            });
+        match variable.value_kind(value) {
+            ValueKind::Hostname => Some(ValueKind::Address),
+            ValueKind::Name | ValueKind::Version => None,
+            kind => Some(kind),
         }
-        if value.contains("://") {
-            return Some(ValueKind::Url);
-        }
-        if let Some((net, bits)) = value.split_once('/')
-            && net.parse::<std::net::IpAddr>().is_ok()
-            && bits.parse::<u8>().is_ok()
-        {
-            return Some(ValueKind::Cidr);
-        }
-        if value.parse::<std::net::IpAddr>().is_ok() || value == "localhost" {
-            return Some(ValueKind::Address);
-        }
-        if value.contains('/') {
-            return Some(ValueKind::Path);
-        }
-        let hostname = value.contains('.')
-            && value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
-        (networked && hostname).then_some(ValueKind::Address)
     }
 
-    fn label(self) -> &'static str {
+    /// The kind in one word, as a role states it.
+    fn word(self) -> &'static str {
         match self {
             ValueKind::Port => "port",
-            ValueKind::Address => "address",
+            ValueKind::Address | ValueKind::Hostname => "address",
             ValueKind::Cidr => "CIDR",
             ValueKind::Url => "URL",
             ValueKind::Path => "path",
             ValueKind::Number => "number",
+            ValueKind::Version => "version",
+            ValueKind::Name => "name",
         }
     }
 }
@@ -163,7 +125,7 @@ impl LessonRole {
         let mut what = format!("{:?}", self.category).to_lowercase();
         if let Some(kind) = self.kind {
             what.push(' ');
-            what.push_str(kind.label());
+            what.push_str(kind.word());
         }
         if !self.tools.is_empty() {
             what.push_str(" used with ");

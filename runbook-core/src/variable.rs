@@ -27,7 +27,8 @@ pub struct Variable {
     /// What the value is.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// What kind of value it is; drives the adaptation checklist wording.
+    /// What kind of value it is; with the platform, the value's kind and what the package
+    /// holds, it drives the adaptation checklist wording.
     #[serde(default)]
     pub category: Category,
     /// The value used in the sandbox.
@@ -43,8 +44,9 @@ pub struct Variable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretRef>,
     /// The value to use when the package is rehearsed in a second sandbox (by default one
-    /// is derived from the category: another free port, a suffixed name or directory, a
-    /// new random secret).
+    /// is derived from what the value is, [`Variable::value_kind`]: another free port, a
+    /// suffixed name or directory, a new random secret; an address, a CIDR, a URL, a
+    /// hostname or a version is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<String>,
 }
@@ -114,6 +116,158 @@ impl Variable {
     pub fn is_secret(&self) -> bool {
         self.secret.is_some()
     }
+
+    /// What `value` (one of this variable's values) is: see [`ValueKind`].
+    pub fn value_kind(&self, value: &str) -> ValueKind {
+        let value = value.trim();
+        let port_like = self.category == Category::Endpoint
+            || self.name.ends_with("PORT")
+            || self.name.ends_with("_PORTS");
+        if port_like && value.parse::<u16>().is_ok_and(|p| p > 0) {
+            return ValueKind::Port;
+        }
+        if value.contains("://") {
+            return ValueKind::Url;
+        }
+        // A list of addresses or ranges (`listen_addresses`, an allow-list) is one value.
+        let items: Vec<&str> = value.split([',', ' ']).filter(|i| !i.is_empty()).collect();
+        if !items.is_empty() && items.iter().all(|i| is_address(i) || is_cidr(i)) {
+            return if items.iter().any(|i| is_cidr(i)) {
+                ValueKind::Cidr
+            } else {
+                ValueKind::Address
+            };
+        }
+        if is_version(value) || (self.name.ends_with("VERSION") && is_number(value)) {
+            return ValueKind::Version;
+        }
+        if is_number(value) {
+            return ValueKind::Number;
+        }
+        // `app.conf` has the shape of a DNS name too: a dotted name is a hostname only
+        // where the variable is about reaching something.
+        let about_hosts = matches!(
+            self.category,
+            Category::Endpoint | Category::Hostname | Category::Tls | Category::NetworkPolicy
+        ) || ["HOST", "DOMAIN", "FQDN"]
+            .iter()
+            .any(|w| self.name.contains(w));
+        if about_hosts
+            && (is_hostname(value) || (self.category == Category::Hostname && !value.contains('/')))
+        {
+            return ValueKind::Hostname;
+        }
+        if value.contains('/') || value.starts_with(['.', '~']) {
+            return ValueKind::Path;
+        }
+        ValueKind::Name
+    }
+}
+
+/// What a variable's value is, judged by its shape (and, for a port, by its name or
+/// category: `8080` alone may be a count). The adaptation checklist names it by this
+/// ("Port"), and the rehearsal picks its value by it: another free port for a port, a
+/// suffixed path or name, and the same value for what a second sandbox on the same host
+/// cannot change (an address, an address range, a URL, a hostname, a version, a number).
+///
+/// ```
+/// use runbook_core::{Category, ValueKind, Variable};
+/// let v = |name: &str, category| Variable::new(name, category);
+/// assert_eq!(v("PGPORT", Category::Endpoint).value_kind("55432"), ValueKind::Port);
+/// assert_eq!(v("ALLOW", Category::NetworkPolicy).value_kind("127.0.0.1/32"), ValueKind::Cidr);
+/// assert_eq!(v("PGHOST", Category::Endpoint).value_kind("127.0.0.1"), ValueKind::Address);
+/// assert_eq!(v("APP_DIR", Category::Other).value_kind("app/data"), ValueKind::Path);
+/// assert_eq!(v("APP_DB", Category::Other).value_kind("myapp"), ValueKind::Name);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ValueKind {
+    /// A TCP or UDP port (`55432`).
+    Port,
+    /// An IP address, a list of them, `localhost` or `*` (every address).
+    Address,
+    /// An address range (`127.0.0.1/32`, `10.0.0.0/8,192.168.0.0/16`).
+    Cidr,
+    /// A URL (`https://example.com/x`).
+    Url,
+    /// A DNS name (`db.example.com`).
+    Hostname,
+    /// A version (`15.6.0`, `v1.29`).
+    Version,
+    /// A number or a quantity (`3`, `100m`, `256Mi`).
+    Number,
+    /// A file or directory path (`app/data`, `/var/lib/x`).
+    Path,
+    /// A name: of a database, a role, a namespace, a directory (`myapp`).
+    Name,
+}
+
+impl ValueKind {
+    /// What it is, in a few words ("a port", "an address range (CIDR)").
+    pub fn label(self) -> &'static str {
+        match self {
+            ValueKind::Port => "a port",
+            ValueKind::Address => "an address",
+            ValueKind::Cidr => "an address range (CIDR)",
+            ValueKind::Url => "a URL",
+            ValueKind::Hostname => "a hostname",
+            ValueKind::Version => "a version",
+            ValueKind::Number => "a number",
+            ValueKind::Path => "a path",
+            ValueKind::Name => "a name",
+        }
+    }
+}
+
+fn is_address(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok() || matches!(s, "localhost" | "*")
+}
+
+fn is_cidr(s: &str) -> bool {
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else {
+        return false;
+    };
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => len <= 32,
+        Ok(std::net::IpAddr::V6(_)) => len <= 128,
+        Err(_) => false,
+    }
+}
+
+fn is_version(s: &str) -> bool {
+    let s = s.strip_prefix('v').unwrap_or(s);
+    let core = s.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() >= 2
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn is_hostname(s: &str) -> bool {
+    let labels: Vec<&str> = s.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        // The top-level label of a DNS name is never all digits (`1.2.3` is a version).
+        && labels
+            .last()
+            .is_some_and(|l| l.bytes().any(|b| b.is_ascii_alphabetic()))
+}
+
+fn is_number(s: &str) -> bool {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[digits.len()..];
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && unit.len() <= 2
 }
 
 /// What kind of value a variable holds.
@@ -236,5 +390,66 @@ impl ConfigFile {
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = text.into();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_kinds_by_shape() {
+        let kind =
+            |name: &str, category, value: &str| Variable::new(name, category).value_kind(value);
+        assert_eq!(kind("PGPORT", Category::Endpoint, "55432"), ValueKind::Port);
+        assert_eq!(kind("CACHE_PORT", Category::Other, "6379"), ValueKind::Port);
+        assert_eq!(kind("WORKERS", Category::Other, "8"), ValueKind::Number);
+        assert_eq!(
+            kind("HBA", Category::NetworkPolicy, "127.0.0.1/32"),
+            ValueKind::Cidr
+        );
+        assert_eq!(
+            kind("HBA", Category::Other, "10.0.0.0/8, ::1/128"),
+            ValueKind::Cidr
+        );
+        assert_eq!(
+            kind("LISTEN", Category::Other, "127.0.0.1,::1"),
+            ValueKind::Address
+        );
+        assert_eq!(kind("LISTEN", Category::Other, "*"), ValueKind::Address);
+        assert_eq!(
+            kind("API", Category::Endpoint, "http://127.0.0.1:8080/x"),
+            ValueKind::Url
+        );
+        assert_eq!(
+            kind("DB_HOST", Category::Other, "db.example.com"),
+            ValueKind::Hostname
+        );
+        assert_eq!(
+            kind("DOMAIN", Category::Hostname, "localhost"),
+            ValueKind::Address
+        );
+        assert_eq!(kind("CONF", Category::Other, "app.conf"), ValueKind::Name);
+        assert_eq!(
+            kind("IMAGE_TAG", Category::Other, "15.6.0"),
+            ValueKind::Version
+        );
+        assert_eq!(
+            kind("PG_VERSION", Category::Other, "15"),
+            ValueKind::Version
+        );
+        assert_eq!(
+            kind("DB_MEMORY", Category::Resources, "256Mi"),
+            ValueKind::Number
+        );
+        assert_eq!(kind("PGDATA", Category::Other, "pgdata"), ValueKind::Name);
+        assert_eq!(
+            kind("PGDATA", Category::Other, "/var/lib/pg"),
+            ValueKind::Path
+        );
+        assert_eq!(
+            kind("NAMESPACE", Category::Namespace, "sandbox-test"),
+            ValueKind::Name
+        );
     }
 }

@@ -67,7 +67,7 @@ pub fn readme(runbook: &Runbook, report: Option<&Report>) -> String {
     }
 
     out.push_str("## Production Adaptation Checklist\n\nBefore executing this runbook on production, update the following:\n\n");
-    out.push_str(&checklist_items(runbook));
+    out.push_str(&checklist_items(runbook, report));
     out.push_str("\n(Also in `adaptation-checklist.md`.)\n\n");
     out.push_str("## Limitations of Sandbox Testing\n\n");
     out.push_str(&limitations_markdown(runbook, report));
@@ -552,16 +552,39 @@ fn how_to_run(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
         "- **Environment:** set every variable of the table below (`adaptation-checklist.md` says \
          how). The sandbox gave commands a clean environment: `PATH`, `LANG`/`LC_ALL=C.UTF-8`, \
          `HOME`, `TMPDIR`, `USER` and the runbook's variables, nothing else; the scripts set the same \
-         locale and warn about variables that change the runbook's tools (such as `PG*`).",
+         locale",
     );
-    match report
-        .map(|r| r.sandbox.path.as_str())
-        .filter(|p| !p.is_empty())
-    {
-        Some(path) => {
-            let _ = writeln!(out, " Its `PATH` was `{path}`.");
+    let prefixes = crate::scripts::env_prefixes(runbook);
+    if !prefixes.is_empty() {
+        let names: Vec<String> = prefixes.iter().map(|p| format!("`{p}*`")).collect();
+        let _ = write!(
+            out,
+            " and warn about variables that change the runbook's tools ({})",
+            names.join(", ")
+        );
+    }
+    out.push('.');
+    // Where the sandbox found the tools, not its whole `PATH`: that was the author's
+    // (their home, their toolchains), which means nothing on the target.
+    let mut dirs: Vec<&str> = Vec::new();
+    for t in report.map(|r| r.preflight.as_slice()).unwrap_or_default() {
+        if let Some((dir, _)) = t.location.as_deref().and_then(|l| l.rsplit_once('/'))
+            && !dir.is_empty()
+            && !dirs.contains(&dir)
+        {
+            dirs.push(dir);
         }
-        None => out.push('\n'),
+    }
+    if dirs.is_empty() {
+        out.push('\n');
+    } else {
+        let dirs: Vec<String> = dirs.iter().map(|d| code(d)).collect();
+        let _ = writeln!(
+            out,
+            " The sandbox found the runbook's tools in {}; on the target, the scripts look for \
+             them on `PATH`.",
+            dirs.join(", ")
+        );
     }
     if let Some(r) = report.filter(|r| !r.preflight.is_empty()) {
         let tools: Vec<String> = r

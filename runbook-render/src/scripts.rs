@@ -418,7 +418,7 @@ const TOOL_ENV: &[(&[&str], &str)] = &[
 ];
 
 /// The environment prefixes that matter for this runbook's commands.
-fn env_prefixes(runbook: &Runbook) -> Vec<&'static str> {
+pub(crate) fn env_prefixes(runbook: &Runbook) -> Vec<&'static str> {
     let mut texts: Vec<&str> = runbook.steps.iter().map(|s| s.run.as_str()).collect();
     texts.extend(runbook.prerequisites.iter().map(|p| p.tool.as_str()));
     for s in &runbook.steps {

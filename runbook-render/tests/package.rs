@@ -275,7 +275,7 @@ fn the_package_has_every_file_and_checksums_that_verify() {
     );
     assert!(readme.contains("```mermaid\ngantt"));
     assert!(readme.contains(
-        "- [ ] **Endpoint** (`PGPORT`): update from `55432` to your production endpoint."
+        "- [ ] **Port** (`PGPORT`): change from `55432` to the port it uses in production."
     ));
     assert!(
         readme.contains("**Known issues:**")
@@ -810,4 +810,272 @@ fn live_markdown(line: &str) -> String {
         }
     }
     out
+}
+
+/// Every string the runbook's author wrote (titles, commands, guidance, config files),
+/// line by line: the author's words are theirs; the forbidden-word test judges the
+/// renderer's own.
+fn author_lines(runbook: &Runbook) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.extend(
+                s.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            ),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&serde_json::to_value(runbook).unwrap(), &mut out);
+    // Longest first, so that a line is removed before a shorter line inside it.
+    out.sort_by_key(|l| std::cmp::Reverse(l.len()));
+    out
+}
+
+/// A `platform: linux` runbook with a variable of every category (and a port, an
+/// address, a URL, a CIDR and a path among their values), a config file that is not a
+/// manifest, and PostgreSQL's tools.
+fn linux_runbook_with_every_category() -> Runbook {
+    // Naming each category here makes a new one fail to compile until it is covered.
+    let value = |c: Category| match c {
+        Category::Namespace => ("TENANT", "sandbox-test"),
+        Category::Endpoint => ("PGPORT", "55432"),
+        Category::Credential => ("API_KEY", "sandbox-key"),
+        Category::Resources => ("SHARED_BUFFERS", "128MB"),
+        Category::Replicas => ("WORKERS", "2"),
+        Category::StorageClass => ("DISK", "ssd"),
+        Category::Hostname => ("PUBLIC_HOST", "db.example.test"),
+        Category::Tls => ("TLS_CERT", "certs/server.crt"),
+        Category::NetworkPolicy => ("ALLOW_CIDR", "127.0.0.1/32"),
+        Category::Other => ("PGDATA", "pgdata"),
+    };
+    let categories = [
+        Category::Namespace,
+        Category::Endpoint,
+        Category::Credential,
+        Category::Resources,
+        Category::Replicas,
+        Category::StorageClass,
+        Category::Hostname,
+        Category::Tls,
+        Category::NetworkPolicy,
+        Category::Other,
+    ];
+    let mut variables: Vec<Variable> = categories
+        .iter()
+        .map(|&c| {
+            let (name, sandbox) = value(c);
+            Variable::new(name, c).sandbox(sandbox)
+        })
+        .collect();
+    variables.extend([
+        Variable::new("PGHOST", Category::Endpoint).sandbox("127.0.0.1"),
+        Variable::new("API_URL", Category::Endpoint).sandbox("http://127.0.0.1:8080/api"),
+        Variable::new("CACHE_PORT", Category::Other).sandbox("6379"),
+        Variable::new("DB_PASSWORD", Category::Credential)
+            .generated()
+            .secret(SecretSource::Vault, "secret/data/db#password"),
+    ]);
+    let mut runbook = runbook_core::from_yaml_str(
+        r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: replica-words, title: Allow the standby in }
+target: { platform: linux }
+prerequisites:
+  - { tool: psql, version: ">=15, <16" }
+configFiles:
+  - path: config/pg_hba.conf
+    content: "host replication all ${ALLOW_CIDR} trust\n"
+steps:
+  - id: allow
+    title: Allow the standby
+    run: cp config/pg_hba.conf "$PGDATA/pg_hba.conf"
+    rollback: { run: rm -f "$PGDATA/pg_hba.conf" }
+"#,
+    )
+    .unwrap();
+    runbook.variables = variables;
+    runbook
+}
+
+/// The words a package may use only when it holds (or is about) the thing they name,
+/// judged on what the renderer wrote (the author's own lines removed) and on the files
+/// the package holds. Returns every violation.
+fn forbidden_words(runbook: &Runbook, package: &Package, file: &str) -> Vec<String> {
+    let rendered = package.text(file).unwrap();
+    let mut text = rendered.to_owned();
+    for line in author_lines(runbook) {
+        text = text.replace(&line, "\u{0}");
+    }
+    // The author said where a secret lives: a Kubernetes Secret is named as they named it.
+    if runbook.variables.iter().any(|v| {
+        v.secret
+            .as_ref()
+            .is_some_and(|s| s.source == SecretSource::ExistingSecret)
+    }) {
+        text = text.replace("Kubernetes Secret", "\u{0}");
+    }
+    let lower = text.to_lowercase();
+    let config: Vec<&str> = package
+        .paths()
+        .filter(|p| p.starts_with("config/"))
+        .collect();
+    let holds = |needle: &str| {
+        config
+            .iter()
+            .any(|p| package.text(p).unwrap_or_default().contains(needle))
+    };
+    let manifest = holds("apiVersion:") && holds("kind:");
+    let network_policy = holds("kind: NetworkPolicy");
+    let helm_values = runbook.steps.iter().any(|s| {
+        s.run.contains("helm ") && config.iter().any(|p| s.run.contains(&format!("-f {p}")))
+    });
+    let kubernetes = runbook.target.platform.as_deref() == Some("kubernetes")
+        || runbook.target.kubernetes_version.is_some();
+    let pg_warning = package
+        .text("scripts/deploy.sh")
+        .unwrap()
+        .contains("warn_environment");
+    let word = |w: &str| {
+        lower.match_indices(w).any(|(at, _)| {
+            let before = lower[..at].chars().next_back();
+            let after = lower[at + w.len()..].chars().next();
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphabetic)
+        })
+    };
+    let pairs: &[(&str, bool, &str)] = &[
+        ("manifest", manifest, "a manifest file"),
+        ("manifests", manifest, "a manifest file"),
+        ("networkpolicy", network_policy, "a NetworkPolicy manifest"),
+        ("helm", helm_values, "a values file given to helm"),
+        ("cluster", kubernetes, "a Kubernetes target"),
+        ("cluster's", kubernetes, "a Kubernetes target"),
+        ("namespace", kubernetes, "a Kubernetes target"),
+        ("kubectl", kubernetes, "a Kubernetes target"),
+        ("kubernetes", kubernetes, "a Kubernetes target"),
+        ("pod", kubernetes, "a Kubernetes target"),
+        ("pods", kubernetes, "a Kubernetes target"),
+        ("storageclass", kubernetes, "a Kubernetes target"),
+        ("ingress", kubernetes, "a Kubernetes target"),
+        (
+            "`pg*`",
+            pg_warning,
+            "a script that warns about PG* variables",
+        ),
+        ("config/", !config.is_empty(), "a config file"),
+    ];
+    let mut out: Vec<String> = pairs
+        .iter()
+        .filter(|(w, allowed, _)| !allowed && word(w))
+        .map(|(w, _, needs)| format!("{file}: says `{w}` without {needs}"))
+        .collect();
+    // A port is called a port, never an endpoint to update.
+    for v in &runbook.variables {
+        let Some(sandbox) = v.sandbox.as_deref().filter(|_| !v.hides_value()) else {
+            continue;
+        };
+        if v.value_kind(sandbox) != runbook_core::ValueKind::Port {
+            continue;
+        }
+        let line = rendered
+            .lines()
+            .find(|l| l.contains(&format!("(`{}`):", v.name)))
+            .unwrap_or_else(|| panic!("{file}: no checklist line for {}", v.name));
+        let words = line.split(" Production:").next().unwrap_or_default();
+        if !words.contains("**Port**") || words.to_lowercase().contains("endpoint") {
+            out.push(format!(
+                "{file}: port {} is not called a port: {line}",
+                v.name
+            ));
+        }
+    }
+    out
+}
+
+/// The words of the checklist and the README follow the platform, the variables'
+/// categories and values, and what the package holds: for every example and for a linux
+/// runbook with every category, tested and untested. The README names where the
+/// sandbox found the tools, never the author's `PATH`.
+#[test]
+fn no_word_for_a_thing_the_package_does_not_hold() {
+    let mut runbooks = examples();
+    let linux = linux_runbook_with_every_category();
+    runbooks.push(("every-category".into(), linux.clone()));
+    // The same variables for a cluster with no NetworkPolicy manifest: still none "included".
+    let mut k8s = linux.clone();
+    k8s.target.platform = Some("kubernetes".into());
+    runbooks.push(("every-category-kubernetes".into(), k8s));
+    let author_path = "/root/.cargo/bin:/root/.cargo/bin:/home/author/.pyenv/shims:/usr/bin:/bin";
+    let mut violations = Vec::new();
+    for (name, runbook) in &runbooks {
+        let mut report = fixed_report(runbook);
+        report.sandbox.path = author_path.into();
+        for t in &mut report.preflight {
+            t.location = Some(format!("/usr/lib/postgresql/15/bin/{}", t.tool));
+        }
+        let tested = Package::render(
+            runbook,
+            Some(Evidence {
+                report: &report,
+                log: Some("log\n"),
+            }),
+            &[],
+        )
+        .unwrap();
+        let untested = Package::render(runbook, None, &[]).unwrap();
+        for (package, how) in [(&tested, "tested"), (&untested, "untested")] {
+            for file in ["README.md", "adaptation-checklist.md"] {
+                violations.extend(
+                    forbidden_words(runbook, package, file)
+                        .into_iter()
+                        .map(|v| format!("{name} ({how}) {v}")),
+                );
+            }
+        }
+        let readme = tested.text("README.md").unwrap();
+        if readme.contains(".cargo") || readme.contains(author_path) {
+            violations.push(format!("{name}: the README quotes the author's PATH"));
+        }
+        if !runbook.prerequisites.is_empty()
+            && !readme.contains("found the runbook's tools in `/usr/lib/postgresql/15/bin`")
+        {
+            violations.push(format!(
+                "{name}: the README does not say where the tools were found"
+            ));
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+
+    // What the linux runbook's checklist says instead.
+    let package = Package::render(&linux, None, &[]).unwrap();
+    let checklist = package.text("adaptation-checklist.md").unwrap();
+    for want in [
+        "**Network access** (`ALLOW_CIDR`): change from `127.0.0.1/32` to the address ranges allowed to connect in production.",
+        "**Port** (`PGPORT`): change from `55432` to the port it uses in production.",
+        "**Port** (`CACHE_PORT`): change from `6379` to the port it uses in production.",
+        "**Endpoint** (`PGHOST`): update from `127.0.0.1` to your production address.",
+        "**Endpoint** (`API_URL`): update from `http://127.0.0.1:8080/api` to your production URL.",
+        "**Scope** (`TENANT`)",
+        "**Storage** (`DISK`)",
+    ] {
+        assert!(checklist.contains(want), "{want}\n{checklist}");
+    }
+    // The Kubernetes example includes its NetworkPolicy manifest, and says which.
+    let (_, kubernetes) = examples()
+        .into_iter()
+        .find(|(n, _)| n == "kubernetes")
+        .unwrap();
+    let package = Package::render(&kubernetes, None, &[]).unwrap();
+    assert!(
+        package
+            .text("adaptation-checklist.md")
+            .unwrap()
+            .contains("verify the included NetworkPolicy manifests (`config/network-policy.yaml`)"),
+        "{}",
+        package.text("adaptation-checklist.md").unwrap()
+    );
 }

@@ -105,6 +105,17 @@ pub(super) fn describe_failure(
     text
 }
 
+/// The line of a failed script's `output` that says why: the first cause line
+/// ([`runbook_exec::cause_lines`]) that is not one of the scripts' own summary lines
+/// (`FAILED at step …`, `    FAILED: …`, `N step(s) failed verification`: the failure
+/// already says what those say); empty when there is none.
+pub(super) fn cause(output: &str) -> String {
+    runbook_exec::cause_lines(output)
+        .into_iter()
+        .find(|l| !l.starts_with("FAILED") && !l.ends_with("step(s) failed verification"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +157,13 @@ mod tests {
         };
         let running = parse_outcome("status=running\nphase=verify\n", &killed);
         assert!(running.is_some());
+        assert_eq!(
+            cause(
+                "waiting for server\n2026-01-01 FATAL:  invalid value for parameter\nFAILED at step start.\n    FAILED: exit 1"
+            ),
+            "2026-01-01 FATAL:  invalid value for parameter"
+        );
+        assert_eq!(cause("FAILED at step start.\n    FAILED: exit 1"), "");
         assert_eq!(
             describe_failure(&killed, running.as_ref(), &sandbox, &sandbox),
             "phase `verify again`: `scripts/verify.sh --no-preflight` was killed, expected exit 0"

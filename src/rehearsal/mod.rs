@@ -24,7 +24,7 @@ use runbook_core::report::{Rehearsal, Verdict};
 use runbook_exec::{ExecError, Provider, ProvisionRequest, Redactor, Sandbox};
 use runbook_render::Package;
 
-use failure::{describe_failure, outcome};
+use failure::{cause, describe_failure, outcome};
 use run::{leftovers, run_script};
 use values::rehearsal_values;
 
@@ -164,6 +164,7 @@ async fn rehearse_in(
             let outcome = outcome(sandbox, &run, &redactor).await?;
             rehearsal.failure =
                 describe_failure(&run, outcome.as_ref(), &values.values, &values.sandbox);
+            rehearsal.cause = cause(&run.output);
         }
         rehearsal.runs.push(run);
         if !passed {

@@ -1,10 +1,12 @@
 //! The rehearsal's values: for each variable, one other than the sandbox's, of the same
-//! kind (another free port, a suffixed name, a new secret), unless given or fixed.
+//! kind (another free port, a suffixed name, a new secret), unless given or fixed, or
+//! unless it is a value no second sandbox can change (an address, a CIDR, a URL, a
+//! hostname, a version): that one stays, and the evidence says so.
 
 use std::collections::BTreeMap;
 
-use runbook_core::Runbook;
 use runbook_core::report::RehearsalValue;
+use runbook_core::{Runbook, ValueKind, Variable};
 use runbook_exec::{ExecError, Sandbox};
 
 use super::RehearsalOptions;
@@ -59,7 +61,7 @@ pub(super) fn rehearsal_values(
         } else if before.is_empty() {
             return Err(ExecError::MissingValue(v.name.clone()));
         } else {
-            derive(&v.name, v.category, &before)
+            derive(v, &before)
         };
         if secret {
             out.secrets.push(value.clone());
@@ -75,38 +77,49 @@ pub(super) fn rehearsal_values(
     Ok(out)
 }
 
-/// Another value of the same kind: another free port, the same address, a suffixed
-/// name or directory.
-fn derive(name: &str, category: runbook_core::Category, value: &str) -> (String, String) {
-    let looks_like_port = value.parse::<u16>().is_ok_and(|p| p >= 1024)
-        && (category == runbook_core::Category::Endpoint || name.ends_with("PORT"));
-    if looks_like_port {
-        for _ in 0..20 {
-            if let Some(port) = free_port()
-                && port.to_string() != value
-            {
-                return (port.to_string(), "another free port".into());
+/// A value of the same kind as the sandbox's `value` of `v` ([`ValueKind`]): another free
+/// port for a port; a suffixed path or name; for what a second sandbox on the same host
+/// cannot change (an address, an address range, a URL, a hostname, a version, a number),
+/// the same value, and the words say so.
+fn derive(v: &Variable, value: &str) -> (String, String) {
+    let kind = v.value_kind(value);
+    match kind {
+        ValueKind::Port => {
+            for _ in 0..20 {
+                if let Some(port) = free_port()
+                    && port.to_string() != value
+                {
+                    return (port.to_string(), "another free port".into());
+                }
             }
+            (
+                value.to_owned(),
+                "unchanged: a port, and no other was free".into(),
+            )
         }
+        ValueKind::Path | ValueKind::Name => {
+            let suffix = if value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                "_rehearsal"
+            } else {
+                "-rehearsal"
+            };
+            (
+                format!("{value}{suffix}"),
+                "the sandbox value, suffixed".into(),
+            )
+        }
+        // Another value of these would not be the same kind of thing: a suffixed CIDR is
+        // no CIDR, another address may not exist on the host.
+        ValueKind::Address
+        | ValueKind::Cidr
+        | ValueKind::Url
+        | ValueKind::Hostname
+        | ValueKind::Version
+        | ValueKind::Number => (value.to_owned(), format!("unchanged: {}", kind.label())),
     }
-    if value.parse::<std::net::IpAddr>().is_ok() || value == "localhost" {
-        return (
-            value.to_owned(),
-            "unchanged: an address of the sandbox host".into(),
-        );
-    }
-    let suffix = if value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        "_rehearsal"
-    } else {
-        "-rehearsal"
-    };
-    (
-        format!("{value}{suffix}"),
-        "the sandbox value, suffixed".into(),
-    )
 }
 
 fn free_port() -> Option<u16> {
@@ -136,19 +149,36 @@ mod tests {
 
     #[test]
     fn derived_values_differ_and_keep_their_kind() {
-        let (port, how) = derive("APP_PORT", Category::Endpoint, "8080");
+        let v = |name: &str, category| Variable::new(name, category);
+        let (port, how) = derive(&v("APP_PORT", Category::Endpoint), "8080");
         assert!(port.parse::<u16>().is_ok() && port != "8080", "{port}");
         assert_eq!(how, "another free port");
         assert_eq!(
-            derive("DB_HOST", Category::Endpoint, "127.0.0.1").0,
-            "127.0.0.1"
+            derive(&v("DB_HOST", Category::Endpoint), "127.0.0.1"),
+            ("127.0.0.1".into(), "unchanged: an address".into())
         );
         assert_eq!(
-            derive("APP_DB", Category::Other, "notify").0,
+            derive(&v("ALLOW_CIDR", Category::NetworkPolicy), "127.0.0.1/32"),
+            (
+                "127.0.0.1/32".into(),
+                "unchanged: an address range (CIDR)".into()
+            )
+        );
+        for (value, how) in [
+            ("https://example.test/x", "unchanged: a URL"),
+            ("15.6.0", "unchanged: a version"),
+        ] {
+            assert_eq!(
+                derive(&v("SOURCE", Category::Other), value),
+                (value.into(), how.into())
+            );
+        }
+        assert_eq!(
+            derive(&v("APP_DB", Category::Other), "notify").0,
             "notify_rehearsal"
         );
         assert_eq!(
-            derive("APP_DIR", Category::Other, "app/data").0,
+            derive(&v("APP_DIR", Category::Other), "app/data").0,
             "app/data-rehearsal"
         );
     }

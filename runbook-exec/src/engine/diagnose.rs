@@ -253,6 +253,13 @@ fn clip(line: &str) -> String {
     }
 }
 
+/// The distinct lines of `text` that carry a cause (an error, a refusal, a fatal
+/// message: whole words), in order, at most 12: what the engine records of a failed
+/// attempt, and what the rehearsal shows of a failed script.
+pub fn cause_lines(text: &str) -> Vec<String> {
+    causes(text.lines())
+}
+
 /// The distinct lines among `texts` that carry a cause, in order, at most `MAX_CAUSES`.
 fn causes<'a>(texts: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();

@@ -19,6 +19,7 @@ mod step;
 mod values;
 
 pub use self::cancel::Canceller;
+pub use self::diagnose::cause_lines;
 pub use self::finish::Outcome;
 pub use self::options::{Amendment, RunMode, RunOptions};
 use self::values::resolve_values;

@@ -1,7 +1,27 @@
-//! What the CLI prints of a run's report (the failed step) and of a rehearsal (its scripts).
+//! What the CLI prints of a run's report (the failed step) and of a rehearsal (its values,
+//! its scripts, why it failed).
+
+/// The rehearsal's values (those it kept, and why), one line per script it ran, and for
+/// a failed rehearsal what failed and the line of output that says why.
+pub fn print_rehearsal(rehearsal: &runbook::report::Rehearsal) {
+    for v in &rehearsal.values {
+        if v.rehearsal == v.sandbox {
+            eprintln!("  {}: {} ({})", v.name, v.rehearsal, v.how);
+        } else {
+            eprintln!("  {}: {} -> {} ({})", v.name, v.sandbox, v.rehearsal, v.how);
+        }
+    }
+    print_rehearsal_runs(rehearsal);
+    if rehearsal.verdict != runbook::report::Verdict::Passed {
+        eprintln!("rehearsal FAILED: {}", rehearsal.failure);
+        if !rehearsal.cause.is_empty() {
+            eprintln!("cause: {}", rehearsal.cause);
+        }
+    }
+}
 
 /// One line per script the rehearsal ran.
-pub fn print_rehearsal_runs(rehearsal: &runbook::report::Rehearsal) {
+fn print_rehearsal_runs(rehearsal: &runbook::report::Rehearsal) {
     for run in &rehearsal.runs {
         eprintln!(
             "  {} {}: {}",

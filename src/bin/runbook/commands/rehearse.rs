@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use runbook::exec::Provider;
 
 use crate::cli::{Rehearse, VarArgs};
-use crate::report::print_rehearsal_runs;
+use crate::report::print_rehearsal;
 use crate::shared::{Failure, provider, refuse_link, write_no_follow};
 use crate::{Signals, signal_name};
 
@@ -69,18 +69,14 @@ async fn rehearse_package(
         }
     };
     rehearsal.edited = edited;
-    print_rehearsal_runs(&rehearsal);
+    print_rehearsal(&rehearsal);
     write_no_follow(&evidence, &runbook::to_yaml(&rehearsal))?;
     let passed = rehearsal.verdict == runbook::report::Verdict::Passed;
     if passed {
         eprintln!("rehearsal passed: {}", evidence.display());
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
-            "rehearsal FAILED: {}\nevidence: {}",
-            rehearsal.failure,
-            evidence.display()
-        );
+        eprintln!("evidence: {}", evidence.display());
         Ok(ExitCode::FAILURE)
     }
 }

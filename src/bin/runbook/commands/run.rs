@@ -10,7 +10,7 @@ use runbook::exec::{Observer, Provider, RunOptions, Session};
 use runbook::{Lifetime, Runbook};
 
 use crate::cli::{EventsFormat, Resume, Run, RunArgs};
-use crate::report::{print_failure, print_rehearsal_runs};
+use crate::report::{print_failure, print_rehearsal};
 use crate::shared::{Failure, load_clean, load_lessons, provider};
 use crate::{Signals, progress, signal_name};
 
@@ -215,12 +215,7 @@ async fn run_session(
         runbook::ops::FinishStage::Rehearsing => eprintln!(
             "rehearsing the package: its own scripts, in a fresh sandbox, with other values"
         ),
-        runbook::ops::FinishStage::Rehearsed(rehearsal) => {
-            print_rehearsal_runs(rehearsal);
-            if rehearsal.verdict != runbook::report::Verdict::Passed {
-                eprintln!("rehearsal FAILED: {}", rehearsal.failure);
-            }
-        }
+        runbook::ops::FinishStage::Rehearsed(rehearsal) => print_rehearsal(rehearsal),
         _ => {}
     };
     let finishing = runbook::ops::finish(provider, outcome, request, &mut on);
