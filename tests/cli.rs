@@ -1658,7 +1658,7 @@ fn resume_amend_goes_back_to_the_changed_step_and_records_the_fix() {
     }
     let summary =
         std::fs::read_to_string(dir.path().join("pkg/test-results/test-summary.yaml")).unwrap();
-    assert!(summary.contains("rewinds:"), "{summary}");
+    assert!(summary.contains("restores:"), "{summary}");
     let (shipped, _) = runbook::load(dir.path().join("pkg/runbook.yaml")).unwrap();
     assert_eq!(
         shipped.steps[0].known_issues[0].error,

@@ -212,7 +212,7 @@ async fn a_config_file_of_a_passed_step_is_amended_through_the_library() {
     let outcome = session.finish().await.unwrap();
     assert!(outcome.passed(), "{:#?}", outcome.report);
 
-    let rewinds = &outcome.report.rewinds;
+    let rewinds = &outcome.report.restores;
     assert_eq!(rewinds.len(), 1, "{rewinds:#?}");
     assert_eq!(rewinds[0].verdict, Verdict::Passed);
     let undone: Vec<&str> = rewinds[0].steps.iter().map(|r| r.id.as_str()).collect();
@@ -344,8 +344,8 @@ fn a_config_file_of_a_passed_step_is_fixed_with_resume_amend() {
     )
     .unwrap();
     assert_eq!(summary.verdict, Verdict::Passed);
-    assert_eq!(summary.rewinds.len(), 1, "{:#?}", summary.rewinds);
-    assert_eq!(summary.rewinds[0].steps[0].id, "init-cluster");
+    assert_eq!(summary.restores.len(), 1, "{:#?}", summary.restores);
+    assert_eq!(summary.restores[0].steps[0].id, "init-cluster");
     let start = summary
         .steps
         .iter()

@@ -1110,7 +1110,7 @@ async fn amend_goes_back_before_a_step_that_passed() {
     );
     let summary =
         std::fs::read_to_string(dir.path().join("pkg/test-results/test-summary.yaml")).unwrap();
-    assert!(summary.contains("rewinds:"), "{summary}");
+    assert!(summary.contains("restores:"), "{summary}");
     client.cancel().await.unwrap();
 }
 

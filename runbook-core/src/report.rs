@@ -30,13 +30,18 @@ pub struct Report {
     pub preflight: Vec<ToolVersion>,
     /// One record per step run, in order.
     pub steps: Vec<StepRecord>,
-    /// The rollback exercise, when one was run.
+    /// The rollback exercise: every rollback run after every step had passed, when one
+    /// was run. Never a rollback that restored the sandbox (those are in
+    /// [`restores`](Report::restores)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackExercise>,
-    /// The rollbacks run to go back before a step that passed and was then amended
-    /// ([`Session::rewind_to`](../../runbook_exec/struct.Session.html)), in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rewinds: Vec<RollbackExercise>,
+    /// The rollbacks run before every step had passed, in the order they ran: to restore
+    /// the sandbox after a failure (giving up, or to start over), or to go back before a
+    /// step that passed and was then amended
+    /// ([`Session::rewind_to`](../../runbook_exec/struct.Session.html)). Each says why
+    /// ([`RollbackExercise::purpose`]). Read from `rewinds` too, its name before 0.2.
+    #[serde(default, alias = "rewinds", skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<RollbackExercise>,
     /// The rehearsal of the package in a second sandbox, when one was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<Rehearsal>,
@@ -336,7 +341,8 @@ pub struct CheckRecord {
     pub duration_ms: u64,
 }
 
-/// The result of running every rollback in reverse order after a successful run.
+/// Rollbacks run in reverse step order, each verified: the exercise after a successful
+/// run, or a restore before it ([`purpose`](RollbackExercise::purpose) says which).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackExercise {
@@ -344,6 +350,30 @@ pub struct RollbackExercise {
     pub verdict: Verdict,
     /// One record per rolled-back step, in the order they ran (reverse step order).
     pub steps: Vec<StepRecord>,
+    /// Why these rollbacks ran. Absent in reports written before 0.2: the exercise.
+    #[serde(default)]
+    pub purpose: RollbackPurpose,
+}
+
+/// Why rollbacks ran: what a report may claim of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum RollbackPurpose {
+    /// The exercise: after every step had passed, every rollback ran to prove it works.
+    #[default]
+    Exercise,
+    /// A restore before every step had passed: the sandbox put back as it was, after
+    /// `failed` failed (to give up, or to start over), or on the caller's word alone.
+    Restore {
+        /// The step whose failure stood when the rollbacks ran, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failed: Option<String>,
+    },
+    /// Back to before `step`, a step that had passed, to amend it and run it again.
+    Redo {
+        /// The step to redo.
+        step: String,
+    },
 }
 
 /// The package proving itself: its own scripts, run as a human would in a second, fresh

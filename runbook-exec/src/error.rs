@@ -41,9 +41,9 @@ pub enum ExecError {
     #[error("step `{0}` already passed: go back before it with `rewind_to` first, then amend it")]
     StepPassed(String),
     /// A rollback failed while the session went back before a step that passed, to redo
-    /// it; the report's `rewinds` say which. The rollbacks before it ran.
+    /// it; the report's `restores` say which. The rollbacks before it ran.
     #[error(
-        "a rollback failed while going back before step `{0}` (see the report's `rewinds`): \
+        "a rollback failed while going back before step `{0}` (see the report's `restores`): \
          fix it in the sandbox (`runbook sandbox exec`), or start over with a new run"
     )]
     RewindFailed(String),

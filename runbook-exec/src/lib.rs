@@ -53,8 +53,8 @@ mod state;
 mod time;
 
 pub use engine::{
-    Amendment, Canceller, Outcome, RunMode, RunOptions, Session, cause_lines, drive, log_path,
-    run_all,
+    Amendment, Canceller, FileExcerpt, Outcome, Phase, READ_LIMIT, RunMode, RunOptions, Session,
+    cause_lines, drive, log_path, run_all,
 };
 pub use error::{ExecError, Result};
 pub use events::{Event, NoObserver, Observer, Recorder};

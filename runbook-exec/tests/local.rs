@@ -735,7 +735,15 @@ async fn run_all_stops_at_the_first_failure_and_can_roll_back() {
         outcome.report.steps[1].attempts[0].failure,
         "the command exited with code 1"
     );
-    let rollback = outcome.report.rollback.as_ref().unwrap();
+    // A rollback after a failure restores the sandbox: it is no rollback exercise.
+    assert!(outcome.report.rollback.is_none());
+    let rollback = &outcome.report.restores[0];
+    assert_eq!(
+        rollback.purpose,
+        runbook_core::report::RollbackPurpose::Restore {
+            failed: Some("two".into())
+        }
+    );
     assert_eq!(rollback.verdict, Verdict::Passed);
     assert_eq!(rollback.steps.len(), 1);
     assert_eq!(rollback.steps[0].id, "one");
@@ -1501,7 +1509,7 @@ async fn an_amendment_of_a_passed_step_rewinds_to_it_and_runs_again() {
     );
     let outcome = session.finish().await.unwrap();
     assert!(outcome.passed());
-    assert_eq!(outcome.report.rewinds.len(), 1);
+    assert_eq!(outcome.report.restores.len(), 1);
     let serve = outcome
         .report
         .steps

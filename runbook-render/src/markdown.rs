@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use runbook_core::report::{Report, StepRecord, StepStatus, Verdict};
+use runbook_core::report::{Report, RollbackPurpose, StepRecord, StepStatus, Verdict};
 use runbook_core::{Check, Probe, Runbook, Step};
 
 use crate::checklist::{checklist_items, limitations_markdown};
@@ -647,6 +647,7 @@ fn rollback_procedure(out: &mut String, runbook: &Runbook, report: Option<&Repor
         out.push_str("No step declares a rollback.\n\n");
         return;
     }
+    restores(out, report);
     match report.and_then(|r| r.rollback.as_ref()) {
         Some(x) if x.verdict == Verdict::Passed => out.push_str(
             "**Rollback tested:** after the successful run, every rollback below ran in this order in the \
@@ -671,6 +672,50 @@ fn rollback_procedure(out: &mut String, runbook: &Runbook, report: Option<&Repor
         }
         out.push('\n');
     }
+}
+
+/// The rollbacks that ran before every step had passed, in the order they ran: they
+/// restored the sandbox (after a failure, or to redo a step) and prove less than the
+/// exercise, so they are told apart from it.
+fn restores(out: &mut String, report: Option<&Report>) {
+    let restores = report.map_or(&[][..], |r| r.restores.as_slice());
+    if restores.is_empty() {
+        return;
+    }
+    out.push_str(
+        "**Rollbacks that restored the sandbox** while it was tested, before every step had passed \
+         (not the rollback exercise), in the order they ran:\n\n",
+    );
+    for (i, r) in restores.iter().enumerate() {
+        let why = match &r.purpose {
+            RollbackPurpose::Restore { failed: Some(step) } => {
+                format!("After step {} failed, to restore the sandbox", code(step))
+            }
+            RollbackPurpose::Restore { failed: None } => "To restore the sandbox".to_owned(),
+            RollbackPurpose::Redo { step } => format!(
+                "To redo step {}, amended after it had passed",
+                code(step)
+            ),
+            // A report written before purposes were recorded: its `rewinds`.
+            RollbackPurpose::Exercise => "To go back before an amended step".to_owned(),
+        };
+        let ran: Vec<String> = r.steps.iter().map(|s| code(&s.id)).collect();
+        let ran = if ran.is_empty() {
+            "no rollback ran (nothing to undo)".to_owned()
+        } else {
+            format!(
+                "the rollbacks of {} ran: {}",
+                ran.join(", "),
+                if r.verdict == Verdict::Passed {
+                    "passed"
+                } else {
+                    "FAILED"
+                }
+            )
+        };
+        let _ = writeln!(out, "{}. {why}: {ran}.", i + 1);
+    }
+    out.push('\n');
 }
 
 fn versions(out: &mut String, report: Option<&Report>) {

@@ -106,8 +106,9 @@ fn fixed_report(runbook: &Runbook) -> Report {
         rollback: Some(RollbackExercise {
             verdict: Verdict::Passed,
             steps: Vec::new(),
+            purpose: runbook_core::report::RollbackPurpose::Exercise,
         }),
-        rewinds: Vec::new(),
+        restores: Vec::new(),
         rehearsal: None,
         settings: None,
     }

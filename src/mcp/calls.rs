@@ -167,7 +167,7 @@ impl McpServer {
         let entry = self.inner.sessions.get(&a.session)?;
         self.with_session(&entry, "amend", Some(step.clone()), call, async |s| {
             // A passed step that is amended or uses a changed config file: its rollback and
-            // those of the steps after it run first (recorded in the report's `rewinds`).
+            // those of the steps after it run first (recorded in the report's `restores`).
             s.amend_and_rewind(&step, amendment, issue)
                 .await
                 .map_err(|e| match e {

@@ -126,7 +126,9 @@ fn status(s: &Session) -> SessionView {
             id: step.id.clone(),
             title: step.title.clone(),
             status: match report.steps.iter().find(|r| r.id == step.id) {
-                Some(r) if r.status == StepStatus::Passed => "passed",
+                _ if s.step_passed(&step.id) => "passed",
+                // It passed, then a rollback undid it (a restore, a redo): it runs again.
+                Some(r) if r.status == StepStatus::Passed => "rolledBack",
                 Some(_) => "failed",
                 None => "pending",
             }
@@ -141,7 +143,7 @@ fn status(s: &Session) -> SessionView {
         steps,
         next_step: s.next_step().map(|n| n.id.clone()),
         failure: s.failure().cloned(),
-        verdict: report.verdict.as_str().to_owned(),
+        verdict: s.verdict().as_str().to_owned(),
         preflight: None,
         preflight_problems: None,
         lessons: None,

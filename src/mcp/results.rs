@@ -35,7 +35,8 @@ pub(super) struct StepView {
     pub(super) id: String,
     /// Its title.
     pub(super) title: String,
-    /// `pending`, `passed` or `failed`.
+    /// `pending`, `passed`, `failed` (its last attempt failed or was cancelled) or
+    /// `rolledBack` (it passed, then a rollback undid it: it runs again).
     pub(super) status: String,
 }
 
@@ -56,9 +57,11 @@ pub(super) struct SessionView {
     pub(super) steps: Vec<StepView>,
     /// The step `run_next` runs, if any is left.
     pub(super) next_step: Option<String>,
-    /// The last failed step's record, when the session is stopped at one.
+    /// The record of the failure that stands: a step that failed and has not passed since
+    /// (a rollback that gives up on it keeps it).
     pub(super) failure: Option<StepRecord>,
-    /// The verdict so far.
+    /// The verdict `finish` would give now: `failed` while a failure stands, `passed`
+    /// once every step passed, else `incomplete`.
     pub(super) verdict: String,
     /// What the pre-flight found (`session_start`, `session_resume`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,7 +113,8 @@ pub(super) struct StepRun {
 /// What `rollback` returns.
 #[derive(Serialize, JsonSchema)]
 pub(super) struct RolledBack {
-    /// Each rollback run and its checks, and the verdict.
+    /// Each rollback run and its checks, the verdict, and the purpose: the exercise after
+    /// every step passed, or a restore before (to give up after a failure, or start over).
     pub(super) rollback: RollbackExercise,
 }
 

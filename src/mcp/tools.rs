@@ -232,7 +232,7 @@ pub fn tools() -> Vec<Tool> {
         tool::<SessionArgs, StepRun>("retry", "Run the step that failed again (after `amend`)."),
         tool::<SessionArgs, RolledBack>(
             "rollback",
-            "Run every completed step's rollback in reverse order and verify it.",
+            "Run every completed step's rollback in reverse order and verify it: after every step passed, the rollback exercise; before, a restore (to give up after a failure, which `finish` then reports as `failed`, or to start over).",
         ),
         tool::<FinishArgs, Finished>(
             "finish",
@@ -240,7 +240,7 @@ pub fn tools() -> Vec<Tool> {
         ),
         tool::<SessionArgs, SessionView>(
             "session_status",
-            "Where a session is: its steps, the next one, the last failure, the verdict so far.",
+            "Where a session is: its steps, the next one, the failure that stands, the verdict `finish` would give now.",
         ),
         tool::<ResumeArgs, SessionView>(
             "session_resume",

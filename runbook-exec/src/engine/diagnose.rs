@@ -156,12 +156,14 @@ impl Session {
     /// Runs `command` in the sandbox as its steps run (its user, cgroup, network and
     /// variables), for a person or an agent looking around a kept sandbox: recorded in
     /// the sandbox log, output redacted, at most 1 MiB of each stream kept. Changes no
-    /// state of the session: no step, no report.
+    /// state of the session: no step, no report. Works with every provider (it runs
+    /// through [`Sandbox::run`](crate::Sandbox::run)); [`Session::read_file`] reads a file.
     pub async fn exec(
         &mut self,
         command: &str,
         timeout: Duration,
     ) -> Result<runbook_core::report::CommandOutput> {
+        self.settle()?;
         self.log_line(&format!("\n=== exec\n$ {command}\n"));
         let spec = self.spec(command.to_owned(), None, timeout);
         let mut sink = Capture::new("exec", 1 << 20, &self.redactor, &mut self.log, &NoObserver);
@@ -194,7 +196,7 @@ impl Session {
 }
 
 /// `text` as one single-quoted shell word.
-fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 

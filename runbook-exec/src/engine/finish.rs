@@ -54,13 +54,11 @@ impl Session {
     /// Ends the session: ephemeral and session sandboxes are destroyed, persistent ones
     /// kept (and resumable). Returns the amended runbook, the values it ran with, the
     /// report and the log.
+    ///
+    /// The verdict is the session's [`Session::verdict`]: `failed` while a failure stands,
+    /// also after a rollback gave up on it.
     pub async fn finish(mut self) -> Result<Outcome> {
-        if self.report.verdict == Verdict::Incomplete && self.next >= self.runbook.steps.len() {
-            self.finish_verdict();
-        }
-        if self.report.verdict == Verdict::Incomplete && self.failure().is_some() {
-            self.report.verdict = Verdict::Failed;
-        }
+        self.settle()?;
         self.report.duration_ms += millis(self.started.elapsed());
         self.save()?;
         let destroy = self.lifetime != Lifetime::Persistent;
@@ -98,20 +96,10 @@ impl Session {
         })
     }
 
-    pub(super) fn finish_verdict(&mut self) {
-        let all = self
-            .runbook
-            .steps
-            .iter()
-            .all(|s| self.completed.contains(&s.id));
-        self.report.verdict = if all {
-            Verdict::Passed
-        } else {
-            Verdict::Failed
-        };
-    }
-
-    pub(super) fn save(&self) -> Result<()> {
+    /// Brings the report's verdict up to date and, for a persistent sandbox, saves the
+    /// state (so that `resume` finds it).
+    pub(super) fn save(&mut self) -> Result<()> {
+        self.report.verdict = self.verdict();
         if self.lifetime != Lifetime::Persistent {
             return Ok(());
         }

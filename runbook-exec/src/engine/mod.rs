@@ -12,7 +12,9 @@ mod checks;
 mod diagnose;
 mod finish;
 mod log;
+mod look;
 mod options;
+mod phase;
 mod preflight;
 mod rollback;
 mod step;
@@ -22,13 +24,15 @@ pub use self::cancel::Canceller;
 pub use self::diagnose::cause_lines;
 pub use self::finish::Outcome;
 pub use self::options::{Amendment, RunMode, RunOptions};
+pub use self::phase::Phase;
+pub use self::look::{FileExcerpt, READ_LIMIT};
 use self::values::resolve_values;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use runbook_core::report::{Report, StepRecord, StepStatus, Verdict};
+use runbook_core::report::{Report, StepRecord, Verdict};
 use runbook_core::{Lifetime, Runbook, Severity, Step};
 
 use self::log::SandboxLog;
@@ -57,6 +61,9 @@ pub struct Session {
     preflight_problems: Vec<String>,
     /// Cancels the step in flight from another task.
     canceller: Canceller,
+    /// The attempt or rollback running now: still set at the next call when the call that
+    /// ran it was dropped.
+    in_flight: Option<phase::InFlight>,
 }
 
 impl std::fmt::Debug for Session {
@@ -98,7 +105,7 @@ impl Session {
         report.settings = Some(options.settings());
         report.sandbox = sandbox.describe().await?;
         report.sandbox.lifetime = Some(lifetime);
-        let session = Session::assemble(
+        let mut session = Session::assemble(
             sandbox,
             runbook,
             values,
@@ -206,7 +213,9 @@ impl Session {
             options,
             preflight_problems: Vec::new(),
             canceller: Canceller::default(),
+            in_flight: None,
         };
+        session.report.verdict = session.verdict();
         let header = format!(
             "### sandbox {} ({}, {}) {} at {}\n",
             session.sandbox.id(),
@@ -293,13 +302,6 @@ impl Session {
     /// The step that runs next, or `None` when every step passed.
     pub fn next_step(&self) -> Option<&Step> {
         self.runbook.steps.get(self.next)
-    }
-
-    /// The record of the step that failed last and has not passed since, if any.
-    pub fn failure(&self) -> Option<&StepRecord> {
-        let step = self.next_step()?;
-        self.record(&step.id)
-            .filter(|r| r.status == StepStatus::Failed)
     }
 
     /// Whether `step_id` has passed in this session (and is not rolled back).

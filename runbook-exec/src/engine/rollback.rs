@@ -1,28 +1,52 @@
-//! The rollback exercise: every completed step undone in reverse order, each verified.
+//! Rollbacks: every completed step undone in reverse order, each verified; the exercise
+//! after a successful run, a restore before it.
 
-use runbook_core::report::{RollbackExercise, StepRecord, StepStatus, Verdict};
+use std::time::Instant;
+
+use runbook_core::report::{RollbackExercise, RollbackPurpose, StepRecord, StepStatus, Verdict};
 use runbook_core::{Runbook, Step};
 
 use super::Session;
+use super::phase::{InFlight, Slot, unfinished_attempt};
 use crate::{ExecError, Result};
 
 impl Session {
     /// Runs the rollbacks of every completed step in reverse order, each verified by its
-    /// own checks, and records the verdicts. After a successful run this is the rollback
-    /// exercise ("rollback tested"); after a failure it restores the sandbox.
+    /// own checks, and records them. After every step passed this is the rollback
+    /// exercise ("rollback tested", the report's `rollback`); before, it restores the
+    /// sandbox (the report's `restores`, never the exercise): to give up after a failure,
+    /// whose record [`Session::failure`] keeps (the verdict stays `failed`), or to start
+    /// over. With nothing left to roll back, it records nothing and returns the last run.
     pub async fn rollback(&mut self) -> Result<&RollbackExercise> {
-        let exercise = self.roll_back_until(None).await?;
-        self.report.rollback = Some(exercise);
-        self.save()?;
-        Ok(self.report.rollback.as_ref().expect("just set"))
+        self.settle()?;
+        if self.completed.is_empty() {
+            let last = match &self.report.rollback {
+                Some(_) => Some(Slot::Exercise),
+                None => self.report.restores.len().checked_sub(1).map(Slot::Restore),
+            };
+            if let Some(slot) = last {
+                return Ok(self.slot_ref(slot));
+            }
+        }
+        let purpose = if self.all_passed() {
+            RollbackPurpose::Exercise
+        } else {
+            RollbackPurpose::Restore {
+                failed: self.failure().map(|r| r.id.clone()),
+            }
+        };
+        let slot = self.roll_back_until(None, purpose).await?;
+        Ok(self.slot_ref(slot))
     }
 
     /// Goes back to before `step_id`, a step that passed, so that it can be amended and
     /// run again: the rollbacks of the completed steps from the last one down to
     /// `step_id` (included) run in reverse order, each verified, and stop at the first
-    /// that fails. The rollbacks are recorded in the report (`rewinds`); the next step is
-    /// then `step_id` when they all passed. A step that has not passed needs no rewind.
+    /// that fails. They are recorded in the report's `restores` (to redo `step_id`); the
+    /// next step is then `step_id` when they all passed. A step that has not passed needs
+    /// no rewind.
     pub async fn rewind_to(&mut self, step_id: &str) -> Result<&RollbackExercise> {
+        self.settle()?;
         if self.runbook.step(step_id).is_none() {
             return Err(ExecError::NoSuchStep(step_id.to_owned()));
         }
@@ -31,10 +55,11 @@ impl Session {
                 "step `{step_id}` has not passed: amend it as it is, no rewind is needed"
             )));
         }
-        let exercise = self.roll_back_until(Some(step_id)).await?;
-        self.report.rewinds.push(exercise);
-        self.save()?;
-        Ok(self.report.rewinds.last().expect("just pushed"))
+        let purpose = RollbackPurpose::Redo {
+            step: step_id.to_owned(),
+        };
+        let slot = self.roll_back_until(Some(step_id), purpose).await?;
+        Ok(self.slot_ref(slot))
     }
 
     /// [`Session::rewind_to`] `step_id`, as an error when a rollback failed.
@@ -48,10 +73,26 @@ impl Session {
     }
 
     /// Rolls back the completed steps newest first, down to `stop` (included; all when
-    /// `None`). A rewind stops at its first failed rollback (what is before it is left
-    /// as it is); the exercise goes on, to restore what it can.
-    async fn roll_back_until(&mut self, stop: Option<&str>) -> Result<RollbackExercise> {
-        let mut records = Vec::new();
+    /// `None`), recording them as they run where `purpose` belongs. A rewind stops at its
+    /// first failed rollback (what is before it is left as it is); the others go on, to
+    /// restore what they can.
+    async fn roll_back_until(
+        &mut self,
+        stop: Option<&str>,
+        purpose: RollbackPurpose,
+    ) -> Result<Slot> {
+        let run = RollbackExercise {
+            verdict: Verdict::Incomplete,
+            steps: Vec::new(),
+            purpose,
+        };
+        let slot = if run.purpose == RollbackPurpose::Exercise {
+            self.report.rollback = Some(run);
+            Slot::Exercise
+        } else {
+            self.report.restores.push(run);
+            Slot::Restore(self.report.restores.len() - 1)
+        };
         let mut all_passed = true;
         for id in self.completed.clone().into_iter().rev() {
             let Some(step) = self.runbook.step(&id).cloned() else {
@@ -70,38 +111,60 @@ impl Session {
                         files: Vec::new(),
                         ..step.clone()
                     };
-                    let attempt = self.run_step(&as_step, 1, true).await?;
-                    let passed = attempt.passed();
-                    records.push(StepRecord {
+                    // Recorded before it runs, as for a step: a dropped call leaves it
+                    // cancelled, not missing.
+                    self.slot(slot).steps.push(StepRecord {
                         id: step.id.clone(),
                         title: format!("Roll back: {}", step.title),
-                        status: if passed {
-                            StepStatus::Passed
-                        } else {
-                            StepStatus::Failed
-                        },
-                        attempts: vec![attempt],
+                        status: StepStatus::Failed,
+                        attempts: vec![unfinished_attempt(&as_step.run)],
                     });
+                    self.in_flight = Some(InFlight::Rollback {
+                        id: step.id.clone(),
+                        slot,
+                        started: Instant::now(),
+                    });
+                    self.save()?;
+                    let result = self.run_step(&as_step, 1, true).await;
+                    self.in_flight = None;
+                    let attempt = match result {
+                        Ok(attempt) => attempt,
+                        Err(e) => {
+                            let run = self.slot(slot);
+                            run.steps.pop();
+                            run.verdict = Verdict::Failed;
+                            self.save()?;
+                            return Err(e);
+                        }
+                    };
+                    let passed = attempt.passed();
+                    let record = self.slot(slot).steps.last_mut().expect("just pushed");
+                    record.status = if passed {
+                        StepStatus::Passed
+                    } else {
+                        StepStatus::Failed
+                    };
+                    record.attempts = vec![attempt];
                     passed
                 }
             };
             all_passed &= passed;
             if passed {
                 self.completed.retain(|c| *c != id);
+                self.next = self.first_pending();
             }
             if stop == Some(id.as_str()) || (stop.is_some() && !passed) {
                 break;
             }
         }
         self.next = self.first_pending();
-        Ok(RollbackExercise {
-            verdict: if all_passed {
-                Verdict::Passed
-            } else {
-                Verdict::Failed
-            },
-            steps: records,
-        })
+        self.slot(slot).verdict = if all_passed {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        };
+        self.save()?;
+        Ok(slot)
     }
 }
 
@@ -114,6 +177,7 @@ impl Session {
     /// gets a known issue whose error is that failure's cause line, unless the edit gave it
     /// one itself. Returns the id of the step the run continues from, if any differs.
     pub async fn amend_runbook(&mut self, edited: Runbook) -> Result<Option<String>> {
+        self.settle()?;
         super::refuse_lint_errors(&edited)?;
         let Some(changed) = first_changed_step(&self.runbook, &edited) else {
             return Ok(None);

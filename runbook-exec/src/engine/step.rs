@@ -3,11 +3,12 @@
 
 use std::time::Instant;
 
-use runbook_core::report::{Attempt, FailureKind, StepRecord, StepStatus, Verdict};
+use runbook_core::report::{Attempt, FailureKind, StepRecord, StepStatus};
 use runbook_core::template::fill_template;
 use runbook_core::{ConfigFile, KnownIssue, Runbook, Step};
 
 use super::capture::Capture;
+use super::phase::{InFlight, unfinished_attempt};
 use super::{Amendment, Session, millis, refuse_lint_errors};
 use crate::events::Event;
 use crate::{CommandSpec, ExecError, Result};
@@ -19,18 +20,16 @@ impl Session {
     /// The record is a copy, so the session stays free for the natural next call
     /// (`session.amend(&record.id, …)`).
     pub async fn run_next(&mut self) -> Result<Option<StepRecord>> {
+        self.settle()?;
         if !self.preflight_problems.is_empty() {
             // What the pre-flight found missing (a tool, a free port) would make the step
             // fail or do harm.
             return Err(ExecError::Preflight(self.preflight_problems.clone()));
         }
         let Some(step) = self.runbook.steps.get(self.next).cloned() else {
-            self.finish_verdict();
+            self.save()?;
             return Ok(None);
         };
-        let attempt_no = self.record(&step.id).map_or(0, |r| r.attempts.len()) as u32 + 1;
-        let attempt = self.run_step(&step, attempt_no, false).await?;
-        let passed = attempt.passed();
         let idx = match self.report.steps.iter().position(|r| r.id == step.id) {
             Some(i) => i,
             None => {
@@ -43,7 +42,35 @@ impl Session {
                 self.report.steps.len() - 1
             }
         };
+        let before = self.report.steps[idx].status;
+        let attempt_no = self.report.steps[idx].attempts.len() as u32 + 1;
+        // Recorded before it runs, as cancelled: when the caller drops this call (its own
+        // timeout), the next call finds the attempt, numbered, and `retry` runs it again.
         let record = &mut self.report.steps[idx];
+        record.attempts.push(unfinished_attempt(&step.run));
+        record.status = StepStatus::Failed;
+        self.in_flight = Some(InFlight::Step {
+            id: step.id.clone(),
+            started: Instant::now(),
+        });
+        self.save()?;
+        let result = self.run_step(&step, attempt_no, false).await;
+        self.in_flight = None;
+        let record = &mut self.report.steps[idx];
+        record.attempts.pop();
+        let attempt = match result {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                // The machinery failed, not the step: as if the attempt had not begun.
+                record.status = before;
+                if record.attempts.is_empty() {
+                    self.report.steps.remove(idx);
+                }
+                self.save()?;
+                return Err(e);
+            }
+        };
+        let passed = attempt.passed();
         record.title = step.title.clone();
         record.attempts.push(attempt);
         record.status = if passed {
@@ -59,12 +86,14 @@ impl Session {
         Ok(Some(self.report.steps[idx].clone()))
     }
 
-    /// Re-runs the failing step (after [`Session::amend`]).
+    /// Re-runs the failing step (after [`Session::amend`]): the next step, when its last
+    /// attempt failed (or was cancelled).
     pub async fn retry(&mut self) -> Result<StepRecord> {
+        self.settle()?;
         if !self.preflight_problems.is_empty() {
             return Err(ExecError::Preflight(self.preflight_problems.clone()));
         }
-        if self.failure().is_none() {
+        if self.failure_here().is_none() {
             return Err(ExecError::NothingToRetry);
         }
         self.run_next().await?.ok_or(ExecError::NothingToRetry)
@@ -78,6 +107,7 @@ impl Session {
     /// config file a step that passed uses: [`Session::amend_and_rewind`] goes back
     /// before such a step first.
     pub fn amend(&mut self, step_id: &str, amendment: Amendment, issue: KnownIssue) -> Result<()> {
+        self.settle()?;
         if self.completed.iter().any(|c| c == step_id) {
             return Err(ExecError::StepPassed(step_id.to_owned()));
         }
@@ -123,7 +153,7 @@ impl Session {
     /// the step passed, or when a config file whose content the amendment changes is used
     /// by a step that passed, the session first rolls back from the last completed step
     /// down to the earliest such step ([`Session::rewind_to`], recorded in the report's
-    /// `rewinds`). An amendment that would be refused is refused before anything is rolled
+    /// `restores`). An amendment that would be refused is refused before anything is rolled
     /// back. Returns the step the session went back to, if it did: the run goes on from
     /// there ([`Session::run_next`] or [`Session::run_remaining`]; [`Session::retry`] only
     /// when no rewind was needed).
@@ -133,6 +163,7 @@ impl Session {
         amendment: Amendment,
         issue: KnownIssue,
     ) -> Result<Option<String>> {
+        self.settle()?;
         let (_, changed) = self.amended(step_id, amendment.clone(), &issue)?;
         let target = self
             .runbook
@@ -287,11 +318,10 @@ impl Session {
                 .await?
                 .is_some_and(|r| r.status == StepStatus::Passed);
             if !passed {
-                self.report.verdict = Verdict::Failed;
                 return Ok(false);
             }
         }
-        self.finish_verdict();
+        self.save()?;
         Ok(true)
     }
 

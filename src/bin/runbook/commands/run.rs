@@ -180,6 +180,16 @@ async fn run_session(
     {
         eprintln!("the rollback exercise FAILED: see test-results/test-summary.yaml");
     }
+    if outcome
+        .report
+        .restores
+        .iter()
+        .any(|r| r.verdict != runbook::report::Verdict::Passed)
+    {
+        eprintln!(
+            "a rollback that restored the sandbox FAILED: see `restores` in test-results/test-summary.yaml"
+        );
+    }
     let kept = (outcome.report.sandbox.lifetime == Some(Lifetime::Persistent))
         .then(|| outcome.report.sandbox.id.clone());
     // Where a kept sandbox is, to look around in it.
