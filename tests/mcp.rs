@@ -1179,3 +1179,167 @@ async fn a_config_file_of_a_passed_step_is_fixed_through_amend() {
     assert!(package.contains("knownIssues"), "{package}");
     client.cancel().await.unwrap();
 }
+
+/// Giving up after a failure: `rollback` restores the sandbox, the failure stays, and the
+/// verdict is `failed`, in `session_status` as in `finish` and the package.
+#[tokio::test(flavor = "multi_thread")]
+async fn giving_up_after_a_failure_through_mcp_is_failed() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": REWIND, "lifetime": "session" }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    ok(&client, "run_next", json!({ "session": session })).await;
+    let failed = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(failed["step"]["status"], "failed", "{failed:#}");
+
+    let restored = ok(&client, "rollback", json!({ "session": session })).await;
+    assert_eq!(
+        restored["rollback"]["purpose"],
+        json!({ "kind": "restore", "failed": "serve" }),
+        "{restored:#}"
+    );
+    let status = ok(&client, "session_status", json!({ "session": session })).await;
+    assert_eq!(status["verdict"], "failed", "{status:#}");
+    assert_eq!(status["failure"]["id"], "serve", "{status:#}");
+    assert_eq!(status["steps"][0]["status"], "rolledBack", "{status:#}");
+
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": "pkg", "rehearse": false }),
+    )
+    .await;
+    assert_eq!(finished["verdict"], "failed", "{finished:#}");
+    let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
+    assert!(
+        readme.contains("1. After step `serve` failed, to restore the sandbox: the rollbacks of `write-config` ran: passed."),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("The rollbacks were not exercised in the sandbox."),
+        "{readme}"
+    );
+    client.cancel().await.unwrap();
+}
+
+/// Redoing an earlier step by rolling everything back: the package tells that restore
+/// apart from the rollback exercise after the successful run, in the order they ran.
+#[tokio::test(flavor = "multi_thread")]
+async fn redoing_an_earlier_step_through_mcp_tells_restore_and_exercise_apart() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": REWIND, "lifetime": "session" }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    ok(&client, "run_next", json!({ "session": session })).await;
+    ok(&client, "run_next", json!({ "session": session })).await;
+    ok(&client, "rollback", json!({ "session": session })).await;
+    // Rolled back, `write-config` is amended as it is, with no rewind.
+    let amended = ok(
+        &client,
+        "amend",
+        json!({
+            "session": session, "step": "write-config", "run": "echo 'mode=new' > app.conf",
+            "cause": "the old mode is gone", "fix": "Write mode=new",
+        }),
+    )
+    .await;
+    assert_eq!(amended["nextStep"], "write-config", "{amended:#}");
+    loop {
+        let next = ok(&client, "run_next", json!({ "session": session })).await;
+        assert_ne!(next["step"]["status"], "failed", "{next:#}");
+        if next["done"] == true {
+            break;
+        }
+    }
+    let exercise = ok(&client, "rollback", json!({ "session": session })).await;
+    assert_eq!(
+        exercise["rollback"]["purpose"]["kind"], "exercise",
+        "{exercise:#}"
+    );
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": "pkg", "rehearse": false }),
+    )
+    .await;
+    assert_eq!(finished["verdict"], "passed", "{finished:#}");
+    let readme = std::fs::read_to_string(dir.path().join("pkg/README.md")).unwrap();
+    let restore = readme
+        .find("1. After step `serve` failed, to restore the sandbox: the rollbacks of `write-config` ran: passed.")
+        .unwrap_or_else(|| panic!("{readme}"));
+    let tested = readme
+        .find("**Rollback tested:** after the successful run")
+        .unwrap_or_else(|| panic!("{readme}"));
+    assert!(restore < tested, "the restore came first: {readme}");
+    client.cancel().await.unwrap();
+}
+
+/// A client that gives up waiting on a step (its own timeout) cancels the request: the
+/// command is killed, the attempt recorded as cancelled, and `retry` runs attempt 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_cancelled_through_mcp_is_recorded_and_retried_as_attempt_2() {
+    let dir = common::workdir("runbook-mcp-");
+    let client = connect(dir.path()).await;
+    let runbook = r#"apiVersion: runbook/v1
+kind: Runbook
+metadata: { name: hang-once }
+steps:
+  - id: hang-once
+    title: Hang the first time
+    run: "if [ -e tried ]; then touch done; else touch tried; sleep 464646; fi"
+    verify:
+      - run: test -e done
+    rollback:
+      run: rm -f tried done
+"#;
+    let started = ok(
+        &client,
+        "session_start",
+        json!({ "runbook": runbook, "lifetime": "session" }),
+    )
+    .await;
+    let session = started["session"].as_str().unwrap().to_owned();
+    // Dropping the call sends `notifications/cancelled`.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        call(&client, "run_next", json!({ "session": session })),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the step was to hang: {gave_up:?}");
+
+    // The next call gets the cancelled attempt, which its caller never received.
+    let late = ok(&client, "run_next", json!({ "session": session })).await;
+    assert_eq!(late["late"], true, "{late:#}");
+    assert_eq!(
+        late["step"]["attempts"][0]["failureKind"]["kind"], "cancelled",
+        "{late:#}"
+    );
+    let status = ok(&client, "session_status", json!({ "session": session })).await;
+    assert_eq!(status["failure"]["id"], "hang-once", "{status:#}");
+
+    let retried = ok(&client, "retry", json!({ "session": session })).await;
+    assert_eq!(retried["step"]["status"], "passed", "{retried:#}");
+    assert_eq!(
+        retried["step"]["attempts"].as_array().unwrap().len(),
+        2,
+        "{retried:#}"
+    );
+    let finished = ok(
+        &client,
+        "finish",
+        json!({ "session": session, "out": "pkg", "rehearse": false }),
+    )
+    .await;
+    assert_eq!(finished["verdict"], "passed", "{finished:#}");
+    client.cancel().await.unwrap();
+}

@@ -39,7 +39,7 @@ pub struct Report {
     /// the sandbox after a failure (giving up, or to start over), or to go back before a
     /// step that passed and was then amended
     /// ([`Session::rewind_to`](../../runbook_exec/struct.Session.html)). Each says why
-    /// ([`RollbackExercise::purpose`]). Read from `rewinds` too, its name before 0.2.
+    /// ([`RollbackExercise::purpose`]). Read from `rewinds` too, its former name.
     #[serde(default, alias = "rewinds", skip_serializing_if = "Vec::is_empty")]
     pub restores: Vec<RollbackExercise>,
     /// The rehearsal of the package in a second sandbox, when one was run.
@@ -350,7 +350,7 @@ pub struct RollbackExercise {
     pub verdict: Verdict,
     /// One record per rolled-back step, in the order they ran (reverse step order).
     pub steps: Vec<StepRecord>,
-    /// Why these rollbacks ran. Absent in reports written before 0.2: the exercise.
+    /// Why these rollbacks ran. Absent in older reports: the exercise.
     #[serde(default)]
     pub purpose: RollbackPurpose,
 }

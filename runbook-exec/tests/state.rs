@@ -94,7 +94,11 @@ async fn redoing_an_earlier_step_is_recorded_as_restores_never_as_the_exercise()
             KnownIssue::new("", "the old mode is gone", "Write mode=new"),
         )
         .unwrap();
-    assert!(session.run_remaining().await.unwrap(), "{:#?}", session.report());
+    assert!(
+        session.run_remaining().await.unwrap(),
+        "{:#?}",
+        session.report()
+    );
     assert_eq!(session.phase(), Phase::Passed);
     assert!(
         session.report().rollback.is_none(),
@@ -147,13 +151,14 @@ async fn a_dropped_call_leaves_a_cancelled_attempt_and_the_next_is_attempt_2() {
     // The caller's own timeout drops the call.
     let dropped = tokio::time::timeout(Duration::from_millis(700), session.run_next()).await;
     assert!(dropped.is_err(), "the step was to hang");
-    wait_for(
-        "the dropped command to die",
-        Duration::from_secs(5),
-        || processes_with("sleep 454545").is_empty(),
-    );
+    wait_for("the dropped command to die", Duration::from_secs(5), || {
+        processes_with("sleep 454545").is_empty()
+    });
 
-    let failure = session.failure().expect("the dropped attempt is recorded").clone();
+    let failure = session
+        .failure()
+        .expect("the dropped attempt is recorded")
+        .clone();
     assert_eq!(failure.id, "hang-once");
     assert_eq!(failure.attempts.len(), 1);
     assert_eq!(
@@ -169,7 +174,9 @@ async fn a_dropped_call_leaves_a_cancelled_attempt_and_the_next_is_attempt_2() {
     let outcome = session.finish().await.unwrap();
     assert_eq!(outcome.report.verdict, Verdict::Passed);
     let log = outcome.log();
-    let first = log.find("hang-once (attempt 1)").expect("attempt 1 in the log");
+    let first = log
+        .find("hang-once (attempt 1)")
+        .expect("attempt 1 in the log");
     let end = log[first..]
         .find("--- cancelled: the call running it was dropped")
         .expect("the dropped attempt's log entry has its end");
@@ -208,14 +215,20 @@ async fn a_failed_steps_log_is_read_and_looked_into_through_the_session() {
 
     let log = session.read_file("logs/server.log").await.unwrap();
     assert!(!log.truncated);
-    assert_eq!(log.size, format!("starting\nFATAL: bad token {token}\n").len() as u64);
+    assert_eq!(
+        log.size,
+        format!("starting\nFATAL: bad token {token}\n").len() as u64
+    );
     assert_eq!(log.text, "starting\nFATAL: bad token ***\n");
 
     let big = session.read_file("big.txt").await.unwrap();
     assert!(big.truncated);
     assert!(big.size > 100_000);
     assert!(big.text.len() <= READ_LIMIT, "{}", big.text.len());
-    assert_eq!(big.text, "token=***\n", "from the line after the cut, masked");
+    assert_eq!(
+        big.text, "token=***\n",
+        "from the line after the cut, masked"
+    );
 
     for refused in ["../etc/passwd", "/etc/passwd", "", "no-such.log", "logs"] {
         let e = session.read_file(refused).await.unwrap_err();
@@ -233,7 +246,52 @@ async fn a_failed_steps_log_is_read_and_looked_into_through_the_session() {
     assert_eq!(session.failure().map(|r| r.id.as_str()), Some("start"));
 
     let outcome = session.finish().await.unwrap();
-    assert!(outcome.log().contains("=== exec\n$ grep FATAL logs/server.log"));
+    assert!(
+        outcome
+            .log()
+            .contains("=== exec\n$ grep FATAL logs/server.log")
+    );
     assert!(outcome.log().contains("=== read logs/server.log"));
     assert!(!outcome.log().contains(&token));
+}
+
+#[tokio::test]
+async fn a_dropped_rollback_is_recorded_as_cancelled_and_failed() {
+    let (_root, provider) = provider();
+    let runbook = Runbook::builder("dropped-rollback")
+        .step(
+            Step::new("slow-undo", "Slow to undo")
+                .run("touch made")
+                .verify(Check::command("test -e made").exit_code(0))
+                .rollback("sleep 474747"),
+        )
+        .build()
+        .unwrap()
+        .runbook;
+    let mut session = Session::start(&provider, runbook, options()).await.unwrap();
+    assert!(session.run_remaining().await.unwrap());
+    let dropped = tokio::time::timeout(Duration::from_millis(700), session.rollback()).await;
+    assert!(dropped.is_err(), "the rollback was to hang");
+    wait_for(
+        "the dropped rollback to die",
+        Duration::from_secs(5),
+        || processes_with("sleep 474747").is_empty(),
+    );
+    let outcome = session.finish().await.unwrap();
+    let exercise = outcome
+        .report
+        .rollback
+        .as_ref()
+        .expect("the exercise is recorded");
+    assert_eq!(exercise.verdict, Verdict::Failed);
+    assert_eq!(exercise.steps.len(), 1);
+    assert_eq!(
+        exercise.steps[0].attempts[0].failure_kind,
+        Some(FailureKind::Cancelled)
+    );
+    assert!(
+        outcome
+            .log()
+            .contains("--- cancelled: the call running it was dropped")
+    );
 }

@@ -692,10 +692,9 @@ fn restores(out: &mut String, report: Option<&Report>) {
                 format!("After step {} failed, to restore the sandbox", code(step))
             }
             RollbackPurpose::Restore { failed: None } => "To restore the sandbox".to_owned(),
-            RollbackPurpose::Redo { step } => format!(
-                "To redo step {}, amended after it had passed",
-                code(step)
-            ),
+            RollbackPurpose::Redo { step } => {
+                format!("To redo step {}, amended after it had passed", code(step))
+            }
             // A report written before purposes were recorded: its `rewinds`.
             RollbackPurpose::Exercise => "To go back before an amended step".to_owned(),
         };

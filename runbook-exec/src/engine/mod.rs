@@ -23,9 +23,9 @@ mod values;
 pub use self::cancel::Canceller;
 pub use self::diagnose::cause_lines;
 pub use self::finish::Outcome;
+pub use self::look::{FileExcerpt, READ_LIMIT};
 pub use self::options::{Amendment, RunMode, RunOptions};
 pub use self::phase::Phase;
-pub use self::look::{FileExcerpt, READ_LIMIT};
 use self::values::resolve_values;
 
 use std::collections::BTreeMap;

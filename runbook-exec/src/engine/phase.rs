@@ -71,8 +71,8 @@ pub(super) enum Slot {
 pub(super) fn unfinished_attempt(command: &str) -> Attempt {
     Attempt {
         command: command.to_owned(),
-        failure: "cancelled: the call running it was dropped (a caller's timeout, say) \
-                  before the attempt ended"
+        failure: "cancelled: the call running it was dropped (a caller's timeout, say), or its \
+                  process stopped, before the attempt ended"
             .into(),
         failure_kind: Some(FailureKind::Cancelled),
         ..Attempt::default()
@@ -134,14 +134,22 @@ impl Session {
 
     pub(super) fn slot(&mut self, slot: Slot) -> &mut RollbackExercise {
         match slot {
-            Slot::Exercise => self.report.rollback.as_mut().expect("the exercise is recorded"),
+            Slot::Exercise => self
+                .report
+                .rollback
+                .as_mut()
+                .expect("the exercise is recorded"),
             Slot::Restore(i) => &mut self.report.restores[i],
         }
     }
 
     pub(super) fn slot_ref(&self, slot: Slot) -> &RollbackExercise {
         match slot {
-            Slot::Exercise => self.report.rollback.as_ref().expect("the exercise is recorded"),
+            Slot::Exercise => self
+                .report
+                .rollback
+                .as_ref()
+                .expect("the exercise is recorded"),
             Slot::Restore(i) => &self.report.restores[i],
         }
     }
@@ -177,7 +185,7 @@ impl Session {
                 (id, started, true)
             }
         };
-        let failure = super::phase::unfinished_attempt("").failure;
+        let failure = unfinished_attempt("").failure;
         self.log_line(&format!("--- {failure}\n"));
         self.options.observer.event(&Event::StepFinished {
             step: id,
