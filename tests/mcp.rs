@@ -372,6 +372,8 @@ async fn the_tool_list_and_argument_schemas() {
             "finish",
             "session_status",
             "session_resume",
+            "exec",
+            "read_file",
             "sandbox_list",
             "sandbox_destroy"
         ]
@@ -1139,6 +1141,37 @@ async fn a_config_file_of_a_passed_step_is_fixed_through_amend() {
         causes.iter().any(|c| c.as_str().unwrap().contains(reason)),
         "{failed:#}"
     );
+
+    // The agent looks inside before it fixes anything: the server's log, a command.
+    let log = ok(
+        &client,
+        "read_file",
+        json!({ "session": session, "path": "server.log" }),
+    )
+    .await;
+    assert!(log["text"].as_str().unwrap().contains(reason), "{log:#}");
+    let listed = ok(
+        &client,
+        "exec",
+        json!({ "session": session, "command": "grep -n wal_keep data/runbook.conf" }),
+    )
+    .await;
+    assert_eq!(listed["output"]["exitCode"], 0, "{listed:#}");
+    assert!(
+        listed["output"]["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("wal_keep_segments = 64"),
+        "{listed:#}"
+    );
+    let (is_error, outside) = call(
+        &client,
+        "read_file",
+        json!({ "session": session, "path": "../../etc/shadow" }),
+    )
+    .await;
+    assert!(is_error, "{outside:#}");
+    assert_eq!(outside["error"]["argument"], "path", "{outside:#}");
 
     let runbook: runbook::Runbook = runbook::from_yaml_str(&draft).unwrap();
     let content = runbook.config_files[0]

@@ -42,7 +42,7 @@ fn the_typescript_sdk_reads_every_result_and_error_cancels_and_follows_progress(
     );
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("no summary ({e}):\n{stdout}"));
-    assert_eq!(summary["tools"], 12, "{summary:#}");
+    assert_eq!(summary["tools"], 14, "{summary:#}");
     assert_eq!(summary["storyVerdict"], "passed", "{summary:#}");
     assert_eq!(summary["timeoutRecord"], "cancelled", "{summary:#}");
     assert!(
@@ -87,7 +87,7 @@ fn the_inspector_cli_lists_the_tools_and_validates_a_broken_runbook() {
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{args:?} ({e}):\n{stdout}"))
     };
     let listed = inspector(&["--method", "tools/list"]);
-    assert_eq!(listed["tools"].as_array().unwrap().len(), 12, "{listed:#}");
+    assert_eq!(listed["tools"].as_array().unwrap().len(), 14, "{listed:#}");
     let validated = inspector(&[
         "--method",
         "tools/call",

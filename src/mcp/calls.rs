@@ -13,12 +13,12 @@ use serde_json::Value;
 use super::error::{ToolError, ToolResult, parse, to_value};
 use super::progress::Progress;
 use super::results::{
-    Destroyed, Finished, RolledBack, SandboxList, SchemaDoc, SessionView, StepRun,
+    Destroyed, Executed, Finished, RolledBack, SandboxList, SchemaDoc, SessionView, StepRun,
 };
 use super::sessions::Entry;
 use super::tools::{
-    AmendArgs, Document, FinishArgs, NoArgs, ResumeArgs, SandboxArgs, SchemaArgs, SessionArgs,
-    StartArgs,
+    AmendArgs, Document, ExecArgs, FinishArgs, NoArgs, ReadFileArgs, ResumeArgs, SandboxArgs,
+    SchemaArgs, SessionArgs, StartArgs,
 };
 use super::{McpServer, load, status, validate};
 use crate::exec::{Amendment, ExecError, RunOptions, Session};
@@ -73,6 +73,34 @@ impl McpServer {
                 to_value(&SandboxList { sandboxes })
             }
             "sandbox_destroy" => self.destroy(parse(args)?).await,
+            "exec" => {
+                let a: ExecArgs = parse(args)?;
+                let entry = self.inner.sessions.get(&a.session)?;
+                let timeout = std::time::Duration::from_secs(a.timeout_seconds.clamp(1, 3600));
+                self.with_session(&entry, "exec", None, call, async |s| {
+                    // A cancel drops the command, which kills it.
+                    let output = tokio::select! {
+                        output = s.exec(&a.command, timeout) => output?,
+                        () = call.cancelled.cancelled() => {
+                            return Err(ToolError::new("cancelled", "cancelled: the command was killed"));
+                        }
+                    };
+                    to_value(&Executed { output })
+                })
+                .await
+            }
+            "read_file" => {
+                let a: ReadFileArgs = parse(args)?;
+                let entry = self.inner.sessions.get(&a.session)?;
+                self.with_session(&entry, "read_file", None, call, async |s| {
+                    let excerpt = s.read_file(&a.path).await.map_err(|e| match e {
+                        ExecError::Usage(m) => ToolError::argument("path", m),
+                        e => e.into(),
+                    })?;
+                    to_value(&excerpt)
+                })
+                .await
+            }
             // Refused before dispatch, as a protocol error (`-32602`).
             other => Err(ToolError::new("unknown_tool", format!("no tool `{other}`"))),
         }

@@ -144,3 +144,10 @@ pub(super) struct Destroyed {
     /// The sandbox that is gone.
     pub(super) destroyed: String,
 }
+
+/// What `exec` returns.
+#[derive(Serialize, JsonSchema)]
+pub(super) struct Executed {
+    /// The command's exit code, output (masked, capped) and duration.
+    pub(super) output: runbook_core::report::CommandOutput,
+}

@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::results::{
-    Destroyed, Finished, RolledBack, SandboxList, SchemaDoc, SessionView, StepRun, Validated,
+    Destroyed, Executed, Finished, RolledBack, SandboxList, SchemaDoc, SessionView, StepRun,
+    Validated,
 };
 
 /// A runbook given inline or by path.
@@ -180,6 +181,33 @@ pub(super) struct SandboxArgs {
     pub(super) sandbox: String,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExecArgs {
+    /// The session id.
+    pub(super) session: String,
+    /// The command, run by the sandbox's shell as a step's command is (`ls -l data`,
+    /// `journalctl -u app`).
+    pub(super) command: String,
+    /// Kill it after this many seconds (default 60).
+    #[serde(default = "sixty")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub(super) timeout_seconds: u64,
+}
+
+fn sixty() -> u64 {
+    60
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadFileArgs {
+    /// The session id.
+    pub(super) session: String,
+    /// The file, relative to the working directory of the steps (`server.log`).
+    pub(super) path: String,
+}
+
 // ---- the tool list ------------------------------------------------------------
 
 /// The JSON Schema of `T`, as a tool's input or output schema.
@@ -245,6 +273,14 @@ pub fn tools() -> Vec<Tool> {
         tool::<ResumeArgs, SessionView>(
             "session_resume",
             "Continue a persistent sandbox (optionally with another runbook) as a new session.",
+        ),
+        tool::<ExecArgs, Executed>(
+            "exec",
+            "Run a command in the session's sandbox as its steps run (its user, cgroup, network, variables), to look around after a failure: recorded in the sandbox log, not a step; output masked, at most 1 MiB per stream.",
+        ),
+        tool::<ReadFileArgs, crate::exec::FileExcerpt>(
+            "read_file",
+            "The end of a file of the sandbox's working directory (at most its last 64 KiB, secrets masked): a log a failed step wrote, a config file it rendered.",
         ),
         tool::<NoArgs, SandboxList>("sandbox_list", "The sandboxes of this server's provider."),
         tool::<SandboxArgs, Destroyed>(
