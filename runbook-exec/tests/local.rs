@@ -519,6 +519,11 @@ async fn a_secret_cut_short_by_a_tool_leaks_no_beginning() {
         );
     }
     assert_eq!(outcome.report.steps[0].attempts[0].output.stdout, "***\n");
+    // The filled expectation names the secret masked, never as written or in clear.
+    assert_eq!(
+        outcome.report.steps[0].attempts[0].checks[0].expected,
+        "a process named `***` runs"
+    );
 }
 
 #[tokio::test]
@@ -1378,6 +1383,12 @@ async fn tcp_http_and_process_checks_see_what_runs() {
     };
     let outcome = run_ephemeral(&provider, runbook(port, "/health", "sleep")).await;
     assert!(outcome.passed(), "{:#?}", outcome.report);
+    // The expected text names the values in force, like the actual one.
+    let checks = &outcome.report.steps[0].attempts[0].checks;
+    assert_eq!(
+        checks[0].expected,
+        format!("127.0.0.1:{port} accepts a connection")
+    );
     for (port, path, name, failing) in [
         (closed, "/health", "sleep", 0),
         (port, "/missing", "sleep", 1),
