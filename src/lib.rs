@@ -11,8 +11,10 @@
 //! - the rehearsal ([`rehearse`]): the package's own scripts, run in a fresh sandbox with
 //!   other values, before it is handed over.
 //!
-//! Features: `kube` (default) adds the Kubernetes provider; without it nothing of kube
-//! is built.
+//! Features (all default): `kube` adds the Kubernetes provider, `mcp` the
+//! Model Context Protocol server (`runbook mcp`), `cli` the `runbook` command. A library user takes
+//! `default-features = false` and adds what it needs: without `kube` nothing of kube is
+//! built, without `cli` no argument parser.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -25,7 +27,8 @@
 //!     .variable(Variable::new("GREETING", Category::Other).sandbox("hello").production("Your greeting"))
 //!     .step(Step::new("write", "Write the greeting")
 //!         .run("printf '%s\\n' \"$GREETING\" > greeting.txt")
-//!         .verify(Check::command("cat greeting.txt").stdout_equals("hello").within(Duration::from_secs(5)))
+//!         .verify(Check::file("greeting.txt").contains("${GREETING}").within(Duration::from_secs(5)))
+//!         .verify(Check::command("wc -l < greeting.txt").stdout_equals("1"))
 //!         .rollback("rm greeting.txt"))
 //!     .build()?
 //!     .runbook;

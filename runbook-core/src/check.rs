@@ -232,6 +232,18 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 }
 
 impl Probe {
+    /// "a command check", for messages.
+    fn words(&self) -> &'static str {
+        match self {
+            Probe::Command(_) => "a command check",
+            Probe::Kube(_) => "a Kubernetes check",
+            Probe::File(_) => "a file check",
+            Probe::Tcp(_) => "a TCP check",
+            Probe::Http(_) => "an HTTP check",
+            Probe::Process(_) => "a process check",
+        }
+    }
+
     /// The probe with the `${NAME}` placeholders of its texts filled from `values` (a
     /// command probe is taken as written: its variables come from the environment).
     pub fn filled(&self, values: &std::collections::BTreeMap<String, String>) -> Probe {
@@ -265,6 +277,53 @@ fn one() -> u32 {
     1
 }
 
+impl KubeCheck {
+    /// `count` pods matching the label `selector` are Running and Ready.
+    pub fn pods_ready(selector: impl Into<String>, count: u32) -> Self {
+        KubeCheck::PodsReady {
+            selector: selector.into(),
+            count,
+        }
+    }
+
+    /// The `kind` (`Deployment`, `StatefulSet`, `DaemonSet`) named `name` finished rolling out.
+    pub fn rollout_complete(kind: impl Into<String>, name: impl Into<String>) -> Self {
+        KubeCheck::RolloutComplete {
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The Service `name` has at least one ready endpoint.
+    pub fn service_endpoints(name: impl Into<String>) -> Self {
+        KubeCheck::ServiceEndpoints { name: name.into() }
+    }
+
+    /// The object exists.
+    ///
+    /// ```
+    /// use runbook_core::{Check, KubeCheck};
+    /// let check = Check::kube(KubeCheck::exists("v1", "Secret", "db-credentials"));
+    /// assert_eq!(check.expectation(), "Secret/db-credentials exists");
+    /// ```
+    pub fn exists(
+        api_version: impl Into<String>,
+        kind: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        KubeCheck::Exists(KubeObjectRef::new(api_version, kind, name))
+    }
+
+    /// The object does not exist.
+    pub fn absent(
+        api_version: impl Into<String>,
+        kind: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        KubeCheck::Absent(KubeObjectRef::new(api_version, kind, name))
+    }
+}
+
 /// A reference to one Kubernetes object in the sandbox namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -275,6 +334,21 @@ pub struct KubeObjectRef {
     pub kind: String,
     /// Object name.
     pub name: String,
+}
+
+impl KubeObjectRef {
+    /// A reference to the object `kind`/`name` of `api_version` (`v1`, `apps/v1`).
+    pub fn new(
+        api_version: impl Into<String>,
+        kind: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        KubeObjectRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+        }
+    }
 }
 
 /// What a check must see. Every condition given must hold.
@@ -416,62 +490,184 @@ impl Check {
     /// A check that runs a shell command. By default it expects exit code 0 and
     /// is tried once; add an output condition to make it a positive confirmation.
     pub fn command(run: impl Into<String>) -> Self {
-        Check {
-            name: None,
-            probe: Probe::Command(run.into()),
-            expect: Expect::default(),
-            retry: Retry::default(),
-        }
+        Check::new(Probe::Command(run.into()))
     }
 
     /// A typed Kubernetes check.
-    pub fn kube(check: KubeCheck) -> Self {
-        Check {
-            name: None,
-            probe: Probe::Kube(check),
-            expect: Expect::default(),
-            retry: Retry::default(),
-        }
-    }
-
-    /// A typed file check: evaluated without a process in the sandbox, as `test`/`grep`/
-    /// `stat` in the scripts.
     ///
     /// ```
-    /// use runbook_core::{Check, FileProbe};
-    /// let check = Check::file(FileProbe { contains: Some("port=${APP_PORT}".into()), ..FileProbe::exists("app/app.conf") });
-    /// assert_eq!(check.label(), "file app/app.conf");
+    /// use runbook_core::{Check, KubeCheck};
+    /// let check = Check::kube(KubeCheck::pods_ready("app=db", 2));
+    /// assert_eq!(check.expectation(), "2 pod(s) `app=db` Running and Ready");
     /// ```
-    pub fn file(probe: FileProbe) -> Self {
-        Check {
-            name: None,
-            probe: Probe::File(probe),
-            expect: Expect::default(),
-            retry: Retry::default(),
-        }
+    pub fn kube(check: KubeCheck) -> Self {
+        Check::new(Probe::Kube(check))
     }
 
-    /// A typed TCP check: the port accepts a connection.
-    pub fn tcp(probe: TcpProbe) -> Self {
-        Check::typed(Probe::Tcp(probe))
-    }
-
-    /// A typed HTTP check: the URL answers its status (and body text).
-    pub fn http(probe: HttpProbe) -> Self {
-        Check::typed(Probe::Http(probe))
-    }
-
-    /// A typed process check: a process of the sandbox runs under the name.
-    pub fn process(probe: ProcessProbe) -> Self {
-        Check::typed(Probe::Process(probe))
-    }
-
-    fn typed(probe: Probe) -> Self {
+    /// A check of any probe, built from the probe itself (the probe builders below
+    /// need no struct: [`Check::file`], [`Check::tcp`], [`Check::http`],
+    /// [`Check::process`], [`Check::kube`]).
+    pub fn new(probe: Probe) -> Self {
         Check {
             name: None,
             probe,
             expect: Expect::default(),
             retry: Retry::default(),
+        }
+    }
+
+    /// A typed file check: by default, that the file at `path` (relative to the work
+    /// directory; `${NAME}` placeholders are filled) exists. Evaluated without a process
+    /// in the sandbox, as `test`/`grep`/`stat` in the scripts. Narrow it with
+    /// [`absent`](Check::absent), [`contains`](Check::contains),
+    /// [`matches`](Check::matches) and [`mode`](Check::mode).
+    ///
+    /// ```
+    /// use runbook_core::Check;
+    /// let check = Check::file("app/app.conf").contains("port=${APP_PORT}").mode("0600");
+    /// assert_eq!(check.label(), "file app/app.conf");
+    /// assert_eq!(check.expectation(), "`app/app.conf` exists, contains \"port=${APP_PORT}\", has mode 0600");
+    /// let gone = Check::file("app/app.pid").absent();
+    /// assert_eq!(gone.expectation(), "`app/app.pid` is absent");
+    /// ```
+    pub fn file(path: impl Into<String>) -> Self {
+        Check::new(Probe::File(FileProbe::exists(path)))
+    }
+
+    /// A typed TCP check: `host:port` accepts a connection. Both may hold `${NAME}`
+    /// placeholders, so the port is given as a number or as a text.
+    ///
+    /// ```
+    /// use runbook_core::Check;
+    /// assert_eq!(Check::tcp("127.0.0.1", 5432).label(), "tcp 127.0.0.1:5432");
+    /// assert_eq!(Check::tcp("${DB_HOST}", "${DB_PORT}").label(), "tcp ${DB_HOST}:${DB_PORT}");
+    /// ```
+    pub fn tcp(host: impl Into<String>, port: impl ToString) -> Self {
+        Check::new(Probe::Tcp(TcpProbe {
+            host: host.into(),
+            port: port.to_string(),
+        }))
+    }
+
+    /// A typed HTTP check: the plain `http://` URL answers status 200 (change it with
+    /// [`status`](Check::status); require a body text with
+    /// [`body_contains`](Check::body_contains); limit one request with
+    /// [`request_timeout`](Check::request_timeout)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runbook_core::Check;
+    /// let check = Check::http("http://127.0.0.1:${APP_PORT}/health")
+    ///     .status(204)
+    ///     .within(Duration::from_secs(30));
+    /// assert_eq!(check.expectation(), "http://127.0.0.1:${APP_PORT}/health answers 204");
+    /// ```
+    pub fn http(url: impl Into<String>) -> Self {
+        Check::new(Probe::Http(HttpProbe {
+            url: url.into(),
+            status: ok_status(),
+            body_contains: None,
+            timeout: None,
+        }))
+    }
+
+    /// A typed process check: a process of the sandbox runs under `name` (its command
+    /// name, as `ps` shows it).
+    pub fn process(name: impl Into<String>) -> Self {
+        Check::new(Probe::Process(ProcessProbe { name: name.into() }))
+    }
+
+    /// Of a [`file`](Check::file) check: the file must not exist.
+    ///
+    /// # Panics
+    ///
+    /// If the check's probe is not a file probe (a mistake in the code that builds it).
+    pub fn absent(mut self) -> Self {
+        self.file_probe("absent").exists = false;
+        self
+    }
+
+    /// Of a [`file`](Check::file) check: the file must contain `text` (`${NAME}`
+    /// placeholders are filled).
+    ///
+    /// # Panics
+    ///
+    /// If the check's probe is not a file probe.
+    pub fn contains(mut self, text: impl Into<String>) -> Self {
+        self.file_probe("contains").contains = Some(text.into());
+        self
+    }
+
+    /// Of a [`file`](Check::file) check: the content must match the regular expression
+    /// `pattern` (Rust `regex` syntax).
+    ///
+    /// # Panics
+    ///
+    /// If the check's probe is not a file probe.
+    pub fn matches(mut self, pattern: impl Into<String>) -> Self {
+        self.file_probe("matches").matches = Some(pattern.into());
+        self
+    }
+
+    /// Of a [`file`](Check::file) check: the permission bits, in octal (`"0600"`).
+    ///
+    /// # Panics
+    ///
+    /// If the check's probe is not a file probe.
+    pub fn mode(mut self, octal: impl Into<String>) -> Self {
+        self.file_probe("mode").mode = Some(octal.into());
+        self
+    }
+
+    /// Of an [`http`](Check::http) check: the status the URL must answer (default 200).
+    ///
+    /// # Panics
+    ///
+    /// If the check's probe is not an HTTP probe.
+    pub fn status(mut self, status: u16) -> Self {
+        self.http_probe("status").status = status;
+        self
+    }
+
+    /// Of an [`http`](Check::http) check: a text the body must contain (`${NAME}`
+    /// placeholders are filled).
+    ///
+    /// # Panics
+    ///
+    /// If the check's probe is not an HTTP probe.
+    pub fn body_contains(mut self, text: impl Into<String>) -> Self {
+        self.http_probe("body_contains").body_contains = Some(text.into());
+        self
+    }
+
+    /// Of an [`http`](Check::http) check: the longest one request may take (default
+    /// 10s; the whole check's deadline is [`within`](Check::within)).
+    ///
+    /// # Panics
+    ///
+    /// If the check's probe is not an HTTP probe.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.http_probe("request_timeout").timeout = Some(timeout.into());
+        self
+    }
+
+    fn file_probe(&mut self, method: &str) -> &mut FileProbe {
+        match &mut self.probe {
+            Probe::File(f) => f,
+            other => panic!(
+                "Check::{method} applies to a file check (`Check::file`), not to {}",
+                other.words()
+            ),
+        }
+    }
+
+    fn http_probe(&mut self, method: &str) -> &mut HttpProbe {
+        match &mut self.probe {
+            Probe::Http(h) => h,
+            other => panic!(
+                "Check::{method} applies to an HTTP check (`Check::http`), not to {}",
+                other.words()
+            ),
         }
     }
 
@@ -533,6 +729,46 @@ impl Check {
     pub fn every(mut self, interval: Duration) -> Self {
         self.retry.interval = Some(interval.into());
         self
+    }
+
+    /// The check with the `${NAME}` placeholders of its probe ([`Probe::filled`]) and of
+    /// its expectation ([`Expect::filled`]) filled from `values`: what it compares in a
+    /// run, and what [`expectation`](Check::expectation) then says.
+    ///
+    /// ```
+    /// use runbook_core::Check;
+    /// let values = [("APP_PORT".to_owned(), "9191".to_owned())].into();
+    /// let check = Check::tcp("127.0.0.1", "${APP_PORT}").filled(&values);
+    /// assert_eq!(check.expectation(), "127.0.0.1:9191 accepts a connection");
+    /// ```
+    pub fn filled(&self, values: &std::collections::BTreeMap<String, String>) -> Check {
+        Check {
+            name: self.name.clone(),
+            probe: self.probe.filled(values),
+            expect: self.expect.filled(values),
+            retry: self.retry,
+        }
+    }
+
+    /// Whether the check positively confirms a result, rather than only that a command
+    /// exited 0: a typed probe (it observes a state), or a command whose output is
+    /// compared or whose expected exit code is not 0. The `exit-code-only` lint rule
+    /// flags a check that repeats its step's command and is not positive.
+    ///
+    /// ```
+    /// use runbook_core::Check;
+    /// assert!(!Check::command("systemctl start app").is_positive());
+    /// assert!(Check::command("systemctl is-active app").stdout_equals("active").is_positive());
+    /// assert!(Check::command("helm status db").exit_code(1).is_positive());
+    /// assert!(Check::tcp("127.0.0.1", 8080).is_positive());
+    /// ```
+    pub fn is_positive(&self) -> bool {
+        match self.probe {
+            Probe::Command(_) => {
+                self.expect.inspects_output() || self.expect.expected_exit_code() != 0
+            }
+            _ => true,
+        }
     }
 
     /// The command of a command probe.

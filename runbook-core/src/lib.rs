@@ -78,13 +78,15 @@ pub use lesson::{
 };
 pub use lifetime::{Lifetime, LifetimeRecommendation, Scenario, recommend_lifetime};
 pub use limitation::{Limitation, LimitationKind, limitations, targets_kubernetes};
-pub use lint::{Diagnostic, Rule, Severity};
+pub use lint::{Diagnostic, Rule, RunbookText, Severity, TextKind};
 pub use preflight::PreflightCheck;
 pub use prerequisite::Prerequisite;
 pub use role::LessonRole;
 pub use runbook::{
     ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints, Target,
 };
-pub use schema::{feedback_json_schema, finish_schema, json_schema, lesson_json_schema};
+pub use schema::{
+    feedback_json_schema, finish_schema, json_schema, json_schema_value, lesson_json_schema,
+};
 pub use step::{DEFAULT_STEP_TIMEOUT, KnownIssue, Rollback, Step};
 pub use variable::{Category, ConfigFile, SecretRef, SecretSource, ValueKind, Variable};

@@ -11,6 +11,17 @@ pub fn json_schema() -> String {
     schema_of::<crate::Runbook>()
 }
 
+/// The JSON Schema of the runbook format ([`json_schema`]) as a value, for a validator
+/// or a tool that reads or extends it.
+///
+/// ```
+/// let schema = runbook_core::json_schema_value();
+/// assert!(schema["properties"]["apiVersion"].is_object());
+/// ```
+pub fn json_schema_value() -> serde_json::Value {
+    schema_value_of::<crate::Runbook>()
+}
+
 /// The JSON Schema of a feedback file (`feedback/<time>-<step>.yaml`).
 pub fn feedback_json_schema() -> String {
     schema_of::<crate::Feedback>()
@@ -21,12 +32,17 @@ pub fn lesson_json_schema() -> String {
     schema_of::<crate::Lesson>()
 }
 
-fn schema_of<T: schemars::JsonSchema>() -> String {
+fn schema_value_of<T: schemars::JsonSchema>() -> serde_json::Value {
     let schema = schemars::generate::SchemaSettings::draft2020_12()
         .into_generator()
         .into_root_schema_for::<T>();
     let mut value = serde_json::to_value(&schema).unwrap_or_default();
     finish_schema(&mut value);
+    value
+}
+
+fn schema_of<T: schemars::JsonSchema>() -> String {
+    let value = schema_value_of::<T>();
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text

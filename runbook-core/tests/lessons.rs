@@ -441,17 +441,11 @@ fn a_lesson_states_the_roles_of_its_check_and_fits_a_runbook_with_other_names() 
 
     // A typed probe is rewritten too.
     let mut typed = lesson.clone();
-    typed.preflight = Some(Check::tcp(runbook_core::TcpProbe {
-        host: "${PGHOST}".into(),
-        port: "${PGPORT}".into(),
-    }));
+    typed.preflight = Some(Check::tcp("${PGHOST}", "${PGPORT}"));
     let fitted = typed.fit(&other).unwrap().lesson.preflight.unwrap();
     assert_eq!(
         fitted.probe,
-        runbook_core::Probe::Tcp(runbook_core::TcpProbe {
-            host: "${DB_ADDR}".into(),
-            port: "${DB_LISTEN_PORT}".into(),
-        })
+        Check::tcp("${DB_ADDR}", "${DB_LISTEN_PORT}").probe
     );
 }
 

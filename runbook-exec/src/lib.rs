@@ -62,14 +62,8 @@ pub use events::{Event, NoObserver, Observer, Recorder};
 pub use kube::{KubeProvider, KubeSandbox};
 #[cfg(feature = "local")]
 pub use local::{LocalProvider, LocalSandbox, RunAs};
-pub use lock::SandboxLock;
 pub use redact::{MASK, Redactor, StreamRedactor};
 pub use sandbox::{
     CommandSpec, Exit, Observation, OutputSink, Provider, ProvisionRequest, Reaped, Sandbox,
     SandboxInfo, Stream,
 };
-pub use state::SessionState;
-pub use time::{now_rfc3339, rfc3339};
-
-/// Reads the saved state of a persistent sandbox from its control directory.
-pub use state::load as load_state;

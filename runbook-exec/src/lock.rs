@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::{ExecError, Result};
 
@@ -13,7 +13,6 @@ const LOCK_FILE: &str = "lock";
 #[derive(Debug)]
 pub struct SandboxLock {
     _lock: nix::fcntl::Flock<File>,
-    path: PathBuf,
 }
 
 impl SandboxLock {
@@ -39,7 +38,7 @@ impl SandboxLock {
                 let _ = lock.rewind();
                 let _ = lock.write_all(holder.as_bytes());
                 let _ = lock.sync_data();
-                Ok(SandboxLock { _lock: lock, path })
+                Ok(SandboxLock { _lock: lock })
             }
             Err((mut file, _)) => {
                 let mut holder = String::new();
@@ -53,11 +52,6 @@ impl SandboxLock {
                 })
             }
         }
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

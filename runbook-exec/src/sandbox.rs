@@ -179,9 +179,8 @@ pub trait Provider: Send + Sync {
 /// One sandbox: an isolated place where a runbook's commands run.
 ///
 /// A sandbox is exclusively its holder's from provisioning (or resuming) until it is
-/// dropped: a provider takes its lock before anything else can see it (see
-/// [`SandboxLock`](crate::SandboxLock)), so no other process can resume, reap or destroy
-/// it meanwhile.
+/// dropped: a provider takes its lock (an `flock` on its control directory) before
+/// anything else can see it, so no other process can resume, reap or destroy it meanwhile.
 #[async_trait]
 pub trait Sandbox: Send + Sync {
     /// The sandbox id.

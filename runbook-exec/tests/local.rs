@@ -497,7 +497,7 @@ async fn a_secret_cut_short_by_a_tool_leaks_no_beginning() {
         .step(step(
             "named",
             "cp \"$(command -v sleep)\" \"./$API_TOKEN\"; \"./$API_TOKEN\" 30 >/dev/null 2>&1 & pid=$!; sleep 0.2; cat /proc/$pid/comm",
-            Check::process(runbook_core::ProcessProbe { name: "${API_TOKEN}".into() }),
+            Check::process("${API_TOKEN}"),
         ))
         .build()
         .unwrap()
@@ -519,6 +519,11 @@ async fn a_secret_cut_short_by_a_tool_leaks_no_beginning() {
         );
     }
     assert_eq!(outcome.report.steps[0].attempts[0].output.stdout, "***\n");
+    // The filled expectation names the secret masked, never as written or in clear.
+    assert_eq!(
+        outcome.report.steps[0].attempts[0].checks[0].expected,
+        "a process named `***` runs"
+    );
 }
 
 #[tokio::test]
@@ -1288,7 +1293,6 @@ async fn an_agent_matches_on_failure_kinds_and_amends_by_the_record_id() {
 /// directory is followed.
 #[tokio::test]
 async fn file_checks_see_files_without_a_process_and_never_leave_the_work_dir() {
-    use runbook_core::FileProbe;
     let (_root, provider) = provider();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("secret"), "port=8080").unwrap();
@@ -1305,16 +1309,13 @@ async fn file_checks_see_files_without_a_process_and_never_leave_the_work_dir() 
                      && ln -s {} app/escape",
                     outside.path().join("secret").display()
                 ))
-                .verify(Check::file(FileProbe {
-                    contains: Some("port=${APP_PORT}".into()),
-                    matches: Some(r"^port=\d+\n$".into()),
-                    mode: Some("0640".into()),
-                    ..FileProbe::exists("app/app.conf")
-                }))
-                .verify(Check::file(FileProbe {
-                    exists: false,
-                    ..FileProbe::exists("app/missing")
-                }))
+                .verify(
+                    Check::file("app/app.conf")
+                        .contains("port=${APP_PORT}")
+                        .matches(r"^port=\d+\n$")
+                        .mode("0640"),
+                )
+                .verify(Check::file("app/missing").absent())
                 .rollback("rm -rf app"),
         )
         .build()
@@ -1324,10 +1325,7 @@ async fn file_checks_see_files_without_a_process_and_never_leave_the_work_dir() 
     assert!(outcome.passed(), "{:#?}", outcome.report);
     // The same checks fail when the file says otherwise, and a link out is not followed.
     let mut wrong = runbook;
-    wrong.steps[0].verify = vec![Check::file(FileProbe {
-        contains: Some("port=8080".into()),
-        ..FileProbe::exists("app/escape")
-    })];
+    wrong.steps[0].verify = vec![Check::file("app/escape").contains("port=8080")];
     wrong.steps[0].run = wrong.steps[0].run.replace("chmod 640", "chmod 600");
     let outcome = run_ephemeral(&provider, wrong).await;
     assert!(!outcome.passed());
@@ -1342,7 +1340,6 @@ async fn file_checks_see_files_without_a_process_and_never_leave_the_work_dir() 
 /// a process of the sandbox by name; and each fails when the thing is not there.
 #[tokio::test]
 async fn tcp_http_and_process_checks_see_what_runs() {
-    use runbook_core::{HttpProbe, ProcessProbe, TcpProbe};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     // A one-route HTTP server for the test: /health answers 200 "ok".
@@ -1368,19 +1365,12 @@ async fn tcp_http_and_process_checks_see_what_runs() {
     let (_root, provider) = provider();
     let checks = |port: u16, path: &str, name: &str| {
         vec![
-            Check::tcp(TcpProbe {
-                host: "127.0.0.1".into(),
-                port: "${PORT}".into(),
-            })
-            .named("port"),
-            Check::http(HttpProbe {
-                url: format!("http://127.0.0.1:{port}{path}"),
-                status: 200,
-                body_contains: Some("ok".into()),
-                timeout: None,
-            }),
+            Check::tcp("127.0.0.1", "${PORT}").named("port"),
+            Check::http(format!("http://127.0.0.1:{port}{path}"))
+                .status(200)
+                .body_contains("ok"),
             // The daemon's `sleep` may not have been exec'd yet when the step returns.
-            Check::process(ProcessProbe { name: name.into() }).within(Duration::from_secs(2)),
+            Check::process(name).within(Duration::from_secs(2)),
         ]
     };
     let runbook = |port: u16, path: &str, name: &str| {
@@ -1401,6 +1391,12 @@ async fn tcp_http_and_process_checks_see_what_runs() {
     };
     let outcome = run_ephemeral(&provider, runbook(port, "/health", "sleep")).await;
     assert!(outcome.passed(), "{:#?}", outcome.report);
+    // The expected text names the values in force, like the actual one.
+    let checks = &outcome.report.steps[0].attempts[0].checks;
+    assert_eq!(
+        checks[0].expected,
+        format!("127.0.0.1:{port} accepts a connection")
+    );
     for (port, path, name, failing) in [
         (closed, "/health", "sleep", 0),
         (port, "/missing", "sleep", 1),
@@ -1432,13 +1428,9 @@ async fn an_isolated_sandbox_judges_http_checks_as_the_scripts_do() {
                 Step::new("serve", "Serve a page")
                     .run("echo ok > index.html; (setsid python3 -m http.server \"$PORT\" --bind 127.0.0.1 >/dev/null 2>&1 &)")
                     .verify(
-                        Check::http(runbook_core::HttpProbe {
-                            url: "http://127.0.0.1:${PORT}/index.html".into(),
-                            status: 200,
-                            body_contains: Some(body.into()),
-                            timeout: None,
-                        })
-                        .within(Duration::from_secs(4)),
+                        Check::http("http://127.0.0.1:${PORT}/index.html")
+                            .body_contains(body)
+                            .within(Duration::from_secs(4)),
                     )
                     .rollback("true"),
             )
@@ -1465,7 +1457,7 @@ async fn an_amendment_of_a_passed_step_rewinds_to_it_and_runs_again() {
             step(
                 "write-config",
                 "echo 'mode=old' > app.conf",
-                Check::file(runbook_core::FileProbe::exists("app.conf")),
+                Check::file("app.conf"),
             )
             .rollback("rm app.conf"),
         )

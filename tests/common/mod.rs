@@ -101,6 +101,7 @@ where
 
 /// Runs the `runbook` CLI in `dir`, with its state under `dir/state`, PostgreSQL 15 on the
 /// `PATH`, and no lessons library from the environment.
+#[cfg(feature = "cli")]
 pub fn runbook(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(args)

@@ -13,10 +13,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-pub use path::{FieldPath, PathPart, Segment};
+pub(crate) use path::{FieldPath, PathPart};
 pub use removed_apis::{REMOVED_APIS, RemovedApi, manifest_headers, removed_api};
-pub use rules::lint;
-pub(crate) use rules::{is_shell_environment, is_slug};
+pub(crate) use rules::is_slug;
+pub use rules::{SHELL_ENVIRONMENT, is_shell_environment, lint};
+pub use walk::{RunbookText, TextKind};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -19,8 +19,16 @@ use super::{Diagnostic, Rule};
 use crate::template::{is_upper_snake, shell_assignments, shell_references, template_references};
 use crate::{Check, Probe, Runbook, TextMatch, prerequisite::parse_lenient};
 
-/// Environment variables every shell has; commands may use them without declaring them.
-const SHELL_ENVIRONMENT: &[&str] = &[
+/// Environment variables every shell (or the sandbox) provides: commands may use them
+/// without declaring them, and the `undeclared-variable` rule allows them. A test of
+/// your own that "every variable is declared" allows the same names.
+///
+/// ```
+/// use runbook_core::lint::{SHELL_ENVIRONMENT, is_shell_environment};
+/// assert!(SHELL_ENVIRONMENT.contains(&"PWD"));
+/// assert!(is_shell_environment("HOME") && !is_shell_environment("DB_HOST"));
+/// ```
+pub const SHELL_ENVIRONMENT: &[&str] = &[
     "HOME",
     "PATH",
     "PWD",
@@ -79,8 +87,9 @@ fn slug_ids<'a>(
     }
 }
 
-/// Whether `name` is an environment variable every shell has (`HOME`, `PATH`, …).
-pub(crate) fn is_shell_environment(name: &str) -> bool {
+/// Whether `name` is an environment variable every shell has (`HOME`, `PATH`, …: one of
+/// [`SHELL_ENVIRONMENT`]).
+pub fn is_shell_environment(name: &str) -> bool {
     SHELL_ENVIRONMENT.contains(&name)
 }
 
@@ -621,10 +630,7 @@ fn one_check(out: &mut Vec<Diagnostic>, at: &str, c: &Check, step_command: Optio
                 "write the command whose output confirms the result",
             ));
         }
-        if step_command.is_some_and(|s| s.trim() == run.trim())
-            && !c.expect.inspects_output()
-            && c.expect.expected_exit_code() == 0
-        {
+        if step_command.is_some_and(|s| s.trim() == run.trim()) && !c.is_positive() {
             out.push(Diagnostic::new(
                 Rule::ExitCodeOnly,
                 at.to_owned(),

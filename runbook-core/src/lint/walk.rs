@@ -4,15 +4,80 @@ use super::path::Segment::{self, Index, Key};
 use crate::TextMatch;
 use crate::{Check, Probe, Runbook};
 
-/// What a text is, which decides how variables are referenced in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TextKind {
-    /// A shell command: `$NAME` references.
+/// What a text of a runbook is, which decides how variables are referenced in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TextKind {
+    /// A shell command (a step's `run`, a check's `run`, a rollback, a diagnose command,
+    /// a version command): `$NAME` references
+    /// ([`shell_references`](crate::template::shell_references)).
     Command,
-    /// A config template: `${NAME}` placeholders.
+    /// A text with `${NAME}` placeholders filled with the values in force: a config
+    /// file's content, a typed probe's fields, a check's expected `equals`/`contains`
+    /// ([`template_references`](crate::template::template_references)).
     Template,
-    /// Prose or data: no references, but still must not hold a secret.
+    /// Prose or data (titles, descriptions, notes, a `matches` pattern): no references,
+    /// but still shipped, so it must not hold a secret.
     Other,
+}
+
+/// One text of a runbook: where it is, what kind of text it is, and the text
+/// ([`Runbook::texts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookText<'r> {
+    /// Its path from the root, as lint findings print it: `steps[2].verify[0].run`.
+    pub path: String,
+    /// What it is.
+    pub kind: TextKind,
+    /// The text as written.
+    pub text: &'r str,
+}
+
+impl Runbook {
+    /// Every text of the runbook with its path and kind, in document order: the ones the
+    /// lint rules read (titles, descriptions, commands, checks, rollbacks, config files,
+    /// notes, known issues, limitations, the checklist). Sandbox values of variables are
+    /// not among them (they are values, not texts of the runbook).
+    ///
+    /// For a test suite's own rules: "every variable is declared", "no text names the
+    /// staging host", …
+    ///
+    /// ```
+    /// use runbook_core::lint::{TextKind, is_shell_environment};
+    /// use runbook_core::template::shell_references;
+    /// use runbook_core::{Check, Runbook, Step};
+    ///
+    /// let runbook = Runbook::builder("demo")
+    ///     .step(Step::new("write", "Write")
+    ///         .run("cd \"$PWD\" && echo hi > out.txt")
+    ///         .verify(Check::file("out.txt").contains("hi"))
+    ///         .rollback("rm out.txt"))
+    ///     .build()?
+    ///     .runbook;
+    /// let texts = runbook.texts();
+    /// let run = texts.iter().find(|t| t.path == "steps[0].run").unwrap();
+    /// assert_eq!(run.kind, TextKind::Command);
+    /// assert!(texts.iter().any(|t| t.path == "steps[0].verify[0].file.contains"));
+    /// let undeclared: Vec<&str> = texts.iter()
+    ///     .filter(|t| t.kind == TextKind::Command)
+    ///     .flat_map(|t| shell_references(t.text))
+    ///     .map(|r| r.name)
+    ///     .filter(|n| !is_shell_environment(n) && runbook.variable(n).is_none())
+    ///     .collect();
+    /// assert!(undeclared.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn texts(&self) -> Vec<RunbookText<'_>> {
+        let mut out = Vec::new();
+        walk_texts(self, &mut |path, kind, text| {
+            out.push(RunbookText {
+                path: super::path::join(path),
+                kind,
+                text,
+            })
+        });
+        out
+    }
 }
 
 pub(crate) struct Walker<'a, 'r> {

@@ -110,7 +110,7 @@ impl Session {
                 self.log_line(&format!(
                     "--- check `{}` failed after {attempts} attempt(s): expected {}; saw {actual}\n",
                     check.label(),
-                    check.expectation()
+                    check.filled(&self.values).expectation()
                 ));
                 return Ok(self.check_record(check, false, attempts, actual, started));
             }
@@ -137,7 +137,9 @@ impl Session {
             command: check.command_text().map(str::to_owned),
             passed,
             attempts,
-            expected: check.expectation(),
+            expected: self
+                .redactor
+                .redact(&check.filled(&self.values).expectation()),
             actual,
             duration_ms: millis(started.elapsed()),
         }

@@ -283,8 +283,10 @@ impl KubeProvider {
             (LABEL_LIFETIME.to_owned(), lifetime.to_string()),
             (LABEL_SANDBOX.to_owned(), sandbox.id().to_owned()),
         ]);
-        let annotations =
-            BTreeMap::from([(EXPIRES_AT.to_owned(), crate::rfc3339(now + ttl.as_secs()))]);
+        let annotations = BTreeMap::from([(
+            EXPIRES_AT.to_owned(),
+            crate::time::rfc3339(now + ttl.as_secs()),
+        )]);
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -331,7 +333,7 @@ impl KubeProvider {
     /// cannot delete (reported); one already being deleted is left to finish. A crashed
     /// run leaves nothing behind for long.
     pub async fn reap_namespaces(&self) -> Result<Reaped> {
-        let now = crate::now_rfc3339();
+        let now = crate::time::now_rfc3339();
         let list = self
             .namespaces()
             .list(&ListParams::default().labels(&format!("{MANAGED_BY}=runbook")))
