@@ -47,6 +47,26 @@ pub enum ExecError {
          fix it in the sandbox (`runbook sandbox exec`), or start over with a new run"
     )]
     RewindFailed(String),
+    /// Only a persistent sandbox can be resumed (or entered): this one is torn down with
+    /// its run.
+    #[error(
+        "sandbox `{id}` is {lifetime}, not persistent: only persistent sandboxes can be resumed"
+    )]
+    NotPersistent {
+        /// The sandbox.
+        id: String,
+        /// Its lifetime.
+        lifetime: runbook_core::Lifetime,
+    },
+    /// A path given to look inside a sandbox ([`Session::read_file`](crate::Session::read_file))
+    /// that is not a readable file of its working directory.
+    #[error("`{path}`: {why}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// Why it is refused.
+        why: String,
+    },
     /// The runbook has no step by that id.
     #[error("no step `{0}` in the runbook")]
     NoSuchStep(String),

@@ -94,7 +94,7 @@ impl McpServer {
                 let entry = self.inner.sessions.get(&a.session)?;
                 self.with_session(&entry, "read_file", None, call, async |s| {
                     let excerpt = s.read_file(&a.path).await.map_err(|e| match e {
-                        ExecError::Usage(m) => ToolError::argument("path", m),
+                        e @ ExecError::BadPath { .. } => ToolError::argument("path", e.to_string()),
                         e => e.into(),
                     })?;
                     to_value(&excerpt)

@@ -66,9 +66,11 @@ impl Session {
                 .components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
         {
-            return Err(ExecError::Usage(format!(
-                "`{path}` is not a path inside the sandbox's working directory: give it relative, without `..`"
-            )));
+            return Err(ExecError::BadPath {
+                path: path.to_owned(),
+                why: "not a path inside the sandbox's working directory: give it relative, without `..`"
+                    .into(),
+            });
         }
         let script = READ.replace("LIMIT", &READ_LIMIT.to_string());
         let command = format!(
@@ -80,9 +82,10 @@ impl Session {
         let mut sink = Bytes::default();
         let exit = self.sandbox.run(&spec, &mut sink).await?;
         if exit.code == Some(3) {
-            return Err(ExecError::Usage(format!(
-                "no readable file `{path}` in the sandbox's working directory"
-            )));
+            return Err(ExecError::BadPath {
+                path: path.to_owned(),
+                why: "no readable file by that name in the sandbox's working directory".into(),
+            });
         }
         let stdout = std::mem::take(&mut sink.stdout);
         let newline = stdout.iter().position(|b| *b == b'\n');

@@ -219,10 +219,10 @@ impl LocalProvider {
         let dir = self.sandboxes().join(id);
         let meta = read_meta(&dir).ok_or_else(|| ExecError::NotFound(id.to_owned()))?;
         if meta.lifetime != Lifetime::Persistent {
-            return Err(ExecError::Usage(format!(
-                "sandbox `{id}` is {}, not persistent: only persistent sandboxes can be resumed",
-                meta.lifetime
-            )));
+            return Err(ExecError::NotPersistent {
+                id: id.to_owned(),
+                lifetime: meta.lifetime,
+            });
         }
         let control = dir.join("control");
         let lock = SandboxLock::acquire(&control, id)?;

@@ -110,7 +110,7 @@ async fn sandbox_exec(
             runbook::exec::ExecError::NotFound(_) => Failure(format!(
                 "no sandbox `{id}`: `runbook sandbox list` shows those there are"
             )),
-            runbook::exec::ExecError::Usage(m) if m.contains("not persistent") => Failure(format!(
+            runbook::exec::ExecError::NotPersistent { .. } => Failure(format!(
                 "sandbox `{id}` is not kept, so it cannot be entered: run with --keep (a persistent sandbox) to look around after a run"
             )),
             e => e.into(),
