@@ -533,6 +533,25 @@ async fn a_persistent_session_outlives_the_server_and_resumes() {
         is_error,
         "a new server knows no session until it is resumed: {value:#}"
     );
+    // A misspelt variable is refused as `session_start` refuses it; the sandbox stays.
+    let (is_error, refused) = call(
+        &client,
+        "session_resume",
+        json!({ "sandbox": session, "vars": { "API_TOKN": "x" } }),
+    )
+    .await;
+    assert!(is_error, "{refused:#}");
+    assert_eq!(
+        refused["error"]["kind"], "undeclared_variable",
+        "{refused:#}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API_TOKEN"),
+        "{refused:#}"
+    );
     let resumed = ok(&client, "session_resume", json!({ "sandbox": session })).await;
     assert_eq!(resumed["nextStep"], "wait", "{resumed:#}");
     assert_eq!(resumed["steps"][0]["status"], "passed", "{resumed:#}");

@@ -241,13 +241,7 @@ impl McpServer {
             Some(dir) => self.inner.root.lessons("lessons", dir)?,
             None => Vec::new(),
         };
-        let carried =
-            crate::ops::prepare(&mut runbook, &a.vars, &lessons).map_err(|e| match e {
-                crate::ops::OpsError::UndeclaredVariable(m) => {
-                    ToolError::at("undeclared_variable", "vars", m)
-                }
-                other => ToolError::new("execution_failed", other.to_string()),
-            })?;
+        let carried = crate::ops::prepare(&mut runbook, &a.vars, &lessons).map_err(ops_error)?;
         let options = RunOptions {
             lifetime: a.lifetime.map(Lifetime::from),
             vars: a.vars,
@@ -261,20 +255,36 @@ impl McpServer {
         .await
     }
 
+    /// As `runbook resume` does: a given runbook is prepared like a new one (variables
+    /// checked, lessons carried); without one, the variables are checked against the
+    /// runbook the sandbox holds.
     async fn resume(&self, a: ResumeArgs) -> ToolResult {
+        let lessons = match &a.lessons {
+            Some(dir) => self.inner.root.lessons("lessons", dir)?,
+            None => Vec::new(),
+        };
+        let mut carried = None;
         let runbook = if a.source.runbook.is_some() || a.source.path.is_some() {
-            Some(load(&a.source, &self.inner.root)?)
+            let mut runbook = load(&a.source, &self.inner.root)?;
+            let lessons =
+                crate::ops::prepare(&mut runbook, &a.vars, &lessons).map_err(ops_error)?;
+            carried = Some(lessons.iter().map(ToString::to_string).collect());
+            Some(runbook)
         } else {
             None
         };
-        let session = Session::resume(
-            self.inner.provider.as_ref(),
-            &a.sandbox,
-            runbook,
-            RunOptions::default(),
-        )
-        .await?;
-        self.opened(session, None).await
+        let given = runbook.is_some();
+        let options = RunOptions {
+            vars: a.vars.clone(),
+            ..RunOptions::default()
+        };
+        let session =
+            Session::resume(self.inner.provider.as_ref(), &a.sandbox, runbook, options).await?;
+        if !given {
+            // Dropping the session keeps its persistent sandbox.
+            crate::ops::check_vars(session.runbook(), &a.vars).map_err(ops_error)?;
+        }
+        self.opened(session, carried).await
     }
 
     /// A new session: its pre-flight, then it is kept under its id.
@@ -367,6 +377,17 @@ impl McpServer {
         to_value(&Destroyed {
             destroyed: a.sandbox,
         })
+    }
+}
+
+/// An operations-layer refusal as the tool error it is.
+fn ops_error(e: crate::ops::OpsError) -> ToolError {
+    match e {
+        crate::ops::OpsError::UndeclaredVariable(m) => {
+            ToolError::at("undeclared_variable", "vars", m)
+        }
+        crate::ops::OpsError::Exec(e) => e.into(),
+        other => ToolError::new("execution_failed", other.to_string()),
     }
 }
 

@@ -168,6 +168,14 @@ pub(super) struct ResumeArgs {
     /// Continue with this runbook (an upgrade) instead of the one it started with.
     #[serde(flatten)]
     pub(super) source: RunbookSource,
+    /// Values for variables, as `session_start` takes them; a name the runbook does not
+    /// declare is refused.
+    #[serde(default)]
+    pub(super) vars: BTreeMap<String, String>,
+    /// A lessons library inside the server's root, carried into the given runbook as
+    /// `session_start` carries it.
+    #[serde(default)]
+    pub(super) lessons: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
