@@ -94,12 +94,18 @@ fn standard_formats(value: &mut serde_json::Value) {
     }
 }
 
+// Patterns are written so that ECMA-262 (Ajv) and Python's `re` (Python's `jsonschema`)
+// read them the same: `$(?!\n)` ends the text (Python's `$` alone also matches before a
+// final newline), and whitespace is an explicit class (`\s` differs between them).
+
 /// A lowercase slug, as `invalid-name` wants it (runbook names, step and lesson ids).
-pub const SLUG_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+pub const SLUG_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$(?!\\n)";
 /// An UPPER_SNAKE variable name, as `invalid-name` wants it.
-pub const UPPER_SNAKE_PATTERN: &str = "^(_[A-Z0-9_]*)?[A-Z][A-Z0-9_]*$";
-/// A command with something in it, as `empty-command` wants it.
-const NON_BLANK_PATTERN: &str = "\\S";
+pub const UPPER_SNAKE_PATTERN: &str = "^(_[A-Z0-9_]*)?[A-Z][A-Z0-9_]*$(?!\\n)";
+/// A command with something in it, as `empty-command` wants it: a character that is not
+/// white space as Rust's `str::trim` counts it (Unicode `White_Space`).
+const NON_BLANK_PATTERN: &str =
+    "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
 
 /// Puts the constraints the parser and the error-level lint rules enforce into the schema,
 /// so that a validator in another language accepts what `runbook validate` accepts.
@@ -141,6 +147,70 @@ fn tighten(root: &mut serde_json::Value) {
     if let Some(serde_json::Value::Object(run)) = root.pointer_mut("/$defs/Check/properties/run") {
         run.remove("type");
     }
+    // Lengths and ranges the parser and the error-level lint rules enforce.
+    set(
+        root,
+        "/$defs/Metadata/properties/name",
+        "maxLength",
+        json!(crate::lint::MAX_NAME),
+    );
+    for (pointer, min, max) in [
+        ("/$defs/Expect/properties/exitCode", 0, 255),
+        ("/$defs/HttpProbe/properties/status", 100, 599),
+    ] {
+        if let Some(serde_json::Value::Object(map)) = root.pointer_mut(pointer) {
+            map.remove("format");
+            map.insert("minimum".into(), json!(min));
+            map.insert("maximum".into(), json!(max));
+        }
+    }
+    if let Some(serde_json::Value::Object(port)) =
+        root.pointer_mut("/$defs/TcpProbe/properties/port")
+    {
+        port.remove("$ref");
+        port.insert(
+            "anyOf".into(),
+            json!([
+                { "type": "integer", "minimum": 1, "maximum": 65535 },
+                { "type": "string" }
+            ]),
+        );
+    }
+    if let Some(serde_json::Value::Object(defs)) = root.pointer_mut("/$defs") {
+        defs.remove("StringOrNumber");
+    }
+    // What JSON Schema cannot say is said in words, and `runbook validate` reports it.
+    for (pointer, words) in [
+        (
+            "/$defs/Step/properties/id",
+            "Unique among the steps: JSON Schema cannot say so; `runbook validate` reports a repeat as `duplicate-step-id`.",
+        ),
+        (
+            "/$defs/PreflightCheck/properties/id",
+            "Unique among the pre-flight checks: JSON Schema cannot say so; `runbook validate` reports a repeat as `duplicate-step-id`.",
+        ),
+        (
+            "/$defs/Variable/properties/name",
+            "Unique among the variables: JSON Schema cannot say so; `runbook validate` reports a repeat as `duplicate-variable`.",
+        ),
+        (
+            "/$defs/ConfigFile/properties/path",
+            "Unique among the config files: JSON Schema cannot say so; `runbook validate` reports a repeat as `config-path`.",
+        ),
+    ] {
+        if let Some(serde_json::Value::Object(map)) = root.pointer_mut(pointer) {
+            let base = map
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default();
+            let text = if base.is_empty() {
+                words.to_owned()
+            } else {
+                format!("{base} {words}")
+            };
+            map.insert("description".into(), json!(text));
+        }
+    }
     // Every step has at least one check (`missing-verification`).
     set(root, "/$defs/Step/properties/verify", "minItems", json!(1));
     if let Some(serde_json::Value::Array(required)) = root.pointer_mut("/$defs/Step/required") {
@@ -159,8 +229,8 @@ fn tighten(root: &mut serde_json::Value) {
         })
         .collect();
     set(root, "/$defs/Check", "oneOf", json!(branches));
-    // Values given bare in YAML (`sandbox: 8080`, `version: 1.0`) are read as their text.
-    for (list, key) in crate::format::BARE_SCALARS {
+    // Values given bare in YAML (`sandbox: 8080`, `version: 1.29`) are read as their text.
+    for (list, key, booleans) in crate::format::BARE_SCALARS {
         let pointer = match (list, key.rsplit('/').next()) {
             (Some("variables"), _) => format!("/$defs/Variable/properties/{key}"),
             (Some("prerequisites"), _) => format!("/$defs/Prerequisite/properties/{key}"),
@@ -174,11 +244,14 @@ fn tighten(root: &mut serde_json::Value) {
             .pointer(&format!("{pointer}/type"))
             .and_then(|t| t.as_array())
             .is_some_and(|t| t.iter().any(|t| t == "null"));
-        let types = if nullable {
-            json!(["string", "number", "boolean", "null"])
-        } else {
-            json!(["string", "number", "boolean"])
-        };
+        let mut types = vec!["string", "number"];
+        if *booleans {
+            types.push("boolean");
+        }
+        if nullable {
+            types.push("null");
+        }
+        let types = json!(types);
         set(root, &pointer, "type", types);
     }
 }

@@ -49,7 +49,7 @@ const SHELL_ENVIRONMENT: &[&str] = &[
 const SANDBOX_ENDPOINTS: &[&str] = &[".svc.cluster.local", "localhost", "127.0.0.1"];
 
 /// The longest runbook name: `rb-<name>-<8 hex>` must stay a DNS label and a label value.
-const MAX_NAME: usize = 40;
+pub(crate) const MAX_NAME: usize = 40;
 
 /// Ids of a list (`steps`, `preflight`) that are not slugs, or repeat an earlier one.
 /// `what` is (the list's key, its items in words, an example id).
