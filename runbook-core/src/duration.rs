@@ -115,7 +115,9 @@ impl FromStr for HumanDuration {
                 });
             };
             if index < next_unit {
-                return Err(err("units go largest first, each once (`1h30m`, not `30m1h`)"));
+                return Err(err(
+                    "units go largest first, each once (`1h30m`, not `30m1h`)",
+                ));
             }
             next_unit = index + 1;
             total += number * UNITS[index].1;

@@ -447,8 +447,23 @@ mod tests {
     #[test]
     fn numbers_and_words_yaml_may_not_read_as_text() {
         for special in [
-            "1", "-2", "1.5", ".5", "1e3", "0x1F", "0o17", "1_000", "1:30", ".inf", "-.INF",
-            ".nan", "yes", "Off", "~", "", "2024-01-31",
+            "1",
+            "-2",
+            "1.5",
+            ".5",
+            "1e3",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "1:30",
+            ".inf",
+            "-.INF",
+            ".nan",
+            "yes",
+            "Off",
+            "~",
+            "",
+            "2024-01-31",
         ] {
             assert!(super::is_special_plain(special), "{special}");
         }

@@ -43,6 +43,53 @@ fn kind_of(key: &str) -> Kind {
     }
 }
 
+/// The keys whose values are texts (or enums, durations): a key that is none of the
+/// runbook's is left alone, for the parser to report as unknown.
+const TEXT_KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "architecture",
+    "bodyContains",
+    "category",
+    "cause",
+    "cloud",
+    "contains",
+    "content",
+    "description",
+    "equals",
+    "error",
+    "fix",
+    "host",
+    "id",
+    "interval",
+    "lesson",
+    "lifetime",
+    "matches",
+    "mode",
+    "name",
+    "origin",
+    "path",
+    "platform",
+    "production",
+    "reference",
+    "run",
+    "scenario",
+    "selector",
+    "source",
+    "timeout",
+    "title",
+    "tool",
+    "url",
+    "versionCommand",
+    "versionPattern",
+    "within",
+    "workdir",
+];
+
+fn is_known(key: &str) -> bool {
+    kind_of(key) != Kind::Text || TEXT_KEYS.contains(&key) || TEXT_LISTS.contains(&key)
+}
+
 /// Lists whose items are texts (`notes: [...]`): their bare items are checked as text.
 const TEXT_LISTS: &[&str] = &[
     "requirements",
@@ -107,7 +154,8 @@ pub(crate) fn looks_numeric(s: &str) -> bool {
 /// `2024-01-31` (and a timestamp that starts so): PyYAML and js-yaml read it as a date.
 fn looks_like_date(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
     if b.len() < 8 || !digits(0..4) || b[4] != b'-' {
         return false;
     }
@@ -121,7 +169,10 @@ fn looks_like_date(s: &str) -> bool {
     (1..=2).contains(&month.len())
         && month.bytes().all(|c| c.is_ascii_digit())
         && (1..=2).contains(&day_len)
-        && matches!(tail.as_bytes().get(day_len), None | Some(b'T' | b't' | b' ' | b'\t'))
+        && matches!(
+            tail.as_bytes().get(day_len),
+            None | Some(b'T' | b't' | b' ' | b'\t')
+        )
 }
 
 /// A whole number in plain decimal digits: `0`, `42`, `-1` (not `+1`, `007`, `1_000`).
@@ -141,12 +192,18 @@ const MAX_EXACT: u64 = (1 << 53) - 1;
 /// shortest form (not `1.30`, `1.0`, `0.0000001`, `1e3`).
 fn is_stable_number(s: &str) -> bool {
     if is_plain_integer(s) {
-        return s.trim_start_matches('-').parse::<u64>().is_ok_and(|n| n <= MAX_EXACT);
+        return s
+            .trim_start_matches('-')
+            .parse::<u64>()
+            .is_ok_and(|n| n <= MAX_EXACT);
     }
     let Some((whole, fraction)) = s.split_once('.') else {
         return false;
     };
-    if !is_plain_integer(whole) || fraction.is_empty() || !fraction.bytes().all(|c| c.is_ascii_digit()) {
+    if !is_plain_integer(whole)
+        || fraction.is_empty()
+        || !fraction.bytes().all(|c| c.is_ascii_digit())
+    {
         return false;
     }
     s.parse::<f64>()
@@ -186,11 +243,15 @@ fn problem(key: &str, kind: Kind, text: &str, style: ScalarStyle) -> Option<(Str
         Kind::Text if plain && is_special_plain(text) => Some(quote()),
         Kind::Text => None,
         Kind::Integer if !plain => Some((
-            format!("`{key}` is a number, but `{text}` is quoted text: write the number without quotes"),
+            format!(
+                "`{key}` is a number, but `{text}` is quoted text: write the number without quotes"
+            ),
             format!("write `{key}: {}`", text.trim()),
         )),
         Kind::Integer if !is_plain_integer(text) => Some((
-            format!("`{key}` is a whole number in plain decimal digits, not `{text}` (other readers read `0x`, `0o`, leading zeros, `_` and decimals differently)"),
+            format!(
+                "`{key}` is a whole number in plain decimal digits, not `{text}` (other readers read `0x`, `0o`, leading zeros, `_` and decimals differently)"
+            ),
             format!("write `{key}:` followed by digits only, such as `{key}: 0`"),
         )),
         Kind::Integer => None,
@@ -198,9 +259,13 @@ fn problem(key: &str, kind: Kind, text: &str, style: ScalarStyle) -> Option<(Str
             format!("`{key}` is true or false, but `{text}` is quoted text"),
             format!("write `{key}: true` or `{key}: false`, without quotes"),
         )),
-        Kind::Boolean if !matches!(text, "true" | "True" | "TRUE" | "false" | "False" | "FALSE") => {
+        Kind::Boolean
+            if !matches!(text, "true" | "True" | "TRUE" | "false" | "False" | "FALSE") =>
+        {
             Some((
-                format!("`{key}: {text}` is true to some YAML readers and text to others: write true or false"),
+                format!(
+                    "`{key}: {text}` is true to some YAML readers and text to others: write true or false"
+                ),
                 format!("write `{key}: true` or `{key}: false`"),
             ))
         }
@@ -276,6 +341,7 @@ pub(crate) fn check(yaml: &str) -> Result<(), ParseError> {
                     }
                 } else if let Some(key) = context
                     && tag.is_none()
+                    && is_known(&key)
                     && let Some(found) = problem(&key, kind_of(&key), &value, style)
                 {
                     return error(&span, found);
@@ -333,7 +399,10 @@ mod tests {
     fn numbers_and_booleans_are_written_one_way() {
         assert!(message("expect:\n  exitCode: \"0\"\n").contains("without quotes"));
         for odd in ["0x1F", "0o17", "007", "+1", "1.0", "1e3", "1_000"] {
-            assert!(check(&format!("expect:\n  exitCode: {odd}\n")).is_err(), "{odd}");
+            assert!(
+                check(&format!("expect:\n  exitCode: {odd}\n")).is_err(),
+                "{odd}"
+            );
         }
         check("expect:\n  exitCode: 0\n").unwrap();
         for odd in ["yes", "off", "'true'", "1"] {
@@ -347,7 +416,9 @@ mod tests {
         for ok in ["8080", "1.29", "15", "true", "1.2.3", "v1"] {
             check(&format!("v:\n  sandbox: {ok}\n")).unwrap();
         }
-        for odd in ["1.30", "1.0", "0x1F", "0o17", "1e3", "no", "on", "010", ".inf"] {
+        for odd in [
+            "1.30", "1.0", "0x1F", "0o17", "1e3", "no", "on", "010", ".inf",
+        ] {
             let m = message(&format!("v:\n  sandbox: {odd}\n"));
             assert!(m.contains(&format!("quote it: '{odd}'")), "{m}");
         }
@@ -367,7 +438,15 @@ mod tests {
         for n in ["0", "1", "1.29", "0.5", "9007199254740991"] {
             assert!(is_stable_number(n), "{n}");
         }
-        for n in ["1.30", "1.0", "9007199254740992", "0.0000001", "-0", "01", "1."] {
+        for n in [
+            "1.30",
+            "1.0",
+            "9007199254740992",
+            "0.0000001",
+            "-0",
+            "01",
+            "1.",
+        ] {
             assert!(!is_stable_number(n), "{n}");
         }
     }

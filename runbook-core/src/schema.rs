@@ -104,8 +104,7 @@ pub const SLUG_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$(?!\\n)";
 pub const UPPER_SNAKE_PATTERN: &str = "^(_[A-Z0-9_]*)?[A-Z][A-Z0-9_]*$(?!\\n)";
 /// A command with something in it, as `empty-command` wants it: a character that is not
 /// white space as Rust's `str::trim` counts it (Unicode `White_Space`).
-const NON_BLANK_PATTERN: &str =
-    "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
+const NON_BLANK_PATTERN: &str = "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
 
 /// Puts the constraints the parser and the error-level lint rules enforce into the schema,
 /// so that a validator in another language accepts what `runbook validate` accepts.
