@@ -63,14 +63,6 @@ const INEXPRESSIBLE_RULES: &[(&str, &str)] = &[
         "nul-byte",
         "would be a pattern on every text of the document; left to the linter",
     ),
-    (
-        "reserved-variable",
-        "expressible as a `not: {enum}` on the name, not yet carried by the schema",
-    ),
-    (
-        "credential-not-secret",
-        "expressible as `if`/`then` on the category, not yet carried by the schema",
-    ),
 ];
 
 /// Parser errors about a YAML spelling (`readOnly: yes`, `sandbox: 1.30`, `exitCode: 0.0`,
@@ -352,6 +344,38 @@ fn corpus() -> Vec<(String, String)> {
             "steps:\n  - id: one\n    title: One\n    run: 'true'\n    readOnly: true\n    verify: [{ run: 'true' }]\n",
         ),
         ("unknown-key", "  title: Edge", "  titel: Edge"),
+        ("variable-path", "  - name: PORT", "  - name: PATH"),
+        ("variable-ld", "  - name: PORT", "  - name: LD_PRELOAD"),
+        (
+            "variable-bash-func",
+            "  - name: PORT",
+            "  - name: BASH_FUNC_X",
+        ),
+        (
+            "credential-plain",
+            "    category: other",
+            "    category: credential",
+        ),
+        (
+            "credential-generated",
+            "    category: other",
+            "    category: credential\n    generate: true",
+        ),
+        (
+            "credential-not-generated",
+            "    category: other",
+            "    category: credential\n    generate: false",
+        ),
+        (
+            "credential-secret",
+            "    category: other",
+            "    category: credential\n    secret: { source: vault, reference: a#b }",
+        ),
+        (
+            "credential-secret-null",
+            "    category: other",
+            "    category: credential\n    secret: null",
+        ),
     ];
     edits
         .iter()
@@ -530,7 +554,7 @@ fn spelling_errors_name_the_place_and_the_fix() {
     assert_eq!((e.line, e.column), (Some(5), Some(10)));
     assert!(e.message.contains("quote it: '123'"), "{}", e.message);
     for (name, words) in [
-        ("sandbox-no", "quote it: 'no'"),
+        ("sandbox-no", "quote it: '…'"),
         ("k8s-1.30", "quote it: '1.30'"),
         ("read-only-yes", "write true or false"),
         ("exit-code-quoted", "without quotes"),

@@ -178,6 +178,33 @@ fn tighten(root: &mut serde_json::Value) {
     if let Some(serde_json::Value::Object(defs)) = root.pointer_mut("/$defs") {
         defs.remove("StringOrNumber");
     }
+    // A variable's name is none that the loader, the shell or the sandbox reads or sets
+    // (`reserved-variable`).
+    set(
+        root,
+        "/$defs/Variable/properties/name",
+        "not",
+        json!({ "anyOf": [
+            { "enum": crate::lint::reserved_names() },
+            { "pattern": "^(LD_|BASH_FUNC_)" }
+        ] }),
+    );
+    // A credential is a secret or generated (`credential-not-secret`).
+    set(
+        root,
+        "/$defs/Variable",
+        "if",
+        json!({ "properties": { "category": { "const": "credential" } }, "required": ["category"] }),
+    );
+    set(
+        root,
+        "/$defs/Variable",
+        "then",
+        json!({ "anyOf": [
+            { "properties": { "secret": { "type": "object" } }, "required": ["secret"] },
+            { "properties": { "generate": { "const": true } }, "required": ["generate"] }
+        ] }),
+    );
     // What JSON Schema cannot say is said in words, and `runbook validate` reports it.
     for (pointer, words) in [
         (
@@ -216,18 +243,41 @@ fn tighten(root: &mut serde_json::Value) {
         required.push(json!("verify"));
     }
     // Exactly one probe key with a value: `kube: null` beside `run` is no second probe.
+    // Each alternative is a whole titled object (`CheckWithRun`) holding the common keys,
+    // its own probe (required, not null) and the other probes only as null: generators
+    // make one typed shape per probe, and a second probe has no room.
     let probes = ["run", "kube", "file", "tcp", "http", "process"];
-    let branches: Vec<serde_json::Value> = probes
-        .iter()
-        .map(|p| {
-            json!({
-                "title": format!("CheckWith{}", capitalized(p)),
-                "required": [p],
-                "properties": { *p: { "not": { "type": "null" } } },
+    if let Some(serde_json::Value::Object(check)) = root.pointer_mut("/$defs/Check") {
+        let properties = match check.remove("properties") {
+            Some(serde_json::Value::Object(p)) => p,
+            _ => serde_json::Map::new(),
+        };
+        check.remove("additionalProperties");
+        let branches: Vec<serde_json::Value> = probes
+            .iter()
+            .map(|p| {
+                let mut own = serde_json::Map::new();
+                for (key, schema) in &properties {
+                    let schema = if key == p {
+                        without_null(schema.clone())
+                    } else if probes.contains(&key.as_str()) {
+                        json!({ "type": "null", "description": "No second probe: only null, which means absent." })
+                    } else {
+                        schema.clone()
+                    };
+                    own.insert(key.clone(), schema);
+                }
+                json!({
+                    "title": format!("CheckWith{}", capitalized(p)),
+                    "type": "object",
+                    "properties": own,
+                    "required": [p],
+                    "additionalProperties": false,
+                })
             })
-        })
-        .collect();
-    set(root, "/$defs/Check", "oneOf", json!(branches));
+            .collect();
+        check.insert("oneOf".into(), json!(branches));
+    }
     // Values given bare in YAML (`sandbox: 8080`, `version: 1.29`) are read as their text.
     for (list, key, booleans) in crate::format::BARE_SCALARS {
         let pointer = match (list, key.rsplit('/').next()) {
@@ -253,6 +303,38 @@ fn tighten(root: &mut serde_json::Value) {
         let types = json!(types);
         set(root, &pointer, "type", types);
     }
+}
+
+/// The schema without its null alternative: `anyOf: [X, {type: null}]` is X (with the
+/// description kept), `type: [string, null]` is `string`.
+fn without_null(schema: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let Value::Object(mut map) = schema else {
+        return schema;
+    };
+    if let Some(Value::Array(types)) = map.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types[0].clone();
+            map.insert("type".into(), only);
+        }
+    }
+    if let Some(Value::Array(alternatives)) = map.get("anyOf") {
+        let kept: Vec<Value> = alternatives
+            .iter()
+            .filter(|a| a.get("type").is_none_or(|t| t != "null"))
+            .cloned()
+            .collect();
+        if let [only] = kept.as_slice() {
+            map.remove("anyOf");
+            if let Value::Object(inner) = only {
+                for (k, v) in inner {
+                    map.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    Value::Object(map)
 }
 
 fn capitalized(s: &str) -> String {
