@@ -306,7 +306,7 @@ pub struct KubeObjectRef {
     pub name: String,
 }
 
-/// What a check must see. Every condition given must hold.
+/// What a check must see. Every condition given must hold; without any, exit code 0.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Expect {

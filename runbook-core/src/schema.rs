@@ -258,7 +258,11 @@ fn tighten(root: &mut serde_json::Value) {
             .map(|p| {
                 let mut own = serde_json::Map::new();
                 for (key, schema) in &properties {
-                    let schema = if key == p {
+                    let schema = if key == "expect" {
+                        // A `$ref` with a description of its own is a new type to
+                        // generators (`Expect1` … `Expect5`): the definition's describes it.
+                        json!({ "$ref": schema.get("$ref").cloned().unwrap_or_default() })
+                    } else if key == p {
                         without_null(schema.clone())
                     } else if probes.contains(&key.as_str()) {
                         json!({ "type": "null", "description": "No second probe: only null, which means absent." })
@@ -277,6 +281,12 @@ fn tighten(root: &mut serde_json::Value) {
             })
             .collect();
         check.insert("oneOf".into(), json!(branches));
+    }
+    // The same for the pre-flight check's `check` (else `Check1` beside `Check`).
+    if let Some(serde_json::Value::Object(check)) =
+        root.pointer_mut("/$defs/PreflightCheck/properties/check")
+    {
+        check.remove("description");
     }
     // Values given bare in YAML (`sandbox: 8080`, `version: 1.29`) are read as their text.
     for (list, key, booleans) in crate::format::BARE_SCALARS {
