@@ -27,8 +27,11 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Documents by file, as JSON.
+type Documents = Vec<(PathBuf, Value)>;
+
 /// (valid documents: the examples and the valid fixtures; invalid fixtures), as JSON.
-fn documents() -> (Vec<(PathBuf, Value)>, Vec<(PathBuf, Value)>) {
+fn documents() -> (Documents, Documents) {
     let read = |dir: &str| {
         let mut paths = Vec::new();
         yaml_files(&repo().join(dir), &mut paths);
