@@ -396,6 +396,7 @@ fn documents() -> Vec<(String, String)> {
     let mut paths = Vec::new();
     yaml_files(&repo().join("examples"), &mut paths);
     yaml_files(&repo().join("tests/fixtures"), &mut paths);
+    yaml_files(&repo().join("runbook-core/tests/fixtures"), &mut paths);
     paths.sort();
     let mut docs: Vec<(String, String)> = paths
         .iter()
@@ -407,7 +408,59 @@ fn documents() -> Vec<(String, String)> {
         })
         .collect();
     docs.extend(corpus());
+    docs.extend(generated());
     docs
+}
+
+/// 400 generated documents, varying what the issue found the readers disagreeing on.
+fn generated() -> Vec<(String, String)> {
+    use proptest::sample::select;
+    use proptest::strategy::{Strategy, ValueTree};
+    let strategy = (
+        select(vec![
+            "install-config",
+            "Install Config",
+            "a",
+            "a-",
+            "UPPER",
+            "a--b",
+            "42",
+        ]),
+        select(vec!["echo hi", "\"\"", "\"   \"", "yes", "12", "'12'"]),
+        select(vec![
+            "    verify:\n      - run: echo hi\n",
+            "    verify:\n      - run: echo hi\n        kube: null\n",
+            "    verify:\n      - run: echo hi\n        file: { path: x }\n",
+            "    verify:\n      - tcp: { host: h, port: 80 }\n",
+            "    verify:\n      - tcp: { host: h, port: 0 }\n",
+            "    verify:\n      - run: 'true'\n        expect: { exitCode: 1 }\n",
+            "    verify:\n      - run: 'true'\n        expect: { exitCode: '1' }\n",
+            "    verify:\n      - run: 'true'\n        within: 1m30s\n",
+            "    verify:\n      - run: 'true'\n        within: 90\n",
+            "    verify: []\n",
+        ]),
+        select(vec!["PORT", "port", "_P", "PATH", "A_B"]),
+        select(vec![
+            "8080", "\"8080\"", "app", "true", "no", "1.10", "1.5", "0x1F",
+        ]),
+        select(vec!["1.29", "\"1.0\"", "1.0", "2", "1.2.3", "true"]),
+        select(vec!["true", "false", "yes", "'true'"]),
+    );
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    (0..400)
+        .map(|i| {
+            let (id, run, verify, name, value, version, read_only) =
+                strategy.new_tree(&mut runner).unwrap().current();
+            (
+                format!("generated-{i}"),
+                format!(
+                    "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: gen, version: {version} }}\n\
+                     variables:\n  - name: {name}\n    category: other\n    sandbox: {value}\n    production: p\n\
+                     steps:\n  - id: {id}\n    title: T\n    run: {run}\n    readOnly: {read_only}\n{verify}"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The document as another YAML reader gives it to a JSON Schema validator (None when
@@ -479,7 +532,7 @@ fn ajv_python_and_runbook_give_one_verdict_on_every_document() {
         "run `npm ci --prefix tests/mcp-ts` first (it installs the pinned Ajv)"
     );
     let docs = documents();
-    assert!(docs.len() >= 80, "{} documents", docs.len());
+    assert!(docs.len() >= 500, "{} documents", docs.len());
     let jsons: Vec<Option<Value>> = docs.iter().map(|(_, y)| as_json(y)).collect();
     let readable: Vec<Value> = jsons.iter().flatten().cloned().collect();
     let py = run_validator(&python, &["-c", PYTHON], &readable);
@@ -487,7 +540,7 @@ fn ajv_python_and_runbook_give_one_verdict_on_every_document() {
     let ajv = run_validator(Path::new("node"), &["-e", NODE, &modules], &readable);
     let (mut py, mut ajv) = (py.into_iter(), ajv.into_iter());
     let mut disagreements = Vec::new();
-    let (mut accepted, mut refused) = (0, 0);
+    let (mut accepted, mut refused, mut excepted) = (0, 0, 0);
     for ((name, yaml), json) in docs.iter().zip(&jsons) {
         let runbook = runbook_verdict(yaml);
         let (schema_ok, py_error, ajv_error) = match json {
@@ -504,7 +557,10 @@ fn ajv_python_and_runbook_give_one_verdict_on_every_document() {
             (None, true) => accepted += 1,
             (Some(_), false) => refused += 1,
             // What the schema cannot say may be refused by runbook only; never the reverse.
-            (Some(reason), true) if inexpressible(reason) => refused += 1,
+            (Some(reason), true) if inexpressible(reason) => {
+                refused += 1;
+                excepted += 1;
+            }
             (Some(reason), true) => disagreements.push(format!(
                 "{name}: the schema accepts, runbook refuses: {reason}"
             )),
@@ -532,8 +588,12 @@ fn ajv_python_and_runbook_give_one_verdict_on_every_document() {
         disagreements.len(),
         disagreements.join("\n")
     );
+    eprintln!(
+        "{} documents: {accepted} accepted by all, {refused} refused by runbook, of which {excepted} for a listed reason the schema cannot see",
+        docs.len()
+    );
     assert!(
-        accepted >= 10 && refused >= 30,
+        accepted >= 50 && refused >= 100,
         "{accepted} accepted, {refused} refused"
     );
 }
