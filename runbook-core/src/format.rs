@@ -113,8 +113,9 @@ const MAX_FAST_BYTES: usize = 64 * 1024 * 1024;
 /// Reads a runbook with `serde-saphyr` alone (budgets, every YAML feature, located errors).
 pub fn careful_from_yaml_str(text: &str) -> Result<Runbook, ParseError> {
     // One reading of every scalar: what other YAML and JSON readers read differently is
-    // refused, with its place (see `docs/format.md`, "Quoting"). When the parser fails on
-    // the same line (`exitCode: 0.0`), the spelling is the cause, said in plain words.
+    // refused, with its place (see `docs/format.md`, "Quoting"). When the parser fails at
+    // or after a spelling problem's line (`exitCode: 0.0` fails as "invalid i32"), the
+    // spelling, first in the file, is reported, in plain words.
     let runbook = serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
         let error = yaml_error(&e);
         match crate::scalars::check(text) {
