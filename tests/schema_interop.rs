@@ -136,7 +136,7 @@ fn document() -> impl Strategy<Value = String> {
     let variable =
         proptest::sample::select(vec!["PORT", "port", "_P", "_", "P0RT", "1PORT", "A_B"]);
     let value = proptest::sample::select(vec!["8080", "\"8080\"", "app", "true", "127.0.0.1"]);
-    let version = proptest::sample::select(vec!["1.0", "\"1.0\"", "2", "1.2.3"]);
+    let version = proptest::sample::select(vec!["1.29", "\"1.0\"", "2", "1.2.3"]);
     (step_id, run, verify, variable, value, version).prop_map(|(id, run, verify, name, value, version)| {
         format!(
             "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: gen, version: {version} }}\n\

@@ -169,7 +169,7 @@ fn yes() -> bool {
 pub struct TcpProbe {
     /// The host (`127.0.0.1`, `${DB_HOST}`).
     pub host: String,
-    /// The port (`5432`, `"${DB_PORT}"`).
+    /// The port (`5432`, `"${DB_PORT}"`): a whole number from 1 to 65535, or a text.
     #[serde(deserialize_with = "string_or_number")]
     #[schemars(with = "StringOrNumber")]
     pub port: String,
@@ -181,8 +181,12 @@ pub struct TcpProbe {
 pub struct HttpProbe {
     /// The URL (`http://127.0.0.1:${APP_PORT}/health`).
     pub url: String,
-    /// The status it must answer (default 200).
-    #[serde(default = "ok_status", skip_serializing_if = "is_ok_status")]
+    /// The status it must answer (default 200), from 100 to 599.
+    #[serde(
+        default = "ok_status",
+        skip_serializing_if = "is_ok_status",
+        deserialize_with = "http_status"
+    )]
     pub status: u16,
     /// A text the body must contain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -218,6 +222,28 @@ enum StringOrNumber {
     Text(String),
 }
 
+/// An HTTP status: 100 to 599.
+fn http_status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let n = u16::deserialize(d)?;
+    if (100..=599).contains(&n) {
+        Ok(n)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "status {n} is not an HTTP status: use 100 to 599"
+        )))
+    }
+}
+
+/// An exit code: 0 to 255, what a process can return.
+fn exit_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    match Option::<i32>::deserialize(d)? {
+        Some(n) if !(0..=255).contains(&n) => Err(serde::de::Error::custom(format!(
+            "exit code {n} cannot happen: a process exits with 0 to 255"
+        ))),
+        other => Ok(other),
+    }
+}
+
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -225,10 +251,13 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
         Number(u64),
         Text(String),
     }
-    Ok(match Either::deserialize(d)? {
-        Either::Number(n) => n.to_string(),
-        Either::Text(t) => t,
-    })
+    match Either::deserialize(d)? {
+        Either::Number(n) if (1..=65535).contains(&n) => Ok(n.to_string()),
+        Either::Number(n) => Err(serde::de::Error::custom(format!(
+            "port {n} is out of range: use 1 to 65535"
+        ))),
+        Either::Text(t) => Ok(t),
+    }
 }
 
 impl Probe {
@@ -351,12 +380,16 @@ impl KubeObjectRef {
     }
 }
 
-/// What a check must see. Every condition given must hold.
+/// What a check must see. Every condition given must hold; without any, exit code 0.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Expect {
-    /// Required exit code of a command probe. When unset, 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Required exit code of a command probe, 0 to 255. When unset, 0.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "exit_code"
+    )]
     pub exit_code: Option<i32>,
     /// A condition on standard output (compared without trailing whitespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A [`Duration`] that reads and writes as a human string (`120s`, `2m`, `1h30m`, `250ms`).
 ///
-/// Units: `h`, `m`, `s`, `ms`, `us`, `ns`, combined largest first. Writing picks the
+/// Units: `h`, `m`, `s`, `ms`, `us`, `ns`, combined largest first, each once, each number
+/// at most 9 digits; `0` alone is zero. Nothing around it (no spaces). Writing picks the
 /// shortest exact form, so every duration round-trips.
 ///
 /// ```
@@ -50,6 +51,14 @@ pub struct DurationError {
     reason: &'static str,
 }
 
+/// The most digits a duration's number may have.
+const MAX_DIGITS: usize = 9;
+
+/// The schema's pattern for a duration: what [`HumanDuration`]'s parser takes. Written so
+/// that ECMA-262 (Ajv) and Python's `re` read it the same (`$(?!\n)`: Python's `$` also
+/// matches before a final newline).
+pub(crate) const DURATION_PATTERN: &str = "^(0|(?=[0-9])([0-9]{1,9}h)?([0-9]{1,9}m)?([0-9]{1,9}s)?([0-9]{1,9}ms)?([0-9]{1,9}us)?([0-9]{1,9}ns)?)$(?!\\n)";
+
 const UNITS: [(&str, u128); 6] = [
     ("h", 3_600_000_000_000),
     ("m", 60_000_000_000),
@@ -67,7 +76,8 @@ impl FromStr for HumanDuration {
             input: input.to_owned(),
             reason,
         };
-        let s = input.trim();
+        // No trimming: the schema's pattern takes no spaces either.
+        let s = input;
         if s.is_empty() {
             return Err(err("it is empty"));
         }
@@ -77,6 +87,9 @@ impl FromStr for HumanDuration {
         let bytes = s.as_bytes();
         let mut total: u128 = 0;
         let mut i = 0;
+        // Units go largest first, each once; numbers have at most MAX_DIGITS digits: the
+        // schema's pattern says the same, and no such duration overflows.
+        let mut next_unit = 0;
         while i < bytes.len() {
             let start = i;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
@@ -85,23 +98,29 @@ impl FromStr for HumanDuration {
             if start == i {
                 return Err(err("expected a number"));
             }
+            if i - start > MAX_DIGITS {
+                return Err(err("a number has more than 9 digits"));
+            }
             let number: u128 = s[start..i].parse().map_err(|_| err("number too large"))?;
             let unit_start = i;
             while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
                 i += 1;
             }
             let unit = &s[unit_start..i];
-            let Some(&(_, nanos)) = UNITS.iter().find(|(name, _)| *name == unit) else {
+            let Some(index) = UNITS.iter().position(|(name, _)| *name == unit) else {
                 return Err(if unit.is_empty() {
                     err("a number needs a unit (h, m, s, ms, us, ns)")
                 } else {
                     err("unknown unit (use h, m, s, ms, us or ns)")
                 });
             };
-            total = number
-                .checked_mul(nanos)
-                .and_then(|n| total.checked_add(n))
-                .ok_or_else(|| err("too large"))?;
+            if index < next_unit {
+                return Err(err(
+                    "units go largest first, each once (`1h30m`, not `30m1h`)",
+                ));
+            }
+            next_unit = index + 1;
+            total += number * UNITS[index].1;
         }
         let secs = u64::try_from(total / 1_000_000_000).map_err(|_| err("too large"))?;
         // The remainder is below one second, so it always fits in u32.
@@ -148,8 +167,8 @@ impl JsonSchema for HumanDuration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "description": "A duration such as `120s`, `2m`, `1h30m` or `500ms`.",
-            "pattern": "^(0|([0-9]+(h|m|s|ms|us|ns))+)$"
+            "description": "A duration such as `120s`, `2m`, `1h30m` or `500ms`: units h, m, s, ms, us, ns, largest first, each once, each number at most 9 digits; `0` alone is zero.",
+            "pattern": DURATION_PATTERN
         })
     }
 }
@@ -182,6 +201,11 @@ mod tests {
             "1.5s",
             "-1s",
             "99999999999999999999999999999999999h",
+            " 30s ",
+            "30s\n",
+            "30m1h",
+            "1s1s",
+            "1000000000s",
         ] {
             let e = bad.parse::<HumanDuration>().unwrap_err();
             assert!(e.to_string().contains("invalid duration"), "{bad}: {e}");

@@ -62,51 +62,7 @@ pub(crate) fn from_str<T: DeserializeOwned>(text: &str) -> Option<T> {
     value.ok()
 }
 
-/// A plain scalar that YAML (1.2 core schema, or 1.1's extras) may read as something
-/// other than text: null, a boolean, a number. Such a scalar is left to the careful parser,
-/// whatever the field's type, so both paths agree on it.
-fn is_special_plain(s: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "", "~", "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "y",
-        "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
-        "OFF",
-    ];
-    WORDS.contains(&s) || looks_numeric(s)
-}
-
-/// Integers (decimal, `0x`, `0o`, `0b`, with `_` or `:` separators), floats (`1.5`,
-/// `.5`, `1e3`, `.inf`, `.nan`).
-fn looks_numeric(s: &str) -> bool {
-    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if matches!(body.to_ascii_lowercase().as_str(), ".inf" | ".nan") {
-        return true;
-    }
-    let lower = body.to_ascii_lowercase();
-    for prefix in ["0x", "0o", "0b"] {
-        if let Some(digits) = lower.strip_prefix(prefix) {
-            return !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit() || c == '_');
-        }
-    }
-    let (mantissa, exponent) = match lower.split_once('e') {
-        Some((m, e)) => (m, Some(e)),
-        None => (lower.as_str(), None),
-    };
-    let exponent_ok = exponent.is_none_or(|e| {
-        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
-        !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
-    });
-    let mut dots = 0;
-    let mut digits = 0;
-    for c in mantissa.chars() {
-        match c {
-            '0'..='9' => digits += 1,
-            '.' => dots += 1,
-            '_' | ':' => {}
-            _ => return false,
-        }
-    }
-    exponent_ok && digits > 0 && dots <= 1
-}
+use crate::scalars::is_special_plain;
 
 impl<'a> De<'a> {
     fn next(&mut self) -> R<Event<'a>> {
@@ -192,10 +148,8 @@ impl<'a> De<'a> {
 
     fn integer(&mut self) -> R<i128> {
         match self.scalar()? {
-            (s, ScalarStyle::Plain)
-                if s.bytes()
-                    .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+') =>
-            {
+            // Only plain decimal digits: the careful parser refuses other spellings.
+            (s, ScalarStyle::Plain) if crate::scalars::is_plain_integer(&s) => {
                 s.parse().map_err(|_| GiveUp)
             }
             _ => Err(GiveUp),
@@ -493,8 +447,23 @@ mod tests {
     #[test]
     fn numbers_and_words_yaml_may_not_read_as_text() {
         for special in [
-            "1", "-2", "1.5", ".5", "1e3", "0x1F", "0o17", "1_000", "1:30", ".inf", "-.INF",
-            ".nan", "yes", "Off", "~", "",
+            "1",
+            "-2",
+            "1.5",
+            ".5",
+            "1e3",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "1:30",
+            ".inf",
+            "-.INF",
+            ".nan",
+            "yes",
+            "Off",
+            "~",
+            "",
+            "2024-01-31",
         ] {
             assert!(super::is_special_plain(special), "{special}");
         }

@@ -112,7 +112,25 @@ const MAX_FAST_BYTES: usize = 64 * 1024 * 1024;
 
 /// Reads a runbook with `serde-saphyr` alone (budgets, every YAML feature, located errors).
 pub fn careful_from_yaml_str(text: &str) -> Result<Runbook, ParseError> {
-    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| yaml_error(&e))
+    // One reading of every scalar: what other YAML and JSON readers read differently is
+    // refused, with its place (see `docs/format.md`, "Quoting"). When the parser fails at
+    // or after a spelling problem's line (`exitCode: 0.0` fails as "invalid i32"), the
+    // spelling, first in the file, is reported, in plain words.
+    let runbook = serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| {
+        let error = yaml_error(&e);
+        match crate::scalars::check(text) {
+            Err(spelling)
+                if error
+                    .line
+                    .is_none_or(|l| spelling.line.is_some_and(|s| s <= l)) =>
+            {
+                spelling
+            }
+            _ => error,
+        }
+    })?;
+    crate::scalars::check(text)?;
+    Ok(runbook)
 }
 
 fn yaml_error(e: &serde_saphyr::Error) -> ParseError {
@@ -161,9 +179,10 @@ pub fn without_values(message: &str) -> String {
 
 /// Reads a runbook from JSON text.
 ///
-/// Values that YAML files commonly write bare may be JSON numbers or booleans, read as their
-/// text: a variable's `sandbox` and `rehearsal` (`"sandbox": 8080`), `metadata.version`,
-/// `target.kubernetesVersion` and a prerequisite's `version`.
+/// Values that YAML files commonly write bare may be JSON numbers, read as their text
+/// (`"sandbox": 8080` is `"8080"`, `1.0` is `"1"`, as every JSON reader reads it): a
+/// variable's `sandbox` and `rehearsal` (which also take `true` and `false`),
+/// `metadata.version`, `target.kubernetesVersion` and a prerequisite's `version`.
 pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
     let first = serde_json::from_str(text);
     if first.is_err()
@@ -185,30 +204,45 @@ pub fn from_json_str(text: &str) -> Result<Runbook, ParseError> {
     })
 }
 
-/// The JSON text with the number and boolean values of [`BARE_SCALARS`] as strings, when
-/// there are any.
+/// A JSON number as JavaScript writes it back: `1.0` is `1`, `1.30` is `1.3`.
+fn number_text(n: &serde_json::Number) -> String {
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+            format!("{}", f as i64)
+        }
+        _ => n.to_string(),
+    }
+}
+
+/// The JSON text with the number (and, where allowed, boolean) values of [`BARE_SCALARS`]
+/// as strings, when there are any.
 fn values_as_strings(text: &str) -> Option<String> {
     let mut doc: serde_json::Value = serde_json::from_str(text).ok()?;
     let mut changed = false;
-    let mut text_of = |v: &mut serde_json::Value| {
-        if v.is_number() || v.is_boolean() {
-            *v = serde_json::Value::String(v.to_string());
+    let mut text_of = |v: &mut serde_json::Value, booleans: bool| match v {
+        serde_json::Value::Number(n) => {
+            *v = serde_json::Value::String(number_text(n));
             changed = true;
         }
+        serde_json::Value::Bool(b) if booleans => {
+            *v = serde_json::Value::String(b.to_string());
+            changed = true;
+        }
+        _ => {}
     };
-    for (list, key) in BARE_SCALARS {
+    for (list, key, booleans) in BARE_SCALARS {
         match list {
             Some(list) => {
                 let items = doc.get_mut(*list).and_then(|l| l.as_array_mut());
                 for item in items.into_iter().flatten() {
                     if let Some(v) = item.get_mut(*key) {
-                        text_of(v);
+                        text_of(v, *booleans);
                     }
                 }
             }
             None => {
                 if let Some(v) = doc.pointer_mut(key) {
-                    text_of(v);
+                    text_of(v, *booleans);
                 }
             }
         }
@@ -216,14 +250,16 @@ fn values_as_strings(text: &str) -> Option<String> {
     changed.then(|| doc.to_string())
 }
 
-/// Fields that YAML files commonly write bare (`version: 1.0`, `sandbox: 8080`): a list's
-/// item key, or a JSON pointer. The schema allows numbers and booleans there too.
-pub(crate) const BARE_SCALARS: &[(Option<&str>, &str)] = &[
-    (Some("variables"), "sandbox"),
-    (Some("variables"), "rehearsal"),
-    (Some("prerequisites"), "version"),
-    (None, "/metadata/version"),
-    (None, "/target/kubernetesVersion"),
+/// Fields that YAML files commonly write bare (`version: 1.29`, `sandbox: 8080`): a list's
+/// item key, or a JSON pointer, and whether a bare `true`/`false` is taken too. The
+/// schema allows numbers (and those booleans) there; the YAML reader takes only the bare
+/// numbers every reader writes back the same (see `crate::scalars`).
+pub(crate) const BARE_SCALARS: &[(Option<&str>, &str, bool)] = &[
+    (Some("variables"), "sandbox", true),
+    (Some("variables"), "rehearsal", true),
+    (Some("prerequisites"), "version", false),
+    (None, "/metadata/version", false),
+    (None, "/target/kubernetesVersion", false),
 ];
 
 /// Reads a runbook file; `.json` files as JSON, anything else as YAML.

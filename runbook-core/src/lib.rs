@@ -55,6 +55,7 @@ pub mod prerequisite;
 pub mod report;
 mod role;
 mod runbook;
+mod scalars;
 mod schema;
 pub mod shell;
 mod step;

@@ -110,12 +110,17 @@ fn standard_formats(value: &mut serde_json::Value) {
     }
 }
 
+// Patterns are written so that ECMA-262 (Ajv) and Python's `re` (Python's `jsonschema`)
+// read them the same: `$(?!\n)` ends the text (Python's `$` alone also matches before a
+// final newline), and whitespace is an explicit class (`\s` differs between them).
+
 /// A lowercase slug, as `invalid-name` wants it (runbook names, step and lesson ids).
-pub const SLUG_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+pub const SLUG_PATTERN: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$(?!\\n)";
 /// An UPPER_SNAKE variable name, as `invalid-name` wants it.
-pub const UPPER_SNAKE_PATTERN: &str = "^(_[A-Z0-9_]*)?[A-Z][A-Z0-9_]*$";
-/// A command with something in it, as `empty-command` wants it.
-const NON_BLANK_PATTERN: &str = "\\S";
+pub const UPPER_SNAKE_PATTERN: &str = "^(_[A-Z0-9_]*)?[A-Z][A-Z0-9_]*$(?!\\n)";
+/// A command with something in it, as `empty-command` wants it: a character that is not
+/// white space as Rust's `str::trim` counts it (Unicode `White_Space`).
+const NON_BLANK_PATTERN: &str = "[^\\t\\n\\u000B\\f\\r \\u0085\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]";
 
 /// Puts the constraints the parser and the error-level lint rules enforce into the schema,
 /// so that a validator in another language accepts what `runbook validate` accepts.
@@ -157,26 +162,150 @@ fn tighten(root: &mut serde_json::Value) {
     if let Some(serde_json::Value::Object(run)) = root.pointer_mut("/$defs/Check/properties/run") {
         run.remove("type");
     }
+    // Lengths and ranges the parser and the error-level lint rules enforce.
+    set(
+        root,
+        "/$defs/Metadata/properties/name",
+        "maxLength",
+        json!(crate::lint::MAX_NAME),
+    );
+    for (pointer, min, max) in [
+        ("/$defs/Expect/properties/exitCode", 0, 255),
+        ("/$defs/HttpProbe/properties/status", 100, 599),
+    ] {
+        if let Some(serde_json::Value::Object(map)) = root.pointer_mut(pointer) {
+            map.remove("format");
+            map.insert("minimum".into(), json!(min));
+            map.insert("maximum".into(), json!(max));
+        }
+    }
+    if let Some(serde_json::Value::Object(port)) =
+        root.pointer_mut("/$defs/TcpProbe/properties/port")
+    {
+        port.remove("$ref");
+        port.insert(
+            "anyOf".into(),
+            json!([
+                { "type": "integer", "minimum": 1, "maximum": 65535 },
+                { "type": "string" }
+            ]),
+        );
+    }
+    if let Some(serde_json::Value::Object(defs)) = root.pointer_mut("/$defs") {
+        defs.remove("StringOrNumber");
+    }
+    // A variable's name is none that the loader, the shell or the sandbox reads or sets
+    // (`reserved-variable`).
+    set(
+        root,
+        "/$defs/Variable/properties/name",
+        "not",
+        json!({ "anyOf": [
+            { "enum": crate::lint::reserved_names() },
+            { "pattern": "^(LD_|BASH_FUNC_)" }
+        ] }),
+    );
+    // A credential is a secret or generated (`credential-not-secret`).
+    set(
+        root,
+        "/$defs/Variable",
+        "if",
+        json!({ "properties": { "category": { "const": "credential" } }, "required": ["category"] }),
+    );
+    set(
+        root,
+        "/$defs/Variable",
+        "then",
+        json!({ "anyOf": [
+            { "properties": { "secret": { "type": "object" } }, "required": ["secret"] },
+            { "properties": { "generate": { "const": true } }, "required": ["generate"] }
+        ] }),
+    );
+    // What JSON Schema cannot say is said in words, and `runbook validate` reports it.
+    for (pointer, words) in [
+        (
+            "/$defs/Step/properties/id",
+            "Unique among the steps: JSON Schema cannot say so; `runbook validate` reports a repeat as `duplicate-step-id`.",
+        ),
+        (
+            "/$defs/PreflightCheck/properties/id",
+            "Unique among the pre-flight checks: JSON Schema cannot say so; `runbook validate` reports a repeat as `duplicate-step-id`.",
+        ),
+        (
+            "/$defs/Variable/properties/name",
+            "Unique among the variables: JSON Schema cannot say so; `runbook validate` reports a repeat as `duplicate-variable`.",
+        ),
+        (
+            "/$defs/ConfigFile/properties/path",
+            "Unique among the config files: JSON Schema cannot say so; `runbook validate` reports a repeat as `config-path`.",
+        ),
+    ] {
+        if let Some(serde_json::Value::Object(map)) = root.pointer_mut(pointer) {
+            let base = map
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default();
+            let text = if base.is_empty() {
+                words.to_owned()
+            } else {
+                format!("{base} {words}")
+            };
+            map.insert("description".into(), json!(text));
+        }
+    }
     // Every step has at least one check (`missing-verification`).
     set(root, "/$defs/Step/properties/verify", "minItems", json!(1));
     if let Some(serde_json::Value::Array(required)) = root.pointer_mut("/$defs/Step/required") {
         required.push(json!("verify"));
     }
     // Exactly one probe key with a value: `kube: null` beside `run` is no second probe.
+    // Each alternative is a whole titled object (`CheckWithRun`) holding the common keys,
+    // its own probe (required, not null) and the other probes only as null: generators
+    // make one typed shape per probe, and a second probe has no room.
     let probes = ["run", "kube", "file", "tcp", "http", "process"];
-    let branches: Vec<serde_json::Value> = probes
-        .iter()
-        .map(|p| {
-            json!({
-                "title": format!("CheckWith{}", capitalized(p)),
-                "required": [p],
-                "properties": { *p: { "not": { "type": "null" } } },
+    if let Some(serde_json::Value::Object(check)) = root.pointer_mut("/$defs/Check") {
+        let properties = match check.remove("properties") {
+            Some(serde_json::Value::Object(p)) => p,
+            _ => serde_json::Map::new(),
+        };
+        check.remove("additionalProperties");
+        let branches: Vec<serde_json::Value> = probes
+            .iter()
+            .map(|p| {
+                let mut own = serde_json::Map::new();
+                for (key, schema) in &properties {
+                    let schema = if key == "expect" {
+                        // A `$ref` with a description of its own is a new type to
+                        // generators (`Expect1` … `Expect5`): the definition's describes it.
+                        json!({ "$ref": schema.get("$ref").cloned().unwrap_or_default() })
+                    } else if key == p {
+                        without_null(schema.clone())
+                    } else if probes.contains(&key.as_str()) {
+                        json!({ "type": "null", "description": "No second probe: only null, which means absent." })
+                    } else {
+                        schema.clone()
+                    };
+                    own.insert(key.clone(), schema);
+                }
+                json!({
+                    "title": format!("CheckWith{}", capitalized(p)),
+                    "type": "object",
+                    "properties": own,
+                    "required": [p],
+                    "additionalProperties": false,
+                })
             })
-        })
-        .collect();
-    set(root, "/$defs/Check", "oneOf", json!(branches));
-    // Values given bare in YAML (`sandbox: 8080`, `version: 1.0`) are read as their text.
-    for (list, key) in crate::format::BARE_SCALARS {
+            .collect();
+        check.insert("oneOf".into(), json!(branches));
+    }
+    // The same for the pre-flight check's `check` (else `Check1` beside `Check`).
+    if let Some(serde_json::Value::Object(check)) =
+        root.pointer_mut("/$defs/PreflightCheck/properties/check")
+    {
+        check.remove("description");
+    }
+    // Values given bare in YAML (`sandbox: 8080`, `version: 1.29`) are read as their text.
+    for (list, key, booleans) in crate::format::BARE_SCALARS {
         let pointer = match (list, key.rsplit('/').next()) {
             (Some("variables"), _) => format!("/$defs/Variable/properties/{key}"),
             (Some("prerequisites"), _) => format!("/$defs/Prerequisite/properties/{key}"),
@@ -190,13 +319,48 @@ fn tighten(root: &mut serde_json::Value) {
             .pointer(&format!("{pointer}/type"))
             .and_then(|t| t.as_array())
             .is_some_and(|t| t.iter().any(|t| t == "null"));
-        let types = if nullable {
-            json!(["string", "number", "boolean", "null"])
-        } else {
-            json!(["string", "number", "boolean"])
-        };
+        let mut types = vec!["string", "number"];
+        if *booleans {
+            types.push("boolean");
+        }
+        if nullable {
+            types.push("null");
+        }
+        let types = json!(types);
         set(root, &pointer, "type", types);
     }
+}
+
+/// The schema without its null alternative: `anyOf: [X, {type: null}]` is X (with the
+/// description kept), `type: [string, null]` is `string`.
+fn without_null(schema: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let Value::Object(mut map) = schema else {
+        return schema;
+    };
+    if let Some(Value::Array(types)) = map.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types[0].clone();
+            map.insert("type".into(), only);
+        }
+    }
+    if let Some(Value::Array(alternatives)) = map.get("anyOf") {
+        let kept: Vec<Value> = alternatives
+            .iter()
+            .filter(|a| a.get("type").is_none_or(|t| t != "null"))
+            .cloned()
+            .collect();
+        if let [only] = kept.as_slice() {
+            map.remove("anyOf");
+            if let Value::Object(inner) = only {
+                for (k, v) in inner {
+                    map.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    Value::Object(map)
 }
 
 fn capitalized(s: &str) -> String {

@@ -80,7 +80,7 @@ fn serde_saphyr_value(text: &str) -> serde_json::Value {
 
 #[test]
 fn parse_errors_name_the_line_column_and_field() {
-    let text = "apiVersion: runbook/v1\nkind: Runbook\nmetadata:\n  name: x\nsteps:\n  - id: a\n    title: A\n    run: true\n    verfy: []\n";
+    let text = "apiVersion: runbook/v1\nkind: Runbook\nmetadata:\n  name: x\nsteps:\n  - id: a\n    title: A\n    run: 'true'\n    verfy: []\n";
     let e = from_yaml_str(text).unwrap_err();
     assert_eq!(e.line, Some(9), "{e}");
     assert!(e.message.contains("verfy"), "{e}");
@@ -102,7 +102,7 @@ fn bad_values_are_reported_where_they_are() {
             "invalid duration",
         ),
         (
-            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nmetadata: {name: y}\nsteps: []\n",
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nmetadata: {name: z}\nsteps: []\n",
             4,
             "duplicate",
         ),

@@ -584,7 +584,7 @@ mod tests {
             r#"apiVersion: runbook/v1
 kind: Runbook
 metadata: { name: m }
-variables: [{ name: A, category: other, sandbox: x, production: y }]
+variables: [{ name: A, category: other, sandbox: x, production: p }]
 prerequisites: [{ tool: psql, version: ">=15" }]
 configFiles: [{ path: c.conf, content: "a=${A}\n" }]
 steps:

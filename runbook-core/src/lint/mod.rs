@@ -7,6 +7,7 @@
 mod path;
 mod removed_apis;
 mod rules;
+pub(crate) use rules::{MAX_NAME, reserved_names};
 mod walk;
 
 use std::fmt;

@@ -57,7 +57,7 @@ pub const SHELL_ENVIRONMENT: &[&str] = &[
 const SANDBOX_ENDPOINTS: &[&str] = &[".svc.cluster.local", "localhost", "127.0.0.1"];
 
 /// The longest runbook name: `rb-<name>-<8 hex>` must stay a DNS label and a label value.
-const MAX_NAME: usize = 40;
+pub(crate) const MAX_NAME: usize = 40;
 
 /// Ids of a list (`steps`, `preflight`) that are not slugs, or repeat an earlier one.
 /// `what` is (the list's key, its items in words, an example id).
@@ -136,41 +136,54 @@ fn word_at(text: &str, needle: &str) -> bool {
 /// loads, how the shell starts or what the sandbox itself set, in the sandbox and on
 /// the target alike.
 fn reserved_variable(name: &str) -> Option<&'static str> {
-    const SHELL: &[&str] = &[
-        "BASH_ENV",
-        "ENV",
-        "POSIXLY_CORRECT",
-        "SHELLOPTS",
-        "BASHOPTS",
-        "IFS",
-        "CDPATH",
-        "GLOBIGNORE",
-        "PS4",
-        "BASH_XTRACEFD",
-        "BASH_COMPAT",
-    ];
-    const BASH_OWN: &[&str] = &["UID", "EUID", "PPID", "BASH_VERSINFO", "BASH_ARGV0"];
-    const SANDBOX: &[&str] = &[
-        "PATH",
-        "HOME",
-        "TMPDIR",
-        "USER",
-        "LOGNAME",
-        "LANG",
-        "LC_ALL",
-        "RUNBOOK_SANDBOX_ID",
-    ];
     if name.starts_with("LD_") || name == "GCONV_PATH" {
         Some("the dynamic loader reads it: it would load code into every program a step starts")
-    } else if name.starts_with("BASH_FUNC_") || SHELL.contains(&name) {
+    } else if name.starts_with("BASH_FUNC_") || RESERVED_SHELL.contains(&name) {
         Some("the shell reads it when it starts: it would change how every command is run")
-    } else if BASH_OWN.contains(&name) {
+    } else if RESERVED_BASH_OWN.contains(&name) {
         Some("bash sets it itself and will not take a value for it")
-    } else if SANDBOX.contains(&name) {
+    } else if RESERVED_SANDBOX.contains(&name) {
         Some("the sandbox and the package's scripts set it for every command themselves")
     } else {
         None
     }
+}
+
+/// Names the shell reads when it starts (`reserved-variable`).
+pub(crate) const RESERVED_SHELL: &[&str] = &[
+    "BASH_ENV",
+    "ENV",
+    "POSIXLY_CORRECT",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "IFS",
+    "CDPATH",
+    "GLOBIGNORE",
+    "PS4",
+    "BASH_XTRACEFD",
+    "BASH_COMPAT",
+];
+/// Names bash sets itself (`reserved-variable`).
+pub(crate) const RESERVED_BASH_OWN: &[&str] =
+    &["UID", "EUID", "PPID", "BASH_VERSINFO", "BASH_ARGV0"];
+/// Names the sandbox and the scripts set (`reserved-variable`).
+pub(crate) const RESERVED_SANDBOX: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "RUNBOOK_SANDBOX_ID",
+];
+/// Every name `reserved-variable` refuses, besides the prefixes `LD_` and `BASH_FUNC_`.
+pub(crate) fn reserved_names() -> Vec<&'static str> {
+    let mut names = vec!["GCONV_PATH"];
+    names.extend(RESERVED_SHELL);
+    names.extend(RESERVED_BASH_OWN);
+    names.extend(RESERVED_SANDBOX);
+    names
 }
 
 /// Runs every rule over `runbook`; findings come in document order, errors and warnings mixed.
