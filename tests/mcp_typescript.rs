@@ -1,7 +1,7 @@
 //! `runbook mcp` with clients the project did not write: the official TypeScript SDK
 //! (`tests/mcp-ts/client.mjs`, which holds the assertions) and the MCP Inspector CLI.
 //! They need Node.js and the pinned packages of `tests/mcp-ts/package-lock.json`
-//! (`npm ci --prefix tests/mcp-ts`), which `.ci/run` installs.
+//! (`npm install --prefix tests/mcp-ts`), which `.ci/run` installs.
 
 mod common;
 
@@ -15,13 +15,13 @@ fn clients() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-ts");
     assert!(
         dir.join("node_modules/@modelcontextprotocol/sdk").is_dir(),
-        "run `npm ci --prefix tests/mcp-ts` first (it installs the pinned TypeScript SDK, Ajv and the Inspector)"
+        "run `npm install --prefix tests/mcp-ts` first (it installs the pinned TypeScript SDK, Ajv and the Inspector)"
     );
     dir
 }
 
 #[test]
-#[ignore = "needs Node.js and `npm ci --prefix tests/mcp-ts` (.ci/run does both)"]
+#[ignore = "needs Node.js and `npm install --prefix tests/mcp-ts` (.ci/run does both)"]
 fn the_typescript_sdk_reads_every_result_and_error_cancels_and_follows_progress() {
     let clients = clients();
     let dir = common::workdir("runbook-mcp-ts-");
@@ -55,7 +55,7 @@ fn the_typescript_sdk_reads_every_result_and_error_cancels_and_follows_progress(
 }
 
 #[test]
-#[ignore = "needs Node.js and `npm ci --prefix tests/mcp-ts` (.ci/run does both)"]
+#[ignore = "needs Node.js and `npm install --prefix tests/mcp-ts` (.ci/run does both)"]
 fn the_inspector_cli_lists_the_tools_and_validates_a_broken_runbook() {
     let clients = clients();
     let dir = common::workdir("runbook-mcp-inspector-");

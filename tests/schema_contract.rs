@@ -523,13 +523,13 @@ process.stdin.on("end", () => {
 "#;
 
 #[test]
-#[ignore = "needs node with tests/mcp-ts's node_modules (npm ci --prefix tests/mcp-ts) and the Python venv of the README's test line"]
+#[ignore = "needs node with tests/mcp-ts's node_modules (npm install --prefix tests/mcp-ts) and the Python venv of the README's test line"]
 fn ajv_python_and_runbook_give_one_verdict_on_every_document() {
     let python = common::python("jsonschema");
     let modules = repo().join("tests/mcp-ts/node_modules");
     assert!(
         modules.join("ajv/dist/2020.js").is_file(),
-        "run `npm ci --prefix tests/mcp-ts` first (it installs the pinned Ajv)"
+        "run `npm install --prefix tests/mcp-ts` first (it installs the pinned Ajv)"
     );
     let docs = documents();
     assert!(docs.len() >= 500, "{} documents", docs.len());
