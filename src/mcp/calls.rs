@@ -22,7 +22,6 @@ use super::tools::{
 };
 use super::{McpServer, load, status, validate};
 use crate::exec::{Amendment, ExecError, RunOptions, Session};
-use runbook_core::Lifetime;
 
 /// What a call knows of its request: whether its client cancelled it, and where its
 /// progress goes.
@@ -243,7 +242,7 @@ impl McpServer {
         };
         let carried = crate::ops::prepare(&mut runbook, &a.vars, &lessons).map_err(ops_error)?;
         let options = RunOptions {
-            lifetime: a.lifetime.map(Lifetime::from),
+            lifetime: a.lifetime,
             vars: a.vars,
             ..RunOptions::default()
         };

@@ -64,36 +64,16 @@ pub(super) struct SchemaArgs {
     pub(super) document: Document,
 }
 
-/// A sandbox lifetime.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum LifetimeArg {
-    /// Torn down when the session finishes or the server stops.
-    Ephemeral,
-    /// Kept across steps of the session; torn down at its end.
-    Session,
-    /// Kept until destroyed; resumable with `session_resume`.
-    Persistent,
-}
-
-impl From<LifetimeArg> for Lifetime {
-    fn from(l: LifetimeArg) -> Self {
-        match l {
-            LifetimeArg::Ephemeral => Lifetime::Ephemeral,
-            LifetimeArg::Session => Lifetime::Session,
-            LifetimeArg::Persistent => Lifetime::Persistent,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StartArgs {
     #[serde(flatten)]
     pub(super) source: RunbookSource,
-    /// The sandbox lifetime (default: recommended from the runbook).
+    /// The sandbox lifetime (default: recommended from the runbook): `ephemeral` (torn
+    /// down when the session finishes or the server stops), `session` (kept across the
+    /// session's steps), `persistent` (kept until destroyed; `session_resume` continues it).
     #[serde(default)]
-    pub(super) lifetime: Option<LifetimeArg>,
+    pub(super) lifetime: Option<Lifetime>,
     /// Sandbox values for variables, overriding the runbook's (`{"PGPORT": "55433"}`);
     /// a name the runbook does not declare is refused.
     #[serde(default)]
