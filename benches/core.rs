@@ -70,6 +70,36 @@ fn bench(c: &mut Criterion) {
             typed.as_secs_f64() / raw.as_secs_f64()
         );
     }
+
+    // What `runbook validate` does with a finding on every step (parse, lint, locate each
+    // finding in the text), by size: the cost per step must stay flat (issue 29 measured
+    // it quadratic: 10,000 steps in 11.9 s).
+    for steps in [1_000, 5_000, 10_000, 20_000] {
+        let text = runbook::to_yaml_string(&a_finding_each(steps));
+        let took = support::median(5, || {
+            let rb = runbook::from_yaml_str(&text).expect("valid");
+            black_box(runbook::findings::of(&rb, &text, "runbook.yaml", &[]));
+        });
+        println!(
+            "findings: {steps} steps with a finding each: {:.1} ms ({:.1} µs per step)",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e6 / steps as f64
+        );
+    }
+}
+
+/// Steps whose only check is an exit code: one `exit-code-only` warning each.
+fn a_finding_each(steps: usize) -> runbook::Runbook {
+    let mut b = runbook::Runbook::builder("findings");
+    for i in 0..steps {
+        b = b.step(
+            runbook::Step::new(format!("s{i}"), format!("Step {i}"))
+                .run("true")
+                .read_only()
+                .verify(runbook::Check::command("true")),
+        );
+    }
+    b.build_unchecked()
 }
 
 criterion_group!(benches, bench);

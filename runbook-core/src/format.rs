@@ -385,7 +385,10 @@ pub fn to_json_string(runbook: &Runbook) -> String {
 /// Built on demand (only when there are findings to print), from the parser's events.
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {
-    entries: Vec<(Vec<crate::lint::PathPart>, u64, u64)>,
+    /// Where each path starts (the first occurrence of a path a duplicate key repeats).
+    /// A map, not a list: a runbook with a finding on each of its 10,000 steps looks up
+    /// 10,000 paths (issue 29 measured 11.9 s with a list scan per finding).
+    entries: std::collections::HashMap<Vec<crate::lint::PathPart>, (u64, u64)>,
 }
 
 impl SourceMap {
@@ -399,7 +402,7 @@ impl SourceMap {
             Map { key: Option<String> },
             Seq { index: usize },
         }
-        let mut entries = Vec::new();
+        let mut entries = std::collections::HashMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         let mut path: Vec<PathPart> = Vec::new();
 
@@ -435,14 +438,14 @@ impl SourceMap {
                         }
                     }
                     Some(false) => {
-                        entries.push((path.clone(), line, col));
+                        entries.entry(path.clone()).or_insert((line, col));
                         path.pop();
                     }
                     None => {}
                 },
                 Event::MappingStart(..) | Event::SequenceStart(..) => {
                     if begin(&mut stack, &mut path) == Some(false) {
-                        entries.push((path.clone(), line, col));
+                        entries.entry(path.clone()).or_insert((line, col));
                     }
                     stack.push(if matches!(event, Event::MappingStart(..)) {
                         Frame::Map { key: None }
@@ -457,7 +460,7 @@ impl SourceMap {
                     }
                 }
                 Event::Alias(..) if begin(&mut stack, &mut path) == Some(false) => {
-                    entries.push((path.clone(), line, col));
+                    entries.entry(path.clone()).or_insert((line, col));
                     path.pop();
                 }
                 _ => {}
@@ -471,7 +474,7 @@ impl SourceMap {
     pub fn locate(&self, path: &str) -> Option<(u64, u64)> {
         let mut parts = crate::lint::FieldPath::parse(path);
         loop {
-            if let Some((_, l, c)) = self.entries.iter().find(|(p, ..)| *p == parts) {
+            if let Some((l, c)) = self.entries.get(&parts) {
                 return Some((*l, *c));
             }
             parts.pop()?;

@@ -35,7 +35,7 @@ impl FieldPath {
 }
 
 /// An owned path segment, as parsed from text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PathPart {
     /// A mapping key.
     Key(String),
