@@ -245,6 +245,8 @@ async fn a_config_file_of_a_passed_step_is_amended_through_the_library() {
     );
     let issue = &outcome.runbook.step("start-server").unwrap().known_issues[0];
     assert!(issue.error.contains(CAUSE), "{issue:?}");
+    // What differs on every run (the server's timestamp and pid) is not part of it.
+    assert!(issue.error.starts_with("LOG:"), "{issue:?}");
 
     let package = dir.path().join("pkg");
     runbook::write_package(&outcome, &package, false).unwrap();
@@ -372,6 +374,7 @@ fn a_config_file_of_a_passed_step_is_fixed_with_resume_amend() {
     let (shipped, _) = runbook::load(pkg.join("runbook.yaml")).unwrap();
     let issue = &shipped.step("init-cluster").unwrap().known_issues[0];
     assert!(issue.error.contains(CAUSE), "{issue:?}");
+    assert!(issue.error.starts_with("LOG:"), "{issue:?}");
     let config = &shipped
         .config_file("config/postgresql.conf")
         .unwrap()

@@ -191,11 +191,7 @@ impl Session {
                 &runbook_core::to_yaml_string(&self.runbook),
                 &runbook_core::to_yaml_string(&edited),
             );
-            let error = self.report.steps[i]
-                .attempts
-                .last()
-                .map(runbook_core::report::Attempt::cause_line)
-                .unwrap_or_default();
+            let error = self.known_error(i);
             let step = edited
                 .steps
                 .iter_mut()

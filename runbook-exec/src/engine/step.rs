@@ -248,11 +248,7 @@ impl Session {
         // issue's error when the caller gave none (rather than a generic "could not start
         // server").
         let error = match self.unanswered_failure(Some(step_id)) {
-            Some(i) if issue.error.trim().is_empty() => self.report.steps[i]
-                .attempts
-                .last()
-                .map(runbook_core::report::Attempt::cause_line)
-                .unwrap_or_default(),
+            Some(i) if issue.error.trim().is_empty() => self.known_error(i),
             _ => issue.error.clone(),
         };
         // A known issue must not carry a secret into the package.
@@ -288,6 +284,17 @@ impl Session {
             .iter()
             .position(|r| Some(r.id.as_str()) == step_id && unanswered(r))
             .or_else(|| self.report.steps.iter().rposition(unanswered))
+    }
+
+    /// The error a known issue records for record `i`'s failed attempt: its cause line,
+    /// without what differs on every run (timestamps, process ids, hex ids), so that the
+    /// operator's log shows the same words.
+    pub(super) fn known_error(&self, i: usize) -> String {
+        self.report.steps[i]
+            .attempts
+            .last()
+            .map(|a| runbook_core::feedback::normalise_error(&a.cause_line()))
+            .unwrap_or_default()
     }
 
     /// Records on record `i`'s failed attempt the amendment that answers it (redacted).
