@@ -234,6 +234,15 @@ async fn a_failed_steps_log_is_read_and_looked_into_through_the_session() {
         let e = session.read_file(refused).await.unwrap_err();
         assert!(matches!(e, ExecError::BadPath { .. }), "{refused:?}: {e}");
     }
+    // A link a hostile step planted is read as the sandbox's user reads it: root's
+    // shadow file stays unreadable even when the caller (an MCP server) is root.
+    let planted = session
+        .exec("ln -s /etc/shadow leak", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(planted.exit_code, Some(0), "{planted:?}");
+    let e = session.read_file("leak").await.unwrap_err();
+    assert!(matches!(e, ExecError::BadPath { .. }), "{e}");
 
     // A command to look around: recorded in the log, masked, and no step.
     let seen = session
