@@ -1678,10 +1678,7 @@ async fn a_sandbox_that_is_not_kept_cannot_be_entered() {
     use runbook::exec::Provider;
     let dir = workdir();
     let provider = runbook::exec::LocalProvider::with_root(dir.path().join("state"));
-    let request = runbook::exec::ProvisionRequest {
-        runbook: "busy".into(),
-        lifetime: runbook::Lifetime::Session,
-    };
+    let request = runbook::exec::ProvisionRequest::new("busy", runbook::Lifetime::Session);
     let sandbox = provider.provision(&request).await.unwrap();
     let id = sandbox.id().to_owned();
     let refused = runbook(dir.path(), &["sandbox", "exec", &id, "--", "true"]);

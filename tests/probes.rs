@@ -21,10 +21,7 @@ fn sandbox(name: &str) -> (tempfile::TempDir, tokio::runtime::Runtime, Box<dyn S
         .build()
         .unwrap();
     let sandbox = rt
-        .block_on(provider.provision(&ProvisionRequest {
-            runbook: name.into(),
-            lifetime: Lifetime::Ephemeral,
-        }))
+        .block_on(provider.provision(&ProvisionRequest::new(name, Lifetime::Ephemeral)))
         .unwrap();
     (root, rt, sandbox)
 }

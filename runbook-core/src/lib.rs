@@ -84,7 +84,8 @@ pub use preflight::PreflightCheck;
 pub use prerequisite::Prerequisite;
 pub use role::LessonRole;
 pub use runbook::{
-    ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints, Target,
+    ApiVersion, BuildError, Built, Kind, Metadata, Runbook, RunbookBuilder, SandboxHints,
+    SandboxLimits, Target,
 };
 pub use schema::{
     feedback_json_schema, finish_schema, json_schema, json_schema_value, lesson_json_schema,

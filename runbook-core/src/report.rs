@@ -113,6 +113,28 @@ pub struct SandboxDescription {
     /// Versions of the platform itself (kernel, shell, API server).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, String>,
+    /// The container image the sandbox ran in (the container provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageFacts>,
+    /// The limits the sandbox ran under, when it had any.
+    #[serde(default, skip_serializing_if = "crate::SandboxLimits::is_empty")]
+    pub limits: crate::SandboxLimits,
+}
+
+/// The container image a sandbox ran in, as the engine knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageFacts {
+    /// The name the runbook or the caller gave (`localhost/base:bookworm`).
+    pub name: String,
+    /// The image id (`sha256:…`): what the same name may no longer mean tomorrow.
+    pub id: String,
+    /// Its registry digests (`docker.io/library/debian@sha256:…`), when it was pulled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub digests: Vec<String>,
+    /// `PRETTY_NAME` of the image's `/etc/os-release`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub os_release: String,
 }
 
 /// A prerequisite as found in the sandbox.

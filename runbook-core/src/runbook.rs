@@ -105,6 +105,11 @@ pub struct Target {
     /// `amd64`, `arm64`, …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
+    /// The container image that stands for the target (`localhost/base:bookworm`,
+    /// `docker.io/library/debian:12`): the container provider runs the sandbox in it
+    /// (`--image` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 impl Target {
@@ -115,7 +120,7 @@ impl Target {
 }
 
 /// How the runbook should be sandboxed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SandboxHints {
     /// An explicit lifetime; overrides the recommendation.
@@ -124,6 +129,136 @@ pub struct SandboxHints {
     /// What the run is for; drives [`crate::recommend_lifetime`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<Scenario>,
+    /// What the sandbox may use (the container provider enforces them).
+    #[serde(default, skip_serializing_if = "SandboxLimits::is_empty")]
+    pub limits: SandboxLimits,
+}
+
+/// What a sandbox may use: memory, processes, CPUs. The container provider enforces
+/// them (a step past the memory limit is killed, one past the process limit cannot
+/// fork); the report records them.
+///
+/// ```
+/// use runbook_core::SandboxLimits;
+/// let limits = SandboxLimits { memory: Some("512Mi".into()), pids: Some(256), cpus: Some("1.5".into()) };
+/// assert_eq!(limits.memory_bytes(), Ok(Some(512 * 1024 * 1024)));
+/// assert_eq!(limits.nano_cpus(), Ok(Some(1_500_000_000)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxLimits {
+    /// Memory: bytes, or a number with `Ki`, `Mi`, `Gi` (binary) or `k`, `M`, `G`
+    /// (decimal) after it (`512Mi`); at least 6 MiB.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "memory_limit"
+    )]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    pub memory: Option<String>,
+    /// The most processes (and threads) at once, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub pids: Option<u32>,
+    /// CPUs, in decimal (`"0.5"`, `"2"`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "cpu_limit"
+    )]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?$"))]
+    pub cpus: Option<String>,
+}
+
+impl SandboxLimits {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        *self == SandboxLimits::default()
+    }
+
+    /// The memory limit in bytes.
+    pub fn memory_bytes(&self) -> Result<Option<u64>, String> {
+        self.memory.as_deref().map(parse_memory).transpose()
+    }
+
+    /// The CPU limit in billionths of a CPU, as container engines take it.
+    pub fn nano_cpus(&self) -> Result<Option<i64>, String> {
+        self.cpus.as_deref().map(parse_cpus).transpose()
+    }
+
+    /// `other`'s limits where it sets one, else these.
+    pub fn overridden_by(&self, other: &SandboxLimits) -> SandboxLimits {
+        SandboxLimits {
+            memory: other.memory.clone().or_else(|| self.memory.clone()),
+            pids: other.pids.or(self.pids),
+            cpus: other.cpus.clone().or_else(|| self.cpus.clone()),
+        }
+    }
+}
+
+/// The smallest memory limit container engines accept.
+const MIN_MEMORY: u64 = 6 * 1024 * 1024;
+
+/// `512Mi`, `1.5Gi`, `600M`, `268435456` in bytes.
+fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: u64 = match unit {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000_u64.pow(2),
+        "G" => 1000_u64.pow(3),
+        "T" => 1000_u64.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => {
+            return Err(format!(
+                "memory `{text}` has an unknown unit `{unit}`: use bytes, or Ki, Mi, Gi, Ti (binary) or k, M, G, T (decimal), as in `512Mi`"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("memory `{text}` is not a number with a unit, as in `512Mi`"))?;
+    let bytes = value * factor as f64;
+    if !bytes.is_finite() || bytes < MIN_MEMORY as f64 || bytes > u64::MAX as f64 / 2.0 {
+        return Err(format!(
+            "memory `{text}` is out of range: a sandbox needs at least 6Mi"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
+/// `0.5`, `2` in billionths of a CPU.
+fn parse_cpus(text: &str) -> Result<i64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|_| text.trim().chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("cpus `{text}` is not a decimal number, as in `0.5` or `2`"))?;
+    let nano = (value * 1e9).round();
+    if !(1e7..=1e12).contains(&nano) {
+        return Err(format!("cpus `{text}` is out of range: use 0.01 to 1000"));
+    }
+    Ok(nano as i64)
+}
+
+fn memory_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_memory(&text).map_err(serde::de::Error::custom)?;
+    Ok(Some(text))
+}
+
+fn cpu_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_cpus(&text).map_err(serde::de::Error::custom)?;
+    Ok(Some(text))
 }
 
 impl SandboxHints {

@@ -5,7 +5,7 @@
 //!
 //! The rule per field (the schema says the same, see `docs/format.md`):
 //! - text fields take text; a bare number, boolean, date or YAML 1.1 word must be quoted;
-//! - `exitCode`, `status`, `count` take a number written in plain decimal digits, unquoted;
+//! - `exitCode`, `status`, `count`, `pids` take a number written in plain decimal digits, unquoted;
 //! - `readOnly`, `exists`, `generate` take `true` or `false`, unquoted;
 //! - a variable's `sandbox` and `rehearsal`, the `version`s and `target.kubernetesVersion`
 //!   also take a bare number (`8080`, `1.29`) read as its text, when every reader writes
@@ -34,7 +34,7 @@ enum Kind {
 
 fn kind_of(key: &str) -> Kind {
     match key {
-        "exitCode" | "status" | "count" => Kind::Integer,
+        "exitCode" | "status" | "count" | "pids" => Kind::Integer,
         "readOnly" | "exists" | "generate" => Kind::Boolean,
         "sandbox" | "rehearsal" => Kind::BareText { booleans: true },
         "version" | "kubernetesVersion" => Kind::BareText { booleans: false },
@@ -61,10 +61,13 @@ const TEXT_KEYS: &[&str] = &[
     "fix",
     "host",
     "id",
+    "image",
+    "cpus",
     "interval",
     "lesson",
     "lifetime",
     "matches",
+    "memory",
     "mode",
     "name",
     "origin",

@@ -39,6 +39,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "container")]
+pub mod container;
 mod engine;
 mod error;
 mod events;
@@ -52,6 +54,8 @@ mod sandbox;
 mod state;
 mod time;
 
+#[cfg(feature = "container")]
+pub use container::{ContainerNetwork, ContainerProvider, ContainerSandbox};
 pub use engine::{
     Amendment, Canceller, FileExcerpt, Outcome, Phase, READ_LIMIT, RunMode, RunOptions, Session,
     cause_lines, drive, log_path, run_all,

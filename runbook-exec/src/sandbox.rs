@@ -56,12 +56,60 @@ pub struct Exit {
 }
 
 /// What a provider needs to provision a sandbox.
+///
+/// ```
+/// use runbook_core::Lifetime;
+/// use runbook_exec::ProvisionRequest;
+/// let request = ProvisionRequest::new("postgres", Lifetime::Ephemeral).image("localhost/pg:15");
+/// assert_eq!(request.image.as_deref(), Some("localhost/pg:15"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProvisionRequest {
     /// The runbook's name (a slug), used in the sandbox id.
     pub runbook: String,
     /// How long the sandbox lives.
     pub lifetime: Lifetime,
+    /// The image that stands for the target (the runbook's `target.image`), for the
+    /// providers that run one.
+    pub image: Option<String>,
+    /// What the sandbox may use (the runbook's `sandbox.limits`), for the providers
+    /// that enforce limits.
+    pub limits: runbook_core::SandboxLimits,
+}
+
+impl ProvisionRequest {
+    /// A sandbox for `runbook` (its name) that lives `lifetime`, with no image or limits.
+    pub fn new(runbook: impl Into<String>, lifetime: Lifetime) -> Self {
+        ProvisionRequest {
+            runbook: runbook.into(),
+            lifetime,
+            image: None,
+            limits: runbook_core::SandboxLimits::default(),
+        }
+    }
+
+    /// The request with an image.
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// The request with limits.
+    pub fn limits(mut self, limits: runbook_core::SandboxLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The request a runbook makes: its name, its image and its limits.
+    pub fn for_runbook(runbook: &runbook_core::Runbook, lifetime: Lifetime) -> Self {
+        ProvisionRequest {
+            runbook: runbook.metadata.name.clone(),
+            lifetime,
+            image: runbook.target.image.clone(),
+            limits: runbook.sandbox.limits.clone(),
+        }
+    }
 }
 
 /// A sandbox as listed by its provider.
@@ -153,7 +201,7 @@ pub struct Reaped {
 /// ```
 #[async_trait]
 pub trait Provider: Send + Sync {
-    /// The provider's name (`local`, `kube`).
+    /// The provider's name (`local`, `kube`, `container`).
     fn name(&self) -> &str;
 
     /// Makes a new sandbox.

@@ -336,10 +336,7 @@ mod cleanup {
     async fn reap_cannot_take_a_sandbox_that_is_being_provisioned() {
         require_root();
         let (_root, provider) = provider();
-        let request = ProvisionRequest {
-            runbook: "busy".into(),
-            lifetime: Lifetime::Ephemeral,
-        };
+        let request = ProvisionRequest::new("busy", Lifetime::Ephemeral);
         // Freshly provisioned, not yet used by a session: it is locked already.
         let sandbox = provider.provision(&request).await.unwrap();
         let reaped = provider.reap().await.unwrap();
@@ -362,10 +359,7 @@ mod cleanup {
     async fn damaged_sandboxes_are_listed_reported_and_destroyable() {
         require_root();
         let (_root, provider) = provider();
-        let make = |lifetime| ProvisionRequest {
-            runbook: "damaged".into(),
-            lifetime,
-        };
+        let make = |lifetime| ProvisionRequest::new("damaged", lifetime);
         let mut ids = Vec::new();
         for lifetime in [
             Lifetime::Ephemeral,
@@ -412,10 +406,7 @@ mod cleanup {
     async fn reap_removes_what_a_deleted_sandbox_left_outside_its_directory() {
         require_root();
         let (doomed_root, doomed) = provider();
-        let request = ProvisionRequest {
-            runbook: "deleted".into(),
-            lifetime: Lifetime::Persistent,
-        };
+        let request = ProvisionRequest::new("deleted", Lifetime::Persistent);
         let mut sandbox = doomed.provision(&request).await.unwrap();
         sandbox.keep();
         let id = sandbox.id().to_owned();
@@ -433,10 +424,7 @@ mod cleanup {
     async fn destroying_a_busy_sandbox_says_who_holds_it() {
         require_root();
         let (_root, provider) = provider();
-        let request = ProvisionRequest {
-            runbook: "held".into(),
-            lifetime: Lifetime::Session,
-        };
+        let request = ProvisionRequest::new("held", Lifetime::Session);
         let sandbox = provider.provision(&request).await.unwrap();
         let err = provider.destroy(sandbox.id()).await.unwrap_err();
         assert!(matches!(err, ExecError::Locked { .. }), "{err}");
@@ -493,10 +481,7 @@ mod environment {
         provider: &runbook_exec::LocalProvider,
         isolated: bool,
     ) -> Box<dyn Sandbox> {
-        let request = ProvisionRequest {
-            runbook: "hostile-env".into(),
-            lifetime: Lifetime::Session,
-        };
+        let request = ProvisionRequest::new("hostile-env", Lifetime::Session);
         provider
             .clone()
             .isolate_network(isolated)

@@ -147,10 +147,7 @@ fn pods(ready: bool) -> Value {
 }
 
 fn request(lifetime: Lifetime) -> ProvisionRequest {
-    ProvisionRequest {
-        runbook: "postgres".into(),
-        lifetime,
-    }
+    ProvisionRequest::new("postgres", lifetime)
 }
 
 /// The namespace name the provider chose, from the create request.
@@ -1363,10 +1360,7 @@ async fn a_runbook_name_too_long_for_labels_is_refused_before_any_request() {
     // Nothing is served: a request would fail the test with "fewer requests" unmet.
     let server = serve(handle, Vec::new());
     let name = "a-runbook-name-of-fifty-six-characters-for-the-label-xx";
-    let request = ProvisionRequest {
-        runbook: name.into(),
-        lifetime: Lifetime::Ephemeral,
-    };
+    let request = ProvisionRequest::new(name, Lifetime::Ephemeral);
     let Err(err) = provider.provision(&request).await else {
         panic!("a {}-character name was accepted", name.len());
     };

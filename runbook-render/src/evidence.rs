@@ -202,6 +202,16 @@ pub fn versions(runbook: &Runbook, report: Option<&Report>) -> String {
         if !r.sandbox.os.is_empty() {
             platform.insert("os", r.sandbox.os.as_str());
         }
+        if let Some(image) = &r.sandbox.image {
+            platform.insert("image", image.name.as_str());
+            platform.insert("image-id", image.id.as_str());
+            if let Some(digest) = image.digests.first() {
+                platform.insert("image-digest", digest.as_str());
+            }
+            if !image.os_release.is_empty() {
+                platform.insert("image-os", image.os_release.as_str());
+            }
+        }
     }
     let mut images = Vec::new();
     let mut apis = Vec::new();

@@ -127,9 +127,14 @@ fn summary(out: &mut String, runbook: &Runbook, report: Option<&Report>) {
             } else {
                 format!(", commands run as `{}`", s.user)
             };
+            let image = s
+                .image
+                .as_ref()
+                .map(|i| format!(", image `{}`", cell(&i.name)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| Sandbox | {} provider{lifetime}; {}; {} node(s){}{user} |",
+                "| Sandbox | {} provider{image}{lifetime}; {}; {} node(s){}{user} |",
                 cell(&s.provider),
                 cell(&s.os),
                 s.nodes,
@@ -736,10 +741,33 @@ fn versions(out: &mut String, report: Option<&Report>) {
             if !r.sandbox.os.is_empty() {
                 let _ = writeln!(out, "- {}", r.sandbox.os);
             }
+            if let Some(image) = &r.sandbox.image {
+                let digest = image.digests.first().unwrap_or(&image.id);
+                let _ = writeln!(out, "- image `{}` (`{digest}`)", image.name);
+            }
+            let limits = limits_text(&r.sandbox.limits);
+            if !limits.is_empty() {
+                let _ = writeln!(out, "- limits: {limits}");
+            }
         }
         None => out.push_str("Not tested: `versions.yaml` lists the requirements only.\n"),
     }
     out.push('\n');
+}
+
+/// `memory 512Mi, pids 256, cpus 1.5`, or empty.
+fn limits_text(limits: &runbook_core::SandboxLimits) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = &limits.memory {
+        parts.push(format!("memory {m}"));
+    }
+    if let Some(p) = limits.pids {
+        parts.push(format!("pids {p}"));
+    }
+    if let Some(c) = &limits.cpus {
+        parts.push(format!("cpus {c}"));
+    }
+    parts.join(", ")
 }
 
 /// What the sandbox showed of a failed attempt: the cause lines, the ends of the files

@@ -75,10 +75,8 @@ pub async fn rehearse(
     sandbox_values: &BTreeMap<String, String>,
     options: &RehearsalOptions,
 ) -> Result<Rehearsal, ExecError> {
-    let request = ProvisionRequest {
-        runbook: runbook.metadata.name.clone(),
-        lifetime: runbook_core::Lifetime::Ephemeral,
-    };
+    // The same image and limits as the sandbox run: a fresh container of the same target.
+    let request = ProvisionRequest::for_runbook(runbook, runbook_core::Lifetime::Ephemeral);
     let mut sandbox = provider.provision(&request).await?;
     let result = rehearse_in(sandbox.as_ref(), runbook, package, sandbox_values, options).await;
     // Destroyed whatever happened (dropping would too; this reports a failure to).

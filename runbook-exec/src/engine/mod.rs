@@ -90,10 +90,7 @@ impl Session {
         let lifetime = options
             .lifetime
             .unwrap_or_else(|| runbook_core::recommend_lifetime(&runbook).lifetime);
-        let request = ProvisionRequest {
-            runbook: runbook.metadata.name.clone(),
-            lifetime,
-        };
+        let request = ProvisionRequest::for_runbook(&runbook, lifetime);
         // The provider hands the sandbox over locked: nothing can reap it from here on.
         let sandbox = provider.provision(&request).await?;
         let mut report = Report {

@@ -44,6 +44,8 @@ use std::time::Duration;
 
 pub use provider::{LocalProvider, RunAs};
 pub use sandbox::LocalSandbox;
+#[cfg(feature = "container")]
+pub(crate) use sandbox::relative;
 
 /// The environment variable that marks every process of a sandbox.
 pub const MARKER_VAR: &str = "RUNBOOK_SANDBOX_ID";

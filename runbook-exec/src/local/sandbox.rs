@@ -98,25 +98,25 @@ impl LocalSandbox {
 
     /// Adds an environment variable to every command of this sandbox (it wins over the
     /// runbook's values).
-    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    #[cfg_attr(not(any(feature = "kube", feature = "container")), allow(dead_code))] // other providers
     pub(crate) fn set_env(&mut self, name: &str, value: &str) {
         self.env.insert(name.to_owned(), value.to_owned());
     }
 
     /// Whether dropping it would still destroy it (not torn down, not kept).
-    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    #[cfg_attr(not(any(feature = "kube", feature = "container")), allow(dead_code))] // other providers
     pub(crate) fn is_alive(&self) -> bool {
         self.alive
     }
 
     /// The sandbox's lifetime.
-    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    #[cfg_attr(not(any(feature = "kube", feature = "container")), allow(dead_code))] // other providers
     pub(crate) fn lifetime(&self) -> Lifetime {
         self.meta.lifetime
     }
 
     /// The runbook the sandbox was made for.
-    #[cfg_attr(not(feature = "kube"), allow(dead_code))] // used by the kube provider
+    #[cfg_attr(not(any(feature = "kube", feature = "container")), allow(dead_code))] // other providers
     pub(crate) fn runbook_name(&self) -> &str {
         &self.meta.runbook
     }
@@ -194,7 +194,7 @@ impl LocalSandbox {
 }
 
 /// A relative path that stays inside its root.
-fn relative(path: &str) -> Result<&Path> {
+pub(crate) fn relative(path: &str) -> Result<&Path> {
     let p = Path::new(path);
     if p.components()
         .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
@@ -287,6 +287,7 @@ impl Sandbox for LocalSandbox {
             },
             path: self.path.clone(),
             versions,
+            ..SandboxDescription::default()
         };
         let _ = self.description.set(description.clone());
         Ok(description)

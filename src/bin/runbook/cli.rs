@@ -264,6 +264,44 @@ pub struct SandboxArgs {
     /// Pass NAME from this environment to the steps (repeatable), e.g. what a cloud CLI needs; its value is masked like a secret.
     #[arg(long = "keep-env", value_name = "NAME")]
     pub keep_env: Vec<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+}
+
+/// The container provider's image, engine, limits and network.
+#[derive(Args)]
+#[command(next_help_heading = "Container provider")]
+pub struct ContainerArgs {
+    /// The image the sandbox runs in (over the runbook's `target.image`).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Pull the image when the engine does not have it (never by default).
+    #[arg(long)]
+    pub pull: bool,
+    /// The engine's socket (default: $DOCKER_HOST, $CONTAINER_HOST, /var/run/docker.sock, /run/podman/podman.sock, then the rootless ones).
+    #[arg(long, value_name = "SOCKET")]
+    pub engine: Option<String>,
+    /// Memory limit (`512Mi`, `1Gi`), over the runbook's `sandbox.limits.memory`.
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// Process limit, over the runbook's `sandbox.limits.pids`.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<u32>,
+    /// CPU limit (`0.5`, `2`), over the runbook's `sandbox.limits.cpus`.
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<String>,
+    /// The sandbox's network: none but loopback (default), or a private network of its own.
+    #[arg(long, value_enum, default_value_t = NetworkArg::None)]
+    pub network: NetworkArg,
+    /// Publish a container port on a free port of the host's loopback (repeatable; needs --network private).
+    #[arg(long, value_name = "PORT")]
+    pub publish: Vec<u16>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum NetworkArg {
+    None,
+    Private,
 }
 
 #[derive(Subcommand)]
@@ -314,6 +352,7 @@ pub enum EventsFormat {
 pub enum ProviderArg {
     Local,
     Kube,
+    Container,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

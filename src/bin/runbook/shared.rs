@@ -31,6 +31,13 @@ pub async fn provider(
     args: &SandboxArgs,
     isolate_network: bool,
 ) -> Result<Box<dyn Provider>, Failure> {
+    if isolate_network && args.provider == ProviderArg::Container {
+        return Err(Failure(
+            "--isolate-network is the local provider's: a container sandbox has no network but \
+             loopback unless --network private asks for one; drop the flag"
+                .into(),
+        ));
+    }
     if isolate_network && args.provider == ProviderArg::Kube {
         return Err(Failure(
             "--isolate-network cuts the steps off from the Kubernetes API server: the kube provider's \
@@ -65,7 +72,48 @@ pub async fn provider(
                     .into(),
             ));
         }
+        #[cfg(feature = "container")]
+        ProviderArg::Container => Box::new(container_provider(&args.container, local).await?),
+        #[cfg(not(feature = "container"))]
+        ProviderArg::Container => {
+            return Err(Failure(
+                "this build has no container provider: build runbook with its `container` feature"
+                    .into(),
+            ));
+        }
     })
+}
+
+/// The container provider `args` describe.
+#[cfg(feature = "container")]
+async fn container_provider(
+    args: &crate::cli::ContainerArgs,
+    local: LocalProvider,
+) -> Result<runbook::exec::ContainerProvider, Failure> {
+    let limits = runbook::SandboxLimits {
+        memory: args.memory.clone(),
+        pids: args.pids,
+        cpus: args.cpus.clone(),
+    };
+    // Refused here, before anything is provisioned, in the words of the runbook's field.
+    limits.memory_bytes().map_err(Failure)?;
+    limits.nano_cpus().map_err(Failure)?;
+    let network = match args.network {
+        crate::cli::NetworkArg::None => runbook::exec::ContainerNetwork::None,
+        crate::cli::NetworkArg::Private => runbook::exec::ContainerNetwork::Private,
+    };
+    let mut provider = runbook::exec::ContainerProvider::connect(local, args.engine.as_deref())
+        .await?
+        .pull(args.pull)
+        .limits(limits)
+        .network(network);
+    if let Some(image) = &args.image {
+        provider = provider.image(image);
+    }
+    for port in &args.publish {
+        provider = provider.publish(*port);
+    }
+    Ok(provider)
 }
 
 // ---- runbooks and lessons ----------------------------------------------------
