@@ -290,6 +290,7 @@ async fn a_missing_image_is_a_plain_error_naming_it() {
 }
 
 /// `runbook run` in the background until its container exists.
+#[allow(clippy::zombie_processes)] // the caller waits for the child it gets back
 fn start_long_run(dir: &Path, name: &str) -> (std::process::Child, String) {
     let file = dir.join(format!("{name}.yaml"));
     std::fs::write(
@@ -301,7 +302,7 @@ fn start_long_run(dir: &Path, name: &str) -> (std::process::Child, String) {
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args([
             "run",
             &file.to_string_lossy(),
@@ -327,10 +328,11 @@ fn start_long_run(dir: &Path, name: &str) -> (std::process::Child, String) {
             std::thread::sleep(Duration::from_secs(2));
             return (child, c.clone());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no container for {name} appeared"
-        );
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no container for {name} appeared");
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }

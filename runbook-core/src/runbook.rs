@@ -157,7 +157,11 @@ pub struct SandboxLimits {
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
     pub memory: Option<String>,
     /// The most processes (and threads) at once, from 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "pid_limit"
+    )]
     #[schemars(range(min = 1))]
     pub pids: Option<u32>,
     /// CPUs, in decimal (`"0.5"`, `"2"`).
@@ -253,6 +257,15 @@ fn memory_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>
     let text = String::deserialize(d)?;
     parse_memory(&text).map_err(serde::de::Error::custom)?;
     Ok(Some(text))
+}
+
+fn pid_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "pids 0 is out of range: a sandbox needs at least 1 process",
+        )),
+        n => Ok(Some(n)),
+    }
 }
 
 fn cpu_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

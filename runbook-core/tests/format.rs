@@ -111,6 +111,26 @@ fn bad_values_are_reported_where_they_are() {
             9,
             "probe",
         ),
+        (
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nsandbox:\n  limits:\n    memory: 512MB\nsteps: []\n",
+            6,
+            "unknown unit `mb`",
+        ),
+        (
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nsandbox:\n  limits:\n    memory: 1Mi\nsteps: []\n",
+            6,
+            "at least 6mi",
+        ),
+        (
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nsandbox:\n  limits:\n    cpus: \"-1\"\nsteps: []\n",
+            6,
+            "not a decimal number",
+        ),
+        (
+            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {name: x}\nsandbox:\n  limits:\n    pids: 0\nsteps: []\n",
+            6,
+            "pids",
+        ),
     ];
     for (text, line, needle) in cases {
         let e = from_yaml_str(text).unwrap_err();

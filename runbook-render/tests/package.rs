@@ -90,6 +90,7 @@ fn fixed_report(runbook: &Runbook) -> Report {
             user: "nobody".into(),
             path: "/usr/local/bin:/usr/bin:/bin".into(),
             versions: [("bash".to_owned(), "5.2.15(1)-release".to_owned())].into(),
+            ..SandboxDescription::default()
         },
         preflight: runbook
             .prerequisites
