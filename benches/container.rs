@@ -11,8 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use runbook::exec::{
-    CommandSpec, ContainerProvider, LocalProvider, OutputSink, Provider, ProvisionRequest,
-    RunMode, RunOptions, Stream, run_all,
+    CommandSpec, ContainerProvider, LocalProvider, OutputSink, Provider, ProvisionRequest, RunMode,
+    RunOptions, Stream, run_all,
 };
 use runbook::{Check, Lifetime, Runbook, Step};
 

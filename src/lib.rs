@@ -56,6 +56,7 @@ pub mod render {
 use std::path::Path;
 
 pub mod findings;
+pub mod matrix;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 pub mod ops;

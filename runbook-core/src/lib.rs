@@ -49,6 +49,7 @@ mod lesson;
 mod lifetime;
 mod limitation;
 pub mod lint;
+mod matrix;
 mod plain;
 mod preflight;
 pub mod prerequisite;
@@ -80,6 +81,7 @@ pub use lesson::{
 pub use lifetime::{Lifetime, LifetimeRecommendation, Scenario, recommend_lifetime};
 pub use limitation::{Limitation, LimitationKind, limitations, targets_kubernetes};
 pub use lint::{Diagnostic, Rule, RunbookText, Severity, TextKind};
+pub use matrix::{Expectation, MatrixTarget};
 pub use preflight::PreflightCheck;
 pub use prerequisite::Prerequisite;
 pub use role::LessonRole;

@@ -70,6 +70,9 @@ pub struct Runbook {
     /// How the runbook should be sandboxed.
     #[serde(default, skip_serializing_if = "SandboxHints::is_empty")]
     pub sandbox: SandboxHints,
+    /// The targets `runbook run --matrix` tests it against at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<crate::MatrixTarget>,
 }
 
 /// Name, title, description and version of a runbook.
@@ -303,6 +306,7 @@ impl Runbook {
                 limitations: Vec::new(),
                 checklist: Vec::new(),
                 sandbox: SandboxHints::default(),
+                targets: Vec::new(),
             },
         }
     }

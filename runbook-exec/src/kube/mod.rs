@@ -172,11 +172,21 @@ impl KubeProvider {
     /// Reads the kubeconfig (`KUBECONFIG` or `~/.kube/config`), checks that its current
     /// context is allowed as a sandbox, and connects. Step commands run through `local`.
     pub async fn from_kubeconfig(local: LocalProvider, allowed: &[String]) -> Result<Self> {
+        Self::from_kubeconfig_context(local, allowed, None).await
+    }
+
+    /// Like [`KubeProvider::from_kubeconfig`], at `context` rather than the current one (a
+    /// version matrix's target): it must be allowed as a sandbox just the same.
+    pub async fn from_kubeconfig_context(
+        local: LocalProvider,
+        allowed: &[String],
+        context: Option<&str>,
+    ) -> Result<Self> {
         let kubeconfig = Kubeconfig::read()
             .map_err(|e| ExecError::failed("cannot read the kubeconfig")(Box::new(e)))?;
-        let context = kubeconfig
-            .current_context
-            .clone()
+        let context = context
+            .map(str::to_owned)
+            .or_else(|| kubeconfig.current_context.clone())
             .ok_or_else(|| ExecError::Provider("the kubeconfig has no current context".into()))?;
         let options = KubeConfigOptions {
             context: Some(context.clone()),

@@ -117,6 +117,15 @@ pub struct Run {
     /// Keep the sandbox afterwards (makes it persistent, to inspect, resume or destroy later).
     #[arg(long)]
     pub keep: bool,
+    /// Run every target of the runbook's `targets:` (a version matrix), each in its own sandbox with its own rehearsal: a package per target under --out and one compatibility table.
+    #[arg(long, conflicts_with = "keep")]
+    pub matrix: bool,
+    /// With --matrix: how many targets run at once (default: the machine's cores).
+    #[arg(long, value_name = "N", requires = "matrix")]
+    pub jobs: Option<usize>,
+    /// With --matrix: run only this target (repeatable).
+    #[arg(long = "target", value_name = "NAME", requires = "matrix")]
+    pub targets: Vec<String>,
 }
 
 // `runbook resume`
@@ -250,7 +259,7 @@ pub struct VarArgs {
 }
 
 /// Which provider, where its state lives, which kube contexts it may use.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct SandboxArgs {
     /// Sandbox provider.
     #[arg(long, value_enum, default_value_t = ProviderArg::Local)]
@@ -269,7 +278,7 @@ pub struct SandboxArgs {
 }
 
 /// The container provider's image, engine, limits and network.
-#[derive(Args)]
+#[derive(Args, Clone)]
 #[command(next_help_heading = "Container provider")]
 pub struct ContainerArgs {
     /// The image the sandbox runs in (over the runbook's `target.image`).

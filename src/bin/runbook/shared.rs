@@ -46,24 +46,11 @@ pub async fn provider(
         ));
     }
     let (which, allow_contexts) = (args.provider, &args.allow_contexts);
-    let local = match args.state_dir.as_deref() {
-        Some(dir) => LocalProvider::with_root(dir),
-        None => LocalProvider::new()?,
-    }
-    .isolate_network(isolate_network);
-    let local = args
-        .keep_env
-        .iter()
-        .fold(local, |local, name| local.keep_env(name));
+    let local = local_provider(args)?.isolate_network(isolate_network);
     Ok(match which {
         ProviderArg::Local => Box::new(local),
         #[cfg(feature = "kube")]
-        ProviderArg::Kube => {
-            let provider =
-                runbook::exec::KubeProvider::from_kubeconfig(local, allow_contexts).await?;
-            eprintln!("{}", provider.allowed_by());
-            Box::new(provider)
-        }
+        ProviderArg::Kube => kube_at(local, allow_contexts, None).await?,
         #[cfg(not(feature = "kube"))]
         ProviderArg::Kube => {
             let _ = allow_contexts;
@@ -82,6 +69,51 @@ pub async fn provider(
             ));
         }
     })
+}
+
+/// The local provider at the state root `args` give, passing the variables they keep.
+fn local_provider(args: &SandboxArgs) -> Result<LocalProvider, Failure> {
+    let local = match args.state_dir.as_deref() {
+        Some(dir) => LocalProvider::with_root(dir),
+        None => LocalProvider::new()?,
+    };
+    Ok(args
+        .keep_env
+        .iter()
+        .fold(local, |local, name| local.keep_env(name)))
+}
+
+/// The kube provider at `context` (the kubeconfig's current one when `None`), which must
+/// be allowed as a sandbox.
+#[cfg(feature = "kube")]
+async fn kube_at(
+    local: LocalProvider,
+    allow_contexts: &[String],
+    context: Option<&str>,
+) -> Result<Box<dyn Provider>, Failure> {
+    let provider =
+        runbook::exec::KubeProvider::from_kubeconfig_context(local, allow_contexts, context)
+            .await?;
+    eprintln!("{}", provider.allowed_by());
+    Ok(Box::new(provider))
+}
+
+/// The kube provider `args` describe, at `context` (a matrix target's).
+pub async fn kube_provider_at(
+    args: &SandboxArgs,
+    context: Option<&str>,
+) -> Result<Box<dyn Provider>, Failure> {
+    #[cfg(feature = "kube")]
+    {
+        kube_at(local_provider(args)?, &args.allow_contexts, context).await
+    }
+    #[cfg(not(feature = "kube"))]
+    {
+        let _ = (args, context);
+        Err(Failure(
+            "this build has no Kubernetes provider: build runbook with its `kube` feature".into(),
+        ))
+    }
 }
 
 /// The container provider `args` describe.

@@ -3,6 +3,7 @@
 //! the renderer) and prints what happened. Decisions belong in the library, not here.
 
 pub mod feedback;
+pub mod matrix;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 pub mod new;

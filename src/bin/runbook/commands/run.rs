@@ -16,11 +16,15 @@ use crate::{Signals, progress, signal_name};
 
 /// `runbook run FILE`: the runbook in a new sandbox, then its package, rehearsed.
 pub async fn run(args: Run) -> Result<ExitCode, Failure> {
+    if args.matrix {
+        return crate::commands::matrix::run(args).await;
+    }
     let Run {
         file,
         lifetime,
         run,
         keep,
+        ..
     } = args;
     let mut runbook = load_clean(&file)?;
     let vars = run.values.values()?;
