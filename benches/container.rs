@@ -2,7 +2,10 @@
 //! one-step runbook end to end (provision + the step and its check + teardown), and the
 //! cost per command (an exec through the engine against a local spawn).
 //!
-//! Needs an engine and the test image: `tests/container/engine.sh start`, then
+//! And the version matrix (the user's path: `runbook run --matrix`, packages and rehearsals
+//! included): the PostgreSQL example's two targets at once against each alone.
+//!
+//! Needs an engine and the test images: `tests/container/engine.sh start`, then
 //! `cargo bench --bench container`.
 
 mod support;
@@ -75,6 +78,30 @@ fn per_command(rt: &tokio::runtime::Runtime, provider: &dyn Provider, commands: 
     })
 }
 
+/// Wall time of `runbook run --matrix` on the example, with `extra` arguments.
+fn matrix_run(dir: &std::path::Path, out: &str, extra: &[&str]) -> Duration {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/matrix/runbook.yaml");
+    let started = Instant::now();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "run",
+            example,
+            "--matrix",
+            "--provider",
+            "container",
+            "--out",
+            out,
+        ])
+        .args(extra)
+        .current_dir(dir)
+        .env("RUNBOOK_STATE_DIR", dir.join("state"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "runbook run --matrix {extra:?} failed");
+    started.elapsed()
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         println!("container: bench");
@@ -106,6 +133,36 @@ fn main() {
         local_run.as_secs_f64() * 1e3,
         container_run.as_secs_f64() * 1e3,
         container_run.as_secs_f64() / local_run.as_secs_f64()
+    );
+    let dir = root.path().join("matrix");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (mut both, mut pg15, mut pg17) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..3 {
+        both.push(matrix_run(&dir, &format!("both-{i}"), &["--jobs", "2"]));
+        pg15.push(matrix_run(
+            &dir,
+            &format!("pg15-{i}"),
+            &["--target", "debian12-pg15"],
+        ));
+        pg17.push(matrix_run(
+            &dir,
+            &format!("pg17-{i}"),
+            &["--target", "debian13-pg17"],
+        ));
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (both, pg15, pg17) = (median(&mut both), median(&mut pg15), median(&mut pg17));
+    let slower = pg15.max(pg17);
+    println!(
+        "matrix, `runbook run --matrix` of examples/matrix (median of 3): both targets {:.2} s, debian12-pg15 alone {:.2} s, debian13-pg17 alone {:.2} s: {:.2}x the slower one",
+        both.as_secs_f64(),
+        pg15.as_secs_f64(),
+        pg17.as_secs_f64(),
+        both.as_secs_f64() / slower.as_secs_f64()
     );
     let local_each = per_command(&rt, &local, 100);
     let container_each = per_command(&rt, &container, 100);
