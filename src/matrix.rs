@@ -10,16 +10,16 @@
 //! one per target (a container image, a kube context, or the local provider with other
 //! values).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use runbook_core::report::{Report, StepStatus, Verdict};
-use runbook_core::{Expectation, MatrixTarget, Runbook};
+use runbook_core::{Check, Expectation, MatrixTarget, PreflightCheck, Runbook};
 use serde::Serialize;
 
-use crate::exec::{ExecError, Observer, Provider, RunMode, RunOptions, Session};
+use crate::exec::{ExecError, Observer, Outcome, Provider, RunMode, RunOptions, Session};
 use crate::ops::{FinishRequest, OpsError};
 
 /// The file that marks a directory as a matrix's output (so `--force` replaces only one).
@@ -162,24 +162,45 @@ pub async fn run(
     check(runbook, &plain)?;
     prepare_out(&request.out, request.force)?;
     let gate = Arc::new(tokio::sync::Semaphore::new(request.jobs.max(1)));
+    // 1. Every target's sandbox run, at most `jobs` at once.
     let mut running = tokio::task::JoinSet::new();
     for (index, t) in targets.into_iter().enumerate() {
         let (gate, runbook, request) = (gate.clone(), runbook.clone(), request.clone());
         running.spawn(async move {
             let _slot = gate.acquire_owned().await;
-            (index, run_target(runbook, t, &request).await)
+            let ran = run_sandbox(runbook, &t, &request).await;
+            (index, t, ran)
+        });
+    }
+    let mut ran = Vec::new();
+    while let Some(done) = running.join_next().await {
+        ran.push(done.map_err(|e| {
+            OpsError::Exec(ExecError::Usage(format!("a target's run panicked: {e}")))
+        })?);
+    }
+    ran.sort_by_key(|(i, _, _)| *i);
+    // 2. What the failed targets teach the passing ones: their scripts refuse those versions.
+    let refusals = unsupported_versions(runbook, &ran);
+    // 3. Every package written and rehearsed, with those refusals in the passing ones.
+    let mut finishing = tokio::task::JoinSet::new();
+    for (index, t, ran) in ran {
+        let (gate, runbook, request) = (gate.clone(), runbook.clone(), request.clone());
+        let refusals = refusals.clone();
+        finishing.spawn(async move {
+            let _slot = gate.acquire_owned().await;
+            (
+                index,
+                finish_target(&runbook, t, ran, &refusals, &request).await,
+            )
         });
     }
     let mut results: Vec<(usize, TargetResult)> = Vec::new();
-    while let Some(done) = running.join_next().await {
-        match done {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                return Err(OpsError::Exec(ExecError::Usage(format!(
-                    "a target's run panicked: {e}"
-                ))));
-            }
-        }
+    while let Some(done) = finishing.join_next().await {
+        results.push(done.map_err(|e| {
+            OpsError::Exec(ExecError::Usage(format!(
+                "a target's package panicked: {e}"
+            )))
+        })?);
     }
     results.sort_by_key(|(i, _)| *i);
     let targets: Vec<TargetResult> = results.into_iter().map(|(_, r)| r).collect();
@@ -222,7 +243,7 @@ fn prepare_out(out: &Path, force: bool) -> Result<(), OpsError> {
     if out.exists() {
         let ours = out.join(TABLE_YAML).is_file();
         let empty = std::fs::read_dir(out).map_err(io)?.next().is_none();
-        if !empty && !(force && ours) {
+        if !(empty || force && ours) {
             return Err(OpsError::Exec(ExecError::Usage(format!(
                 "{} exists and is not empty{}: choose another --out{}",
                 out.display(),
@@ -238,35 +259,161 @@ fn prepare_out(out: &Path, force: bool) -> Result<(), OpsError> {
     std::fs::create_dir_all(out).map_err(io)
 }
 
-async fn run_target(mut runbook: Runbook, t: TargetRun, request: &MatrixRequest) -> TargetResult {
-    let target = t.target;
-    if let Some(image) = &target.image {
+/// One target's sandbox run (the session driven to its end).
+async fn run_sandbox(
+    mut runbook: Runbook,
+    t: &TargetRun,
+    request: &MatrixRequest,
+) -> Result<Outcome, ExecError> {
+    if let Some(image) = &t.target.image {
         runbook.target.image = Some(image.clone());
     }
     let mut vars = request.vars.clone();
-    vars.extend(target.values.clone());
+    vars.extend(t.target.values.clone());
     let options = RunOptions {
         vars,
-        observer: t.observer,
+        observer: t.observer.clone(),
         ..RunOptions::default()
     };
     let mode = RunMode {
         exercise_rollback: request.exercise_rollback,
         ..RunMode::default()
     };
-    let dir = request.out.join(&target.name);
-    let provider = t.provider.as_ref();
-    let ran = async {
-        let session = Session::start(provider, runbook.clone(), options).await?;
-        let outcome = crate::exec::drive(session, mode).await?;
-        let finish = FinishRequest {
-            out: &dir,
-            force: request.force,
-            rehearse: request.rehearse,
-        };
-        crate::ops::finish(provider, outcome, finish, &mut |_| {}).await
+    let session = Session::start(t.provider.as_ref(), runbook, options).await?;
+    crate::exec::drive(session, mode).await
+}
+
+/// A pre-flight check that refuses a tool version a failed target had (and no passing
+/// one): the package's `deploy.sh` stops before changing anything on such a target,
+/// unless `RUNBOOK_ALLOW_UNSUPPORTED` is set (then it warns and goes on).
+fn unsupported_versions(
+    runbook: &Runbook,
+    ran: &[(usize, TargetRun, Result<Outcome, ExecError>)],
+) -> Vec<PreflightCheck> {
+    let major = |v: &str| v.split('.').next().unwrap_or(v).to_owned();
+    let passing: BTreeSet<(String, String)> = ran
+        .iter()
+        .filter_map(|(_, _, r)| r.as_ref().ok().filter(|o| o.passed()))
+        .flat_map(|o| o.report.preflight.iter())
+        .filter_map(|t| Some((t.tool.clone(), major(t.detected.as_deref()?))))
+        .collect();
+    let mut checks = Vec::new();
+    for (_, t, r) in ran {
+        let Ok(outcome) = r else { continue };
+        if outcome.passed() {
+            continue;
+        }
+        let why = t.target.reason.clone().unwrap_or_else(|| {
+            outcome
+                .report
+                .steps
+                .iter()
+                .find(|s| s.status != StepStatus::Passed)
+                .and_then(|s| s.last())
+                .and_then(|a| {
+                    a.causes
+                        .first()
+                        .cloned()
+                        .or_else(|| Some(a.failure.clone()))
+                })
+                .map(|c| runbook_core::feedback::normalise_error(&c))
+                .unwrap_or_else(|| "it failed there".into())
+        });
+        for tool in &outcome.report.preflight {
+            let Some(version) = tool.detected.as_deref() else {
+                continue;
+            };
+            let m = major(version);
+            if passing.contains(&(tool.tool.clone(), m.clone())) {
+                continue;
+            }
+            let Some(prerequisite) = runbook.prerequisites.iter().find(|p| p.tool == tool.tool)
+            else {
+                continue;
+            };
+            let command = refusal_command(
+                &prerequisite.detect_command(),
+                &m,
+                &format!(
+                    "{} {m} is what the matrix target `{}` had, where this runbook failed: {why}. \
+                     Set RUNBOOK_ALLOW_UNSUPPORTED=1 to go on anyway.",
+                    tool.tool, t.target.name
+                ),
+            );
+            checks.push(PreflightCheck {
+                id: format!("not-{}-{}", t.target.name, slug(&tool.tool)),
+                title: format!(
+                    "Not {} {m}, which the matrix found unsupported (target `{}`)",
+                    tool.tool, t.target.name
+                ),
+                check: Check::command(command),
+                lesson: None,
+                origin: Some(format!("version matrix, target `{}`: {why}", t.target.name)),
+            });
+        }
     }
-    .await;
+    checks
+}
+
+/// Fails (saying `message`) when `detect` prints major version `major`, unless
+/// `RUNBOOK_ALLOW_UNSUPPORTED` is set (then it only says it).
+fn refusal_command(detect: &str, major: &str, message: &str) -> String {
+    format!(
+        "if {{ {detect}; }} 2>/dev/null | grep -qE '(^|[^0-9.]){}\\.'; then \
+         echo {} >&2; test -n \"${{RUNBOOK_ALLOW_UNSUPPORTED:-}}\"; fi",
+        regex_escape(major),
+        runbook_core::shell::quote(message),
+    )
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = !c.is_ascii_alphanumeric();
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+fn slug(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// One target's package (rehearsed when asked and its run passed) and its row.
+async fn finish_target(
+    runbook: &Runbook,
+    t: TargetRun,
+    ran: Result<Outcome, ExecError>,
+    refusals: &[PreflightCheck],
+    request: &MatrixRequest,
+) -> TargetResult {
+    let target = t.target;
+    let dir = request.out.join(&target.name);
+    let finished = match ran {
+        Ok(mut outcome) => {
+            if outcome.passed() {
+                outcome.runbook.preflight.extend(refusals.iter().cloned());
+            }
+            let finish = FinishRequest {
+                out: &dir,
+                force: request.force,
+                rehearse: request.rehearse,
+            };
+            crate::ops::finish(t.provider.as_ref(), outcome, finish, &mut |_| {}).await
+        }
+        Err(e) => Err(OpsError::Exec(e)),
+    };
     let mut result = TargetResult {
         name: target.name.clone(),
         image: target.image.clone(),
@@ -290,7 +437,7 @@ async fn run_target(mut runbook: Runbook, t: TargetRun, request: &MatrixRequest)
         os: String::new(),
         package: target.name.clone(),
     };
-    let passed = match ran {
+    let passed = match finished {
         Ok(handoff) => {
             let passed = handoff.passed();
             fill(&mut result, &handoff.outcome.report);
@@ -418,7 +565,8 @@ pub fn table_markdown(runbook: &Runbook, outcome: &MatrixOutcome) -> String {
         md.push_str("---|");
     }
     md.push('\n');
-    let rows: [(&str, Box<dyn Fn(&TargetResult) -> String>); 4] = [
+    type Row = (&'static str, Box<dyn Fn(&TargetResult) -> String>);
+    let rows: [Row; 4] = [
         (
             "target",
             Box::new(|t| {
@@ -492,4 +640,45 @@ pub fn table_markdown(runbook: &Runbook, outcome: &MatrixOutcome) -> String {
             .join(", ")
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal, run by bash against a fake `initdb` of each version.
+    #[test]
+    fn the_scripts_refuse_a_version_the_matrix_found_unsupported_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let command = refusal_command("initdb --version", "17", "initdb 17 is unsupported");
+        let run = |version: &str, allow: bool| {
+            std::fs::write(
+                dir.path().join("initdb"),
+                format!("#!/bin/sh\necho 'initdb (PostgreSQL) {version}'\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(
+                dir.path().join("initdb"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+            let mut c = std::process::Command::new("bash");
+            c.args(["-c", &command])
+                .env("PATH", format!("{}:/usr/bin:/bin", dir.path().display()));
+            if allow {
+                c.env("RUNBOOK_ALLOW_UNSUPPORTED", "1");
+            }
+            let out = c.output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, said) = run("17.2", false);
+        assert!(!ok && said.contains("initdb 17 is unsupported"), "{said}");
+        let (ok, said) = run("17.2", true);
+        assert!(ok && said.contains("initdb 17 is unsupported"), "{said}");
+        assert_eq!(run("15.18", false), (true, String::new()));
+        assert_eq!(run("1.17.3", false), (true, String::new()));
+    }
 }

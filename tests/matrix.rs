@@ -4,6 +4,9 @@
 //! `tests/container/engine.sh start`.
 
 mod common;
+#[cfg(feature = "kube")]
+#[path = "../runbook-exec/tests/common/kube_mock.rs"]
+mod kube_mock;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -257,4 +260,113 @@ fn postgres_15_and_17_side_by_side_in_containers() {
         versions.contains("image: localhost/runbook-test/bookworm-pg15:latest"),
         "{versions}"
     );
+}
+
+/// A matrix of kube contexts against two fake API servers (the kube project's testing
+/// convention): each target gets the provider of its own context; the table tells the
+/// cluster whose pods never became ready from the one whose did.
+#[cfg(feature = "kube")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_matrix_of_kube_contexts_runs_each_target_on_its_own_cluster() {
+    use std::sync::Arc;
+
+    use kube_mock::{client, created, ex, namespace, nodes, not_found, pods, serve, version};
+    use runbook::exec::{KubeProvider, LocalProvider, NoObserver};
+    use runbook::matrix::{MatrixRequest, TargetRun};
+    use runbook::{Check, KubeCheck, MatrixTarget, Runbook, Step};
+
+    let dir = common::workdir("runbook-matrix-");
+    let cluster = |context: &str, ready: bool| {
+        let (client, handle) = client();
+        let mut script = vec![
+            created(),
+            ex("GET", "/version", 200, version()),
+            ex("GET", "/api/v1/nodes", 200, nodes(1)),
+            ex("GET", "/api/v1/namespaces/rb-", 200, pods(ready)),
+        ];
+        if !ready {
+            // The failed step's diagnostics: the pods, then the events.
+            script.push(ex("GET", "/api/v1/namespaces/rb-", 200, pods(false)));
+            script.push(ex(
+                "GET",
+                "/api/v1/namespaces/rb-",
+                200,
+                serde_json::json!({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": []}),
+            ));
+        }
+        script.push(ex(
+            "DELETE",
+            "/api/v1/namespaces/rb-",
+            200,
+            namespace("rb-x", "Terminating"),
+        ));
+        script.push(ex("GET", "/api/v1/namespaces/rb-", 404, not_found("rb-x")));
+        let server = serve(handle, script);
+        let provider = KubeProvider::new(
+            client,
+            context,
+            "https://127.0.0.1:41234",
+            &["kind-*".to_owned()],
+            LocalProvider::with_root(dir.path().join("state")),
+        )
+        .unwrap()
+        .teardown_wait(
+            std::time::Duration::from_millis(400),
+            std::time::Duration::from_millis(50),
+        );
+        (provider, server)
+    };
+    let (ready, ready_server) = cluster("kind-v129", true);
+    let (broken, _broken_server) = cluster("kind-v125", false);
+    let runbook = Runbook::builder("db")
+        .step(
+            Step::new("deploy", "Deploy")
+                .run("true")
+                .read_only()
+                .verify(Check::kube(KubeCheck::PodsReady {
+                    selector: "app=db".into(),
+                    count: 1,
+                })),
+        )
+        .build_unchecked();
+    let target = |name: &str, context: &str| {
+        let mut t = MatrixTarget::new(name);
+        t.context = Some(context.into());
+        t
+    };
+    let runs = vec![
+        TargetRun {
+            target: target("k8s-129", "kind-v129"),
+            provider: Arc::new(ready),
+            observer: Arc::new(NoObserver),
+        },
+        TargetRun {
+            target: target("k8s-125", "kind-v125"),
+            provider: Arc::new(broken),
+            observer: Arc::new(NoObserver),
+        },
+    ];
+    let request = MatrixRequest {
+        out: dir.path().join("out"),
+        force: false,
+        rehearse: false,
+        jobs: 2,
+        vars: Default::default(),
+        exercise_rollback: false,
+    };
+    let outcome = runbook::matrix::run(&runbook, runs, &request)
+        .await
+        .unwrap();
+    assert!(!outcome.green);
+    assert_eq!(outcome.proven_on, ["k8s-129"]);
+    let table = std::fs::read_to_string(dir.path().join("out/compatibility.md")).unwrap();
+    assert!(
+        table.contains("| *target* | kind-v129 | kind-v125 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| `deploy` | passed | failed at check"),
+        "{table}"
+    );
+    assert_eq!(ready_server.await.unwrap().len(), 6);
 }

@@ -8,82 +8,18 @@ mod common;
 
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use kube::client::Body;
 use runbook_core::report::Verdict;
 use runbook_core::{Category, Check, KubeCheck, Lifetime, Runbook, Step, Variable};
 use runbook_exec::kube::{KubeProvider, MANAGED_BY};
 use runbook_exec::{Provider, ProvisionRequest, RunMode, RunOptions, run_all};
 use serde_json::{Value, json};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// One expected request and the response the fake API server gives.
-struct Exchange {
-    method: &'static str,
-    path: String,
-    status: StatusCode,
-    body: Value,
-}
-
-fn ex(method: &'static str, path: impl Into<String>, status: u16, body: Value) -> Exchange {
-    Exchange {
-        method,
-        path: path.into(),
-        status: StatusCode::from_u16(status).unwrap(),
-        body,
-    }
-}
-
-/// A request as the server saw it.
-#[derive(Debug)]
-struct Seen {
-    uri: String,
-    body: Value,
-}
-
-/// Serves `script` in order, asserting each request's method and path; returns what it saw.
-fn serve(mut handle: Handle, script: Vec<Exchange>) -> tokio::task::JoinHandle<Vec<Seen>> {
-    tokio::spawn(async move {
-        let mut seen = Vec::new();
-        for step in script {
-            let (request, send) = handle
-                .next_request()
-                .await
-                .expect("the provider made fewer requests than expected");
-            let method = request.method().to_string();
-            let uri = request.uri().to_string();
-            assert_eq!(method, step.method, "request {} ({uri})", seen.len());
-            assert!(
-                uri.starts_with(&step.path),
-                "request {}: expected {} {}, got {uri}",
-                seen.len(),
-                step.method,
-                step.path
-            );
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            seen.push(Seen { uri, body });
-            // A string body is plain text, as a real server sends pod logs.
-            let (kind, bytes) = match &step.body {
-                Value::String(text) => ("text/plain", text.clone().into_bytes()),
-                json => ("application/json", serde_json::to_vec(json).unwrap()),
-            };
-            let response = Response::builder()
-                .status(step.status)
-                .header("content-type", kind)
-                .body(Body::from(bytes))
-                .unwrap();
-            send.send_response(response);
-        }
-        seen
-    })
-}
-
-fn client() -> (kube::Client, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), handle)
-}
+// The fake API server (shared with the matrix's test of kube contexts).
+#[path = "common/kube_mock.rs"]
+mod kube_mock;
+use kube_mock::{
+    Exchange, Seen, client, created, ex, namespace, nodes, not_found, pods, serve, status, version,
+};
 
 fn provider(client: kube::Client) -> (common::TestRoot, KubeProvider) {
     let (dir, local) = common::provider();
@@ -97,53 +33,6 @@ fn provider(client: kube::Client) -> (common::TestRoot, KubeProvider) {
     .unwrap()
     .teardown_wait(Duration::from_millis(400), Duration::from_millis(50));
     (dir, p)
-}
-
-fn namespace(name: &str, phase: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "status": {"phase": phase}})
-}
-
-fn not_found(name: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
-           "message": format!("namespaces \"{name}\" not found")})
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": message})
-}
-
-/// The API server's answer to the sandbox namespace's creation.
-fn created() -> Exchange {
-    ex(
-        "POST",
-        "/api/v1/namespaces?",
-        201,
-        namespace("rb-x", "Active"),
-    )
-}
-
-fn version() -> Value {
-    json!({"major": "1", "minor": "29", "gitVersion": "v1.29.2", "gitCommit": "x", "gitTreeState": "clean",
-           "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.21", "compiler": "gc", "platform": "linux/amd64"})
-}
-
-fn nodes(n: usize) -> Value {
-    let items: Vec<Value> = (0..n)
-        .map(|i| json!({"metadata": {"name": format!("node-{i}")}}))
-        .collect();
-    json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
-}
-
-fn pods(ready: bool) -> Value {
-    let (phase, cond) = if ready {
-        ("Running", "True")
-    } else {
-        ("Pending", "False")
-    };
-    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
-        "metadata": {"name": "db-postgresql-0", "labels": {"app": "db"}},
-        "status": {"phase": phase, "conditions": [{"type": "Ready", "status": cond}]}
-    }]})
 }
 
 fn request(lifetime: Lifetime) -> ProvisionRequest {

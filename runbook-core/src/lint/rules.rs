@@ -52,6 +52,9 @@ pub const SHELL_ENVIRONMENT: &[&str] = &[
     "BASH_SOURCE",
     "PIPESTATUS",
     "KUBECONFIG",
+    // Set by the operator to run the package's scripts on a version a matrix found
+    // unsupported (the pre-flight checks `runbook run --matrix` adds read it).
+    "RUNBOOK_ALLOW_UNSUPPORTED",
 ];
 
 const SANDBOX_ENDPOINTS: &[&str] = &[".svc.cluster.local", "localhost", "127.0.0.1"];
