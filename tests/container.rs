@@ -279,14 +279,55 @@ async fn a_missing_image_is_a_plain_error_naming_it() {
     );
     let e = run_all(&provider, rb, RunOptions::default(), RunMode::default())
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(
+        matches!(&e, runbook::exec::ExecError::ImageMissing { image, .. } if image == "localhost/runbook-test/no-such-image:1"),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(
         e.contains("image `localhost/runbook-test/no-such-image:1` is not on the container engine")
             && e.contains("--pull"),
         "{e}"
     );
     assert!(provider.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_engine_that_is_not_there_is_a_plain_typed_error() {
+    let dir = common::workdir("runbook-container-");
+    let e = ContainerProvider::connect(
+        LocalProvider::with_root(dir.path().join("state")),
+        Some("unix:///nonexistent/docker.sock"),
+    )
+    .await
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(e, runbook::exec::ExecError::EngineUnreachable { .. }),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("the container engine at /nonexistent/docker.sock (from --engine) does not answer: there is no socket at /nonexistent/docker.sock"),
+        "{text}"
+    );
+    // And through the CLI, in the same words, before anything is provisioned.
+    let out = runbook_cli(
+        dir.path(),
+        &[
+            "sandbox",
+            "--provider",
+            "container",
+            "--engine",
+            "/nonexistent/docker.sock",
+            "list",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("does not answer"),
+        "{said}"
+    );
 }
 
 /// `runbook run` in the background until its container exists.

@@ -73,6 +73,29 @@ pub enum ExecError {
     /// `retry` was called with no failing step.
     #[error("there is no failing step to retry")]
     NothingToRetry,
+    /// The image a container sandbox needs is not on the engine (and pulling it was not
+    /// allowed).
+    #[error(
+        "image `{image}` is not on the container engine at {engine}: build or load it \
+         (`podman import`, `docker load`), or allow pulling it with --pull"
+    )]
+    ImageMissing {
+        /// The image name.
+        image: String,
+        /// The engine's socket.
+        engine: String,
+    },
+    /// The container engine does not answer (not running, or this user may not use it).
+    #[error(
+        "the container engine at {engine} does not answer: {why}. Is Docker or Podman's \
+         service running, and may this user use its socket?"
+    )]
+    EngineUnreachable {
+        /// The engine's socket and who named it.
+        engine: String,
+        /// What the connection said.
+        why: String,
+    },
     /// The API was used in a way it does not support (another kind of mistake).
     #[error("{0}")]
     Usage(String),

@@ -64,6 +64,8 @@ impl From<ExecError> for ToolError {
             ExecError::Preflight(_) => "preflight_failed",
             ExecError::NotFound(_) => "unknown_sandbox",
             ExecError::Locked { .. } => "sandbox_busy",
+            ExecError::ImageMissing { .. } => "image_missing",
+            ExecError::EngineUnreachable { .. } => "engine_unreachable",
             _ => "execution_failed",
         };
         ToolError::new(kind, e.chain())

@@ -34,10 +34,16 @@ build() {
 
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
+# Side by side: most of the time is waiting on the mirror and unpacking.
+pids=()
 for suite in "${suites[@]}"; do
   case $suite in
-    bookworm) build bookworm 15 localhost/runbook-test/bookworm-pg15:latest ;;
-    trixie) build trixie 17 localhost/runbook-test/trixie-pg17:latest ;;
+    bookworm) build bookworm 15 localhost/runbook-test/bookworm-pg15:latest & ;;
+    trixie) build trixie 17 localhost/runbook-test/trixie-pg17:latest & ;;
     *) echo "unknown suite $suite" >&2; exit 2 ;;
   esac
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do
+  wait "$pid"
 done

@@ -78,14 +78,9 @@ fn var(name: &str) -> Option<String> {
 /// A client of the engine at `socket`, speaking the newest API version both know.
 pub async fn connect(socket: &EngineSocket) -> Result<Docker> {
     let docker = client(socket)?;
-    let unreachable = |e: bollard::errors::Error| {
-        ExecError::Provider(format!(
-            "the container engine at {} (from {}) does not answer: {}. Is Docker or Podman's \
-             service running, and may this user use its socket?",
-            socket.path.display(),
-            socket.source,
-            plain(&e)
-        ))
+    let unreachable = |e: bollard::errors::Error| ExecError::EngineUnreachable {
+        engine: format!("{} (from {})", socket.path.display(), socket.source),
+        why: plain(&e),
     };
     docker.ping().await.map_err(unreachable)?;
     docker.negotiate_version().await.map_err(unreachable)
@@ -100,13 +95,9 @@ pub(super) fn client(socket: &EngineSocket) -> Result<Docker> {
         120,
         bollard::API_DEFAULT_VERSION,
     )
-    .map_err(|e| {
-        ExecError::Provider(format!(
-            "cannot use the container engine socket {} (from {}): {}",
-            socket.path.display(),
-            socket.source,
-            plain(&e)
-        ))
+    .map_err(|e| ExecError::EngineUnreachable {
+        engine: format!("{} (from {})", socket.path.display(), socket.source),
+        why: plain(&e),
     })
 }
 

@@ -236,11 +236,10 @@ impl ContainerProvider {
                     .map_err(failed(format!("cannot read image `{name}`")))?
             }
             Err(e) if is_status(&e, 404) => {
-                return Err(ExecError::Provider(format!(
-                    "image `{name}` is not on the container engine at {}: build or load it \
-                     (`podman import`, `docker load`), or allow pulling it with --pull",
-                    self.socket.path.display()
-                )));
+                return Err(ExecError::ImageMissing {
+                    image: name.to_owned(),
+                    engine: self.socket.path.display().to_string(),
+                });
             }
             Err(e) => return Err(failed(format!("cannot read image `{name}`"))(e)),
         };
