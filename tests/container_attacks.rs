@@ -556,3 +556,33 @@ fn a_step_that_prints_a_gibibyte_leaves_the_runs_memory_bounded() {
     assert!(log);
     assert!(leftovers("attack-loud").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a container engine and the test images: tests/container/engine.sh start"]
+async fn a_process_check_does_not_find_the_containers_own_waiting_process() {
+    let dir = common::workdir("runbook-attack-");
+    let provider = provider(&dir.path().join("state")).await;
+    let mut sandbox = provider
+        .provision(&ProvisionRequest::new(
+            "attack-process",
+            Lifetime::Ephemeral,
+        ))
+        .await
+        .unwrap();
+    let sleep = runbook::Probe::Process(runbook::ProcessProbe {
+        name: "sleep".into(),
+    });
+    // No step started a `sleep`: the check must not pass (the container's own process
+    // was `sleep infinity`).
+    let seen = sandbox.probe(&sleep).await.unwrap();
+    assert!(!seen.satisfied, "{seen:?}");
+    sh(
+        sandbox.as_ref(),
+        "setsid sleep 300 < /dev/null > /dev/null 2>&1 &",
+    )
+    .await;
+    let seen = sandbox.probe(&sleep).await.unwrap();
+    assert!(seen.satisfied, "{seen:?}");
+    sandbox.teardown().await.unwrap();
+    assert!(leftovers("attack-process").is_empty());
+}

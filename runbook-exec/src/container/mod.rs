@@ -356,9 +356,13 @@ impl ContainerProvider {
         });
         let body = ContainerCreateBody {
             image: Some(image_name.clone()),
-            // The container's own process only waits; the steps run beside it via exec.
-            entrypoint: Some(vec!["sleep".into()]),
-            cmd: Some(vec!["infinity".into()]),
+            // The container's own process only waits (on its input, which stays open and
+            // empty); the steps run beside it via exec. Not `sleep`: a check that a step
+            // started a process of that name would find this one.
+            entrypoint: Some(vec!["sh".into()]),
+            cmd: Some(vec!["-c".into(), "while read -r _; do :; done".into()]),
+            open_stdin: Some(true),
+            stdin_once: Some(false),
             labels: Some(labels),
             host_config: Some(HostConfig {
                 init: Some(true),
