@@ -262,9 +262,21 @@ fn start_long_run(dir: &Path, state: &str, name: &str) -> (std::process::Child, 
 #[ignore = "needs a container engine and the test images: tests/container/engine.sh start"]
 fn reap_with_another_state_root_leaves_a_running_sandbox_alone() {
     // Two operators (or two CI jobs, or two test processes) share one engine, each with a
-    // state root of their own: one's reap must not remove the other's running sandbox.
+    // state root of their own: one's reap, list and `destroy --all` must not touch the
+    // other's running sandbox.
     let dir = common::workdir("runbook-attack-");
     let (mut child, container) = start_long_run(dir.path(), "state-a", "attack-shared");
+    let listed = ok(&runbook_cli(
+        dir.path(),
+        "state-b",
+        &["sandbox", "--provider", "container", "list"],
+    ));
+    assert!(!listed.contains("attack-shared"), "{listed}");
+    ok(&runbook_cli(
+        dir.path(),
+        "state-b",
+        &["sandbox", "--provider", "container", "destroy", "--all"],
+    ));
     let out = runbook_cli(
         dir.path(),
         "state-b",
@@ -585,4 +597,51 @@ async fn a_process_check_does_not_find_the_containers_own_waiting_process() {
     assert!(seen.satisfied, "{seen:?}");
     sandbox.teardown().await.unwrap();
     assert!(leftovers("attack-process").is_empty());
+}
+
+#[test]
+#[ignore = "needs a container engine and the test images: tests/container/engine.sh start"]
+fn reap_removes_a_network_a_stopped_provisioning_left_and_spares_another_roots() {
+    // A run stopped between making its sandbox's network and its container leaves the
+    // network alone: labelled, its control directory gone.
+    let dir = common::workdir("runbook-attack-");
+    let elsewhere = dir.path().join("other-root/control");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let make = |name: &str, control: &str| {
+        let labels = [
+            "runbook.dev/managed-by=runbook".to_owned(),
+            "runbook.dev/runbook=attack-net".to_owned(),
+            format!("runbook.dev/sandbox={}", name.trim_start_matches("rb-")),
+            "runbook.dev/lifetime=ephemeral".to_owned(),
+            "runbook.dev/expires-at=2999-01-01T00:00:00Z".to_owned(),
+            format!("runbook.dev/control={control}"),
+        ];
+        let mut args = vec!["network", "create"];
+        for l in &labels {
+            args.extend(["--label", l]);
+        }
+        args.push(name);
+        podman(&args);
+    };
+    make(
+        "rb-attack-net-00000001",
+        "/nonexistent/runbook-attack/control",
+    );
+    make("rb-attack-net-00000002", &elsewhere.to_string_lossy());
+    let out = runbook_cli(
+        dir.path(),
+        "state",
+        &["sandbox", "--provider", "container", "reap"],
+    );
+    let left = leftovers("attack-net");
+    for l in &left {
+        podman(&["network", "rm", l.trim_start_matches("network ls: ")]);
+    }
+    ok(&out);
+    assert_eq!(
+        left,
+        vec!["network ls: rb-attack-net-00000002".to_owned()],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

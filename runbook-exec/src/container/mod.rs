@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
 };
 use futures_util::StreamExt;
 use runbook_core::report::ImageFacts;
@@ -633,6 +633,15 @@ impl Provider for ContainerProvider {
             let Some(id) = labels.get(LABEL_SANDBOX).cloned() else {
                 continue;
             };
+            // Another state root's (another user or job on the same engine): theirs to
+            // list, and to destroy with `--all`.
+            if !known.contains_key(&id)
+                && labels
+                    .get(LABEL_CONTROL)
+                    .is_some_and(|dir| std::path::Path::new(dir).exists())
+            {
+                continue;
+            }
             let local = known.get(&id);
             out.push(SandboxInfo {
                 id,
@@ -672,10 +681,7 @@ impl Provider for ContainerProvider {
             .map(|s| (s.id.clone(), s))
             .collect();
         let now = crate::time::now_rfc3339();
-        for (name, labels) in self.containers(&format!("{MANAGED_BY}=runbook")).await? {
-            let Some(id) = labels.get(LABEL_SANDBOX) else {
-                continue;
-            };
+        let doomed = |id: &String, labels: &HashMap<String, String>, destroyed: &[String]| {
             let expired = labels
                 .get(LABEL_EXPIRES)
                 .is_some_and(|at| at.as_str() < now.as_str());
@@ -687,7 +693,15 @@ impl Provider for ContainerProvider {
                 && labels
                     .get(LABEL_CONTROL)
                     .is_some_and(|dir| !std::path::Path::new(dir).exists());
-            if !(expired || orphan || reaped.destroyed.contains(id)) {
+            expired || orphan || destroyed.contains(id)
+        };
+        let mut remaining = std::collections::BTreeSet::new();
+        for (name, labels) in self.containers(&format!("{MANAGED_BY}=runbook")).await? {
+            let Some(id) = labels.get(LABEL_SANDBOX) else {
+                continue;
+            };
+            if !doomed(id, &labels, &reaped.destroyed) {
+                remaining.insert(id.clone());
                 continue;
             }
             match sandbox::remove(
@@ -702,7 +716,45 @@ impl Provider for ContainerProvider {
                         reaped.destroyed.push(id.clone());
                     }
                 }
-                Err(e) => reaped.skipped.push((id.clone(), e.to_string())),
+                Err(e) => {
+                    remaining.insert(id.clone());
+                    reaped.skipped.push((id.clone(), e.to_string()));
+                }
+            }
+        }
+        // Networks without their container: a run stopped between making the network and
+        // making the container.
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("{MANAGED_BY}=runbook")],
+                )])),
+            }))
+            .await
+            .map_err(failed("cannot list the sandbox networks"))?;
+        for network in networks {
+            let (Some(name), Some(labels)) = (network.name, network.labels) else {
+                continue;
+            };
+            let Some(id) = labels.get(LABEL_SANDBOX) else {
+                continue;
+            };
+            if remaining.contains(id) || !doomed(id, &labels, &reaped.destroyed) {
+                continue;
+            }
+            match self.docker.remove_network(&name).await {
+                Ok(()) => {
+                    if !reaped.destroyed.contains(id) {
+                        reaped.destroyed.push(id.clone());
+                    }
+                }
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => reaped.skipped.push((
+                    id.clone(),
+                    failed(format!("cannot remove network {name}"))(e).to_string(),
+                )),
             }
         }
         Ok(reaped)
