@@ -213,8 +213,13 @@ async fn config_files_stay_in_the_work_directory_and_a_planted_link_or_fifo_cann
 
 /// `runbook run` of a one-step runbook `name` (`sleep 120`) in the background, with state
 /// root `state`, until its container exists; the child and the container's name.
-#[allow(clippy::zombie_processes)] // the caller waits for the child it gets back
 fn start_long_run(dir: &Path, state: &str, name: &str) -> (std::process::Child, String) {
+    start_run(dir, state, name, &[])
+}
+
+/// [`start_long_run`] with more arguments.
+#[allow(clippy::zombie_processes)] // the caller waits for the child it gets back
+fn start_run(dir: &Path, state: &str, name: &str, more: &[&str]) -> (std::process::Child, String) {
     let file = dir.join(format!("{name}.yaml"));
     std::fs::write(
         &file,
@@ -237,6 +242,7 @@ fn start_long_run(dir: &Path, state: &str, name: &str) -> (std::process::Child, 
             "--out",
             "pkg",
         ])
+        .args(more)
         .current_dir(dir)
         .env("RUNBOOK_STATE_DIR", dir.join(state))
         .stdout(std::process::Stdio::null())
@@ -644,4 +650,35 @@ fn reap_removes_a_network_a_stopped_provisioning_left_and_spares_another_roots()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+#[ignore = "needs a container engine and the test images: tests/container/engine.sh start"]
+fn sigterm_during_a_kept_run_leaves_no_step_running_in_the_kept_container() {
+    let dir = common::workdir("runbook-attack-");
+    let (mut child, container) = start_run(dir.path(), "state", "attack-kept", &["--keep"]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(!child.wait().unwrap().success());
+    let running = podman(&[
+        "exec",
+        &container,
+        "sh",
+        "-c",
+        "ps -u 10001 -o args= || true",
+    ]);
+    let id = container.trim_start_matches("rb-");
+    ok(&runbook_cli(
+        dir.path(),
+        "state",
+        &["sandbox", "--provider", "container", "destroy", id],
+    ));
+    assert!(
+        !running.contains("sleep 120"),
+        "the interrupted step still runs in {container}:\n{running}"
+    );
+    assert!(leftovers("attack-kept").is_empty());
 }

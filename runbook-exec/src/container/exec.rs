@@ -9,7 +9,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures_util::StreamExt;
 
-use super::engine::failed;
+use super::engine::{self, EngineSocket, failed};
 use crate::{ExecError, Exit, OutputSink, Result, Stream};
 
 /// The environment variable that marks every process a command starts (and everything
@@ -30,6 +30,9 @@ pub(super) struct ExecRequest<'a> {
     pub timeout: Duration,
     /// Bytes for its standard input (closed after them), if any.
     pub stdin: Option<&'a [u8]>,
+    /// The engine's socket, for the kill of a command whose future is dropped: from a
+    /// client and runtime of its own, since the caller's runtime may be the one stopping.
+    pub socket: Option<&'a EngineSocket>,
 }
 
 /// Runs `request` and streams its output into `out`.
@@ -69,6 +72,7 @@ pub(super) async fn run(
     // leave the command running.
     let mut guard = KillOnDrop {
         docker: docker.clone(),
+        socket: request.socket.cloned(),
         container: request.container.to_owned(),
         marker: request.marker.map(str::to_owned),
     };
@@ -232,6 +236,7 @@ fn quiet<'a>(container: &'a str, script: String, user: &'a str) -> ExecRequest<'
         marker: None,
         timeout: Duration::from_secs(30),
         stdin: None,
+        socket: None,
     }
 }
 
@@ -257,16 +262,35 @@ impl OutputSink for Discard {
 /// Kills a command's processes when its future is dropped before it ended.
 struct KillOnDrop {
     docker: Docker,
+    socket: Option<EngineSocket>,
     container: String,
     marker: Option<String>,
 }
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(marker) = self.marker.take()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            let (docker, container) = (self.docker.clone(), self.container.clone());
+        let Some(marker) = self.marker.take() else {
+            return;
+        };
+        let container = self.container.clone();
+        // Done before the drop returns, from a thread, runtime and client of its own: a
+        // task spawned on the caller's runtime never runs when that runtime is stopping
+        // (a signalled CLI), and the command would live on in a kept container.
+        if let Some(socket) = self.socket.clone() {
+            let killer = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async {
+                    let docker = engine::client(&socket).ok()?;
+                    kill(&docker, &container, Some(&marker)).await;
+                    Some(())
+                })
+            });
+            let _ = killer.join();
+        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let docker = self.docker.clone();
             handle.spawn(async move { kill(&docker, &container, Some(&marker)).await });
         }
     }

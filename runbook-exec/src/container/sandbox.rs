@@ -115,6 +115,7 @@ impl ContainerSandbox {
             marker: None,
             timeout: spec.timeout,
             stdin: None,
+            socket: Some(&self.socket),
         }
     }
 }
@@ -143,6 +144,7 @@ pub(super) async fn root_script(
         marker: None,
         timeout: Duration::from_secs(60),
         stdin: None,
+        socket: None,
     };
     let exit = exec::run(docker, request, &mut keep).await?;
     Ok((exit, String::from_utf8_lossy(&keep.0).into_owned()))
