@@ -101,9 +101,9 @@ pub(super) async fn run(
     };
     // The input is written while the output is read, both under the timeout: a command
     // that does not read its input (a FIFO where a file was to be written) cannot hold
-    // the run past it.
-    // Set when the command ended without reading all its input: the engine may then
-    // reset the connection, which ends its output rather than breaking it.
+    // the run past it. `unread` is set when the command ended without reading all its
+    // input: the engine may then reset the connection, which ends its output rather than
+    // breaking it.
     let unread = std::sync::atomic::AtomicBool::new(false);
     let written = async {
         use tokio::io::AsyncWriteExt;

@@ -366,9 +366,9 @@ impl ContainerProvider {
             labels: Some(labels),
             host_config: Some(HostConfig {
                 init: Some(true),
-                memory: memory.map(|m| m as i64),
+                memory: memory.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
                 // Swap counts against the limit: past it the step is killed, not slowed.
-                memory_swap: memory.map(|m| m as i64),
+                memory_swap: memory.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
                 pids_limit: limits.pids.map(i64::from),
                 nano_cpus,
                 network_mode: Some(network.clone().unwrap_or_else(|| "none".into())),
