@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
 };
 use futures_util::StreamExt;
 use runbook_core::report::ImageFacts;
@@ -70,6 +70,10 @@ pub const LABEL_IMAGE: &str = "runbook.dev/image";
 const LABEL_LIMITS: &str = "runbook.dev/limits";
 /// The label with the sandbox's network, when it has one.
 const LABEL_NETWORK: &str = "runbook.dev/network";
+/// The label with the sandbox's control directory: the reaper takes a container for an
+/// orphan only when that directory is gone (another state root's sandbox, on an engine
+/// several users or jobs share, is theirs to reap).
+const LABEL_CONTROL: &str = "runbook.dev/control";
 
 /// The sandbox user's name inside the container.
 const USER_NAME: &str = "runbook";
@@ -303,6 +307,10 @@ impl ContainerProvider {
             ),
             (LABEL_IMAGE.to_owned(), image_name.clone()),
             (
+                LABEL_CONTROL.to_owned(),
+                local.control_dir().to_string_lossy().into_owned(),
+            ),
+            (
                 LABEL_LIMITS.to_owned(),
                 serde_json::to_string(&limits).unwrap_or_default(),
             ),
@@ -347,15 +355,19 @@ impl ContainerProvider {
         });
         let body = ContainerCreateBody {
             image: Some(image_name.clone()),
-            // The container's own process only waits; the steps run beside it via exec.
-            entrypoint: Some(vec!["sleep".into()]),
-            cmd: Some(vec!["infinity".into()]),
+            // The container's own process only waits (on its input, which stays open and
+            // empty); the steps run beside it via exec. Not `sleep`: a check that a step
+            // started a process of that name would find this one.
+            entrypoint: Some(vec!["sh".into()]),
+            cmd: Some(vec!["-c".into(), "while read -r _; do :; done".into()]),
+            open_stdin: Some(true),
+            stdin_once: Some(false),
             labels: Some(labels),
             host_config: Some(HostConfig {
                 init: Some(true),
-                memory: memory.map(|m| m as i64),
+                memory: memory.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
                 // Swap counts against the limit: past it the step is killed, not slowed.
-                memory_swap: memory.map(|m| m as i64),
+                memory_swap: memory.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
                 pids_limit: limits.pids.map(i64::from),
                 nano_cpus,
                 network_mode: Some(network.clone().unwrap_or_else(|| "none".into())),
@@ -498,20 +510,47 @@ sed -n 's/^PRETTY_NAME=//p' /etc/os-release 2>/dev/null | tr -d '\"' | sed 's/^/
     }
 
     /// Removes sandbox `id`'s container and network: those labelled with it, and those
-    /// named after it (a label lookup that finds nothing must not leave one behind).
+    /// named after it that carry its labels (a label lookup that finds nothing must not
+    /// leave one behind; a container or network of the operator's own that happens to be
+    /// called `rb-<id>` is no sandbox and stays).
     async fn remove_sandbox(&self, id: &str) -> Result<bool> {
+        // An id that no sandbox can have finds none: `label=KEY=` with nothing after the
+        // `=` matches every container that has the label at all.
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Ok(false);
+        }
         let name = Self::container_of(id);
+        let ours = |labels: &HashMap<String, String>| {
+            labels.get(MANAGED_BY).map(String::as_str) == Some("runbook")
+                && labels.get(LABEL_SANDBOX).map(String::as_str) == Some(id)
+        };
         let mut found = self.containers(&format!("{LABEL_SANDBOX}={id}")).await?;
-        if !found.iter().any(|(n, _)| *n == name) {
-            found.push((name.clone(), HashMap::new()));
+        found.retain(|(_, labels)| ours(labels));
+        if !found.iter().any(|(n, _)| *n == name)
+            && let Ok(inspected) = self.docker.inspect_container(&name, None).await
+            && let Some(labels) = inspected.config.and_then(|c| c.labels)
+            && ours(&labels)
+        {
+            found.push((name.clone(), labels));
         }
         let mut existed = false;
         for (container, labels) in found {
-            let network = labels
-                .get(LABEL_NETWORK)
-                .cloned()
-                .or_else(|| Some(name.clone()));
-            existed |= sandbox::remove(&self.docker, &container, network.as_deref()).await?;
+            let network = labels.get(LABEL_NETWORK).map(String::as_str);
+            existed |= sandbox::remove(&self.docker, &container, network).await?;
+        }
+        // Its network, left alone when making the container failed half-way.
+        if let Ok(network) = self.docker.inspect_network(&name, None).await
+            && network.labels.as_ref().is_some_and(ours)
+        {
+            match self.docker.remove_network(&name).await {
+                Ok(()) => existed = true,
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(failed(format!("cannot remove network {name}"))(e)),
+            }
         }
         Ok(existed)
     }
@@ -539,7 +578,10 @@ impl Provider for ContainerProvider {
     async fn resume(&self, id: &str) -> Result<Box<dyn Sandbox>> {
         let local = self.local.resume_local(id)?;
         let found = self.containers(&format!("{LABEL_SANDBOX}={id}")).await?;
-        let Some((name, labels)) = found.into_iter().next() else {
+        let Some((name, labels)) = found
+            .into_iter()
+            .find(|(_, labels)| labels.get(LABEL_SANDBOX).map(String::as_str) == Some(id))
+        else {
             return Err(ExecError::Provider(format!(
                 "sandbox `{id}`: its container is gone (reaped or removed); destroy the sandbox"
             )));
@@ -590,6 +632,15 @@ impl Provider for ContainerProvider {
             let Some(id) = labels.get(LABEL_SANDBOX).cloned() else {
                 continue;
             };
+            // Another state root's (another user or job on the same engine): theirs to
+            // list, and to destroy with `--all`.
+            if !known.contains_key(&id)
+                && labels
+                    .get(LABEL_CONTROL)
+                    .is_some_and(|dir| std::path::Path::new(dir).exists())
+            {
+                continue;
+            }
             let local = known.get(&id);
             out.push(SandboxInfo {
                 id,
@@ -629,16 +680,27 @@ impl Provider for ContainerProvider {
             .map(|s| (s.id.clone(), s))
             .collect();
         let now = crate::time::now_rfc3339();
-        for (name, labels) in self.containers(&format!("{MANAGED_BY}=runbook")).await? {
-            let Some(id) = labels.get(LABEL_SANDBOX) else {
-                continue;
-            };
+        let doomed = |id: &String, labels: &HashMap<String, String>, destroyed: &[String]| {
             let expired = labels
                 .get(LABEL_EXPIRES)
                 .is_some_and(|at| at.as_str() < now.as_str());
             let persistent = labels.get(LABEL_LIFETIME).map(String::as_str) == Some("persistent");
-            let orphan = !known.contains_key(id) && !persistent;
-            if !(expired || orphan || reaped.destroyed.contains(id)) {
+            // Its control directory gone: nobody can use it any more. A sandbox of another
+            // state root (its directory there) is left to that root's reaper or its expiry.
+            let orphan = !known.contains_key(id)
+                && !persistent
+                && labels
+                    .get(LABEL_CONTROL)
+                    .is_some_and(|dir| !std::path::Path::new(dir).exists());
+            expired || orphan || destroyed.contains(id)
+        };
+        let mut remaining = std::collections::BTreeSet::new();
+        for (name, labels) in self.containers(&format!("{MANAGED_BY}=runbook")).await? {
+            let Some(id) = labels.get(LABEL_SANDBOX) else {
+                continue;
+            };
+            if !doomed(id, &labels, &reaped.destroyed) {
+                remaining.insert(id.clone());
                 continue;
             }
             match sandbox::remove(
@@ -653,7 +715,45 @@ impl Provider for ContainerProvider {
                         reaped.destroyed.push(id.clone());
                     }
                 }
-                Err(e) => reaped.skipped.push((id.clone(), e.to_string())),
+                Err(e) => {
+                    remaining.insert(id.clone());
+                    reaped.skipped.push((id.clone(), e.to_string()));
+                }
+            }
+        }
+        // Networks without their container: a run stopped between making the network and
+        // making the container.
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("{MANAGED_BY}=runbook")],
+                )])),
+            }))
+            .await
+            .map_err(failed("cannot list the sandbox networks"))?;
+        for network in networks {
+            let (Some(name), Some(labels)) = (network.name, network.labels) else {
+                continue;
+            };
+            let Some(id) = labels.get(LABEL_SANDBOX) else {
+                continue;
+            };
+            if remaining.contains(id) || !doomed(id, &labels, &reaped.destroyed) {
+                continue;
+            }
+            match self.docker.remove_network(&name).await {
+                Ok(()) => {
+                    if !reaped.destroyed.contains(id) {
+                        reaped.destroyed.push(id.clone());
+                    }
+                }
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => reaped.skipped.push((
+                    id.clone(),
+                    failed(format!("cannot remove network {name}"))(e).to_string(),
+                )),
             }
         }
         Ok(reaped)

@@ -115,6 +115,7 @@ impl ContainerSandbox {
             marker: None,
             timeout: spec.timeout,
             stdin: None,
+            socket: Some(&self.socket),
         }
     }
 }
@@ -143,6 +144,7 @@ pub(super) async fn root_script(
         marker: None,
         timeout: Duration::from_secs(60),
         stdin: None,
+        socket: None,
     };
     let exit = exec::run(docker, request, &mut keep).await?;
     Ok((exit, String::from_utf8_lossy(&keep.0).into_owned()))
@@ -238,18 +240,6 @@ impl Sandbox for ContainerSandbox {
         // Written by the sandbox's user, not by the engine as root: a link a step planted
         // can only lead where that user may write anyway.
         let rel = crate::local::relative(path)?.to_string_lossy().into_owned();
-        let mut request = self.request(
-            &CommandSpec {
-                command: r#"mkdir -p -- "$(dirname -- "$0")" && cat > "$0""#.into(),
-                env: BTreeMap::new(),
-                workdir: None,
-                timeout: Duration::from_secs(60),
-                errexit: true,
-            },
-            HOME,
-        );
-        request.argv.push(rel.clone());
-        request.stdin = Some(contents);
         struct Errors(Vec<u8>);
         impl OutputSink for Errors {
             fn output(&mut self, _: Stream, bytes: &[u8]) {
@@ -258,17 +248,51 @@ impl Sandbox for ContainerSandbox {
                 }
             }
         }
-        let mut errors = Errors(Vec::new());
-        let exit = exec::run(&self.docker, request, &mut errors).await?;
-        if exit.code == Some(0) {
-            Ok(())
-        } else {
-            Err(ExecError::Provider(format!(
-                "cannot write `{rel}` in container {}: {}",
-                self.container,
-                String::from_utf8_lossy(&errors.0).trim()
-            )))
+        // First, without the contents: only a regular file (or none yet) that the user
+        // may write is written; a FIFO or a device a step planted in its place is refused,
+        // not written into. (Said now: a command that ends without reading its input may
+        // lose what it printed to the engine's complaint about the unread input.)
+        let scripts: [(&str, Option<&[u8]>); 2] = [
+            (
+                r#"if [ -e "$0" ] && [ ! -f "$0" ]; then echo "$0: not a regular file" >&2; exit 1; fi
+mkdir -p -- "$(dirname -- "$0")"
+if [ -e "$0" ]; then [ -w "$0" ]; else [ -w "$(dirname -- "$0")" ]; fi || { echo "$0: Permission denied (the sandbox's user may not write it)" >&2; exit 1; }"#,
+                None,
+            ),
+            (r#"cat > "$0""#, Some(contents)),
+        ];
+        for (script, stdin) in scripts {
+            let mut request = self.request(
+                &CommandSpec {
+                    command: script.into(),
+                    env: BTreeMap::new(),
+                    workdir: None,
+                    timeout: Duration::from_secs(60),
+                    errexit: true,
+                },
+                HOME,
+            );
+            request.argv.push(rel.clone());
+            request.stdin = stdin;
+            let mut errors = Errors(Vec::new());
+            let exit = exec::run(&self.docker, request, &mut errors).await?;
+            if exit.code != Some(0) {
+                let why = String::from_utf8_lossy(&errors.0).trim().to_owned();
+                return Err(ExecError::Provider(format!(
+                    "cannot write `{rel}` in container {}: {}",
+                    self.container,
+                    match (why.is_empty(), exit.timed_out) {
+                        (false, _) => why,
+                        (true, true) => "no end within 60s".into(),
+                        (true, false) => format!(
+                            "exited {}",
+                            exit.code.map_or("by a signal".into(), |c| c.to_string())
+                        ),
+                    }
+                )));
+            }
         }
+        Ok(())
     }
 
     async fn describe(&self) -> Result<SandboxDescription> {
