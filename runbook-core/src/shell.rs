@@ -37,7 +37,8 @@ pub fn expanding(text: &str) -> String {
 impl Probe {
     /// The shell form of a typed probe (exit 0 when it holds): `test`, `grep` and `stat`
     /// for a file, bash's `/dev/tcp` for a port, `curl` for a URL (its status, its body
-    /// text, its timeout), `/proc/*/comm` for a process. `None` for a command (it is its
+    /// text, its timeout), `/proc/*/comm` (read by bash, its own shells skipped) for a
+    /// process. `None` for a command (it is its
     /// own shell) and for a Kubernetes check (it needs the runbook's namespace: see the
     /// scripts).
     ///
@@ -56,9 +57,12 @@ impl Probe {
                 expanding(&t.port)
             ),
             Probe::Http(h) => http_command(h),
-            // The kernel's command name, at most 15 characters, as the sandbox compares it.
+            // The kernel's command name, at most 15 characters, as the sandbox compares it;
+            // read by bash itself, and the shells running this skipped, so that the
+            // check never finds its own `grep` or `bash`.
             Probe::Process(p) => format!(
-                "grep -qsxF -- {} /proc/[0-9]*/comm",
+                "(for p in /proc/[0-9]*; do case ${{p#/proc/}} in \"$$\"|\"$BASHPID\") continue ;; esac; \
+                 read -r c 2>/dev/null < \"$p/comm\" && [ \"$c\" = {} ] && exit 0; done; exit 1)",
                 expanding(&p.name.chars().take(15).collect::<String>())
             ),
         })
@@ -98,4 +102,41 @@ fn http_command(h: &HttpProbe) -> String {
     }
     text.push_str("; rc=$?; rm -f \"$body\"; exit \"$rc\"");
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Probe, ProcessProbe};
+
+    /// The process form run by bash: it finds a process by its command name, and never
+    /// the shell that runs it (a check for `bash` or `grep` passed on its own before).
+    #[test]
+    fn the_process_form_finds_a_process_by_name_and_not_itself() {
+        let dir = std::env::temp_dir().join(format!("rb-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("rbprobe-sleeper");
+        std::fs::copy("/bin/sleep", &program).unwrap();
+        let check = |name: &str| {
+            let form = Probe::Process(ProcessProbe { name: name.into() })
+                .shell()
+                .unwrap();
+            std::process::Command::new("bash")
+                .args(["-c", &form])
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(!check("rbprobe-sleeper"));
+        let mut child = std::process::Command::new(&program)
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let found = check("rbprobe-sleeper");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(found);
+        assert!(!check("rb-no-such-proc"));
+    }
 }

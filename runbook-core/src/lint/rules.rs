@@ -179,6 +179,8 @@ pub(crate) const RESERVED_SANDBOX: &[&str] = &[
     "LANG",
     "LC_ALL",
     "RUNBOOK_SANDBOX_ID",
+    // The container provider's per-command marker (a timeout kills what carries it).
+    "RUNBOOK_COMMAND",
 ];
 /// Every name `reserved-variable` refuses, besides the prefixes `LD_` and `BASH_FUNC_`.
 pub(crate) fn reserved_names() -> Vec<&'static str> {
