@@ -265,7 +265,7 @@ steps:
     assert!(
         deploy.contains("/dev/tcp/$0/$1")
             && deploy.contains("curl -sS")
-            && deploy.contains("/proc/[0-9]*/comm")
+            && deploy.contains("for p in /proc/[0-9]*; do")
     );
 }
 
