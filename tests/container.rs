@@ -3,80 +3,21 @@
 //! (the README's ignored-tests line runs it; so does CI).
 
 mod common;
+#[path = "common/container.rs"]
+mod container;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
+use container::{BOOKWORM, leftovers, ok, provider, repo, start_long_run};
 use runbook::exec::{ContainerProvider, LocalProvider, Provider, RunMode, RunOptions, run_all};
 use runbook::{Runbook, SandboxLimits};
 
 const NEEDS_ENGINE: &str =
     "needs a container engine and the test images: tests/container/engine.sh start";
-const BOOKWORM: &str = "localhost/runbook-test/bookworm-pg15:latest";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn runbook_cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args)
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The containers and networks the engine has for runbook `name`, by label.
-fn leftovers(name: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for (what, format) in [("ps -a", "{{.Names}}"), ("network ls", "{{.Name}}")] {
-        let mut args: Vec<&str> = what.split(' ').collect();
-        let filter = format!("label=runbook.dev/runbook={name}");
-        args.extend(["--filter", &filter, "--format", format]);
-        let out = Command::new("podman")
-            .args(&args)
-            .env(
-                "CONTAINERS_CONF",
-                repo().join("tests/container/containers.conf"),
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        found.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| format!("{what}: {l}")),
-        );
-    }
-    found
-}
-
 fn runbook(yaml: &str) -> Runbook {
     runbook::from_yaml_str(yaml).unwrap()
-}
-
-async fn provider(state: &Path) -> ContainerProvider {
-    ContainerProvider::connect(LocalProvider::with_root(state), None)
-        .await
-        .unwrap()
-        .image(BOOKWORM)
 }
 
 #[test]
@@ -84,8 +25,9 @@ async fn provider(state: &Path) -> ContainerProvider {
 fn the_postgres_example_passes_in_a_bookworm_container_and_its_rehearsal_too() {
     let _ = NEEDS_ENGINE;
     let dir = common::workdir("runbook-container-");
-    let out = runbook_cli(
+    let out = container::runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &repo()
@@ -312,8 +254,9 @@ async fn an_engine_that_is_not_there_is_a_plain_typed_error() {
         "{text}"
     );
     // And through the CLI, in the same words, before anything is provisioned.
-    let out = runbook_cli(
+    let out = container::runbook_cli(
         dir.path(),
+        "state",
         &[
             "sandbox",
             "--provider",
@@ -330,59 +273,11 @@ async fn an_engine_that_is_not_there_is_a_plain_typed_error() {
     );
 }
 
-/// `runbook run` in the background until its container exists.
-#[allow(clippy::zombie_processes)] // the caller waits for the child it gets back
-fn start_long_run(dir: &Path, name: &str) -> (std::process::Child, String) {
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: {name} }}\n\
-             steps:\n  - id: wait\n    title: Wait\n    readOnly: true\n    timeout: 120s\n    run: sleep 120\n\
-             \x20   verify:\n      - name: t\n        run: 'true'\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args([
-            "run",
-            &file.to_string_lossy(),
-            "--provider",
-            "container",
-            "--image",
-            BOOKWORM,
-            "--no-rehearsal",
-            "--out",
-            "pkg",
-        ])
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = leftovers(name);
-        if let Some(c) = found.iter().find(|l| l.starts_with("ps -a")) {
-            // Give the step a moment to be running inside it.
-            std::thread::sleep(Duration::from_secs(2));
-            return (child, c.clone());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no container for {name} appeared");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 #[ignore = "needs a container engine and the test images: tests/container/engine.sh start"]
 fn sigterm_during_a_run_removes_the_container() {
     let dir = common::workdir("runbook-container-");
-    let (mut child, _) = start_long_run(dir.path(), "term-me");
+    let (mut child, _) = start_long_run(dir.path(), "state", "term-me");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -401,11 +296,15 @@ fn sigterm_during_a_run_removes_the_container() {
 #[ignore = "needs a container engine and the test images: tests/container/engine.sh start"]
 fn reap_after_a_kill_9_removes_the_container() {
     let dir = common::workdir("runbook-container-");
-    let (mut child, _) = start_long_run(dir.path(), "kill-me");
+    let (mut child, _) = start_long_run(dir.path(), "state", "kill-me");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!leftovers("kill-me").is_empty());
-    let out = runbook_cli(dir.path(), &["sandbox", "--provider", "container", "reap"]);
+    let out = container::runbook_cli(
+        dir.path(),
+        "state",
+        &["sandbox", "--provider", "container", "reap"],
+    );
     ok(&out);
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("reaped kill-me-"), "{said}");
@@ -421,8 +320,9 @@ fn reap_after_a_kill_9_removes_the_container() {
 fn a_persistent_container_is_resumed_with_the_upgrade_runbook() {
     let dir = common::workdir("runbook-container-");
     let upgrade = repo().join("examples/upgrade");
-    let first = ok(&runbook_cli(
+    let first = ok(&container::runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &upgrade.join("v1.yaml").to_string_lossy(),
@@ -443,16 +343,18 @@ fn a_persistent_container_is_resumed_with_the_upgrade_runbook() {
             (v["event"] == "sandboxReady").then(|| v["id"].as_str().unwrap().to_owned())
         })
         .unwrap();
-    let listed = ok(&runbook_cli(
+    let listed = ok(&container::runbook_cli(
         dir.path(),
+        "state",
         &["sandbox", "--provider", "container", "list"],
     ));
     assert!(
         listed.contains(&id) && listed.contains("persistent"),
         "{listed}"
     );
-    ok(&runbook_cli(
+    ok(&container::runbook_cli(
         dir.path(),
+        "state",
         &[
             "resume",
             &id,
@@ -468,8 +370,9 @@ fn a_persistent_container_is_resumed_with_the_upgrade_runbook() {
         readme.contains("Verdict | Passed: 3 of 3 step(s) passed"),
         "{readme}"
     );
-    let looked = ok(&runbook_cli(
+    let looked = ok(&container::runbook_cli(
         dir.path(),
+        "state",
         &[
             "sandbox",
             "--provider",
@@ -481,8 +384,9 @@ fn a_persistent_container_is_resumed_with_the_upgrade_runbook() {
         ],
     ));
     assert!(looked.contains("runbook"), "{looked}");
-    ok(&runbook_cli(
+    ok(&container::runbook_cli(
         dir.path(),
+        "state",
         &["sandbox", "--provider", "container", "destroy", &id],
     ));
     assert!(leftovers("orders").is_empty(), "{:?}", leftovers("orders"));

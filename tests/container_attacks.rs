@@ -4,10 +4,16 @@
 //! images the steps cannot use). Against a real engine: `tests/container/engine.sh start`.
 
 mod common;
+#[path = "common/container.rs"]
+mod container;
+
+use container::{
+    BOOKWORM, leftovers, ok, podman, provider, repo, runbook_cli, start_long_run, start_run,
+};
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use runbook::Lifetime;
@@ -15,73 +21,6 @@ use runbook::exec::{
     CommandSpec, ContainerProvider, ExecError, LocalProvider, OutputSink, Provider,
     ProvisionRequest, Sandbox, Stream,
 };
-
-const BOOKWORM: &str = "localhost/runbook-test/bookworm-pg15:latest";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn runbook_cli(dir: &Path, state: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args)
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join(state))
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `podman ARGS` (with the tests' settings), its stdout; it must succeed.
-fn podman(args: &[&str]) -> String {
-    let out = Command::new("podman")
-        .args(args)
-        .env(
-            "CONTAINERS_CONF",
-            repo().join("tests/container/containers.conf"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The sandbox containers and networks of runbook `name`, by label.
-fn leftovers(name: &str) -> Vec<String> {
-    let filter = format!("label=runbook.dev/runbook={name}");
-    let mut found = Vec::new();
-    for (what, format) in [("ps -a", "{{.Names}}"), ("network ls", "{{.Name}}")] {
-        let mut args: Vec<&str> = what.split(' ').collect();
-        args.extend(["--filter", &filter, "--format", format]);
-        found.extend(
-            podman(&args)
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| format!("{what}: {l}")),
-        );
-    }
-    found
-}
-
-async fn provider(state: &Path) -> ContainerProvider {
-    ContainerProvider::connect(LocalProvider::with_root(state), None)
-        .await
-        .unwrap()
-        .image(BOOKWORM)
-}
 
 /// Keeps what a command printed.
 #[derive(Default)]
@@ -209,59 +148,6 @@ async fn config_files_stay_in_the_work_directory_and_a_planted_link_or_fifo_cann
     );
     sandbox.teardown().await.unwrap();
     assert!(leftovers("attack-files").is_empty());
-}
-
-/// `runbook run` of a one-step runbook `name` (`sleep 120`) in the background, with state
-/// root `state`, until its container exists; the child and the container's name.
-fn start_long_run(dir: &Path, state: &str, name: &str) -> (std::process::Child, String) {
-    start_run(dir, state, name, &[])
-}
-
-/// [`start_long_run`] with more arguments.
-#[allow(clippy::zombie_processes)] // the caller waits for the child it gets back
-fn start_run(dir: &Path, state: &str, name: &str, more: &[&str]) -> (std::process::Child, String) {
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: runbook/v1\nkind: Runbook\nmetadata: {{ name: {name} }}\n\
-             steps:\n  - id: wait\n    title: Wait\n    readOnly: true\n    timeout: 120s\n    run: sleep 120\n\
-             \x20   verify:\n      - name: t\n        run: 'true'\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args([
-            "run",
-            &file.to_string_lossy(),
-            "--provider",
-            "container",
-            "--image",
-            BOOKWORM,
-            "--no-rehearsal",
-            "--out",
-            "pkg",
-        ])
-        .args(more)
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join(state))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(c) = leftovers(name).iter().find(|l| l.starts_with("ps -a")) {
-            std::thread::sleep(Duration::from_secs(2));
-            return (child, c.trim_start_matches("ps -a: ").to_owned());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no container for {name} appeared");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

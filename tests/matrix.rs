@@ -4,25 +4,15 @@
 //! `tests/container/engine.sh start`.
 
 mod common;
+#[path = "common/container.rs"]
+mod container;
 #[cfg(feature = "kube")]
 #[path = "../runbook-exec/tests/common/kube_mock.rs"]
 mod kube_mock;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn runbook_cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args)
-        .current_dir(dir)
-        .env("RUNBOOK_STATE_DIR", dir.join("state"))
-        .output()
-        .unwrap()
-}
+use container::{repo, runbook_cli};
 
 fn said(out: &Output) -> String {
     format!(
@@ -63,6 +53,7 @@ fn a_matrix_of_values_on_the_local_provider_says_where_it_fails_and_why() {
     std::fs::write(&file, GREETINGS).unwrap();
     let out = runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &file.to_string_lossy(),
@@ -107,6 +98,7 @@ fn a_matrix_of_values_on_the_local_provider_says_where_it_fails_and_why() {
     std::fs::write(&file, expected).unwrap();
     let out = runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &file.to_string_lossy(),
@@ -130,6 +122,7 @@ fn a_matrix_of_values_on_the_local_provider_says_where_it_fails_and_why() {
     // One target alone.
     let out = runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &file.to_string_lossy(),
@@ -157,6 +150,7 @@ fn a_bad_matrix_is_refused_before_anything_runs() {
     std::fs::write(&file, bad).unwrap();
     let out = runbook_cli(
         dir.path(),
+        "state",
         &["run", &file.to_string_lossy(), "--matrix", "--out", "m"],
     );
     let text = said(&out);
@@ -173,6 +167,7 @@ fn a_bad_matrix_is_refused_before_anything_runs() {
     assert!(!dir.path().join("m").exists());
     let out = runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &file.to_string_lossy(),
@@ -203,6 +198,7 @@ fn postgres_15_and_17_side_by_side_in_containers() {
     std::fs::write(&unexpected, &text[..cut]).unwrap();
     let out = runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &unexpected.to_string_lossy(),
@@ -232,6 +228,7 @@ fn postgres_15_and_17_side_by_side_in_containers() {
 
     let out = runbook_cli(
         dir.path(),
+        "state",
         &[
             "run",
             &example.to_string_lossy(),

@@ -397,11 +397,24 @@ impl ContainerProvider {
             .image_path(&image_name)
             .await
             .unwrap_or_else(|| DEFAULT_PATH.to_owned());
-        Ok(ContainerSandbox {
+        Ok(self.handle(local, name, network, image, limits, path))
+    }
+
+    /// The handle on a sandbox's container, before it is started and prepared.
+    fn handle(
+        &self,
+        local: LocalSandbox,
+        container: String,
+        network: Option<String>,
+        image: ImageFacts,
+        limits: SandboxLimits,
+        path: String,
+    ) -> ContainerSandbox {
+        ContainerSandbox {
             local,
             docker: self.docker.clone(),
             socket: self.socket.clone(),
-            container: name,
+            container,
             network,
             image,
             limits,
@@ -417,7 +430,7 @@ impl ContainerProvider {
             commands: AtomicU64::new(0),
             oom_seen: AtomicU64::new(0),
             alive: true,
-        })
+        }
     }
 
     /// Starts the container (again), makes sure the sandbox's user and directories
@@ -596,27 +609,8 @@ impl Provider for ContainerProvider {
             .image_path(&image_name)
             .await
             .unwrap_or_else(|| DEFAULT_PATH.to_owned());
-        let sandbox = ContainerSandbox {
-            local,
-            docker: self.docker.clone(),
-            socket: self.socket.clone(),
-            container: name,
-            network: labels.get(LABEL_NETWORK).cloned(),
-            image,
-            limits,
-            path,
-            user: if self.as_root {
-                "0:0".into()
-            } else {
-                USER_SPEC.into()
-            },
-            engine_version: self.engine_version.clone(),
-            kernel: String::new(),
-            shell_version: String::new(),
-            commands: AtomicU64::new(0),
-            oom_seen: AtomicU64::new(0),
-            alive: true,
-        };
+        let network = labels.get(LABEL_NETWORK).cloned();
+        let sandbox = self.handle(local, name, network, image, limits, path);
         Ok(Box::new(self.open(sandbox, false).await?))
     }
 
