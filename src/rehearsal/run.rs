@@ -83,13 +83,13 @@ pub(super) async fn leftovers(
 ) -> Result<Vec<String>, ExecError> {
     let mut out = Vec::new();
     // A process on its way out (the `sleep` of a loop that was just killed) is not left
-    // behind: give them two seconds.
+    // behind: give them two seconds, looking every 20 ms (the wait ends when they do).
     let mut pids = sandbox.processes().await;
-    for _ in 0..20 {
+    for _ in 0..100 {
         if pids.as_ref().is_none_or(Vec::is_empty) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         pids = sandbox.processes().await;
     }
     if let Some(pids) = pids

@@ -71,13 +71,14 @@ refuse() {
   [ -n "$OUTCOME_STATUS" ] || OUTCOME_STATUS=refused OUTCOME_REASON=$2
   exit "$1"
 }
-# Milliseconds since the epoch, without a process where bash has EPOCHREALTIME (5+).
+# now_ms: NOW_MS, milliseconds since the epoch, without a process where bash has
+# EPOCHREALTIME (5+): set, not printed, so that reading the clock needs no subshell.
 now_ms() {
   if [ -n "${EPOCHREALTIME:-}" ]; then
     local t=${EPOCHREALTIME/[.,]/}
-    echo "$(( 10#$t / 1000 ))"
+    NOW_MS=$(( 10#$t / 1000 ))
   else
-    date +%s%3N
+    NOW_MS=$(date +%s%3N)
   fi
 }
 # A step's output goes to the terminal as it comes and, through tee, to these files, for
@@ -114,12 +115,14 @@ check() {
   local name=$1 expected=$2 within=$3 interval=$4 want_exit=$5
   local out_mode=$6 out_want=$7 err_mode=$8 err_want=$9 command=${10}
   local deadline limit left attempt=0 code out err seen errfile=$ERRFILE
-  deadline=$(( $(now_ms) + within ))
+  now_ms
+  deadline=$(( NOW_MS + within ))
   while :; do
     attempt=$((attempt + 1))
     limit=$CHECK_TIMEOUT
     if [ "$within" -gt 0 ]; then
-      left=$(( deadline - $(now_ms) ))
+      now_ms
+      left=$(( deadline - NOW_MS ))
       [ "$left" -ge "$CHECK_MIN_MS" ] || left=$CHECK_MIN_MS
       # Seconds with three decimals, as timeout(1) reads them.
       limit=$((left / 1000)).$((left / 100 % 10))$((left / 10 % 10))$((left % 10))
@@ -141,7 +144,8 @@ check() {
     printf '%s\n' "$out" > "$STEP_OUT"
     printf '%s\n' "$err" > "$STEP_ERR"
     # RUNBOOK_CHECK_ONCE=1 (verify.sh --once): one attempt each, no waiting for a state to come.
-    if [ -n "${RUNBOOK_CHECK_ONCE:-}" ] || [ "$(( $(now_ms) + interval ))" -ge "$deadline" ]; then
+    now_ms
+    if [ -n "${RUNBOOK_CHECK_ONCE:-}" ] || [ "$(( NOW_MS + interval ))" -ge "$deadline" ]; then
       break
     fi
     sleep "$((interval / 1000)).$(printf '%03d' $((interval % 1000)))"
@@ -156,7 +160,8 @@ check() {
 run_step() {
   local id=$1 title=$2 limit=$3 dir=$4 command=$5 start code=0 out_fd err_fd out_pid err_pid n=0
   echo "==> $title ($id)"
-  start=$(now_ms)
+  now_ms
+  start=$NOW_MS
   # The command stays in the foreground (Ctrl-C reaches it); the tees are not waited for,
   # so a daemon the step starts, which keeps their pipes open, cannot hold this script.
   # The descriptors are closed in the command's shell, so no daemon inherits them; nor
@@ -179,7 +184,8 @@ run_step() {
     echo "    FAILED: $FAIL_REASON" >&2
     return 1
   fi
-  echo "    ok: command ($(( $(now_ms) - start )) ms)"
+  now_ms
+  echo "    ok: command ($(( NOW_MS - start )) ms)"
 }
 
 # version_satisfies VERSION "OP MAJOR MINOR PATCH"...: every bound holds.
@@ -238,25 +244,32 @@ yaml_quote() {
 # mask TEXT: TEXT with the value of every secret variable, and every piece of one of 8
 # characters or more (a value a tool cut short), replaced by ***.
 mask() {
-  local text=$1 name value len k piece
-  for name in "${SECRET_NAMES[@]}"; do
-    value=${!name:-}
-    [ -n "$value" ] || continue
-    text=${text//"$value"/***}
+  local masked
+  mask_into masked "$1"
+  printf '%s' "$masked"
+}
+# mask_into VAR TEXT: sets VAR to TEXT masked as mask does, without a subshell. Its own
+# variables start with _m so that they never hide the caller's VAR.
+mask_into() {
+  local _mtext=$2 _mname _mvalue _mlen _mk _mpiece
+  for _mname in "${SECRET_NAMES[@]}"; do
+    _mvalue=${!_mname:-}
+    [ -n "$_mvalue" ] || continue
+    _mtext=${_mtext//"$_mvalue"/***}
     # Any piece of 8 or more holds an 8-character one: without one, nothing more to do.
-    piece=
-    for ((k = 0; k + 8 <= ${#value}; k++)); do
-      if [[ $text == *"${value:k:8}"* ]]; then piece=1; break; fi
+    _mpiece=
+    for ((_mk = 0; _mk + 8 <= ${#_mvalue}; _mk++)); do
+      if [[ $_mtext == *"${_mvalue:_mk:8}"* ]]; then _mpiece=1; break; fi
     done
-    [ -n "$piece" ] || continue
+    [ -n "$_mpiece" ] || continue
     # Longest pieces first, so each is masked whole.
-    for ((len = ${#value} - 1; len >= 8; len--)); do
-      for ((k = 0; k + len <= ${#value}; k++)); do
-        text=${text//"${value:k:len}"/***}
+    for ((_mlen = ${#_mvalue} - 1; _mlen >= 8; _mlen--)); do
+      for ((_mk = 0; _mk + _mlen <= ${#_mvalue}; _mk++)); do
+        _mtext=${_mtext//"${_mvalue:_mk:_mlen}"/***}
       done
     done
   done
-  printf '%s' "$text"
+  printf -v "$1" '%s' "$_mtext"
 }
 # yaml_lines KEY FILE: the last 20 lines of FILE (at most its last 16 KiB, a cut first
 # line dropped so no partial secret survives), masked, as a YAML list under KEY.
@@ -350,7 +363,7 @@ record_failure() {
 # outcome_line KEY VALUE: KEY=VALUE, masked, on one line; nothing for an empty VALUE.
 outcome_line() {
   local value
-  value=$(mask "$2")
+  mask_into value "$2"
   [ -z "$value" ] || printf '%s=%s\n' "$1" "${value//[[:cntrl:]]/ }"
 }
 # write_outcome STATUS [EXIT]: replaces the outcome file whole: a new file, renamed over

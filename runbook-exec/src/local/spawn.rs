@@ -14,7 +14,9 @@
 //!    the command's environment as NUL-terminated `NAME=VALUE` records ended by an
 //!    empty one (without that end, the executor died: nothing runs);
 //! 3. the loader enters the working directory and `exec`s the sandbox's shell with
-//!    exactly that environment, inside the cgroup.
+//!    exactly that environment, inside the cgroup; or, when that shell is the loader's
+//!    own bash and no variable acts at process start, exports the environment and runs
+//!    the command itself, as `bash -c` would ([`LOADER_EVAL`]): one `exec` per command.
 //!
 //! While it waits outside the cgroup, the loader must not be something the sandbox's
 //! other processes (same uid) can trace and make fork: it is a root-owned copy of the
@@ -56,6 +58,32 @@ cd -- "$0" || exit 125
 unset __rb_kv __rb_go PWD OLDPWD SHLVL
 if [ "${#__rb_env[@]}" -gt 0 ]; then export -- "${__rb_env[@]}" || exit 125; fi
 exec "$@""#;
+
+/// The loader when the command's shell is the loader's own bash: the same wait and the
+/// same records, then the command runs in this very process, as `bash -c` would run it
+/// (one `exec` per command instead of two). `$0` and the positional parameters, the
+/// options before `-c` (`set -e -o pipefail`), `BASH_EXECUTION_STRING`, `$_`, `PWD`,
+/// `OLDPWD`, `SHLVL` and line numbers are those of a fresh `bash -c`; the environment is
+/// exported before the command, so its children see exactly it. What differs, and why a
+/// variable that acts when a process starts takes the two-`exec` path ([`acts_at_start`]):
+/// the shell process itself was started with an empty environment, so variables read
+/// only at startup (`BASH_ENV`, `POSIXLY_CORRECT`, `LD_PRELOAD`, …) would not act on it.
+/// One line: an `eval` on line 1 numbers the command's lines from 1, as `-c` does.
+const LOADER_EVAL: &str = "__rb_env=() __rb_go=; \
+while IFS= read -r -d '' __rb_kv; do \
+if [ -z \"$__rb_kv\" ]; then __rb_go=1; break; fi; __rb_env+=(\"$__rb_kv\"); done; \
+[ -n \"$__rb_go\" ] || exit 125; \
+cd -P -- \"$0\" || exit 125; \
+unset __rb_kv __rb_go OLDPWD; declare -x OLDPWD; \
+if [ \"${#__rb_env[@]}\" -gt 0 ]; then export -- \"${__rb_env[@]}\" || exit 125; fi; \
+if [ \"${BASH_VERSINFO[0]}\" -lt 5 ]; then unset __rb_env PWD OLDPWD SHLVL; exec \"$@\"; fi; \
+__rb_env=(\"$1\"); shift; \
+while [ \"$#\" -gt 0 ] && [ \"$1\" != -c ]; do __rb_env+=(\"$1\"); shift; done; \
+[ \"$#\" -ge 2 ] || exit 125; \
+BASH_EXECUTION_STRING=$2; shift 2; \
+if [ \"$#\" -gt 0 ]; then BASH_ARGV0=$1; shift; else BASH_ARGV0=${__rb_env[0]}; fi; \
+set \"${__rb_env[@]:1}\" -- \"$@\"; unset __rb_env; : \"$BASH\"; \
+eval \"$BASH_EXECUTION_STRING\"";
 
 /// Names bash will not take from the loader (read-only or its own): a command cannot
 /// be given them.
@@ -130,17 +158,23 @@ pub(super) fn launch(
             SYSTEM_DIRS.join(", ")
         ))
     })?;
+    // Without a namespace to enter, std starts the loader itself and can name it as the
+    // shell (`argv[0]`, hence `$BASH` and the prefix of bash's own messages).
+    let in_process = walls.netns.is_none() && runs_in_loader(shell, args, env);
     argv.extend([
         loader.into(),
         "--noprofile".into(),
         "--norc".into(),
         "-c".into(),
-        LOADER.into(),
+        if in_process { LOADER_EVAL } else { LOADER }.into(),
         cwd.into(),
         shell.into(),
     ]);
     argv.extend(args.iter().cloned());
     let mut c = Command::new(&argv[0]);
+    if in_process {
+        std::os::unix::process::CommandExt::arg0(c.as_std_mut(), shell);
+    }
     // The loader enters `cwd` as the user: root never follows a path the sandbox controls.
     c.args(&argv[1..]).current_dir("/").env_clear();
     if walls.netns.is_none()
@@ -153,6 +187,56 @@ pub(super) fn launch(
         command: c,
         stdin: Some(records(env)?),
     })
+}
+
+/// Whether the command can run in the loader's own process ([`LOADER_EVAL`]): its shell
+/// is the loader's bash (the same file), invoked as `[options] -c COMMAND [ARG0 ARGS…]`,
+/// and no variable acts when a process starts ([`acts_at_start`]).
+fn runs_in_loader(shell: &Path, args: &[OsString], env: &BTreeMap<String, String>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(c) = args.iter().position(|a| a == "-c") else {
+        return false;
+    };
+    let options_only = args[..c]
+        .iter()
+        .enumerate()
+        .all(|(i, a)| a.as_encoded_bytes().starts_with(b"-") || (i > 0 && args[i - 1] == "-o"));
+    if c + 1 >= args.len() || !options_only || env.keys().any(|k| acts_at_start(k)) {
+        return false;
+    }
+    // The loader is always the system's bash or its copy ([`private_loader`],
+    // [`system_loader`]): the shell must be that same bash.
+    let system = tools().ok().and_then(|t| t.bash.as_deref());
+    system.is_some_and(
+        |bash| match (std::fs::metadata(shell), std::fs::metadata(bash)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        },
+    )
+}
+
+/// Variables that act when a process starts (read by bash or the C library before any
+/// command runs, or kept by bash for itself): with one of them, the command's shell is a
+/// process of its own, started with the environment (two `exec`s).
+fn acts_at_start(name: &str) -> bool {
+    const PREFIXES: &[&str] = &["BASH", "LD_", "MALLOC_", "GLIBC_", "GCONV_"];
+    const NAMES: &[&str] = &[
+        "_",
+        "ENV",
+        "POSIXLY_CORRECT",
+        "SHLVL",
+        "PWD",
+        "OLDPWD",
+        "IFS",
+        "LOCPATH",
+        "NLSPATH",
+        "LANGUAGE",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "RES_OPTIONS",
+        "TZDIR",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
 
 /// The environment as the loader reads it.
@@ -210,8 +294,11 @@ fn tools() -> Result<&'static Tools> {
 /// time). When it cannot be made, the system's bash, with that window open.
 pub(super) fn private_loader(dir: &Path) -> Result<PathBuf> {
     let bash = need(&tools()?.bash, "bash", "bash")?;
-    Ok(copy_unreadable(&bash, &dir.join(".loader-bash")).unwrap_or(bash))
+    Ok(copy_unreadable(&bash, &dir.join(LOADER_COPY)).unwrap_or(bash))
 }
+
+/// The name of the loader's copy of bash in the state root.
+const LOADER_COPY: &str = ".loader-bash";
 
 /// The loader when nobody else's processes could trace it: the system's bash.
 pub(super) fn system_loader() -> Result<PathBuf> {
