@@ -181,7 +181,8 @@ steps:
     signal: abort.signal,
   });
   await sleep(1000);
-  assert.equal(processesWith("sleep 313131").length, 1, "the step runs");
+  // The step's shell (the loader, whose arguments hold the command) and its `sleep`.
+  assert.ok(processesWith("sleep 313131").length >= 1, "the step runs");
   abort.abort("the agent changed its mind");
   await assert.rejects(call);
   const aborted = Date.now();
