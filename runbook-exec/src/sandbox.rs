@@ -139,6 +139,34 @@ pub struct SandboxInfo {
     pub location: Option<String>,
 }
 
+#[cfg(any(feature = "kube", feature = "container"))]
+impl SandboxInfo {
+    /// A sandbox a remote provider found by its labels (`runbook`, `lifetime`), with what
+    /// its local control directory knows (`known`), if any. An unknown lifetime reads as
+    /// persistent, so nothing reaps it by accident.
+    pub(crate) fn labelled(
+        provider: &str,
+        id: String,
+        runbook: Option<&String>,
+        lifetime: Option<&String>,
+        known: Option<&SandboxInfo>,
+        location: Option<String>,
+    ) -> Self {
+        SandboxInfo {
+            id,
+            provider: provider.into(),
+            runbook: runbook.cloned().unwrap_or_default(),
+            lifetime: lifetime
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(Lifetime::Persistent),
+            created_unix: known.map_or(0, |k| k.created_unix),
+            last_step: known.and_then(|k| k.last_step.clone()),
+            damaged: known.and_then(|k| k.damaged.clone()),
+            location,
+        }
+    }
+}
+
 /// What [`Provider::reap`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reaped {

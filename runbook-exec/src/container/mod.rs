@@ -635,20 +635,14 @@ impl Provider for ContainerProvider {
             {
                 continue;
             }
-            let local = known.get(&id);
-            out.push(SandboxInfo {
-                id,
-                provider: "container".into(),
-                runbook: labels.get(LABEL_RUNBOOK).cloned().unwrap_or_default(),
-                lifetime: labels
-                    .get(LABEL_LIFETIME)
-                    .and_then(|l| l.parse().ok())
-                    .unwrap_or(Lifetime::Persistent),
-                created_unix: local.map_or(0, |k| k.created_unix),
-                last_step: local.and_then(|k| k.last_step.clone()),
-                damaged: local.and_then(|k| k.damaged.clone()),
-                location: Some(format!("container {name}")),
-            });
+            out.push(SandboxInfo::labelled(
+                "container",
+                id.clone(),
+                labels.get(LABEL_RUNBOOK),
+                labels.get(LABEL_LIFETIME),
+                known.get(&id),
+                Some(format!("container {name}")),
+            ));
         }
         Ok(out)
     }

@@ -495,20 +495,14 @@ impl Provider for KubeProvider {
             let Some(id) = labels.get(LABEL_SANDBOX).cloned() else {
                 continue;
             };
-            let known = local.get(&id);
-            out.push(SandboxInfo {
-                id: id.clone(),
-                provider: "kube".into(),
-                runbook: labels.get(LABEL_RUNBOOK).cloned().unwrap_or_default(),
-                lifetime: labels
-                    .get(LABEL_LIFETIME)
-                    .and_then(|l| l.parse().ok())
-                    .unwrap_or(Lifetime::Persistent),
-                created_unix: known.map_or(0, |k| k.created_unix),
-                last_step: known.and_then(|k| k.last_step.clone()),
-                damaged: known.and_then(|k| k.damaged.clone()),
-                location: ns.metadata.name.clone().map(|n| format!("namespace {n}")),
-            });
+            out.push(SandboxInfo::labelled(
+                "kube",
+                id.clone(),
+                labels.get(LABEL_RUNBOOK),
+                labels.get(LABEL_LIFETIME),
+                local.get(&id),
+                ns.metadata.name.clone().map(|n| format!("namespace {n}")),
+            ));
         }
         Ok(out)
     }
